@@ -1,0 +1,6 @@
+fn main() {
+    // Consumers dlopen the library as libvixDiskLib.so.N; give it the soname
+    // VDDK 8 has so tools that read it (ldd, readelf) see what they expect.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libvixDiskLib.so.8");
+    println!("cargo:rerun-if-changed=build.rs");
+}

@@ -1,0 +1,1 @@
+//! NBD server over VDDK (work in progress).

@@ -1,0 +1,260 @@
+//! Finding and opening `libvixDiskLib.so`.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::optional::OptionalFunctions;
+use crate::{Library, VixDiskLibCore, REQUIRED_FUNCTIONS};
+
+/// The directory searched when neither an explicit libdir nor
+/// `$VDDK_LIBDIR` is given. Packagers override it at build time with the
+/// `VDDK_DEFAULT_LIBDIR` environment variable.
+pub const DEFAULT_LIBDIR: &str = match option_env!("VDDK_DEFAULT_LIBDIR") {
+    Some(dir) => dir,
+    None => "/usr/lib64/vmware-vix-disklib",
+};
+
+/// Soname major versions tried, newest first.
+pub const SONAME_MAJORS: &[u32] = &[9, 8, 7, 6, 5];
+
+/// The environment variable naming a libdir when none is passed explicitly.
+const LIBDIR_ENV: &str = "VDDK_LIBDIR";
+
+/// Where the directory searched for the library came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibrarySource {
+    /// Passed by the program ([`LoadOptions::libdir`], `libdir=` on a command line).
+    Explicit,
+    /// Read from the `VDDK_LIBDIR` environment variable.
+    Environment,
+    /// The compiled-in [`DEFAULT_LIBDIR`].
+    Default,
+}
+
+impl fmt::Display for LibrarySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LibrarySource::Explicit => "libdir given explicitly",
+            LibrarySource::Environment => "libdir from $VDDK_LIBDIR",
+            LibrarySource::Default => "compiled-in default libdir",
+        })
+    }
+}
+
+/// How to find the library.
+///
+/// Only the first configured source is searched: an explicit libdir, else
+/// `$VDDK_LIBDIR`, else [`DEFAULT_LIBDIR`]. A libdir the user named is
+/// never silently replaced by another installation.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    libdir: Option<PathBuf>,
+    env_libdir: Option<Option<OsString>>,
+}
+
+impl LoadOptions {
+    /// Searches `dir` (a VDDK distribution directory, or a directory
+    /// holding the library itself).
+    pub fn libdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.libdir = Some(dir.into());
+        self
+    }
+
+    /// Uses `value` in place of the process's `$VDDK_LIBDIR` (`None`: unset).
+    /// Tests use it to stay independent of the environment.
+    pub fn env_libdir(mut self, value: Option<impl Into<OsString>>) -> Self {
+        self.env_libdir = Some(value.map(Into::into));
+        self
+    }
+
+    /// The directory that will be searched and why.
+    pub fn resolve_dir(&self) -> (PathBuf, LibrarySource) {
+        if let Some(dir) = &self.libdir {
+            return (dir.clone(), LibrarySource::Explicit);
+        }
+        let env = match &self.env_libdir {
+            Some(v) => v.clone(),
+            None => std::env::var_os(LIBDIR_ENV),
+        };
+        match env {
+            Some(dir) if !dir.is_empty() => (PathBuf::from(dir), LibrarySource::Environment),
+            _ => (PathBuf::from(DEFAULT_LIBDIR), LibrarySource::Default),
+        }
+    }
+
+    /// Every file tried, in order, with the major version each would be.
+    pub fn candidates(&self) -> Vec<(PathBuf, u32)> {
+        let (dir, _) = self.resolve_dir();
+        candidates_in(&dir)
+    }
+}
+
+fn candidates_in(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let lib64 = dir.join("lib64");
+    let mut out = Vec::with_capacity(SONAME_MAJORS.len() * 2);
+    for base in [&lib64, &dir.to_path_buf()] {
+        for &major in SONAME_MAJORS {
+            out.push((base.join(format!("libvixDiskLib.so.{major}")), major));
+        }
+    }
+    out
+}
+
+/// One file the loader tried, and why it was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The file.
+    pub path: PathBuf,
+    /// The system's reason (from `dlopen`), e.g. "No such file or directory".
+    pub reason: String,
+}
+
+/// Why the library could not be loaded.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// No candidate could be opened.
+    NotFound {
+        /// The directory searched.
+        dir: PathBuf,
+        /// Where that directory came from.
+        source: LibrarySource,
+        /// Every file tried, in order.
+        tried: Vec<Attempt>,
+    },
+    /// A library was opened but lacks core functions.
+    MissingSymbols {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The core functions it lacks.
+        missing: Vec<&'static str>,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::NotFound { dir, source, tried } => {
+                writeln!(
+                    f,
+                    "cannot load the VDDK library (libvixDiskLib.so) from {} ({source}); tried:",
+                    dir.display()
+                )?;
+                for a in tried {
+                    writeln!(f, "  {}: {}", a.path.display(), a.reason)?;
+                }
+                write!(
+                    f,
+                    "Set libdir= (or the {LIBDIR_ENV} environment variable) to the directory where \
+                     the VDDK tarball was unpacked (vmware-vix-disklib-distrib), the one holding \
+                     lib64/libvixDiskLib.so.N"
+                )
+            }
+            LoadError::MissingSymbols { path, missing } => write!(
+                f,
+                "{} is not a usable VDDK library: it lacks {} (VDDK 6.7 or later is required; \
+                 point libdir= at a newer VDDK)",
+                path.display(),
+                missing.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Turns libloading's message ("<path>: <reason>") into the bare reason.
+fn reason_of(err: &libloading::Error, path: &Path) -> String {
+    let text = err.to_string();
+    let prefix = format!("{}: ", path.display());
+    match text.find(&prefix) {
+        Some(i) => text[i + prefix.len()..].to_string(),
+        None => text,
+    }
+}
+
+pub(crate) fn load(opts: &LoadOptions) -> Result<Library, LoadError> {
+    let (dir, source) = opts.resolve_dir();
+    let mut tried = Vec::new();
+    for (path, major) in candidates_in(&dir) {
+        // RTLD_NOW surfaces unresolved dependencies here rather than at
+        // the first call; RTLD_LOCAL keeps VDDK's bundled OpenSSL and C++
+        // runtime from overriding the program's own.
+        let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
+        // SAFETY: opening a shared object runs its initialisers. Loading
+        // VDDK is this function's purpose and its initialisers are the
+        // vendor's; the candidate path is one the caller pointed us at.
+        let opened = unsafe { libloading::os::unix::Library::open(Some(&path), flags) };
+        let raw = match opened {
+            Ok(lib) => libloading::Library::from(lib),
+            Err(e) => {
+                tried.push(Attempt { reason: reason_of(&e, &path), path });
+                continue;
+            }
+        };
+        let missing: Vec<&'static str> = REQUIRED_FUNCTIONS
+            .iter()
+            .copied()
+            .filter(|name| {
+                let sym = format!("{name}\0");
+                // SAFETY: the symbol is only looked up, never called,
+                // through this untyped pointer.
+                unsafe { raw.get::<*const ()>(sym.as_bytes()) }.is_err()
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(LoadError::MissingSymbols { path, missing });
+        }
+        // SAFETY: each optional symbol is read with the function type our
+        // header gives it; VDDK exports them with those C signatures.
+        let optional = unsafe { OptionalFunctions::resolve(&raw) };
+        // SAFETY: as above for the core table; every symbol was just
+        // checked to exist, so this cannot fail on a missing name.
+        let core = match unsafe { VixDiskLibCore::from_library(raw) } {
+            Ok(core) => core,
+            Err(e) => {
+                return Err(LoadError::NotFound {
+                    dir,
+                    source,
+                    tried: vec![Attempt { reason: e.to_string(), path }],
+                })
+            }
+        };
+        return Ok(Library::from_parts(core, optional, path, major));
+    }
+    Err(LoadError::NotFound { dir, source, tried })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_libdir_wins_over_environment() {
+        let opts = LoadOptions::default().libdir("/a").env_libdir(Some("/b"));
+        assert_eq!(opts.resolve_dir(), (PathBuf::from("/a"), LibrarySource::Explicit));
+    }
+
+    #[test]
+    fn environment_wins_over_default_and_empty_is_unset() {
+        let opts = LoadOptions::default().env_libdir(Some("/b"));
+        assert_eq!(opts.resolve_dir(), (PathBuf::from("/b"), LibrarySource::Environment));
+        let opts = LoadOptions::default().env_libdir(Some(""));
+        assert_eq!(opts.resolve_dir().1, LibrarySource::Default);
+        let opts = LoadOptions::default().env_libdir(None::<&str>);
+        assert_eq!(opts.resolve_dir(), (PathBuf::from(DEFAULT_LIBDIR), LibrarySource::Default));
+    }
+
+    #[test]
+    fn candidates_are_lib64_first_newest_first() {
+        let c = LoadOptions::default().libdir("/v").candidates();
+        let names: Vec<String> = c.iter().map(|(p, _)| p.display().to_string()).collect();
+        assert_eq!(names[0], "/v/lib64/libvixDiskLib.so.9");
+        assert_eq!(names[4], "/v/lib64/libvixDiskLib.so.5");
+        assert_eq!(names[5], "/v/libvixDiskLib.so.9");
+        assert_eq!(names[9], "/v/libvixDiskLib.so.5");
+        assert_eq!(c[1].1, 8);
+        assert_eq!(c.len(), 10);
+    }
+}

@@ -1,0 +1,1 @@
+//! Safe API over VDDK (work in progress).
