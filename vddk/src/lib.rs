@@ -1,1 +1,73 @@
-//! Safe API over VDDK (work in progress).
+//! Safe Rust API for VMware's VDDK (`libvixDiskLib`): read and write
+//! VMware virtual disks, local files or disks of VMs on vSphere.
+//!
+//! # Layers
+//!
+//! 1. `vddk-sys`: the C ABI, loaded at run time.
+//! 2. A private FFI layer (`raw`) that owns every C object and frees it
+//!    with the library's own function; it is the only `unsafe` code here.
+//! 3. The types below, which encode VDDK's rules:
+//!    - [`Vddk`] is the initialised library: InitEx runs once per process,
+//!      Exit only after every [`Connection`] and [`Disk`] is gone (each
+//!      holds the library).
+//!    - Open, Close, ConnectEx, Disconnect, Create, Grow and Clone are
+//!      serialised by one process-wide lock.
+//!    - A [`Disk`] is `Send` but not `Sync`: no two threads call VDDK on one
+//!      handle at once. [`DiskWorker`] gives many threads pipelined async
+//!      access to one disk (see [`worker`] for the model).
+//!    - VDDK's log, warning and panic messages go to the `log` facade under
+//!      the target `vddk::library` (debug, warn, error), formatted by a
+//!      small C shim.
+//!    - Secrets ([`Secret`]) are zeroed on drop and never printed.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use vddk::{ConnectParams, Connection, Credentials, InitOptions, OpenFlags, Secret, Vddk};
+//!
+//! let vddk = Vddk::init(InitOptions::new().libdir("/opt/vmware-vix-disklib-distrib"))?;
+//! println!("VDDK {} supports {}", vddk.major_version(), vddk.transport_modes());
+//!
+//! let params = ConnectParams::remote("vcenter.example.com")
+//!     .credentials(Credentials::UserPassword {
+//!         user: "administrator@vsphere.local".into(),
+//!         password: Secret::new(std::env::var("PASSWORD").unwrap_or_default()),
+//!     })
+//!     .thumbprint("B2:31:BD:0A:7D:5B:1E:8C:A2:9F:2C:44:11:3E:6A:C0:D4:57:91:8F".parse()?)
+//!     .vm("vm-16".parse()?)
+//!     .transports("nbdssl:nbd".parse()?)
+//!     .read_only(true);
+//! let conn = Connection::connect(&vddk, &params)?;
+//! let disk = conn.open("[datastore1] vm/vm.vmdk", OpenFlags::READ_ONLY)?;
+//! let info = disk.info()?;
+//! let mut first = vec![0u8; 512];
+//! disk.read(0, &mut first)?;
+//! for extent in disk.allocated_blocks(0, info.capacity_sectors, 2048)? {
+//!     println!("data at sectors {}..{}", extent.start, extent.end());
+//! }
+//! # Ok::<(), vddk::Error>(())
+//! ```
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod blocks;
+mod connection;
+mod create;
+mod disk;
+mod error;
+mod library;
+mod params;
+mod raw;
+pub mod worker;
+
+pub use blocks::{Extent, MAX_CHUNKS_PER_CALL, MIN_CHUNK};
+pub use connection::Connection;
+pub use create::{CreateParams, DiskType, HwVersion};
+pub use disk::{AdapterType, Compression, Disk, DiskInfo, Geometry, OpenFlags};
+pub use error::{vix_error_name, Error, Result, VixFailure};
+pub use library::{AccessGuard, InitOptions, Vddk};
+pub use params::{ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef};
+pub use worker::{DiskWorker, WorkerOptions};
+
+/// Bytes per sector: every offset and length VDDK takes is in these.
+pub const SECTOR_SIZE: u64 = vddk_sys::VIXDISKLIB_SECTOR_SIZE as u64;

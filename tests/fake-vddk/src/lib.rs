@@ -1,6 +1,23 @@
 //! A fake libvixDiskLib: the VixDiskLib C ABI over real VMDK files and
 //! simulated vSphere servers, for testing VDDK consumers without VMware's
 //! library.
+//!
+//! Layers: [`vmdk`] is the disk engine (no C ABI); `api` holds the exported
+//! `VixDiskLib_*` functions, which use `handles` (live handles and memory
+//! handed out), `remote` (the simulated inventory), `knobs` (behaviour set
+//! by environment variables), `rules` (usage rules and strict mode),
+//! `asyncio` (completion thread), `stats` and `log`.
 #![allow(dead_code)]
 
 pub mod vmdk;
+
+mod api;
+mod asyncio;
+mod errors;
+mod ffi;
+mod handles;
+mod knobs;
+mod log;
+mod remote;
+mod rules;
+mod stats;

@@ -2,6 +2,15 @@
 //! ABI. `api` (the exported VixDiskLib functions) calls only what is here.
 //!
 //! Sectors are 512 bytes. Buffers passed to `read`/`write` are whole sectors.
+//!
+//! Inside: `descriptor` (the text descriptor), `sparse` (hosted sparse and
+//! streamOptimized extents), `link` (one link of a chain: descriptor,
+//! extents, chained read/write), `disk` ([`VmdkDisk`]) and `create`
+//! (create, create_child, grow).
+//!
+//! Not modelled: the CID is not changed on write (VMware does, to mark
+//! children of a written parent stale), disks are not locked against a
+//! second opener, and vmfsSparse (COWD) redo logs are refused.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,29 +47,43 @@ impl From<io::Error> for VmdkError {
 /// Disk types VixDiskLib_Create accepts (values = VIXDISKLIB_DISK_*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskType {
+    /// `monolithicSparse`: one sparse file with the descriptor inside.
     MonolithicSparse,
+    /// `monolithicFlat`: descriptor plus one raw `-flat.vmdk`.
     MonolithicFlat,
+    /// `twoGbMaxExtentSparse`: descriptor plus `-sNNN.vmdk` sparse extents.
     SplitSparse,
+    /// `twoGbMaxExtentFlat`: descriptor plus `-fNNN.vmdk` raw extents.
     SplitFlat,
+    /// `vmfs`: descriptor plus a VMFS (raw) extent.
     VmfsFlat,
+    /// `streamOptimized`: compressed, read-only here.
     StreamOptimized,
+    /// `vmfsThin`: like `vmfs`, served as a flat extent.
     VmfsThin,
+    /// `vmfsSparse`: ESX redo log; not supported.
     VmfsSparse,
 }
 
 /// Adapter types (values = VIXDISKLIB_ADAPTER_*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adapter {
+    /// ddb.adapterType = "ide"
     Ide,
+    /// ddb.adapterType = "buslogic"
     BusLogic,
+    /// ddb.adapterType = "lsilogic"
     LsiLogic,
+    /// Anything else (e.g. "pvscsi", "legacyESX") or absent.
     Unknown,
 }
 
 /// Parameters of VixDiskLib_Create, already decoded from the C struct.
 #[derive(Debug, Clone)]
 pub struct CreateParams {
+    /// Subformat to create.
     pub disk_type: DiskType,
+    /// Written as ddb.adapterType; decides the default geometry.
     pub adapter: Adapter,
     /// VIXDISKLIB_HWVERSION_* value, written as ddb.virtualHWVersion.
     pub hw_version: u16,
@@ -71,17 +94,24 @@ pub struct CreateParams {
 /// CHS geometry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Geometry {
+    /// Cylinders.
     pub cylinders: u32,
+    /// Heads.
     pub heads: u32,
+    /// Sectors per track.
     pub sectors: u32,
 }
 
 /// What VixDiskLib_GetInfo reports.
 #[derive(Debug, Clone)]
 pub struct DiskInfo {
+    /// Capacity in sectors.
     pub capacity: u64,
+    /// BIOS geometry (ddb.geometry.bios*, else the physical one).
     pub bios_geometry: Geometry,
+    /// Physical geometry (ddb.geometry.*, else the adapter's default).
     pub physical_geometry: Geometry,
+    /// ddb.adapterType.
     pub adapter: Adapter,
     /// Number of links in the chain (1 for a disk without parent).
     pub num_links: i32,
@@ -91,16 +121,64 @@ pub struct DiskInfo {
     pub uuid: Option<String>,
 }
 
+mod create;
+mod descriptor;
 mod disk;
-pub use disk::VmdkDisk;
+mod link;
+mod sparse;
+pub use disk::{default_geometry, VmdkDisk};
 
-/// Creates a new disk at `path` (a descriptor path ending in .vmdk).
-/// Fails with AlreadyExists if the file exists.
+/// Creates a new, all-zero disk at `path` (VixDiskLib_Create).
+///
+/// `path` names the descriptor (for `MonolithicSparse`, the one sparse file
+/// with the descriptor embedded). Extent files are created next to it:
+/// `<stem>-flat.vmdk` (MonolithicFlat, VmfsFlat, VmfsThin),
+/// `<stem>-f001.vmdk`... (SplitFlat) or `<stem>-s001.vmdk`... (SplitSparse),
+/// split every 4192256 sectors (2047 MiB). Flat extents are sparse files,
+/// so creating a big flat disk costs no space. The descriptor gets a
+/// random CID, `parentCID=ffffffff`, and ddb.adapterType, ddb.geometry.*
+/// (see [`default_geometry`]), ddb.uuid, ddb.longContentID and
+/// ddb.virtualHWVersion (= `hw_version`); VmfsThin adds
+/// ddb.thinProvisioned = "1".
+///
+/// Errors: `AlreadyExists` (the descriptor or an extent file exists; nothing
+/// is overwritten), `NotFound` (the directory does not exist),
+/// `InvalidArg` (capacity 0, adapter `Unknown`), `NotSupported`
+/// (StreamOptimized, VmfsSparse; a sparse extent above 2 TiB), `Io`.
+/// A failed create removes the files it made.
 pub fn create(path: &Path, params: &CreateParams) -> Result<(), VmdkError> {
-    disk::create(path, params)
+    create::create(path, params)
 }
 
-/// Grows a closed disk to `capacity` sectors (never shrinks).
+/// Creates a child (delta) disk at `child` whose parent is the disk at
+/// `parent` (VixDiskLib_CreateChild): same capacity, `parentCID` = the
+/// parent's CID, `parentFileNameHint` = the parent's file name when both
+/// are in one directory, else its absolute path; the parent's geometry,
+/// adapter and hardware version are copied (the child gets its own
+/// ddb.uuid). Only
+/// `MonolithicSparse` and `SplitSparse` children are supported
+/// (`NotSupported` otherwise). The parent is only read. Errors:
+/// `AlreadyExists` (child exists), `NotFound` (parent or directory
+/// missing), `Invalid` (parent not a VMDK).
+pub fn create_child(parent: &Path, child: &Path, disk_type: DiskType) -> Result<(), VmdkError> {
+    create::create_child(parent, child, disk_type)
+}
+
+/// Grows a closed disk to `capacity` sectors (VixDiskLib_Grow). The
+/// added sectors read as zeroes. Equal capacity is a no-op.
+///
+/// - Flat disks: the last extent grows (its file is extended sparsely).
+/// - Sparse disks: the last extent grows in place when its grain directory
+///   has spare slots (one directory sector maps 4 GiB, so a disk created
+///   at up to 4 GiB can grow to 4 GiB, a larger one to the next multiple of
+///   4 GiB); new grain tables are appended in both directories. Beyond
+///   that, `NotSupported`, with the disk left unchanged.
+/// - Split types fill the last extent up to 2047 MiB, then add extents.
+/// - `update_geometry` rewrites ddb.geometry.* for the new capacity.
+///
+/// Errors: `InvalidArg` (smaller capacity), `NotSupported`
+/// (streamOptimized, no room, bare extents without descriptor), `NotFound`,
+/// `Invalid`, `Io`. The caller must make sure the disk is not open.
 pub fn grow(path: &Path, capacity: u64, update_geometry: bool) -> Result<(), VmdkError> {
-    disk::grow(path, capacity, update_geometry)
+    create::grow(path, capacity, update_geometry)
 }

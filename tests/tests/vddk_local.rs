@@ -1,0 +1,320 @@
+//! The safe `vddk` crate against the fake library, local disks, strict mode:
+//! reads match qemu-img, writes pass qemu-img compare/check, allocated
+//! blocks match qemu-img map, metadata, create, grow, errors.
+
+#[path = "vddk_common/mod.rs"]
+mod common;
+
+use std::path::Path;
+
+use common::{pattern_raw, qemu_data_extents, qemu_raw, read_all, run, s, scratch, vmdk_from_raw};
+use vddk::{
+    AdapterType, ConnectParams, Connection, CreateParams, DiskType, Error, Extent, InitOptions,
+    OpenFlags, Vddk,
+};
+
+fn vddk() -> Vddk {
+    common::vddk(&[])
+}
+
+fn local() -> Connection {
+    Connection::connect(&vddk(), &ConnectParams::local()).expect("local connection")
+}
+
+#[test]
+fn library_reports_path_version_modes_and_capabilities() {
+    let v = vddk();
+    let name = v.library_path().file_name().and_then(|n| n.to_str()).unwrap().to_owned();
+    assert_eq!(name, format!("libvixDiskLib.so.{}", v.major_version()));
+    assert!(v.major_version() >= 6);
+    assert_eq!(v.transport_modes(), "file:san:hotadd:nbdssl:nbd");
+    let caps = v.capabilities();
+    assert!(caps.has_allocate_connect_params() && caps.has_read_metadata() && caps.has_grow());
+}
+
+#[test]
+fn a_second_init_in_one_process_is_an_error() {
+    let _v = vddk();
+    let again = Vddk::init(InitOptions::new().libdir(vddk_tests::fake_libdir()));
+    assert!(matches!(again, Err(Error::AlreadyInitialized)), "{again:?}");
+}
+
+fn reads_like_qemu(subformat: &str, sectors: u64, seed: u64) {
+    let dir = scratch(&format!("vddk-read-{subformat}"));
+    let raw = dir.join("src.raw");
+    let vmdk = dir.join(format!("{subformat}.vmdk"));
+    pattern_raw(&raw, sectors, seed);
+    vmdk_from_raw(&raw, &vmdk, subformat);
+    let oracle = qemu_raw(&vmdk, &dir);
+
+    let conn = local();
+    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).expect("open");
+    let info = disk.info().unwrap();
+    assert_eq!(info.capacity_sectors, sectors);
+    assert_eq!(info.capacity_bytes(), sectors * 512);
+    assert_eq!(info.num_links, 1);
+    assert_eq!(info.parent_hint, None);
+    assert_eq!(disk.transport_mode(), "file");
+    let ours = read_all(&disk);
+    assert!(ours == oracle, "{subformat}: VDDK's bytes differ from qemu-img's raw conversion");
+    // An unaligned, odd-sized read in the middle agrees too.
+    let mut mid = vec![0u8; 7 * 512];
+    disk.read(301, &mut mid).unwrap();
+    assert_eq!(mid[..], oracle[301 * 512..308 * 512]);
+    disk.close().expect("close");
+}
+
+#[test]
+fn monolithic_sparse_reads_equal_qemu() {
+    reads_like_qemu("monolithicSparse", 8192, 1);
+}
+
+#[test]
+fn monolithic_flat_reads_equal_qemu() {
+    reads_like_qemu("monolithicFlat", 4096 + 77, 2);
+}
+
+#[test]
+fn split_sparse_reads_equal_qemu() {
+    reads_like_qemu("twoGbMaxExtentSparse", 4096, 3);
+}
+
+#[test]
+fn info_reports_adapter_and_sector_sizes() {
+    let dir = scratch("vddk-info");
+    let raw = dir.join("a.raw");
+    let vmdk = dir.join("a.vmdk");
+    pattern_raw(&raw, 2048, 4);
+    run(
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "vmdk", "-o", "adapter_type=lsilogic", s(&raw), s(&vmdk)],
+    );
+    let conn = local();
+    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
+    let info = disk.info().unwrap();
+    assert_eq!(info.adapter, AdapterType::ScsiLsiLogic);
+    if vddk().major_version() >= 7 {
+        assert_eq!(info.logical_sector_size, Some(512));
+        assert_eq!(info.physical_sector_size, Some(512));
+    } else {
+        assert_eq!(info.logical_sector_size, None);
+    }
+}
+
+/// Applies the same writes through VDDK and to a raw copy, then lets
+/// qemu-img judge.
+fn writes_persist(subformat: &str) {
+    let dir = scratch(&format!("vddk-write-{subformat}"));
+    let raw = dir.join("src.raw");
+    let vmdk = dir.join("w.vmdk");
+    let sectors = 8192;
+    let mut expect = pattern_raw(&raw, sectors, 5);
+    vmdk_from_raw(&raw, &vmdk, subformat);
+
+    let writes: &[(u64, usize, u8)] = &[(0, 1, 0x11), (130, 300, 0x22), (2047, 2, 0x33), (8191, 1, 0x44)];
+    {
+        let conn = local();
+        let disk = conn.open(s(&vmdk), OpenFlags::empty()).unwrap();
+        for &(at, n, byte) in writes {
+            let buf = vec![byte; n * 512];
+            disk.write(at, &buf).unwrap();
+            expect[at as usize * 512..(at as usize + n) * 512].fill(byte);
+            let mut back = vec![0u8; n * 512];
+            disk.read(at, &mut back).unwrap();
+            assert_eq!(back, buf, "read-back at {at}");
+        }
+        disk.flush().unwrap();
+        disk.close().unwrap();
+    }
+    std::fs::write(&raw, &expect).unwrap();
+    run("qemu-img", &["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)]);
+    if subformat.contains("Sparse") {
+        run("qemu-img", &["check", s(&vmdk)]);
+    }
+    // And a fresh open reads the same.
+    let conn = local();
+    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
+    assert!(read_all(&disk) == expect);
+}
+
+#[test]
+fn sparse_writes_persist_and_pass_qemu_compare_and_check() {
+    writes_persist("monolithicSparse");
+}
+
+#[test]
+fn flat_writes_persist_and_pass_qemu_compare() {
+    writes_persist("monolithicFlat");
+}
+
+#[test]
+fn buffers_must_be_whole_sectors_and_read_only_refuses_writes() {
+    let dir = scratch("vddk-args");
+    let raw = dir.join("a.raw");
+    let vmdk = dir.join("a.vmdk");
+    pattern_raw(&raw, 1024, 6);
+    vmdk_from_raw(&raw, &vmdk, "monolithicSparse");
+    let conn = local();
+    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
+    assert!(matches!(disk.read(0, &mut [0u8; 511]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(disk.write(0, &[0u8; 513]), Err(Error::InvalidArgument(_))));
+    let err = disk.write(0, &[0u8; 512]).unwrap_err();
+    assert_eq!(err.vix().map(|f| (f.call, f.name)), Some(("VixDiskLib_Write", "VIX_E_FILE_READ_ONLY")));
+    let err = disk.read(1024, &mut [0u8; 512]).unwrap_err();
+    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_DISK_OUTOFRANGE"));
+}
+
+#[test]
+fn missing_disk_error_names_call_code_text_and_hint() {
+    let conn = local();
+    let err = conn.open("/nonexistent/dir/disk.vmdk", OpenFlags::READ_ONLY).unwrap_err();
+    let f = err.vix().expect("a VIX error");
+    assert_eq!((f.call, f.code, f.name), ("VixDiskLib_Open", 4, "VIX_E_FILE_NOT_FOUND"));
+    assert!(f.text.as_deref().is_some_and(|t| !t.is_empty()), "GetErrorText gave nothing");
+    assert!(f.hint.as_deref().is_some_and(|h| h.contains("absolute path")), "{f:?}");
+    let shown = err.to_string();
+    assert!(shown.starts_with("VixDiskLib_Open failed: VIX_E_FILE_NOT_FOUND (4)"), "{shown}");
+}
+
+#[test]
+fn allocated_blocks_match_qemu_map() {
+    let dir = scratch("vddk-blocks");
+    let raw = dir.join("a.raw");
+    let vmdk = dir.join("a.vmdk");
+    let sectors = 128 * 40;
+    pattern_raw(&raw, sectors, 7);
+    vmdk_from_raw(&raw, &vmdk, "monolithicSparse");
+    let want: Vec<Extent> =
+        qemu_data_extents(&vmdk).into_iter().map(|(start, length)| Extent { start, length }).collect();
+    assert!(want.len() > 3, "the image should have several data runs: {want:?}");
+
+    let conn = local();
+    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
+    assert_eq!(disk.allocated_blocks(0, sectors, 128).unwrap(), want);
+    // A sub-range is clipped to what was asked.
+    let (a, b) = (want[1].start + 5, want[2].end() - 3);
+    let got = disk.allocated_blocks(a, b - a, 128).unwrap();
+    assert_eq!(got.first().map(|e| e.start), Some(a));
+    assert_eq!(got.last().map(Extent::end), Some(b));
+    let covered: u64 = got.iter().map(|e| e.length).sum();
+    let expected: u64 = want
+        .iter()
+        .map(|e| e.end().min(b).saturating_sub(e.start.max(a)))
+        .sum();
+    assert_eq!(covered, expected);
+    // Past the end is refused before reaching VDDK.
+    assert!(matches!(disk.allocated_blocks(sectors - 1, 2, 128), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn unaligned_tail_is_reported_as_data_without_querying() {
+    let dir = scratch("vddk-tail");
+    let raw = dir.join("a.raw");
+    let vmdk = dir.join("a.vmdk");
+    // 10 chunks and 50 sectors; the tail grain is zero in the image.
+    let sectors = 128 * 10 + 50;
+    std::fs::write(&raw, vec![0u8; sectors as usize * 512]).unwrap();
+    vmdk_from_raw(&raw, &vmdk, "monolithicSparse");
+    let conn = local();
+    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
+    assert_eq!(
+        disk.allocated_blocks(0, sectors, 128).unwrap(),
+        vec![Extent { start: 1280, length: 50 }]
+    );
+}
+
+#[test]
+fn metadata_round_trips_across_reopen() {
+    let dir = scratch("vddk-meta");
+    let raw = dir.join("a.raw");
+    let vmdk = dir.join("a.vmdk");
+    pattern_raw(&raw, 1024, 8);
+    vmdk_from_raw(&raw, &vmdk, "monolithicSparse");
+    {
+        let conn = local();
+        let disk = conn.open(s(&vmdk), OpenFlags::empty()).unwrap();
+        let keys = disk.metadata_keys().unwrap();
+        assert!(keys.iter().any(|k| k.contains("adapterType")), "{keys:?}");
+        let adapter_key = keys.iter().find(|k| k.contains("adapterType")).unwrap();
+        assert_eq!(disk.metadata_get(adapter_key).unwrap(), "ide");
+        disk.metadata_set("vddk-rs.test", "value with spaces = ok").unwrap();
+        let err = disk.metadata_get("no.such.key").unwrap_err();
+        assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_DISK_KEY_NOTFOUND"));
+    }
+    let conn = local();
+    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
+    assert!(disk.metadata_keys().unwrap().iter().any(|k| k == "vddk-rs.test"));
+    assert_eq!(disk.metadata_get("vddk-rs.test").unwrap(), "value with spaces = ok");
+    // qemu still reads the image with the rewritten descriptor.
+    run("qemu-img", &["check", s(&vmdk)]);
+}
+
+fn create_and_reopen(disk_type: DiskType, name: &str) {
+    let dir = scratch(&format!("vddk-create-{name}"));
+    let path = dir.join(format!("{name}.vmdk"));
+    let conn = local();
+    let params = CreateParams::new(disk_type, 4096).adapter(AdapterType::ScsiLsiLogic);
+    conn.create(s(&path), &params).expect("create");
+    let again = conn.create(s(&path), &params).unwrap_err();
+    assert_eq!(again.vix().map(|f| f.name), Some("VIX_E_FILE_ALREADY_EXISTS"), "{again}");
+    let data: Vec<u8> = (0..64 * 512).map(|i| (i % 251) as u8).collect();
+    {
+        let disk = conn.open(s(&path), OpenFlags::empty()).unwrap();
+        let info = disk.info().unwrap();
+        assert_eq!((info.capacity_sectors, info.adapter), (4096, AdapterType::ScsiLsiLogic));
+        disk.write(1000, &data).unwrap();
+    }
+    let disk = conn.open(s(&path), OpenFlags::READ_ONLY).unwrap();
+    let mut back = vec![0u8; data.len()];
+    disk.read(1000, &mut back).unwrap();
+    assert_eq!(back, data);
+    drop(disk);
+    let info = run("qemu-img", &["info", s(&path)]);
+    assert!(info.contains("virtual size: 2 MiB"), "{info}");
+    let oracle = qemu_raw(&path, &dir);
+    assert_eq!(oracle[1000 * 512..1000 * 512 + data.len()], data[..]);
+}
+
+#[test]
+fn created_sparse_disk_reopens_and_qemu_reads_it() {
+    create_and_reopen(DiskType::MonolithicSparse, "sparse");
+}
+
+#[test]
+fn created_flat_disk_reopens_and_qemu_reads_it() {
+    create_and_reopen(DiskType::MonolithicFlat, "flat");
+}
+
+#[test]
+fn grow_extends_a_closed_disk() {
+    let dir = scratch("vddk-grow");
+    let path = dir.join("g.vmdk");
+    let conn = local();
+    conn.create(s(&path), &CreateParams::new(DiskType::MonolithicSparse, 2048)).unwrap();
+    conn.grow(s(&path), 8192, false).expect("grow");
+    let disk = conn.open(s(&path), OpenFlags::READ_ONLY).unwrap();
+    assert_eq!(disk.info().unwrap().capacity_sectors, 8192);
+    drop(disk);
+    run("qemu-img", &["check", s(&path)]);
+}
+
+#[test]
+fn a_disk_moves_to_another_thread() {
+    let dir = scratch("vddk-send");
+    let raw = dir.join("a.raw");
+    let vmdk = dir.join("a.vmdk");
+    let expect = pattern_raw(&raw, 1024, 9);
+    vmdk_from_raw(&raw, &vmdk, "monolithicFlat");
+    let disk = local().open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
+    let got = std::thread::spawn(move || read_all(&disk)).join().unwrap();
+    assert!(got == expect);
+}
+
+#[test]
+fn remote_only_parameters_are_refused_locally() {
+    let params = ConnectParams::local().vm("vm-1".parse().unwrap());
+    assert!(matches!(Connection::connect(&vddk(), &params), Err(Error::InvalidArgument(_))));
+}
+
+#[allow(dead_code)]
+fn unused(_: &Path) {}

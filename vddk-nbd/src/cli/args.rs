@@ -1,0 +1,563 @@
+//! Command-line parsing: nbdkit's server flags, the optional `vddk` plugin
+//! name, and the plugin's `key=value` parameters.
+//!
+//! Options may appear anywhere (before or after the plugin name and its
+//! parameters), short flags may be bundled (`-fv`, `-Usock`), and long
+//! options take their value either as `--port=1234` or `--port 1234`,
+//! as with nbdkit's getopt-based parser. `--` ends the options.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The default NBD port (IANA-assigned), as nbdkit uses.
+pub const DEFAULT_PORT: u16 = 10809;
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Print usage and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+    /// Print nbdkit's plugin keys for the library and exit.
+    DumpPlugin,
+    /// Serve the disk.
+    Serve,
+}
+
+/// Where `-U` asked to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnixSocket {
+    /// A path given by the user.
+    Path(PathBuf),
+    /// `-U -`: a private socket in a fresh temporary directory.
+    Private,
+}
+
+/// Everything the command line said, parsed but not yet acted on.
+///
+/// No secret is read here: `password=` values are kept as written and
+/// resolved later (see `password.rs`), after any re-exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// What to do.
+    pub action: Action,
+    /// `-r`: serve read-only.
+    pub read_only: bool,
+    /// `-p`: TCP port (None: the default, unless `-U`/`-s` replace TCP).
+    pub port: Option<u16>,
+    /// `-i`: address to listen on.
+    pub ipaddr: Option<String>,
+    /// `-4` / `-6`: restrict name resolution of `-i`.
+    pub ip_family: Option<IpFamily>,
+    /// `-U`: Unix socket.
+    pub unix: Option<UnixSocket>,
+    /// `-s`: one connection on stdin/stdout.
+    pub single: bool,
+    /// `-e`: export name.
+    pub export_name: String,
+    /// `-f`: stay in the foreground.
+    pub foreground: bool,
+    /// `-P`: pid file.
+    pub pidfile: Option<PathBuf>,
+    /// `-v`: debug messages on stderr.
+    pub verbose: bool,
+    /// `-D NAME.FLAG=VALUE`, in order.
+    pub debug_flags: Vec<DebugFlag>,
+    /// `-t`: requests in flight per connection.
+    pub threads: Option<u32>,
+    /// `--run CMD`.
+    pub run: Option<String>,
+    /// The plugin parameters: `(key, value)` in order; a bare argument is
+    /// recorded with the key `file`.
+    pub params: Vec<(String, String)>,
+}
+
+/// `-4` or `-6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+/// One `-D` flag, split at its first `.` and `=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugFlag {
+    /// `vddk`, `nbdkit`, or a filter name.
+    pub scope: String,
+    /// The flag's name, e.g. `stats`.
+    pub name: String,
+    /// Its value as written.
+    pub value: String,
+}
+
+impl Options {
+    /// Whether the process stays attached to its parent (no daemon).
+    pub fn stays_in_foreground(&self) -> bool {
+        self.foreground || self.single || self.run.is_some()
+    }
+}
+
+/// A command-line mistake; printed with a pointer to `--help`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// The options, how they are spelled, and whether they take a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    ReadOnly,
+    Port,
+    IpAddr,
+    Ipv4,
+    Ipv6,
+    Unix,
+    Single,
+    ExportName,
+    Foreground,
+    PidFile,
+    Verbose,
+    Debug,
+    Threads,
+    Run,
+    DumpPlugin,
+    Version,
+    Help,
+    NewStyle,
+    Filter,
+    Unsupported(&'static str),
+}
+
+impl Opt {
+    fn takes_value(self) -> bool {
+        matches!(
+            self,
+            Opt::Port
+                | Opt::IpAddr
+                | Opt::Unix
+                | Opt::ExportName
+                | Opt::PidFile
+                | Opt::Debug
+                | Opt::Threads
+                | Opt::Run
+                | Opt::Filter
+        )
+    }
+}
+
+fn short_opt(c: char) -> Option<Opt> {
+    Some(match c {
+        'r' => Opt::ReadOnly,
+        'p' => Opt::Port,
+        'i' => Opt::IpAddr,
+        '4' => Opt::Ipv4,
+        '6' => Opt::Ipv6,
+        'U' => Opt::Unix,
+        's' => Opt::Single,
+        'e' => Opt::ExportName,
+        'f' => Opt::Foreground,
+        'P' => Opt::PidFile,
+        'v' => Opt::Verbose,
+        'D' => Opt::Debug,
+        't' => Opt::Threads,
+        'V' => Opt::Version,
+        'h' => Opt::Help,
+        'n' => Opt::NewStyle,
+        'o' => Opt::Unsupported("-o (oldstyle protocol)"),
+        'g' => Opt::Unsupported("-g (change group)"),
+        'u' => Opt::Unsupported("-u (change user)"),
+        _ => return None,
+    })
+}
+
+fn long_opt(name: &str) -> Option<Opt> {
+    Some(match name {
+        "readonly" | "read-only" => Opt::ReadOnly,
+        "port" => Opt::Port,
+        "ipaddr" | "ip-addr" => Opt::IpAddr,
+        "ipv4-only" => Opt::Ipv4,
+        "ipv6-only" => Opt::Ipv6,
+        "unix" => Opt::Unix,
+        "single" | "stdin" => Opt::Single,
+        "exportname" | "export-name" | "export" => Opt::ExportName,
+        "foreground" | "no-fork" => Opt::Foreground,
+        "pidfile" | "pid-file" => Opt::PidFile,
+        "verbose" => Opt::Verbose,
+        "debug" => Opt::Debug,
+        "threads" => Opt::Threads,
+        "run" => Opt::Run,
+        "dump-plugin" => Opt::DumpPlugin,
+        "version" => Opt::Version,
+        "help" => Opt::Help,
+        "newstyle" | "new-style" => Opt::NewStyle,
+        "filter" => Opt::Filter,
+        "oldstyle" | "old-style" => Opt::Unsupported("--oldstyle"),
+        "user" => Opt::Unsupported("--user"),
+        "group" => Opt::Unsupported("--group"),
+        "exit-with-parent" => Opt::Unsupported("--exit-with-parent (use --run instead)"),
+        "tls" | "tls-certificates" | "tls-psk" | "tls-verify-peer" => Opt::Unsupported("TLS"),
+        "vsock" => Opt::Unsupported("--vsock"),
+        "swap" => Opt::Unsupported("--swap"),
+        "selinux-label" => Opt::Unsupported("--selinux-label"),
+        "mask-handshake" => Opt::Unsupported("--mask-handshake"),
+        "dump-config" => Opt::Unsupported("--dump-config (try --dump-plugin)"),
+        _ => return None,
+    })
+}
+
+/// Plugin names nbdkit users may type first; only `vddk` is served here.
+fn is_plugin_name(arg: &str) -> bool {
+    !arg.is_empty()
+        && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !arg.ends_with(".vmdk")
+}
+
+fn is_vddk_plugin_path(arg: &str) -> bool {
+    arg.ends_with("/nbdkit-vddk-plugin.so")
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I>(args: I) -> Result<Options, UsageError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut args: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| usage(format!("argument {a:?} is not valid UTF-8")))
+        })
+        .collect::<Result<_, _>>()?;
+    args.reverse();
+
+    let mut o = Options {
+        action: Action::Serve,
+        read_only: false,
+        port: None,
+        ipaddr: None,
+        ip_family: None,
+        unix: None,
+        single: false,
+        export_name: String::new(),
+        foreground: false,
+        pidfile: None,
+        verbose: false,
+        debug_flags: Vec::new(),
+        threads: None,
+        run: None,
+        params: Vec::new(),
+    };
+    let mut positionals = Vec::new();
+    let mut dump_plugin = false;
+    let mut version = false;
+    let mut help = false;
+    let mut options_ended = false;
+
+    while let Some(arg) = args.pop() {
+        if options_ended || arg == "-" || !arg.starts_with('-') {
+            positionals.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            options_ended = true;
+            continue;
+        }
+        let mut found: Vec<(Opt, Option<String>, String)> = Vec::new();
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let opt = long_opt(name).ok_or_else(|| usage(format!("unrecognized option '--{name}'")))?;
+            if name == "tls" && inline.as_deref() == Some("off") {
+                continue;
+            }
+            let value = if opt.takes_value() {
+                match inline {
+                    Some(v) => Some(v),
+                    None => Some(
+                        args.pop()
+                            .ok_or_else(|| usage(format!("option '--{name}' requires an argument")))?,
+                    ),
+                }
+            } else if inline.is_some() && !matches!(opt, Opt::Unsupported(_)) {
+                return Err(usage(format!("option '--{name}' doesn't allow an argument")));
+            } else {
+                None
+            };
+            found.push((opt, value, format!("--{name}")));
+        } else {
+            let body = &arg[1..];
+            for (i, c) in body.char_indices() {
+                let opt = short_opt(c).ok_or_else(|| usage(format!("invalid option -- '{c}'")))?;
+                if opt.takes_value() {
+                    let rest = &body[i + c.len_utf8()..];
+                    let value = if rest.is_empty() {
+                        args.pop()
+                            .ok_or_else(|| usage(format!("option requires an argument -- '{c}'")))?
+                    } else {
+                        rest.to_string()
+                    };
+                    found.push((opt, Some(value), format!("-{c}")));
+                    break;
+                }
+                found.push((opt, None, format!("-{c}")));
+            }
+        }
+        for (opt, value, spelled) in found {
+            apply(&mut o, opt, value, &spelled, &mut dump_plugin, &mut version, &mut help)?;
+        }
+    }
+
+    let mut positionals = positionals.into_iter().peekable();
+    if let Some(first) = positionals.peek() {
+        if !first.contains('=') {
+            if first == "vddk" || is_vddk_plugin_path(first) {
+                positionals.next();
+            } else if is_plugin_name(first) {
+                return Err(usage(format!(
+                    "plugin '{first}' is not supported: vddk-nbd serves only the vddk plugin \
+                     (write `vddk-nbd [vddk] [file=]DISK.vmdk ...`, or use nbdkit for other plugins)"
+                )));
+            }
+        }
+    }
+    let mut bare_seen = false;
+    for p in positionals {
+        match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !k.contains('/') && !k.contains('[') => {
+                o.params.push((k.to_string(), v.to_string()))
+            }
+            _ => {
+                if bare_seen {
+                    return Err(usage(format!(
+                        "more than one bare parameter ('{p}'): only the file may be given \
+                         without its key; write the others as key=value"
+                    )));
+                }
+                bare_seen = true;
+                o.params.push(("file".to_string(), p));
+            }
+        }
+    }
+
+    o.action = if help {
+        Action::Help
+    } else if version {
+        Action::Version
+    } else if dump_plugin {
+        Action::DumpPlugin
+    } else {
+        Action::Serve
+    };
+    if o.action == Action::Serve {
+        check_combinations(&o)?;
+    }
+    Ok(o)
+}
+
+fn apply(
+    o: &mut Options,
+    opt: Opt,
+    value: Option<String>,
+    spelled: &str,
+    dump_plugin: &mut bool,
+    version: &mut bool,
+    help: &mut bool,
+) -> Result<(), UsageError> {
+    let v = value.unwrap_or_default();
+    match opt {
+        Opt::ReadOnly => o.read_only = true,
+        Opt::Port => {
+            o.port = Some(v.parse::<u16>().map_err(|_| {
+                usage(format!("{spelled}: '{v}' is not a port number (0-65535)"))
+            })?)
+        }
+        Opt::IpAddr => o.ipaddr = Some(v),
+        Opt::Ipv4 => o.ip_family = Some(IpFamily::V4),
+        Opt::Ipv6 => o.ip_family = Some(IpFamily::V6),
+        Opt::Unix => {
+            o.unix = Some(if v == "-" {
+                UnixSocket::Private
+            } else if v.is_empty() {
+                return Err(usage(format!("{spelled}: the socket path is empty")));
+            } else {
+                UnixSocket::Path(PathBuf::from(v))
+            })
+        }
+        Opt::Single => o.single = true,
+        Opt::ExportName => o.export_name = v,
+        Opt::Foreground => o.foreground = true,
+        Opt::PidFile => o.pidfile = Some(PathBuf::from(v)),
+        Opt::Verbose => o.verbose = true,
+        Opt::Debug => o.debug_flags.push(parse_debug_flag(&v)?),
+        Opt::Threads => {
+            let n = v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                usage(format!("{spelled}: '{v}' is not a positive number of threads"))
+            })?;
+            o.threads = Some(n);
+        }
+        Opt::Run => {
+            if v.trim().is_empty() {
+                return Err(usage(format!("{spelled}: the command is empty")));
+            }
+            o.run = Some(v)
+        }
+        Opt::DumpPlugin => *dump_plugin = true,
+        Opt::Version => *version = true,
+        Opt::Help => *help = true,
+        Opt::NewStyle => {}
+        Opt::Filter => {
+            return Err(usage(format!(
+                "--filter={v}: filters are not supported; vddk-nbd serves the vddk plugin only \
+                 (use nbdkit to stack filters)"
+            )))
+        }
+        Opt::Unsupported(what) => {
+            return Err(usage(format!("{what} is not supported by vddk-nbd")));
+        }
+    }
+    Ok(())
+}
+
+/// Parses `SCOPE.FLAG=VALUE` as nbdkit's `-D` does.
+pub fn parse_debug_flag(s: &str) -> Result<DebugFlag, UsageError> {
+    let bad = || {
+        usage(format!(
+            "-D '{s}': debug flags are written PLUGIN.FLAG=N, for example -D vddk.stats=1"
+        ))
+    };
+    let (lhs, value) = s.split_once('=').ok_or_else(bad)?;
+    let (scope, name) = lhs.split_once('.').ok_or_else(bad)?;
+    if scope.is_empty() || name.is_empty() || value.is_empty() {
+        return Err(bad());
+    }
+    Ok(DebugFlag { scope: scope.to_string(), name: name.to_string(), value: value.to_string() })
+}
+
+fn check_combinations(o: &Options) -> Result<(), UsageError> {
+    if o.single && (o.unix.is_some() || o.port.is_some() || o.ipaddr.is_some()) {
+        return Err(usage(
+            "-s (serve on stdin/stdout) cannot be combined with -p, -i or -U",
+        ));
+    }
+    if o.single && o.run.is_some() {
+        return Err(usage("-s and --run cannot be combined"));
+    }
+    if o.unix.is_some() && (o.port.is_some() || o.ipaddr.is_some()) {
+        return Err(usage("-U cannot be combined with -p or -i: choose a Unix socket or TCP"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Options, UsageError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn plugin_name_is_optional_and_file_may_be_bare() {
+        let a = p(&["vddk", "/d.vmdk", "libdir=/x"]).unwrap();
+        let b = p(&["file=/d.vmdk", "libdir=/x"]).unwrap();
+        let c = p(&["/d.vmdk", "libdir=/x"]).unwrap();
+        assert_eq!(a.params, b.params);
+        assert_eq!(b.params, c.params);
+        assert_eq!(a.params[0], ("file".into(), "/d.vmdk".into()));
+    }
+
+    #[test]
+    fn other_plugins_and_filters_are_refused() {
+        let e = p(&["memory", "1G"]).unwrap_err();
+        assert!(e.0.contains("plugin 'memory' is not supported"), "{e}");
+        let e = p(&["--filter=cow", "vddk", "/d.vmdk"]).unwrap_err();
+        assert!(e.0.contains("filters are not supported"), "{e}");
+        let e = p(&["--filter", "cow", "vddk", "/d.vmdk"]).unwrap_err();
+        assert!(e.0.contains("--filter=cow"), "{e}");
+    }
+
+    #[test]
+    fn remote_path_with_spaces_is_a_file() {
+        let o = p(&["vddk", "server=h", "[datastore1] vm/vm.vmdk"]).unwrap();
+        assert_eq!(o.params[1], ("file".into(), "[datastore1] vm/vm.vmdk".into()));
+    }
+
+    #[test]
+    fn flags_anywhere_bundled_and_long_forms() {
+        let o = p(&["-fvr", "vddk", "/d.vmdk", "--port=1234", "-e", "x", "-Usock"]);
+        assert!(o.is_err(), "-U with -p is refused");
+        let o = p(&["-fvr", "vddk", "/d.vmdk", "--port=1234", "-e", "x", "-P/tmp/p"]).unwrap();
+        assert!(o.foreground && o.verbose && o.read_only);
+        assert_eq!(o.port, Some(1234));
+        assert_eq!(o.export_name, "x");
+        assert_eq!(o.pidfile, Some(PathBuf::from("/tmp/p")));
+        let o = p(&["--port", "99", "--read-only", "--exportname=e", "/d.vmdk"]).unwrap();
+        assert_eq!(o.port, Some(99));
+        assert!(o.read_only);
+        assert_eq!(o.export_name, "e");
+    }
+
+    #[test]
+    fn private_unix_socket_and_run() {
+        let o = p(&["-U", "-", "vddk", "/d.vmdk", "--run", "nbdinfo \"$uri\""]).unwrap();
+        assert_eq!(o.unix, Some(UnixSocket::Private));
+        assert_eq!(o.run.as_deref(), Some("nbdinfo \"$uri\""));
+        assert!(o.stays_in_foreground());
+        let o = p(&["-fU", "-", "/d.vmdk"]).unwrap();
+        assert_eq!(o.unix, Some(UnixSocket::Private));
+    }
+
+    #[test]
+    fn info_actions() {
+        assert_eq!(p(&["--help"]).unwrap().action, Action::Help);
+        assert_eq!(p(&["-V"]).unwrap().action, Action::Version);
+        assert_eq!(p(&["--version"]).unwrap().action, Action::Version);
+        assert_eq!(p(&["vddk", "--dump-plugin"]).unwrap().action, Action::DumpPlugin);
+    }
+
+    #[test]
+    fn bad_options_say_what_is_wrong() {
+        assert!(p(&["--bogus"]).unwrap_err().0.contains("unrecognized option '--bogus'"));
+        assert!(p(&["-X"]).unwrap_err().0.contains("invalid option -- 'X'"));
+        assert!(p(&["-p"]).unwrap_err().0.contains("requires an argument"));
+        assert!(p(&["-p", "70000"]).unwrap_err().0.contains("not a port number"));
+        assert!(p(&["-t", "0"]).unwrap_err().0.contains("positive"));
+        assert!(p(&["--verbose=1"]).unwrap_err().0.contains("doesn't allow an argument"));
+        assert!(p(&["/a.vmdk", "/b.vmdk"]).unwrap_err().0.contains("more than one bare"));
+        assert!(p(&["--tls=on", "/a.vmdk"]).unwrap_err().0.contains("TLS is not supported"));
+        assert!(p(&["--tls=off", "/a.vmdk"]).is_ok());
+    }
+
+    #[test]
+    fn debug_flags() {
+        let o = p(&["-D", "vddk.stats=1", "-Dnbdkit.backend.datapath=0", "/d.vmdk"]).unwrap();
+        assert_eq!(o.debug_flags.len(), 2);
+        assert_eq!(o.debug_flags[0].scope, "vddk");
+        assert_eq!(o.debug_flags[0].name, "stats");
+        assert_eq!(o.debug_flags[0].value, "1");
+        assert_eq!(o.debug_flags[1].name, "backend.datapath");
+        assert!(p(&["-D", "stats", "/d.vmdk"]).is_err());
+    }
+
+    #[test]
+    fn double_dash_ends_options() {
+        let o = p(&["--", "/d.vmdk"]).unwrap();
+        assert_eq!(o.params, vec![("file".into(), "/d.vmdk".into())]);
+    }
+}

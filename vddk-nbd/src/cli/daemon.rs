@@ -1,0 +1,155 @@
+//! Going to the background without fork: we start a copy of ourselves in
+//! its own process group, hand it the password over a pipe, and exit 0
+//! only once it says it is listening (or 1 with its start-up error), so
+//! `vddk-nbd ... && nbdinfo nbd://localhost` works.
+//!
+//! The copy is told what it is by [`DAEMON_CHILD`]; it reports on its
+//! stdout, a pipe to us: `READY` or `ERROR <message>`, one line.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use super::reexec;
+
+/// Set (to `1`) in the background copy.
+pub const DAEMON_CHILD: &str = "VDDK_NBD_DAEMON_CHILD";
+
+const READY: &str = "READY";
+const ERROR: &str = "ERROR ";
+
+/// Whether this process is the background copy.
+pub fn is_daemon_child() -> bool {
+    std::env::var_os(DAEMON_CHILD).is_some_and(|v| v == "1")
+}
+
+/// How the serving process tells whoever started it how start-up went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Nobody is waiting (foreground).
+    Foreground,
+    /// The parent reads our stdout.
+    DaemonChild,
+}
+
+impl Readiness {
+    /// For this process.
+    pub fn current() -> Readiness {
+        if is_daemon_child() {
+            Readiness::DaemonChild
+        } else {
+            Readiness::Foreground
+        }
+    }
+
+    /// Listening: the parent may exit 0.
+    pub fn ready(self) {
+        if self == Readiness::DaemonChild {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{READY}");
+            let _ = out.flush();
+        }
+    }
+
+    /// Start-up failed with `msg`; the parent prints it.
+    pub fn failed(self, msg: &str) {
+        if self == Readiness::DaemonChild {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{ERROR}{}", msg.replace('\n', " "));
+            let _ = out.flush();
+        }
+    }
+}
+
+/// The arguments for the copy: ours, with any `password=` replaced by
+/// `password=-0` (the copy's stdin, which carries the resolved secret).
+fn child_args(args: impl Iterator<Item = OsString>, has_password: bool) -> Vec<OsString> {
+    args.map(|a| {
+        if has_password && a.to_str().is_some_and(|s| s.starts_with("password=")) {
+            OsString::from("password=-0")
+        } else {
+            a
+        }
+    })
+    .collect()
+}
+
+/// Starts the background copy and waits for its report; returns the
+/// exit status for this (parent) process.
+pub fn start(password: Option<&str>, verbose: bool) -> i32 {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("vddk-nbd: error: cannot find our own executable to start the server in the background: {e} (use -f)");
+            return 1;
+        }
+    };
+    let mut cmd = Command::new(&exe);
+    cmd.args(child_args(std::env::args_os().skip(1), password.is_some()))
+        .env(DAEMON_CHILD, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if verbose { Stdio::inherit() } else { Stdio::null() })
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vddk-nbd: error: cannot start the background server: {e} (use -f)");
+            return 1;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        if let Some(pw) = password {
+            // The copy strips one trailing newline, as for any -FD.
+            if let Err(e) = writeln!(stdin, "{pw}") {
+                log::debug!("passing the password to the background server: {e}");
+            }
+        }
+    }
+    let Some(stdout) = child.stdout.take() else {
+        eprintln!("vddk-nbd: error: no pipe to the background server");
+        return 1;
+    };
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    let line = line.trim_end();
+    if line == READY {
+        log::debug!("background server {} is ready", child.id());
+        return 0;
+    }
+    if let Some(msg) = line.strip_prefix(ERROR) {
+        eprintln!("vddk-nbd: error: {msg}");
+        let _ = child.wait();
+        return 1;
+    }
+    match child.wait() {
+        Ok(status) => eprintln!(
+            "vddk-nbd: error: the background server exited during start-up ({status}); \
+             run with -f -v to see why"
+        ),
+        Err(e) => eprintln!("vddk-nbd: error: lost the background server: {e}"),
+    }
+    1
+}
+
+/// For processes the copy starts: not a daemon child themselves.
+pub fn scrub_env(cmd: &mut Command) {
+    cmd.env_remove(DAEMON_CHILD);
+    reexec::restore_user_env(cmd);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_replaced_by_stdin_form() {
+        let args = ["-P", "/p", "vddk", "password=+/f", "user=u"].map(OsString::from);
+        let got = child_args(args.clone().into_iter(), true);
+        assert_eq!(got[3], "password=-0");
+        assert_eq!(got[4], "user=u");
+        let got = child_args(args.into_iter(), false);
+        assert_eq!(got[3], "password=+/f");
+    }
+}

@@ -1,0 +1,49 @@
+//! `--help` and `--version` text.
+
+/// The program version line.
+pub fn version() -> String {
+    format!("vddk-nbd {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Brief usage, in the shape of `nbdkit --help`.
+pub const USAGE: &str = "\
+vddk-nbd: serve a VMware disk over NBD through VDDK (nbdkit vddk compatible)
+
+Usage:
+  vddk-nbd [FLAGS] [vddk] [file=]DISK [KEY=VALUE ...]
+  vddk-nbd [vddk] [libdir=DIR] --dump-plugin
+  vddk-nbd --help | --version
+
+Server flags:
+  -r, --readonly             serve read-only
+  -p, --port PORT            TCP port (default 10809)
+  -i, --ipaddr ADDR          listen on ADDR only (-4/-6 restrict resolution)
+  -U, --unix SOCKET          listen on a Unix socket; -U - makes a private one
+  -s, --single               serve one connection on stdin/stdout
+  -e, --exportname NAME      export name (also used in --run's $uri)
+  -f, --foreground           do not go to the background
+  -P, --pidfile FILE         write the server's pid to FILE once listening
+  -t, --threads N            requests in flight per connection
+  -v, --verbose              debug messages on stderr
+  -D PLUGIN.FLAG=N           debug flag (e.g. -D vddk.stats=1)
+      --run 'COMMAND'        run COMMAND with $uri, $nbd, $port, $unixsocket
+                             and $exportname set; exit with its status
+      --dump-plugin          print the library's properties and exit
+
+Disk parameters (as nbdkit-vddk-plugin(1)):
+  [file=]DISK                absolute path, or \"[datastore] dir/disk.vmdk\"
+  libdir=DIR                 VDDK distribution directory
+  config=FILE                VDDK configuration file
+  server=HOST port=PORT nfchostport=PORT thumbprint=XX:XX:...
+  user=USER password=PASSWORD|-|+FILE|-FD cookie=COOKIE
+  vm=moref=ID snapshot=MOREF transports=MODE:MODE:...
+  compression=none|zlib|fastlz|skipz single-link=true unbuffered=true
+  create=true create-size=SIZE create-type=monolithic-sparse|...
+  create-adapter-type=ide|scsi-buslogic|scsi-lsilogic
+  create-hwversion=workstation4|...|esx65|N
+  vimapiver=VERSION          accepted and ignored
+
+Example:
+  vddk-nbd -U - libdir=/opt/vmware-vix-disklib-distrib /data/disk.vmdk \\
+      --run 'nbdinfo \"$uri\"'
+";

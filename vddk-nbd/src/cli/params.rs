@@ -1,0 +1,478 @@
+//! The `nbdkit vddk` plugin parameters: `key=value` pairs turned into a
+//! typed configuration, validated as nbdkit's plugin does.
+//!
+//! Values the `vddk` crate parses itself (thumbprint, moref, snapshot,
+//! transports) stay strings here and are converted when the connection
+//! parameters are built, so one parser owns each syntax.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::password::Password;
+use super::size::parse_size;
+
+/// Every key `nbdkit vddk` accepts, in the order `--help` lists them.
+pub const VALID_KEYS: &[&str] = &[
+    "file",
+    "compression",
+    "config",
+    "cookie",
+    "create",
+    "create-adapter-type",
+    "create-hwversion",
+    "create-size",
+    "create-type",
+    "libdir",
+    "nfchostport",
+    "password",
+    "port",
+    "server",
+    "single-link",
+    "snapshot",
+    "thumbprint",
+    "transports",
+    "unbuffered",
+    "user",
+    "vimapiver",
+    "vm",
+];
+
+/// A parameter mistake, printed as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError(pub String);
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+fn err(msg: impl Into<String>) -> ParamError {
+    ParamError(msg.into())
+}
+
+/// Network compression between VDDK and the server (NBD/NBDSSL transports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression (the default).
+    #[default]
+    None,
+    /// zlib.
+    Zlib,
+    /// FastLZ.
+    Fastlz,
+    /// skipz.
+    Skipz,
+}
+
+impl Compression {
+    /// The name nbdkit uses, which `vddk::Compression` parses too.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zlib => "zlib",
+            Compression::Fastlz => "fastlz",
+            Compression::Skipz => "skipz",
+        }
+    }
+}
+
+/// `create-type=`: the VMDK variant to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateType {
+    /// monolithic-sparse (the default).
+    MonolithicSparse,
+    /// monolithic-flat.
+    MonolithicFlat,
+    /// split-sparse.
+    SplitSparse,
+    /// split-flat.
+    SplitFlat,
+    /// vmfs-flat.
+    VmfsFlat,
+    /// stream-optimized.
+    StreamOptimized,
+    /// vmfs-thin.
+    VmfsThin,
+    /// vmfs-sparse.
+    VmfsSparse,
+}
+
+const CREATE_TYPES: &[(&str, CreateType)] = &[
+    ("monolithic-sparse", CreateType::MonolithicSparse),
+    ("monolithic-flat", CreateType::MonolithicFlat),
+    ("split-sparse", CreateType::SplitSparse),
+    ("split-flat", CreateType::SplitFlat),
+    ("vmfs-flat", CreateType::VmfsFlat),
+    ("stream-optimized", CreateType::StreamOptimized),
+    ("vmfs-thin", CreateType::VmfsThin),
+    ("vmfs-sparse", CreateType::VmfsSparse),
+];
+
+/// `create-adapter-type=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateAdapter {
+    /// ide.
+    Ide,
+    /// scsi-buslogic (the default).
+    ScsiBuslogic,
+    /// scsi-lsilogic.
+    ScsiLsilogic,
+}
+
+const ADAPTERS: &[(&str, CreateAdapter)] = &[
+    ("ide", CreateAdapter::Ide),
+    ("scsi-buslogic", CreateAdapter::ScsiBuslogic),
+    ("scsi-lsilogic", CreateAdapter::ScsiLsilogic),
+];
+
+/// `create-hwversion=` names and their VDDK numbers.
+const HW_VERSIONS: &[(&str, u16)] = &[
+    ("workstation4", 3),
+    ("workstation5", 4),
+    ("workstation6", 6),
+    ("esx30", 4),
+    ("esx4x", 7),
+    ("esx50", 8),
+    ("esx51", 9),
+    ("esx55", 10),
+    ("esx60", 11),
+    ("esx65", 13),
+];
+
+/// What `create=true` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// Virtual size in bytes (a multiple of 512).
+    pub size: u64,
+    /// VMDK variant.
+    pub disk_type: CreateType,
+    /// Adapter recorded in the descriptor.
+    pub adapter: CreateAdapter,
+    /// Virtual hardware version number (VDDK's numbering).
+    pub hw_version: u16,
+}
+
+/// The plugin parameters, typed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VddkParams {
+    /// `file=`: absolute local path, or `[datastore] dir/disk.vmdk` remotely.
+    pub file: Option<String>,
+    /// `server=`.
+    pub server: Option<String>,
+    /// `port=` (VDDK defaults to 443).
+    pub port: Option<u16>,
+    /// `nfchostport=` (VDDK defaults to 902).
+    pub nfc_host_port: Option<u16>,
+    /// `user=`.
+    pub user: Option<String>,
+    /// `password=`, unresolved.
+    pub password: Option<Password>,
+    /// `cookie=`.
+    pub cookie: Option<String>,
+    /// `thumbprint=`.
+    pub thumbprint: Option<String>,
+    /// `vm=` (its value, e.g. `moref=vm-16`).
+    pub vm: Option<String>,
+    /// `snapshot=`.
+    pub snapshot: Option<String>,
+    /// `transports=`.
+    pub transports: Option<String>,
+    /// `compression=`.
+    pub compression: Compression,
+    /// `single-link=true`.
+    pub single_link: bool,
+    /// `unbuffered=true`.
+    pub unbuffered: bool,
+    /// `libdir=`.
+    pub libdir: Option<PathBuf>,
+    /// `config=`.
+    pub config: Option<PathBuf>,
+    /// `create=true` and its companions.
+    pub create: Option<CreateOptions>,
+}
+
+impl VddkParams {
+    /// Whether the disk is on a server rather than local, by nbdkit's rule:
+    /// any connection parameter makes it remote.
+    pub fn is_remote(&self) -> bool {
+        self.server.is_some()
+            || self.vm.is_some()
+            || self.user.is_some()
+            || self.password.is_some()
+            || self.cookie.is_some()
+            || self.thumbprint.is_some()
+            || self.port.is_some()
+            || self.nfc_host_port.is_some()
+    }
+}
+
+/// nbdkit's boolean spellings.
+pub fn parse_bool(key: &str, v: &str) -> Result<bool, ParamError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "f" | "no" | "n" | "off" | "" => Ok(false),
+        _ => Err(err(format!("{key}={v}: expected a boolean (true or false)"))),
+    }
+}
+
+fn parse_port(key: &str, v: &str) -> Result<u16, ParamError> {
+    v.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| err(format!("cannot parse {key}: '{v}' is not a TCP port (1-65535)")))
+}
+
+fn lookup<T: Copy>(key: &str, v: &str, table: &[(&str, T)]) -> Result<T, ParamError> {
+    table.iter().find(|(n, _)| *n == v).map(|(_, t)| *t).ok_or_else(|| {
+        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+        err(format!("{key}={v}: unknown value; use one of: {}", names.join(", ")))
+    })
+}
+
+fn parse_hwversion(v: &str) -> Result<u16, ParamError> {
+    if let Ok(n) = v.parse::<u16>() {
+        return Ok(n);
+    }
+    lookup("create-hwversion", v, HW_VERSIONS).map_err(|_| {
+        let names: Vec<&str> = HW_VERSIONS.iter().map(|(n, _)| *n).collect();
+        err(format!(
+            "create-hwversion={v}: unknown hardware version; use one of {} or a number",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Turns the `key=value` list into [`VddkParams`] without checking that
+/// the combination makes sense (see [`validate`]). Later keys override
+/// earlier ones, as in nbdkit.
+pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
+    let mut p = VddkParams::default();
+    let mut create = false;
+    let mut create_size = None;
+    let mut create_type = CreateType::MonolithicSparse;
+    let mut create_adapter = CreateAdapter::ScsiBuslogic;
+    let mut create_hw = 4u16;
+    let mut create_companion = None;
+    for (k, v) in pairs {
+        let v = v.as_str();
+        match k.as_str() {
+            "file" => p.file = Some(v.to_string()),
+            "server" => p.server = Some(v.to_string()),
+            "port" => p.port = Some(parse_port(k, v)?),
+            "nfchostport" => p.nfc_host_port = Some(parse_port(k, v)?),
+            "user" => p.user = Some(v.to_string()),
+            "password" => p.password = Some(Password::parse(v)),
+            "cookie" => p.cookie = Some(v.to_string()),
+            "thumbprint" => p.thumbprint = Some(v.to_string()),
+            "vm" => p.vm = Some(v.to_string()),
+            "snapshot" => p.snapshot = Some(v.to_string()),
+            "transports" => p.transports = Some(v.to_string()),
+            "compression" => {
+                p.compression = lookup(
+                    k,
+                    v,
+                    &[
+                        ("none", Compression::None),
+                        ("zlib", Compression::Zlib),
+                        ("fastlz", Compression::Fastlz),
+                        ("skipz", Compression::Skipz),
+                    ],
+                )?
+            }
+            "single-link" => p.single_link = parse_bool(k, v)?,
+            "unbuffered" => p.unbuffered = parse_bool(k, v)?,
+            "libdir" => p.libdir = Some(PathBuf::from(v)),
+            "config" => p.config = Some(PathBuf::from(v)),
+            "vimapiver" => log::debug!("vimapiver={v} is ignored (kept for compatibility)"),
+            "create" => create = parse_bool(k, v)?,
+            "create-size" => {
+                let size = parse_size(v).map_err(|e| err(format!("create-size={v}: {e}")))?;
+                create_size = Some(size);
+                create_companion = Some(k.clone());
+            }
+            "create-type" => {
+                create_type = lookup(k, v, CREATE_TYPES)?;
+                create_companion = Some(k.clone());
+            }
+            "create-adapter-type" => {
+                create_adapter = lookup(k, v, ADAPTERS)?;
+                create_companion = Some(k.clone());
+            }
+            "create-hwversion" => {
+                create_hw = parse_hwversion(v)?;
+                create_companion = Some(k.clone());
+            }
+            other => {
+                return Err(err(format!(
+                    "unknown parameter '{other}'; valid parameters are: {}",
+                    VALID_KEYS.join(", ")
+                )))
+            }
+        }
+    }
+    if create {
+        let size = create_size
+            .ok_or_else(|| err("create=true needs create-size=SIZE (for example create-size=1G)"))?;
+        if size == 0 || size % 512 != 0 {
+            return Err(err(format!(
+                "create-size={size}: the size must be a non-zero multiple of 512 bytes"
+            )));
+        }
+        p.create = Some(CreateOptions {
+            size,
+            disk_type: create_type,
+            adapter: create_adapter,
+            hw_version: create_hw,
+        });
+    } else if let Some(key) = create_companion {
+        return Err(err(format!("{key} is only used with create=true; add create=true or remove {key}")));
+    }
+    Ok(p)
+}
+
+/// Checks that the parameters describe a disk that can be opened, with
+/// the same rules as `nbdkit vddk`.
+pub fn validate(p: &VddkParams) -> Result<(), ParamError> {
+    let file = p.file.as_deref().ok_or_else(|| {
+        err("you must supply the file=<FILENAME> parameter (or a bare FILENAME) after the \
+             plugin name on the command line")
+    })?;
+    if file.is_empty() {
+        return Err(err("file= is empty: give the disk's path"));
+    }
+    if p.is_remote() {
+        let missing = |what: &str| {
+            err(format!("remote connection requested, missing parameter: {what}"))
+        };
+        if p.server.is_none() {
+            return Err(missing("server"));
+        }
+        if p.cookie.is_none() {
+            if p.user.is_none() {
+                return Err(missing("user"));
+            }
+            if p.password.is_none() {
+                return Err(missing("password"));
+            }
+        }
+        if p.vm.is_none() {
+            return Err(missing("vm"));
+        }
+        if p.create.is_some() {
+            return Err(err("create=true can only create local disks: remove server= and the \
+                            other remote parameters, or drop create=true"));
+        }
+    } else if !file.starts_with('/') {
+        return Err(err(format!(
+            "file={file}: local disks must be given by their absolute path (e.g. $PWD/{file})"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn check(pairs: &[(&str, &str)]) -> Result<VddkParams, ParamError> {
+        let p = parse(&kv(pairs))?;
+        validate(&p)?;
+        Ok(p)
+    }
+
+    #[test]
+    fn local_file_must_be_absolute() {
+        assert!(check(&[("file", "/a/b.vmdk")]).is_ok());
+        let e = check(&[("file", "b.vmdk")]).unwrap_err();
+        assert!(e.0.contains("absolute path"), "{e}");
+        let e = check(&[("libdir", "/x")]).unwrap_err();
+        assert!(e.0.contains("file=<FILENAME>"), "{e}");
+    }
+
+    #[test]
+    fn remote_needs_server_user_password_vm() {
+        let full = [
+            ("server", "esx"),
+            ("user", "root"),
+            ("password", "secret"),
+            ("vm", "moref=2"),
+            ("file", "[ds] v/v.vmdk"),
+        ];
+        let p = check(&full).unwrap();
+        assert!(p.is_remote());
+        assert_eq!(p.password, Some(Password::Literal("secret".into())));
+        for drop in ["server", "user", "password", "vm"] {
+            let partial: Vec<_> = full.iter().copied().filter(|(k, _)| *k != drop).collect();
+            let e = check(&partial).unwrap_err();
+            assert_eq!(e.0, format!("remote connection requested, missing parameter: {drop}"));
+        }
+        // A cookie replaces user and password.
+        assert!(check(&[("server", "h"), ("cookie", "c"), ("vm", "moref=1"), ("file", "[d] x")]).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_list_the_valid_ones() {
+        let e = parse(&kv(&[("fiel", "/x")])).unwrap_err();
+        assert!(e.0.starts_with("unknown parameter 'fiel'"), "{e}");
+        assert!(e.0.contains("thumbprint") && e.0.contains("create-hwversion"), "{e}");
+    }
+
+    #[test]
+    fn typed_values() {
+        let p = check(&[
+            ("file", "/d.vmdk"),
+            ("compression", "fastlz"),
+            ("single-link", "true"),
+            ("unbuffered", "on"),
+            ("vimapiver", "6.7"),
+            ("libdir", "/opt/vddk"),
+        ])
+        .unwrap();
+        assert_eq!(p.compression, Compression::Fastlz);
+        assert!(p.single_link && p.unbuffered);
+        assert_eq!(p.libdir, Some(PathBuf::from("/opt/vddk")));
+        assert!(parse(&kv(&[("compression", "lz4")])).unwrap_err().0.contains("none, zlib, fastlz, skipz"));
+        assert!(parse(&kv(&[("port", "x")])).unwrap_err().0.contains("cannot parse port"));
+        assert!(parse(&kv(&[("unbuffered", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn create_parameters() {
+        let p = check(&[
+            ("file", "/n.vmdk"),
+            ("create", "true"),
+            ("create-size", "1G"),
+            ("create-type", "monolithic-flat"),
+            ("create-adapter-type", "ide"),
+            ("create-hwversion", "esx65"),
+        ])
+        .unwrap();
+        let c = p.create.unwrap();
+        assert_eq!(c.size, 1 << 30);
+        assert_eq!(c.disk_type, CreateType::MonolithicFlat);
+        assert_eq!(c.adapter, CreateAdapter::Ide);
+        assert_eq!(c.hw_version, 13);
+        let c = check(&[("file", "/n.vmdk"), ("create", "1"), ("create-size", "512")])
+            .unwrap()
+            .create
+            .unwrap();
+        assert_eq!(c.disk_type, CreateType::MonolithicSparse);
+        assert_eq!(c.adapter, CreateAdapter::ScsiBuslogic);
+        assert_eq!(c.hw_version, 4);
+        assert_eq!(parse_hwversion("17").unwrap(), 17);
+        assert!(check(&[("file", "/n.vmdk"), ("create", "true")]).unwrap_err().0.contains("create-size"));
+        assert!(check(&[("file", "/n.vmdk"), ("create", "true"), ("create-size", "1000")])
+            .unwrap_err()
+            .0
+            .contains("multiple of 512"));
+        assert!(check(&[("file", "/n.vmdk"), ("create-size", "1M")]).unwrap_err().0.contains("create=true"));
+        assert!(parse(&kv(&[("create-hwversion", "esx99")])).unwrap_err().0.contains("esx65"));
+    }
+}

@@ -1,0 +1,121 @@
+//! Putting `libdir/lib64` on `LD_LIBRARY_PATH` before the process starts.
+//!
+//! VDDK dlopens its own bundled libraries by bare name, so their directory
+//! must be on the loader's path when the process starts; setting the
+//! variable later has no effect on this process. We therefore re-execute
+//! ourselves once, early, before any secret is read, with the directory
+//! prepended, and remember the user's original value so that programs we
+//! start (`--run`) see their own environment again.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Set (to `1`) in the re-executed process.
+pub const REEXEC_MARKER: &str = "VDDK_NBD_REEXECED";
+/// The user's `LD_LIBRARY_PATH` before the re-exec; absent if it was unset.
+pub const ORIGINAL_LD_LIBRARY_PATH: &str = "VDDK_NBD_ORIGINAL_LD_LIBRARY_PATH";
+
+const LD_LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
+
+/// The directory that must lead `LD_LIBRARY_PATH` for `libdir`, if any.
+pub fn wanted_dir(libdir: &Path) -> Option<PathBuf> {
+    let lib64 = libdir.join("lib64");
+    lib64.is_dir().then_some(lib64)
+}
+
+/// Whether `dir` is already the first entry of the path list `current`.
+pub fn is_first(current: Option<&OsStr>, dir: &Path) -> bool {
+    let Some(current) = current else { return false };
+    let first = current.as_bytes().split(|b| *b == b':').next().unwrap_or_default();
+    !first.is_empty() && Path::new(OsStr::from_bytes(first)) == dir
+}
+
+/// The new value: `dir` prepended to `current`.
+pub fn prepended(current: Option<&OsStr>, dir: &Path) -> OsString {
+    let mut v = OsString::from(dir.as_os_str());
+    if let Some(cur) = current.filter(|c| !c.is_empty()) {
+        v.push(":");
+        v.push(cur);
+    }
+    v
+}
+
+/// Re-executes the program with `libdir/lib64` leading `LD_LIBRARY_PATH`,
+/// unless it already does (or has been tried). Returns only when no
+/// re-exec was needed, or with the error of a failed exec.
+pub fn reexec_if_needed(libdir: &Path) -> Result<(), String> {
+    let Some(dir) = wanted_dir(libdir) else {
+        log::debug!(
+            "{} has no lib64 directory; not adjusting {LD_LIBRARY_PATH}",
+            libdir.display()
+        );
+        return Ok(());
+    };
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let current = std::env::var_os(LD_LIBRARY_PATH);
+    if is_first(current.as_deref(), &dir) {
+        return Ok(());
+    }
+    if std::env::var_os(REEXEC_MARKER).is_some() {
+        log::warn!(
+            "{LD_LIBRARY_PATH} still does not start with {} after re-executing; continuing",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find our own executable to re-execute it: {e}"))?;
+    log::debug!("re-executing {} with {} first on {LD_LIBRARY_PATH}", exe.display(), dir.display());
+    let mut cmd = Command::new(&exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(LD_LIBRARY_PATH, prepended(current.as_deref(), &dir))
+        .env(REEXEC_MARKER, "1");
+    match &current {
+        Some(v) => cmd.env(ORIGINAL_LD_LIBRARY_PATH, v),
+        None => cmd.env_remove(ORIGINAL_LD_LIBRARY_PATH),
+    };
+    let e = cmd.exec();
+    Err(format!(
+        "cannot re-execute {} to set {LD_LIBRARY_PATH}: {e}; set {LD_LIBRARY_PATH}={} yourself",
+        exe.display(),
+        dir.display()
+    ))
+}
+
+/// Gives a child the user's environment back: the original
+/// `LD_LIBRARY_PATH` (or none) and none of our bookkeeping variables.
+pub fn restore_user_env(cmd: &mut Command) {
+    if std::env::var_os(REEXEC_MARKER).is_some() {
+        match std::env::var_os(ORIGINAL_LD_LIBRARY_PATH) {
+            Some(v) => cmd.env(LD_LIBRARY_PATH, v),
+            None => cmd.env_remove(LD_LIBRARY_PATH),
+        };
+    }
+    cmd.env_remove(REEXEC_MARKER).env_remove(ORIGINAL_LD_LIBRARY_PATH);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_entry() {
+        let d = Path::new("/opt/vddk/lib64");
+        assert!(is_first(Some(OsStr::new("/opt/vddk/lib64")), d));
+        assert!(is_first(Some(OsStr::new("/opt/vddk/lib64:/usr/lib")), d));
+        assert!(!is_first(Some(OsStr::new("/usr/lib:/opt/vddk/lib64")), d));
+        assert!(!is_first(Some(OsStr::new("")), d));
+        assert!(!is_first(None, d));
+    }
+
+    #[test]
+    fn prepend() {
+        let d = Path::new("/v/lib64");
+        assert_eq!(prepended(None, d), "/v/lib64");
+        assert_eq!(prepended(Some(OsStr::new("")), d), "/v/lib64");
+        assert_eq!(prepended(Some(OsStr::new("/a:/b")), d), "/v/lib64:/a:/b");
+    }
+}

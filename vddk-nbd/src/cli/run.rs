@@ -1,0 +1,62 @@
+//! `--run CMD`: the captive mode. The command runs under `/bin/sh` with
+//! the variables nbdkit sets, and the server lives as long as it does.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus};
+
+use super::listen::Listening;
+use super::daemon;
+
+/// Starts `sh -c CMD` with `$uri`, `$nbd`, `$port`, `$unixsocket` and
+/// `$exportname` set, and the user's own `LD_LIBRARY_PATH`.
+pub fn spawn(cmd: &str, listening: &Listening, export: &str) -> Result<Child, String> {
+    let uri = listening.uri(export);
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c").arg(cmd);
+    c.env("uri", &uri).env("nbd", &uri).env("exportname", export);
+    c.env("port", listening.port.map(|p| p.to_string()).unwrap_or_default());
+    c.env(
+        "unixsocket",
+        listening.unix_path.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+    );
+    c.env_remove("tls");
+    daemon::scrub_env(&mut c);
+    log::debug!("--run: sh -c {cmd:?} with uri={uri}");
+    c.spawn().map_err(|e| format!("--run: cannot start /bin/sh: {e}"))
+}
+
+/// The exit status to pass on: the command's own code, or 128 plus the
+/// signal that killed it (as shells report it).
+pub fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::listen::Cleanup;
+
+    #[test]
+    fn variables_and_status() {
+        let l = Listening {
+            sockets: Vec::new(),
+            port: Some(4321),
+            host: Some("localhost".into()),
+            unix_path: None,
+            cleanup: Cleanup::default(),
+        };
+        let mut child = spawn(
+            r#"test "$uri" = nbd://localhost:4321/e && test "$nbd" = "$uri" && test "$port" = 4321 && test -z "$unixsocket" && test "$exportname" = e && exit 7"#,
+            &l,
+            "e",
+        )
+        .unwrap();
+        assert_eq!(exit_code(child.wait().unwrap()), 7);
+        let mut child = spawn("kill -9 $$", &l, "").unwrap();
+        assert_eq!(exit_code(child.wait().unwrap()), 128 + 9);
+    }
+}

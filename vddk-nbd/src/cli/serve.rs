@@ -1,0 +1,269 @@
+//! Wiring the parsed command line to the `vddk` crate and the NBD server:
+//! initialise VDDK, connect, (create,) open, listen, serve until a signal
+//! or the `--run` command ends, then flush and close in order.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use vddk_nbd::{Listener, Server, ServerConfig};
+
+use super::args::Options;
+use super::daemon::Readiness;
+use super::listen::{self, Bound};
+use super::params::{Compression, CreateAdapter, CreateOptions, CreateType, VddkParams};
+use super::{run, signals};
+
+fn parse<T: FromStr>(key: &str, v: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse::<T>().map_err(|e| format!("{key}={v}: {e}"))
+}
+
+/// Builds the connection parameters; `secret` is the resolved password.
+fn connect_params(
+    p: &VddkParams,
+    secret: Option<String>,
+    read_only: bool,
+) -> Result<vddk::ConnectParams, String> {
+    if !p.is_remote() {
+        return Ok(vddk::ConnectParams::local().read_only(read_only));
+    }
+    let server = p.server.as_deref().unwrap_or_default();
+    let mut c = vddk::ConnectParams::remote(server).read_only(read_only);
+    if let Some(port) = p.port {
+        c = c.port(port);
+    }
+    if let Some(port) = p.nfc_host_port {
+        c = c.nfc_host_port(port);
+    }
+    let creds = match &p.cookie {
+        Some(cookie) => vddk::Credentials::SessionCookie {
+            cookie: vddk::Secret::new(cookie.clone()),
+            user: p.user.clone(),
+            key: secret.map(vddk::Secret::new),
+        },
+        None => vddk::Credentials::UserPassword {
+            user: p.user.clone().unwrap_or_default(),
+            password: vddk::Secret::new(secret.unwrap_or_default()),
+        },
+    };
+    c = c.credentials(creds);
+    if let Some(t) = &p.thumbprint {
+        c = c.thumbprint(parse::<vddk::Thumbprint>("thumbprint", t)?);
+    }
+    if let Some(vm) = &p.vm {
+        c = c.vm(parse::<vddk::VmRef>("vm", vm)?);
+    }
+    if let Some(s) = &p.snapshot {
+        c = c.snapshot(parse::<vddk::SnapshotRef>("snapshot", s)?);
+    }
+    if let Some(t) = &p.transports {
+        c = c.transports(parse::<vddk::TransportList>("transports", t)?);
+    }
+    Ok(c)
+}
+
+/// Checks the values the `vddk` crate parses, before going to the background.
+pub fn check(p: &VddkParams) -> Result<(), String> {
+    connect_params(p, None, false).map(drop)?;
+    open_flags(p, false).map(drop)
+}
+
+fn open_flags(p: &VddkParams, read_only: bool) -> Result<vddk::OpenFlags, String> {
+    let mut flags = vddk::OpenFlags::empty();
+    if read_only {
+        flags |= vddk::OpenFlags::READ_ONLY;
+    }
+    if p.single_link {
+        flags |= vddk::OpenFlags::SINGLE_LINK;
+    }
+    if p.unbuffered {
+        flags |= vddk::OpenFlags::UNBUFFERED;
+    }
+    if p.compression != Compression::None {
+        let c = parse::<vddk::Compression>("compression", p.compression.name())?;
+        flags |= vddk::OpenFlags::compression(c);
+    }
+    Ok(flags)
+}
+
+fn create_params(c: &CreateOptions) -> vddk::CreateParams {
+    let disk_type = match c.disk_type {
+        CreateType::MonolithicSparse => vddk::DiskType::MonolithicSparse,
+        CreateType::MonolithicFlat => vddk::DiskType::MonolithicFlat,
+        CreateType::SplitSparse => vddk::DiskType::SplitSparse,
+        CreateType::SplitFlat => vddk::DiskType::SplitFlat,
+        CreateType::VmfsFlat => vddk::DiskType::VmfsFlat,
+        CreateType::StreamOptimized => vddk::DiskType::StreamOptimized,
+        CreateType::VmfsThin => vddk::DiskType::VmfsThin,
+        CreateType::VmfsSparse => vddk::DiskType::VmfsSparse,
+    };
+    let adapter_type = match c.adapter {
+        CreateAdapter::Ide => vddk::AdapterType::Ide,
+        CreateAdapter::ScsiBuslogic => vddk::AdapterType::ScsiBusLogic,
+        CreateAdapter::ScsiLsilogic => vddk::AdapterType::ScsiLsiLogic,
+    };
+    vddk::CreateParams::new(disk_type, c.size / 512)
+        .adapter(adapter_type)
+        .hw_version(vddk::HwVersion(c.hw_version))
+}
+
+/// Opens the disk, listens, and serves until told to stop; returns the
+/// exit status.
+pub fn run(
+    opts: &Options,
+    p: &VddkParams,
+    secret: Option<String>,
+    readiness: Readiness,
+) -> Result<i32, String> {
+    let file = p.file.clone().unwrap_or_default();
+    let read_only = opts.read_only;
+    let termination = signals::Termination::install()?;
+
+    let mut init = vddk::InitOptions::new();
+    if let Some(dir) = &p.libdir {
+        init = init.libdir(dir);
+    }
+    if let Some(cfg) = &p.config {
+        init = init.config_file(cfg);
+    }
+    let lib = vddk::Vddk::init(init).map_err(|e| e.to_string())?;
+    log::debug!("loaded {} (VDDK {})", lib.library_path().display(), lib.major_version());
+
+    let params = connect_params(p, secret, read_only)?;
+    let conn = vddk::Connection::connect(&lib, &params).map_err(|e| e.to_string())?;
+    if let Some(c) = &p.create {
+        conn.create(&file, &create_params(c))
+            .map_err(|e| format!("cannot create {file}: {e}"))?;
+        log::debug!("created {file} ({} bytes)", c.size);
+    }
+    let disk = conn
+        .open(&file, open_flags(p, read_only)?)
+        .map_err(|e| format!("cannot open {file}: {e}"))?;
+    let mut wopts = vddk::WorkerOptions::new();
+    if let Some(n) = opts.threads {
+        wopts = wopts.max_in_flight(n as usize);
+    }
+    let worker = vddk::DiskWorker::spawn(disk, wopts).map_err(|e| e.to_string())?;
+    let backend: Arc<dyn vddk_nbd::backend::Backend> = Arc::new(vddk_nbd::backend::MemoryBackend::with_options(worker.info().capacity_bytes(), read_only)); // TEMP
+
+    let config = ServerConfig {
+        export_name: opts.export_name.clone(),
+        description: Some(file.clone()),
+        read_only,
+        ..ServerConfig::default()
+    };
+    let server = Server::new(backend.clone(), config);
+    let handle = server.shutdown_handle();
+    let stdin_socket = if opts.single { stdin_as_socket() } else { None };
+    termination.on_signal(move || {
+        handle.shutdown();
+        // A blocked read on stdin would otherwise wait for the client's
+        // next request; shutting down our side of the socket ends it now.
+        if let Some(s) = &stdin_socket {
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+    });
+
+    // Dropped last, after the disk is closed: a pid file that has gone
+    // means the data is on disk.
+    let mut cleanup = listen::Cleanup::default();
+    let result = if opts.single {
+        serve_stdio(&server, opts, readiness, &mut cleanup)
+    } else {
+        serve_sockets(&server, opts, readiness, &mut cleanup)
+    };
+    drop(server);
+    let closed = vddk_nbd::backend::Backend::close(&*backend);
+    drop(backend);
+    drop(conn);
+    drop(lib);
+    drop(cleanup);
+    closed.map_err(|e| format!("closing {file}: {e}"))?;
+    result
+}
+
+/// Stdin as a socket (as with inetd or a client's socketpair), so that
+/// shutdown can interrupt a read on it; `None` when it is something else.
+fn stdin_as_socket() -> Option<UnixStream> {
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let sock = UnixStream::from(fd);
+    // A non-socket descriptor fails here, and is then left alone.
+    sock.local_addr().ok()?;
+    Some(sock)
+}
+
+fn write_pidfile(opts: &Options, cleanup: &mut listen::Cleanup) -> Result<(), String> {
+    if let Some(path) = &opts.pidfile {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write the pid file {}: {e}", path.display()))?;
+        cleanup.file(path.clone());
+    }
+    Ok(())
+}
+
+fn serve_stdio(
+    server: &Server,
+    opts: &Options,
+    readiness: Readiness,
+    cleanup: &mut listen::Cleanup,
+) -> Result<i32, String> {
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .map(std::fs::File::from)
+            .map_err(|e| format!("-s: cannot use stdin/stdout: {e}"))
+    };
+    let input = dup(std::io::stdin().as_fd())?;
+    let output = dup(std::io::stdout().as_fd())?;
+    write_pidfile(opts, cleanup)?;
+    readiness.ready();
+    server.serve_stream(input, output).map_err(|e| e.to_string())?;
+    Ok(0)
+}
+
+fn serve_sockets(
+    server: &Server,
+    opts: &Options,
+    readiness: Readiness,
+    cleanup: &mut listen::Cleanup,
+) -> Result<i32, String> {
+    let mut listening = listen::open(opts)?;
+    cleanup.take_from(&mut listening.cleanup);
+    write_pidfile(opts, cleanup)?;
+    let sockets = std::mem::take(&mut listening.sockets)
+        .into_iter()
+        .map(|b| match b {
+            Bound::Tcp(l) => Listener::Tcp(l),
+            Bound::Unix(l) => Listener::Unix(l),
+        })
+        .collect();
+
+    let status = Arc::new(Mutex::new(None));
+    if let Some(cmd) = &opts.run {
+        let mut child = run::spawn(cmd, &listening, &opts.export_name)?;
+        let handle = server.shutdown_handle();
+        let status = status.clone();
+        std::thread::Builder::new()
+            .name("run".into())
+            .spawn(move || {
+                let code = match child.wait() {
+                    Ok(s) => run::exit_code(s),
+                    Err(e) => {
+                        log::error!("--run: lost the command: {e}");
+                        1
+                    }
+                };
+                log::debug!("--run: command exited with status {code}; shutting down");
+                *status.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+                handle.shutdown();
+            })
+            .map_err(|e| format!("--run: cannot start the waiting thread: {e}"))?;
+    }
+    readiness.ready();
+    server.serve(sockets).map_err(|e| e.to_string())?;
+    let code = status.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(0);
+    Ok(code)
+}

@@ -1,0 +1,430 @@
+//! One client connection: the handshake driven over a byte stream, then
+//! transmission with a reader (this thread) and a writer thread.
+//!
+//! The reader decodes and validates each request and hands it to the
+//! backend with a completion; completions encode their reply and pass it
+//! to the writer through a channel, so replies go out whole, in the order
+//! requests complete. Requests in flight are bounded in number and bytes,
+//! which is the back-pressure on a client that pipelines faster than the
+//! disk answers.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use crate::backend::{Backend, BackendError, ErrorKind, Extent, ReadChunk};
+use crate::proto::consts::{cmd, REPLY_FLAG_DONE, REQUEST_LEN, STATE_HOLE, STATE_ZERO};
+use crate::proto::errno::{nbd_errno, Failure};
+use crate::proto::handshake::{ExportDesc, Handshake, Negotiated, Step};
+use crate::proto::request::{validate, Command, Limits};
+use crate::proto::wire::{self, WireError};
+
+/// Most requests in flight on one connection.
+const MAX_IN_FLIGHT: usize = 64;
+/// Most read/write payload bytes in flight on one connection (one request
+/// larger than this still runs, alone).
+const MAX_IN_FLIGHT_BYTES: usize = 128 << 20;
+
+/// Runs the handshake. Returns what was negotiated and any bytes already
+/// received past its end, or `None` when the client left or was refused.
+pub(crate) fn negotiate<R: Read, W: Write>(
+    r: &mut R,
+    w: &mut W,
+    export: ExportDesc,
+) -> io::Result<Option<(Negotiated, Vec<u8>)>> {
+    let mut hs = Handshake::new(export);
+    let mut out = Vec::new();
+    hs.greeting(&mut out);
+    w.write_all(&out)?;
+    w.flush()?;
+    let mut input: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        out.clear();
+        let (used, step) = hs.receive(&input, &mut out);
+        input.drain(..used);
+        if !out.is_empty() {
+            w.write_all(&out)?;
+            w.flush()?;
+        }
+        match step {
+            Step::Continue => {}
+            Step::NeedMore => {
+                let n = r.read(&mut buf)?;
+                if n == 0 {
+                    log::debug!("client left during negotiation");
+                    return Ok(None);
+                }
+                input.extend_from_slice(&buf[..n]);
+            }
+            Step::Transmission(n) => return Ok(Some((n, input))),
+            Step::Close(why) => {
+                log::debug!("negotiation ended: {why}");
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Counts requests in flight and blocks the reader when there are too many.
+#[derive(Default)]
+struct InFlight {
+    state: Mutex<(usize, usize)>,
+    changed: Condvar,
+}
+
+impl InFlight {
+    fn acquire(&self, bytes: usize) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while s.0 >= MAX_IN_FLIGHT || (s.0 > 0 && s.1 + bytes > MAX_IN_FLIGHT_BYTES) {
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        s.0 += 1;
+        s.1 += bytes;
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.0 -= 1;
+        s.1 -= bytes;
+        drop(s);
+        self.changed.notify_all();
+    }
+}
+
+/// A reply, as the pieces to write in order (headers and data buffers).
+type Message = Vec<Vec<u8>>;
+
+/// The right to answer one request. Dropping it without answering sends
+/// EIO, so a backend that loses a completion cannot leave a client waiting.
+struct Replier {
+    tx: Option<Sender<Message>>,
+    inflight: Arc<InFlight>,
+    bytes: usize,
+    cookie: u64,
+    structured: bool,
+}
+
+impl Replier {
+    fn send(mut self, m: Message) {
+        if let Some(tx) = self.tx.take() {
+            // The writer is gone only when the client is; nothing to tell.
+            let _ = tx.send(m);
+        }
+    }
+
+    /// Ends a request without a reply (NBD_CMD_DISC).
+    fn silent(mut self) {
+        self.tx = None;
+    }
+
+    fn ok(self) {
+        let mut h = Vec::with_capacity(16);
+        wire::encode_simple_reply(&mut h, 0, self.cookie);
+        self.send(vec![h]);
+    }
+
+    fn error(self, failure: Failure, message: &str) {
+        let errno = nbd_errno(failure, self.structured);
+        let mut h = Vec::new();
+        if self.structured {
+            wire::encode_error_chunk(&mut h, self.cookie, errno, message);
+        } else {
+            wire::encode_simple_reply(&mut h, errno, self.cookie);
+        }
+        self.send(vec![h]);
+    }
+
+    fn backend_error(self, e: &BackendError, writing: bool) {
+        log::warn!("request failed: {}", e.message);
+        let failure = match e.kind {
+            ErrorKind::ReadOnly => Failure::ReadOnly,
+            ErrorKind::NoSpace => Failure::NoSpace,
+            ErrorKind::OutOfRange if writing => Failure::NoSpace,
+            ErrorKind::OutOfRange | ErrorKind::Unsupported => Failure::Invalid,
+            _ => Failure::Io,
+        };
+        self.error(failure, &e.message);
+    }
+
+    fn done(self, r: Result<(), BackendError>, writing: bool) {
+        match r {
+            Ok(()) => self.ok(),
+            Err(e) => self.backend_error(&e, writing),
+        }
+    }
+
+    fn read(self, r: Result<Vec<ReadChunk>, BackendError>, df: bool) {
+        let chunks = match r {
+            Ok(c) => c,
+            Err(e) => return self.backend_error(&e, false),
+        };
+        if !self.structured || df || chunks.len() == 1 && matches!(chunks[0], ReadChunk::Data { .. }) {
+            let offset = match chunks.first() {
+                Some(ReadChunk::Data { offset, .. } | ReadChunk::Hole { offset, .. }) => *offset,
+                None => 0,
+            };
+            let data = flatten(chunks);
+            let mut h = Vec::with_capacity(32);
+            if self.structured {
+                wire::encode_data_chunk_header(&mut h, REPLY_FLAG_DONE, self.cookie, offset, data.len() as u32);
+            } else {
+                wire::encode_simple_reply(&mut h, 0, self.cookie);
+            }
+            return self.send(vec![h, data]);
+        }
+        let mut m = Vec::with_capacity(chunks.len() * 2);
+        let last = chunks.len().saturating_sub(1);
+        for (i, c) in chunks.into_iter().enumerate() {
+            let flags = if i == last { REPLY_FLAG_DONE } else { 0 };
+            let mut h = Vec::with_capacity(32);
+            match c {
+                ReadChunk::Data { offset, data } => {
+                    wire::encode_data_chunk_header(&mut h, flags, self.cookie, offset, data.len() as u32);
+                    m.push(h);
+                    m.push(data);
+                }
+                ReadChunk::Hole { offset, length } => {
+                    wire::encode_hole_chunk(&mut h, flags, self.cookie, offset, length);
+                    m.push(h);
+                }
+            }
+        }
+        self.send(m);
+    }
+
+    fn block_status(self, r: Result<Vec<Extent>, BackendError>, length: u32, req_one: bool, context: u32) {
+        let extents = match r {
+            Ok(e) => e,
+            Err(e) => return self.backend_error(&e, false),
+        };
+        let descriptors = descriptors(&extents, length, req_one);
+        if descriptors.is_empty() {
+            return self.error(Failure::Io, "the disk returned no allocation information");
+        }
+        let mut h = Vec::with_capacity(24 + 8 * descriptors.len());
+        wire::encode_block_status_chunk(&mut h, self.cookie, context, &descriptors);
+        self.send(vec![h]);
+    }
+}
+
+impl Drop for Replier {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let mut h = Vec::new();
+            if self.structured {
+                wire::encode_error_chunk(&mut h, self.cookie, nbd_errno(Failure::Io, true), "request dropped by the disk");
+            } else {
+                wire::encode_simple_reply(&mut h, nbd_errno(Failure::Io, false), self.cookie);
+            }
+            let _ = tx.send(vec![h]);
+        }
+        self.inflight.release(self.bytes);
+    }
+}
+
+fn flatten(chunks: Vec<ReadChunk>) -> Vec<u8> {
+    if chunks.len() == 1 {
+        if let Some(ReadChunk::Data { data, .. }) = chunks.first() {
+            return data.clone();
+        }
+    }
+    let mut v = Vec::new();
+    for c in chunks {
+        match c {
+            ReadChunk::Data { data, .. } => v.extend_from_slice(&data),
+            ReadChunk::Hole { length, .. } => v.resize(v.len() + length as usize, 0),
+        }
+    }
+    v
+}
+
+/// `base:allocation` descriptors for a request of `length` bytes: adjacent
+/// runs merged, the total clipped to the request, one only with REQ_ONE.
+fn descriptors(extents: &[Extent], length: u32, req_one: bool) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    let mut left = u64::from(length);
+    for e in extents {
+        if left == 0 {
+            break;
+        }
+        let n = e.length.min(left);
+        if n == 0 {
+            continue;
+        }
+        left -= n;
+        let flags = if e.hole { STATE_HOLE | STATE_ZERO } else { 0 };
+        match out.last_mut() {
+            Some(last) if last.1 == flags => last.0 += n as u32,
+            _ => out.push((n as u32, flags)),
+        }
+    }
+    if req_one {
+        out.truncate(1);
+    }
+    out
+}
+
+fn writer_loop<W: Write>(w: W, rx: Receiver<Message>) {
+    let mut w = io::BufWriter::with_capacity(256 * 1024, w);
+    let mut broken = false;
+    let write = |w: &mut io::BufWriter<W>, m: Message, broken: &mut bool| {
+        if *broken {
+            return;
+        }
+        for part in m {
+            if let Err(e) = w.write_all(&part) {
+                log::debug!("client connection lost while replying: {e}");
+                *broken = true;
+                return;
+            }
+        }
+    };
+    while let Ok(m) = rx.recv() {
+        write(&mut w, m, &mut broken);
+        // Batch whatever else is ready into the same flush.
+        while let Ok(m) = rx.try_recv() {
+            write(&mut w, m, &mut broken);
+        }
+        if !broken && w.flush().is_err() {
+            broken = true;
+        }
+    }
+}
+
+/// Reads and throws away `n` payload bytes of a refused write, in small
+/// pieces, so the connection stays in step without allocating `n`.
+fn skip<R: Read>(r: &mut R, mut n: u64) -> io::Result<()> {
+    let mut buf = [0u8; 64 * 1024];
+    while n > 0 {
+        let k = n.min(buf.len() as u64) as usize;
+        r.read_exact(&mut buf[..k])?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+/// Serves requests until the client disconnects or the stream ends, then
+/// waits for requests in flight to be answered.
+pub(crate) fn transmit<R: Read, W: Write + Send + 'static>(
+    mut r: R,
+    w: W,
+    backend: Arc<dyn Backend>,
+    limits: Limits,
+) -> io::Result<()> {
+    let (tx, rx) = mpsc::channel::<Message>();
+    let writer = std::thread::Builder::new()
+        .name("nbd-writer".into())
+        .spawn(move || writer_loop(w, rx))?;
+    let inflight = Arc::new(InFlight::default());
+    let result = reader_loop(&mut r, &tx, &inflight, backend.as_ref(), &limits);
+    drop(tx);
+    // The writer ends once every completion has sent its reply.
+    if writer.join().is_err() {
+        log::error!("the reply writer thread panicked");
+    }
+    result
+}
+
+fn reader_loop<R: Read>(
+    r: &mut R,
+    tx: &Sender<Message>,
+    inflight: &Arc<InFlight>,
+    backend: &dyn Backend,
+    limits: &Limits,
+) -> io::Result<()> {
+    let mut header = [0u8; REQUEST_LEN];
+    loop {
+        match r.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                log::debug!("client closed the connection");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let req = match wire::decode_request(&header) {
+            Ok(req) => req,
+            Err(WireError::Malformed(why)) => {
+                log::warn!("closing connection: {why}");
+                return Ok(());
+            }
+            Err(WireError::NeedMore(_)) => return Ok(()),
+        };
+        let checked = validate(&req, limits);
+        let bytes = match checked {
+            Ok(Command::Read { length, .. } | Command::Write { length, .. }) => length as usize,
+            _ => 0,
+        };
+        inflight.acquire(bytes);
+        let replier = Replier {
+            tx: Some(tx.clone()),
+            inflight: Arc::clone(inflight),
+            bytes,
+            cookie: req.cookie,
+            structured: limits.structured,
+        };
+        let command = match checked {
+            Ok(c) => c,
+            Err((failure, message)) => {
+                if req.command == cmd::WRITE {
+                    skip(r, u64::from(req.length))?;
+                }
+                log::debug!("refused request: {message}");
+                replier.error(failure, &message);
+                continue;
+            }
+        };
+        match command {
+            Command::Read { offset, length, df } => {
+                backend.read(offset, length, Box::new(move |res| replier.read(res, df)));
+            }
+            Command::Write { offset, length, fua } => {
+                let mut data = vec![0u8; length as usize];
+                if let Err(e) = r.read_exact(&mut data) {
+                    replier.silent();
+                    return if e.kind() == io::ErrorKind::UnexpectedEof { Ok(()) } else { Err(e) };
+                }
+                backend.write(offset, data, fua, Box::new(move |res| replier.done(res, true)));
+            }
+            Command::WriteZeroes { offset, length, fua } => {
+                backend.zero(offset, u64::from(length), fua, Box::new(move |res| replier.done(res, true)));
+            }
+            Command::Flush => backend.flush(Box::new(move |res| replier.done(res, false))),
+            Command::Cache => replier.ok(),
+            Command::BlockStatus { offset, length, req_one, context } => {
+                if backend.can_extents() {
+                    backend.extents(
+                        offset,
+                        u64::from(length),
+                        Box::new(move |res| replier.block_status(res, length, req_one, context)),
+                    );
+                } else {
+                    replier.block_status(Ok(vec![Extent { length: u64::from(length), hole: false }]), length, req_one, context);
+                }
+            }
+            Command::Disconnect => {
+                replier.silent();
+                log::debug!("client asked to disconnect");
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_clip_merge_and_req_one() {
+        let e = [
+            Extent { length: 1000, hole: false },
+            Extent { length: 24, hole: false },
+            Extent { length: 4096, hole: true },
+        ];
+        assert_eq!(descriptors(&e, 2048, false), vec![(1024, 0), (1024, 3)]);
+        assert_eq!(descriptors(&e, 2048, true), vec![(1024, 0)]);
+        assert_eq!(descriptors(&e, 512, false), vec![(512, 0)]);
+    }
+}

@@ -1,0 +1,199 @@
+//! The server: configuration, listeners, connection threads and shutdown.
+
+mod connection;
+mod listener;
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::proto::handshake::ExportDesc;
+use crate::proto::request::Limits;
+
+pub use listener::Listener;
+
+/// How the export is offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Name listed by NBD_OPT_LIST and sent as NBD_INFO_NAME (`-e`); any
+    /// name a client asks for is served, as with nbdkit.
+    pub export_name: String,
+    /// NBD_INFO_DESCRIPTION, if any.
+    pub description: Option<String>,
+    /// Refuse writes even if the backend could do them (`-r`).
+    pub read_only: bool,
+    /// Connections beyond this many are closed on accept.
+    pub max_connections: Option<usize>,
+    /// A client that has not finished negotiating by then is dropped
+    /// (sockets only; `serve_stream` has no timeout).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            export_name: String::new(),
+            description: None,
+            read_only: false,
+            max_connections: None,
+            handshake_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Closes the reading side of one connection, which ends it gracefully.
+type Closer = Box<dyn Fn() + Send + Sync>;
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    config: ServerConfig,
+    shutdown: AtomicBool,
+    active: AtomicUsize,
+    next_id: AtomicU64,
+    // Lock order: `closers` is a leaf lock, never held while taking another.
+    closers: Mutex<HashMap<u64, Closer>>,
+}
+
+/// An NBD server for one export.
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+/// Stops a running [`Server`] from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    inner: Arc<Inner>,
+}
+
+impl ShutdownHandle {
+    /// Stops accepting, stops reading new requests, lets requests in flight
+    /// finish and be answered, then closes every connection. `serve`
+    /// returns once all connections are gone.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        let closers = self.inner.closers.lock().unwrap_or_else(PoisonError::into_inner);
+        for close in closers.values() {
+            close();
+        }
+    }
+}
+
+/// Counts a connection as active for as long as it lives.
+struct Active {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.inner.closers.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+        self.inner.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Inner {
+    fn export(&self) -> ExportDesc {
+        let sizes = self.backend.block_sizes();
+        ExportDesc {
+            name: self.config.export_name.clone(),
+            description: self.config.description.clone(),
+            size: self.backend.size(),
+            read_only: self.config.read_only || self.backend.read_only(),
+            block_sizes: (sizes.minimum, sizes.preferred, sizes.maximum),
+        }
+    }
+
+    /// Registers a connection; `None` if over the limit or shutting down.
+    fn admit(self: &Arc<Self>, closer: Closer) -> Option<Active> {
+        let n = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let active = Active { inner: Arc::clone(self), id };
+        if self.config.max_connections.is_some_and(|max| n > max) {
+            log::warn!("refusing a connection: already serving the maximum of {n} - 1");
+            return None;
+        }
+        self.closers.lock().unwrap_or_else(PoisonError::into_inner).insert(id, closer);
+        if self.shutdown.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(active)
+    }
+
+    /// Negotiates and serves one connection to its end.
+    fn run<R: Read, W: Write + Send + 'static>(
+        &self,
+        mut r: R,
+        mut w: W,
+        after_handshake: impl FnOnce(),
+    ) -> io::Result<()> {
+        let export = self.export();
+        let (size, read_only, max_payload) = (export.size, export.read_only, export.block_sizes.2);
+        let Some((negotiated, leftover)) = connection::negotiate(&mut r, &mut w, export)? else {
+            return Ok(());
+        };
+        after_handshake();
+        let limits = Limits {
+            size,
+            read_only,
+            max_payload,
+            structured: negotiated.structured,
+            base_allocation: negotiated.base_allocation,
+        };
+        log::debug!(
+            "client negotiated export {:?}, structured replies {}, block status {}",
+            negotiated.export_name,
+            negotiated.structured,
+            negotiated.base_allocation.is_some()
+        );
+        let r = io::Cursor::new(leftover).chain(r);
+        connection::transmit(r, w, Arc::clone(&self.backend), limits)
+    }
+}
+
+impl Server {
+    /// A server exporting `backend`.
+    pub fn new(backend: Arc<dyn Backend>, config: ServerConfig) -> Server {
+        Server {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                shutdown: AtomicBool::new(false),
+                active: AtomicUsize::new(0),
+                next_id: AtomicU64::new(0),
+                closers: Mutex::default(),
+            }),
+        }
+    }
+
+    /// A handle that stops [`Server::serve`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { inner: Arc::clone(&self.inner) }
+    }
+
+    /// Accepts connections on every listener, a thread per connection,
+    /// until shut down; then waits for connections to finish.
+    pub fn serve(&self, listeners: Vec<Listener>) -> io::Result<()> {
+        listener::accept_loop(&self.inner, listeners)
+    }
+
+    /// Serves a single connection over `r`/`w` (nbdkit's `-s`); returns
+    /// when the client disconnects. Shutdown cannot interrupt a read on a
+    /// plain stream, so it takes effect when the client next sends.
+    pub fn serve_stream<R: Read + Send + 'static, W: Write + Send + 'static>(&self, r: R, w: W) -> io::Result<()> {
+        let Some(_active) = self.inner.admit(Box::new(|| {})) else {
+            return Ok(());
+        };
+        self.inner.run(r, w, || {})
+    }
+
+    /// Connections currently open.
+    pub fn active_connections(&self) -> usize {
+        self.inner.active.load(Ordering::SeqCst)
+    }
+}
+
+/// How long the accept loop sleeps when no listener has a connection.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);

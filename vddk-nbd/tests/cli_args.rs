@@ -1,0 +1,113 @@
+//! The command line without a disk being served: usage, version, and the
+//! parameter checks nbdkit's vddk plugin makes, run on the real binary.
+
+use std::process::{Command, Output};
+
+fn vddk_nbd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vddk-nbd"))
+        .args(args)
+        .output()
+        .expect("run vddk-nbd")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs, expects exit status 1, and returns stderr.
+fn fails(args: &[&str]) -> String {
+    let o = vddk_nbd(args);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+    assert!(o.stdout.is_empty(), "{args:?} printed on stdout: {o:?}");
+    stderr(&o)
+}
+
+#[test]
+fn version_and_help() {
+    let o = vddk_nbd(&["--version"]);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("vddk-nbd {}", env!("CARGO_PKG_VERSION"))
+    );
+    let o = vddk_nbd(&["-V"]);
+    assert!(o.status.success());
+
+    let o = vddk_nbd(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in ["--run", "--dump-plugin", "-U, --unix", "password=PASSWORD|-|+FILE|-FD", "create-hwversion"] {
+        assert!(help.contains(needle), "help lacks {needle}: {help}");
+    }
+}
+
+#[test]
+fn bad_flags_point_to_help() {
+    let e = fails(&["--no-such-flag", "/x.vmdk"]);
+    assert!(e.contains("unrecognized option '--no-such-flag'"), "{e}");
+    assert!(e.contains("--help"), "{e}");
+    let e = fails(&["-p", "notaport", "/x.vmdk"]);
+    assert!(e.contains("not a port number"), "{e}");
+}
+
+#[test]
+fn other_plugins_and_filters_are_refused() {
+    let e = fails(&["memory", "size=1G"]);
+    assert!(e.contains("plugin 'memory' is not supported"), "{e}");
+    let e = fails(&["--filter=cow", "vddk", "/x.vmdk"]);
+    assert!(e.contains("filters are not supported"), "{e}");
+}
+
+#[test]
+fn file_is_required_and_must_be_absolute_locally() {
+    let e = fails(&["vddk", "-f"]);
+    assert!(e.contains("file=<FILENAME>"), "{e}");
+    let e = fails(&["vddk", "-f", "file=relative/disk.vmdk"]);
+    assert!(e.contains("absolute path"), "{e}");
+}
+
+#[test]
+fn unknown_keys_list_valid_ones() {
+    let e = fails(&["vddk", "-f", "/x.vmdk", "flie=/y"]);
+    assert!(e.contains("unknown parameter 'flie'"), "{e}");
+    for k in ["file", "libdir", "thumbprint", "vm", "transports", "create-size"] {
+        assert!(e.contains(k), "list lacks {k}: {e}");
+    }
+}
+
+#[test]
+fn remote_needs_server_user_password_and_vm() {
+    let e = fails(&["-f", "vddk", "user=root", "password=x", "vm=moref=2", "[ds] a/a.vmdk"]);
+    assert!(e.contains("remote connection requested, missing parameter: server"), "{e}");
+    let e = fails(&["-f", "vddk", "server=esx", "password=x", "vm=moref=2", "[ds] a/a.vmdk"]);
+    assert!(e.contains("missing parameter: user"), "{e}");
+    let e = fails(&["-f", "vddk", "server=esx", "user=root", "vm=moref=2", "[ds] a/a.vmdk"]);
+    assert!(e.contains("missing parameter: password"), "{e}");
+    let e = fails(&["-f", "vddk", "server=esx", "user=root", "password=x", "[ds] a/a.vmdk"]);
+    assert!(e.contains("missing parameter: vm"), "{e}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let e = fails(&["-f", "/x.vmdk", "compression=lz4"]);
+    assert!(e.contains("compression=lz4") && e.contains("zlib"), "{e}");
+    let e = fails(&["-f", "/x.vmdk", "create=true"]);
+    assert!(e.contains("create-size"), "{e}");
+    let e = fails(&["-f", "/x.vmdk", "create=true", "create-size=1Q"]);
+    assert!(e.contains("unknown size suffix"), "{e}");
+    let e = fails(&["-f", "/x.vmdk", "create=true", "create-size=1M", "create-hwversion=esx99"]);
+    assert!(e.contains("esx65"), "{e}");
+}
+
+#[test]
+fn unreadable_password_file_is_reported() {
+    let e = fails(&[
+        "-f",
+        "server=esx",
+        "user=root",
+        "password=+/nonexistent/pw",
+        "vm=moref=2",
+        "[ds] a/a.vmdk",
+    ]);
+    assert!(e.contains("password=+/nonexistent/pw") && e.contains("cannot read"), "{e}");
+}

@@ -1,0 +1,68 @@
+//! `--dump-plugin` against the fake library: the keys nbdkit's vddk
+//! plugin prints, with values that match the library actually loaded.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use vddk_tests::fake_libdir;
+
+fn dump(libdir: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vddk-nbd"))
+        .args(["vddk", &format!("libdir={libdir}"), "--dump-plugin"])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("run vddk-nbd")
+}
+
+#[test]
+fn keys_describe_the_loaded_library() {
+    let libdir = fake_libdir();
+    let o = dump(&libdir.to_string_lossy());
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let key = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k}= in {out}"))
+            .to_string()
+    };
+    assert_eq!(key("vddk_has_nfchostport"), "1");
+    assert!(key("vddk_default_libdir").starts_with('/'), "{out}");
+    let dll = PathBuf::from(key("vddk_dll"));
+    assert!(dll.starts_with(libdir.join("lib64")), "{}", dll.display());
+    assert!(dll.exists(), "{}", dll.display());
+    let version = key("vddk_library_version");
+    assert!(
+        dll.to_string_lossy().ends_with(&format!(".so.{version}")),
+        "vddk_library_version={version} does not match {}",
+        dll.display()
+    );
+    let modes = key("vddk_transport_modes");
+    assert!(modes.split(':').any(|m| m == "file"), "{modes}");
+    for f in vddk_sys_required() {
+        assert_eq!(key(f), "1", "{f}");
+    }
+    // Every VixDiskLib_ line is a function set to 1, nothing else.
+    for l in out.lines().filter(|l| l.starts_with("VixDiskLib_")) {
+        assert!(l.ends_with("=1"), "{l}");
+    }
+}
+
+fn vddk_sys_required() -> [&'static str; 5] {
+    [
+        "VixDiskLib_InitEx",
+        "VixDiskLib_Open",
+        "VixDiskLib_ReadAsync",
+        "VixDiskLib_Flush",
+        "VixDiskLib_QueryAllocatedBlocks",
+    ]
+}
+
+#[test]
+fn missing_library_is_one_clear_error() {
+    let o = dump("/nonexistent/vddk");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(o.stdout.is_empty(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("/nonexistent/vddk") && err.contains("libdir"), "{err}");
+}

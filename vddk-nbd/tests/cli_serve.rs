@@ -1,0 +1,336 @@
+//! The binary serving real disks on the fake VDDK, checked with real
+//! clients: `--run` and its variables, `-U -`, `-s`, socket activation,
+//! the background mode with a pid file, the library-path re-exec,
+//! password forms against the simulated server, and SIGTERM durability.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vddk_tests::{fake_libdir, scratch_dir};
+
+const DISK_SIZE: u64 = 64 << 20;
+const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
+
+/// PATH with /usr/bin first, so nbdsh finds the system Python's nbd module.
+fn path_env() -> String {
+    format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+fn libdir_arg() -> String {
+    format!("libdir={}", fake_libdir().display())
+}
+
+fn vddk_nbd() -> Command {
+    let mut c = Command::new(BIN);
+    c.env("PATH", path_env()).env_remove("LD_LIBRARY_PATH").env_remove("FAKE_VDDK_INVENTORY");
+    c
+}
+
+fn check(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("spawn");
+    assert!(o.status.success(), "{cmd:?} failed: {o:?}");
+    o
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A 64 MiB monolithic sparse VMDK with 0xab in its second MiB.
+fn sample_disk(dir: &Path, name: &str) -> PathBuf {
+    let disk = dir.join(name);
+    check(Command::new("qemu-img").args(["create", "-q", "-f", "vmdk"]).arg(&disk).arg(DISK_SIZE.to_string()));
+    check(Command::new("qemu-io").args(["-f", "vmdk", "-c", "write -q -P 0xab 1M 1M"]).arg(&disk));
+    disk
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill(sig: &str, pid: u32) {
+    check(Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()));
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("server did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_sets_uri_and_passes_exit_status() {
+    let dir = scratch_dir("cli-run");
+    let disk = sample_disk(&dir, "run.vmdk");
+    let o = check(
+        vddk_nbd()
+            .args(["-U", "-", "vddk", &libdir_arg()])
+            .arg(&disk)
+            .args(["--run", r#"nbdinfo --size "$uri"; echo "socket=$unixsocket""#]),
+    );
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(DISK_SIZE.to_string().as_str()), "{o:?}");
+    let socket = PathBuf::from(lines.next().and_then(|l| l.strip_prefix("socket=")).expect("socket line"));
+    assert!(socket.is_absolute(), "{}", socket.display());
+    assert!(!socket.exists(), "private socket left behind: {}", socket.display());
+    assert!(!socket.parent().unwrap().exists(), "private directory left behind");
+
+    let o = vddk_nbd().args(["-U", "-", &libdir_arg()]).arg(&disk).args(["--run", "exit 7"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(7), "{o:?}");
+
+    // TCP on a port the system picks; $port and $uri agree.
+    let o = check(
+        vddk_nbd()
+            .args(["-p", "0", "-i", "127.0.0.1", "-r", &libdir_arg()])
+            .arg(&disk)
+            .args(["--run", r#"test "$uri" = "nbd://127.0.0.1:$port" && nbdinfo --is read-only "$uri" && qemu-img info --output=json "$uri""#]),
+    );
+    assert!(stdout(&o).contains(&format!("\"virtual-size\": {DISK_SIZE}")), "{o:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn create_then_fill_through_run() {
+    let dir = scratch_dir("cli-create");
+    let source = dir.join("source.raw");
+    check(Command::new("qemu-img").args(["create", "-q", "-f", "raw"]).arg(&source).arg("8M"));
+    check(Command::new("qemu-io").args(["-f", "raw", "-c", "write -q -P 0x3c 1M 2M"]).arg(&source));
+    let disk = dir.join("created.vmdk");
+    let o = check(
+        vddk_nbd()
+            .args(["-U", "-", "-D", "vddk.stats=1", "-t", "4", &libdir_arg()])
+            .arg(&disk)
+            .args(["create=true", "create-size=8M", "create-type=monolithic-sparse"])
+            .args(["create-adapter-type=scsi-lsilogic", "create-hwversion=esx60"])
+            .arg("--run")
+            .arg(format!(r#"nbdinfo --size "$uri" && qemu-img convert -n -f raw -O raw {} "$uri""#, source.display())),
+    );
+    assert_eq!(stdout(&o).trim(), (8u64 << 20).to_string());
+    let o = check(Command::new("qemu-img").args(["info", "--output=json"]).arg(&disk));
+    assert!(stdout(&o).contains("\"format\": \"vmdk\""), "{o:?}");
+    check(Command::new("qemu-img").args(["compare", "-f", "vmdk", "-F", "raw"]).arg(&disk).arg(&source));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn single_mode_and_socket_activation() {
+    let dir = scratch_dir("cli-single");
+    let disk = sample_disk(&dir, "single.vmdk");
+    let script = format!(
+        "h.connect_command([{BIN:?}, '-s', '-r', {libdir:?}, {disk:?}])\n\
+         assert h.get_size() == {DISK_SIZE}\n\
+         assert h.pread(512, 1 << 20) == b'\\xab' * 512\n\
+         print('ok')\n",
+        libdir = libdir_arg(),
+        disk = disk.to_string_lossy(),
+    );
+    let o = check(Command::new("nbdsh").env("PATH", path_env()).env_remove("LD_LIBRARY_PATH").args(["-c", &script]));
+    assert_eq!(stdout(&o).trim(), "ok");
+
+    // nbdinfo's [ CMD ] form starts the server with LISTEN_FDS.
+    let o = check(
+        Command::new("nbdinfo")
+            .env("PATH", path_env())
+            .args(["--size", "--", "[", BIN, &libdir_arg()])
+            .arg(&disk)
+            .arg("]"),
+    );
+    assert_eq!(stdout(&o).trim(), DISK_SIZE.to_string());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn reexec_puts_lib64_first_and_run_sees_the_original() {
+    let dir = scratch_dir("cli-reexec");
+    let disk = sample_disk(&dir, "reexec.vmdk");
+    let lib64 = fake_libdir().join("lib64");
+    let script = r#"echo "child=${LD_LIBRARY_PATH-unset}"; tr '\0' '\n' < /proc/$PPID/environ | grep '^LD_LIBRARY_PATH='"#;
+    let o = check(
+        vddk_nbd()
+            .env("LD_LIBRARY_PATH", "/user/lib")
+            .args(["-U", "-", &libdir_arg()])
+            .arg(&disk)
+            .args(["--run", script]),
+    );
+    let out = stdout(&o);
+    assert!(out.contains("child=/user/lib\n"), "{out}");
+    assert!(out.contains(&format!("LD_LIBRARY_PATH={}:/user/lib\n", lib64.display())), "{out}");
+
+    let o = check(vddk_nbd().args(["-U", "-", &libdir_arg()]).arg(&disk).args(["--run", script]));
+    let out = stdout(&o);
+    assert!(out.contains("child=unset\n"), "{out}");
+    assert!(out.contains(&format!("LD_LIBRARY_PATH={}\n", lib64.display())), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn background_mode_with_pidfile_then_sigterm() {
+    let dir = scratch_dir("cli-daemon");
+    let disk = sample_disk(&dir, "bg.vmdk");
+    let sock = dir.join("sock");
+    let pidfile = dir.join("pid");
+    let o = check(vddk_nbd().arg("-U").arg(&sock).arg("-P").arg(&pidfile).arg(libdir_arg()).arg(&disk));
+    assert!(o.stdout.is_empty(), "{o:?}");
+    // Ready when the parent returned: the pid file and the socket exist.
+    let pid: u32 = std::fs::read_to_string(&pidfile).expect("pid file").trim().parse().unwrap();
+    assert!(sock.exists());
+    let uri = format!("nbd+unix:///?socket={}", sock.display());
+    let o = check(Command::new("nbdinfo").env("PATH", path_env()).args(["--size", &uri]));
+    assert_eq!(stdout(&o).trim(), DISK_SIZE.to_string());
+    // The serving process runs with libdir/lib64 first on its library path.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    let lib64 = fake_libdir().join("lib64");
+    assert!(
+        environ.split('\0').any(|v| v == format!("LD_LIBRARY_PATH={}", lib64.display())),
+        "{environ}"
+    );
+    kill("TERM", pid);
+    wait_for("the server to exit", Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
+    assert!(!pidfile.exists(), "pid file left behind");
+    assert!(!sock.exists(), "socket left behind");
+
+    // A start-up error in the background copy reaches the user.
+    let o = vddk_nbd().arg("-U").arg(dir.join("sock2")).arg(libdir_arg()).arg(dir.join("missing.vmdk")).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("missing.vmdk"), "{o:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sigterm_keeps_acknowledged_writes() {
+    let dir = scratch_dir("cli-durable");
+    let disk = sample_disk(&dir, "durable.vmdk");
+    let reference = dir.join("reference.raw");
+    check(Command::new("qemu-img").args(["convert", "-f", "vmdk", "-O", "raw"]).arg(&disk).arg(&reference));
+    let writes = ["write -q -P 0x5a 3M 1M", "write -q -P 0x17 7340544 4096", "write -q -z 1M 64k"];
+    let sock = dir.join("sock");
+    let mut server = vddk_nbd()
+        .arg("-f")
+        .arg("-U")
+        .arg(&sock)
+        .arg(libdir_arg())
+        .arg(&disk)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the socket", Duration::from_secs(10), || sock.exists());
+    let uri = format!("nbd+unix:///?socket={}", sock.display());
+    let mut io = Command::new("qemu-io");
+    io.args(["-f", "raw"]);
+    let mut refio = Command::new("qemu-io");
+    refio.args(["-f", "raw"]);
+    for w in writes {
+        io.args(["-c", w]);
+        refio.args(["-c", w]);
+    }
+    check(io.args(["-c", "flush", &uri]));
+    check(refio.arg(&reference));
+    kill("TERM", server.id());
+    let status = wait_exit(&mut server, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    check(Command::new("qemu-img").args(["compare", "-f", "vmdk", "-F", "raw"]).arg(&disk).arg(&reference));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+const THUMBPRINT: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
+
+/// A simulated ESXi host with one VM whose disk lives in `dir/ds1`.
+fn inventory(dir: &Path) -> PathBuf {
+    let ds = dir.join("ds1");
+    std::fs::create_dir_all(ds.join("web")).unwrap();
+    sample_disk(&ds.join("web"), "web.vmdk");
+    let inv = dir.join("inventory");
+    std::fs::write(
+        &inv,
+        format!(
+            "[server esx1.example.com]\nkind = esxi\nthumbprint = {THUMBPRINT}\nuser = root:pa ss\n\n\
+             [datastore ds1]\ndir = {}\n\n[vm esx1.example.com 42]\ndisk = [ds1] web/web.vmdk\n",
+            ds.display()
+        ),
+    )
+    .unwrap();
+    inv
+}
+
+fn remote_args(password: &str) -> Vec<String> {
+    vec![
+        "-U".into(),
+        "-".into(),
+        "-r".into(),
+        libdir_arg(),
+        "server=esx1.example.com".into(),
+        "user=root".into(),
+        format!("password={password}"),
+        format!("thumbprint={THUMBPRINT}"),
+        "vm=moref=42".into(),
+        "[ds1] web/web.vmdk".into(),
+        "--run".into(),
+        r#"nbdinfo --size "$uri""#.into(),
+    ]
+}
+
+#[test]
+fn password_forms_reach_the_server() {
+    let dir = scratch_dir("cli-password");
+    let inv = inventory(&dir);
+    let pwfile = dir.join("pw");
+    std::fs::write(&pwfile, "pa ss\n").unwrap();
+    let size = DISK_SIZE.to_string();
+
+    let o = check(vddk_nbd().env("FAKE_VDDK_INVENTORY", &inv).args(remote_args("pa ss")));
+    assert_eq!(stdout(&o).trim(), size);
+
+    let o = check(vddk_nbd().env("FAKE_VDDK_INVENTORY", &inv).args(remote_args(&format!("+{}", pwfile.display()))));
+    assert_eq!(stdout(&o).trim(), size);
+
+    // -FD: descriptor 3 opened by the shell that starts us, read after the re-exec.
+    let quoted: Vec<String> = remote_args("-3").iter().map(|a| format!("'{a}'")).collect();
+    let o = check(
+        Command::new("sh")
+            .env("PATH", path_env())
+            .env_remove("LD_LIBRARY_PATH")
+            .env("FAKE_VDDK_INVENTORY", &inv)
+            .arg("-c")
+            .arg(format!("exec 3< '{}'; exec '{BIN}' {}", pwfile.display(), quoted.join(" "))),
+    );
+    assert_eq!(stdout(&o).trim(), size);
+
+    // -: prompt; stdin is not a terminal here, so the line is read as is.
+    let mut child = vddk_nbd()
+        .env("FAKE_VDDK_INVENTORY", &inv)
+        .args(remote_args("-"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"pa ss\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).trim(), size);
+
+    let o = vddk_nbd().env("FAKE_VDDK_INVENTORY", &inv).args(remote_args("wrong")).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("VIX_E_AUTHENTICATION_FAIL") || stderr(&o).to_lowercase().contains("authentication"), "{o:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

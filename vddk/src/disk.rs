@@ -1,0 +1,421 @@
+//! [`Disk`]: an open virtual disk and its synchronous operations.
+
+use std::cell::Cell;
+use std::fmt;
+use std::str::FromStr;
+
+use bitflags::bitflags;
+
+use crate::blocks::{self, Extent};
+use crate::error::{Error, Result};
+use crate::raw::RawDisk;
+use crate::SECTOR_SIZE;
+
+bitflags! {
+    /// How to open a disk (Open's `flags`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct OpenFlags: u32 {
+        /// Bypass the host's page cache (local disks).
+        const UNBUFFERED = vddk_sys::VIXDISKLIB_FLAG_OPEN_UNBUFFERED;
+        /// Open only this link of a chain, not its parents.
+        const SINGLE_LINK = vddk_sys::VIXDISKLIB_FLAG_OPEN_SINGLE_LINK;
+        /// Refuse writes.
+        const READ_ONLY = vddk_sys::VIXDISKLIB_FLAG_OPEN_READ_ONLY;
+        /// zlib compression on the wire (NBD/NBDSSL, vSphere 6.5+).
+        const COMPRESSION_ZLIB = vddk_sys::VIXDISKLIB_FLAG_OPEN_COMPRESSION_ZLIB;
+        /// FastLZ compression on the wire.
+        const COMPRESSION_FASTLZ = vddk_sys::VIXDISKLIB_FLAG_OPEN_COMPRESSION_FASTLZ;
+        /// SkipZ compression on the wire.
+        const COMPRESSION_SKIPZ = vddk_sys::VIXDISKLIB_FLAG_OPEN_COMPRESSION_SKIPZ;
+    }
+}
+
+impl OpenFlags {
+    /// The flag for `c` (empty for [`Compression::None`]), to combine with others:
+    /// `OpenFlags::READ_ONLY | OpenFlags::compression(Compression::Zlib)`.
+    pub const fn compression(c: Compression) -> OpenFlags {
+        match c {
+            Compression::None => OpenFlags::empty(),
+            Compression::Zlib => OpenFlags::COMPRESSION_ZLIB,
+            Compression::FastLz => OpenFlags::COMPRESSION_FASTLZ,
+            Compression::SkipZ => OpenFlags::COMPRESSION_SKIPZ,
+        }
+    }
+}
+
+/// Wire compression for the NBD transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Compression {
+    /// No compression.
+    #[default]
+    None,
+    /// zlib.
+    Zlib,
+    /// FastLZ.
+    FastLz,
+    /// SkipZ.
+    SkipZ,
+}
+
+impl FromStr for Compression {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Compression> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Compression::None),
+            "zlib" => Ok(Compression::Zlib),
+            "fastlz" => Ok(Compression::FastLz),
+            "skipz" => Ok(Compression::SkipZ),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown compression {s:?}: use none, zlib, fastlz or skipz"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "none",
+            Compression::Zlib => "zlib",
+            Compression::FastLz => "fastlz",
+            Compression::SkipZ => "skipz",
+        })
+    }
+}
+
+/// The disk's controller type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdapterType {
+    /// IDE.
+    Ide,
+    /// BusLogic SCSI.
+    ScsiBusLogic,
+    /// LSI Logic SCSI.
+    ScsiLsiLogic,
+    /// Anything else the library reports, with its raw value.
+    Other(u32),
+}
+
+impl AdapterType {
+    pub(crate) fn from_raw(v: u32) -> AdapterType {
+        match v {
+            vddk_sys::VIXDISKLIB_ADAPTER_IDE => AdapterType::Ide,
+            vddk_sys::VIXDISKLIB_ADAPTER_SCSI_BUSLOGIC => AdapterType::ScsiBusLogic,
+            vddk_sys::VIXDISKLIB_ADAPTER_SCSI_LSILOGIC => AdapterType::ScsiLsiLogic,
+            other => AdapterType::Other(other),
+        }
+    }
+
+    /// The VDDK constant.
+    pub fn as_raw(self) -> u32 {
+        match self {
+            AdapterType::Ide => vddk_sys::VIXDISKLIB_ADAPTER_IDE,
+            AdapterType::ScsiBusLogic => vddk_sys::VIXDISKLIB_ADAPTER_SCSI_BUSLOGIC,
+            AdapterType::ScsiLsiLogic => vddk_sys::VIXDISKLIB_ADAPTER_SCSI_LSILOGIC,
+            AdapterType::Other(v) => v,
+        }
+    }
+}
+
+impl FromStr for AdapterType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<AdapterType> {
+        match s.to_ascii_lowercase().as_str() {
+            "ide" => Ok(AdapterType::Ide),
+            "buslogic" => Ok(AdapterType::ScsiBusLogic),
+            "lsilogic" => Ok(AdapterType::ScsiLsiLogic),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown adapter type {s:?}: use ide, buslogic or lsilogic"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for AdapterType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdapterType::Ide => f.write_str("ide"),
+            AdapterType::ScsiBusLogic => f.write_str("buslogic"),
+            AdapterType::ScsiLsiLogic => f.write_str("lsilogic"),
+            AdapterType::Other(v) => write!(f, "unknown({v})"),
+        }
+    }
+}
+
+/// Cylinders, heads, sectors per track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Geometry {
+    /// Cylinders.
+    pub cylinders: u32,
+    /// Heads.
+    pub heads: u32,
+    /// Sectors per track.
+    pub sectors: u32,
+}
+
+/// What GetInfo reports about a disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskInfo {
+    /// Size in 512-byte sectors.
+    pub capacity_sectors: u64,
+    /// BIOS geometry.
+    pub bios_geometry: Geometry,
+    /// Physical geometry.
+    pub physical_geometry: Geometry,
+    /// Controller type.
+    pub adapter: AdapterType,
+    /// Number of links in the chain (1 for a disk without parents).
+    pub num_links: i32,
+    /// The parent's file name, for a child disk.
+    pub parent_hint: Option<String>,
+    /// The disk's UUID, when it has one.
+    pub uuid: Option<String>,
+    /// Logical sector size (only reported by VDDK 7.0 and later).
+    pub logical_sector_size: Option<u32>,
+    /// Physical sector size (only reported by VDDK 7.0 and later).
+    pub physical_sector_size: Option<u32>,
+}
+
+impl DiskInfo {
+    /// Size in bytes.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_sectors.saturating_mul(SECTOR_SIZE)
+    }
+}
+
+/// An open disk (Open). Dropping it closes it; [`Disk::close`] reports the result.
+///
+/// `Send` but not `Sync`: VDDK forbids concurrent calls on one handle, so
+/// a disk is used by one thread at a time. To drive it from many threads,
+/// hand it to a [`DiskWorker`](crate::DiskWorker).
+pub struct Disk {
+    raw: RawDisk,
+    capacity: Cell<Option<u64>>,
+}
+
+impl Disk {
+    pub(crate) fn from_raw(raw: RawDisk) -> Disk {
+        Disk { raw, capacity: Cell::new(None) }
+    }
+
+    /// Size, geometry, adapter, chain and identity of the disk.
+    ///
+    /// # Errors
+    /// [`Error::Vix`] from GetInfo.
+    pub fn info(&self) -> Result<DiskInfo> {
+        let info = self.raw.info()?;
+        self.capacity.set(Some(info.capacity_sectors));
+        Ok(info)
+    }
+
+    /// The transport in use (`file`, `nbd`, `nbdssl`, `hotadd`, `san`).
+    pub fn transport_mode(&self) -> String {
+        self.raw.transport_mode()
+    }
+
+    /// Reads `buf.len() / 512` sectors starting at `start_sector`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless `buf.len()` is a multiple of 512;
+    /// [`Error::Vix`] from Read.
+    pub fn read(&self, start_sector: u64, buf: &mut [u8]) -> Result<()> {
+        check_len(buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.raw.read(start_sector, buf)
+    }
+
+    /// Writes `buf` (a whole number of sectors) at `start_sector`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless `buf.len()` is a multiple of 512;
+    /// [`Error::Vix`] from Write.
+    pub fn write(&self, start_sector: u64, buf: &[u8]) -> Result<()> {
+        check_len(buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.raw.write(start_sector, buf)
+    }
+
+    /// Makes earlier writes durable (Flush).
+    ///
+    /// # Errors
+    /// [`Error::Vix`] from Flush.
+    pub fn flush(&self) -> Result<()> {
+        self.raw.flush()
+    }
+
+    /// Waits for every asynchronous request on this handle (Wait).
+    ///
+    /// # Errors
+    /// [`Error::Vix`] from Wait.
+    pub fn wait(&self) -> Result<()> {
+        self.raw.wait()
+    }
+
+    /// The allocated extents in `[start_sector, start_sector + count)`,
+    /// in sectors, sorted and merged.
+    ///
+    /// VDDK answers only for whole chunks of `chunk` sectors (at least
+    /// 128; rounded up to a multiple of 128), at most 512×1024 chunks per
+    /// call: the range is widened to whole chunks, split into calls, and
+    /// the answer clipped back. A tail at the end of the disk shorter than
+    /// a chunk cannot be queried and is reported as allocated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a range past the end of the disk;
+    /// [`Error::Vix`] from QueryAllocatedBlocks (e.g. `VIX_E_NOT_SUPPORTED`
+    /// for disks that cannot tell).
+    pub fn allocated_blocks(&self, start_sector: u64, count: u64, chunk: u64) -> Result<Vec<Extent>> {
+        let capacity = match self.capacity.get() {
+            Some(c) => c,
+            None => self.info()?.capacity_sectors,
+        };
+        let plan = blocks::plan(start_sector, count, chunk, capacity)?;
+        let mut found = Vec::new();
+        for call in &plan.calls {
+            for (offset, length) in self.raw.query_allocated(call.start, call.count, plan.chunk)? {
+                found.push(Extent { start: offset, length });
+            }
+        }
+        Ok(blocks::finish(found, plan.tail, start_sector, count))
+    }
+
+    /// The metadata keys in the disk's descriptor (GetMetadataKeys).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the library lacks the function;
+    /// [`Error::Vix`] from it.
+    pub fn metadata_keys(&self) -> Result<Vec<String>> {
+        self.raw.metadata_keys()
+    }
+
+    /// One metadata value (ReadMetadata).
+    ///
+    /// # Errors
+    /// [`Error::Vix`] with `VIX_E_DISK_KEY_NOTFOUND` for an unknown key.
+    pub fn metadata_get(&self, key: &str) -> Result<String> {
+        self.raw.metadata_get(key)
+    }
+
+    /// Sets one metadata value (WriteMetadata).
+    ///
+    /// # Errors
+    /// [`Error::Vix`] from WriteMetadata (e.g. on a read-only disk).
+    pub fn metadata_set(&self, key: &str, value: &str) -> Result<()> {
+        self.raw.metadata_set(key, value)
+    }
+
+    /// Closes the disk and reports Close's result (dropping it closes too,
+    /// logging any failure).
+    ///
+    /// # Errors
+    /// [`Error::Vix`] from Close.
+    pub fn close(self) -> Result<()> {
+        self.raw.close()
+    }
+
+    pub(crate) fn raw(&self) -> &RawDisk {
+        &self.raw
+    }
+}
+
+impl fmt::Debug for Disk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Disk").field("capacity_sectors", &self.capacity.get()).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn check_len(len: usize) -> Result<()> {
+    if len % SECTOR_SIZE as usize != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "buffer of {len} bytes is not a whole number of 512-byte sectors"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_have_vddk_values_and_compression_combines() {
+        assert_eq!(OpenFlags::READ_ONLY.bits(), 4);
+        assert_eq!(OpenFlags::SINGLE_LINK.bits(), 2);
+        assert_eq!(OpenFlags::UNBUFFERED.bits(), 1);
+        let f = OpenFlags::READ_ONLY | OpenFlags::compression(Compression::Zlib);
+        assert_eq!(f.bits(), 4 | 16);
+        assert_eq!(OpenFlags::compression(Compression::SkipZ).bits(), 64);
+        assert!(OpenFlags::compression(Compression::None).is_empty());
+    }
+
+    #[test]
+    fn compression_parses_all_names() {
+        for c in [Compression::None, Compression::Zlib, Compression::FastLz, Compression::SkipZ] {
+            assert_eq!(c.to_string().parse::<Compression>().unwrap(), c);
+        }
+        assert_eq!("ZLIB".parse::<Compression>().unwrap(), Compression::Zlib);
+        assert!("lz4".parse::<Compression>().is_err());
+    }
+
+    #[test]
+    fn adapter_types_round_trip() {
+        for a in [AdapterType::Ide, AdapterType::ScsiBusLogic, AdapterType::ScsiLsiLogic] {
+            assert_eq!(AdapterType::from_raw(a.as_raw()), a);
+            assert_eq!(a.to_string().parse::<AdapterType>().unwrap(), a);
+        }
+        assert_eq!(AdapterType::from_raw(256), AdapterType::Other(256));
+    }
+
+    #[test]
+    fn buffer_lengths_must_be_whole_sectors() {
+        assert!(check_len(0).is_ok());
+        assert!(check_len(4096).is_ok());
+        assert!(matches!(check_len(511), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn capacity_bytes_is_sectors_times_512() {
+        let info = DiskInfo {
+            capacity_sectors: 3,
+            bios_geometry: Geometry::default(),
+            physical_geometry: Geometry::default(),
+            adapter: AdapterType::Ide,
+            num_links: 1,
+            parent_hint: None,
+            uuid: None,
+            logical_sector_size: None,
+            physical_sector_size: None,
+        };
+        assert_eq!(info.capacity_bytes(), 1536);
+    }
+}
+
+/// Compile-time checks: a `Disk` may move between threads but never be
+/// shared by them.
+#[cfg(test)]
+mod thread_rules {
+    use super::Disk;
+
+    trait AmbiguousIfSync<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+    struct IsSync;
+    impl<T: ?Sized + Sync> AmbiguousIfSync<IsSync> for T {}
+
+    fn send<T: Send>() {}
+
+    #[test]
+    fn disk_is_send_but_not_sync() {
+        send::<Disk>();
+        // Fails to compile (ambiguous impl) if `Disk` ever becomes `Sync`.
+        <Disk as AmbiguousIfSync<_>>::check();
+        <crate::raw::RawDisk as AmbiguousIfSync<_>>::check();
+    }
+}

@@ -1,0 +1,155 @@
+//! The initialised library: [`Vddk`] and [`InitOptions`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::params::ConnectParams;
+use crate::raw::Lib;
+
+/// How to load and initialise VDDK.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    load: vddk_sys::LoadOptions,
+    config_file: Option<PathBuf>,
+}
+
+impl InitOptions {
+    /// Defaults: the library is searched in `$VDDK_LIBDIR`, else
+    /// [`vddk_sys::DEFAULT_LIBDIR`].
+    pub fn new() -> InitOptions {
+        InitOptions::default()
+    }
+
+    /// The VDDK directory (the unpacked `vmware-vix-disklib-distrib`, holding
+    /// `lib64/libvixDiskLib.so.N`). Also passed to InitEx.
+    pub fn libdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.load = self.load.libdir(dir);
+        self
+    }
+
+    /// A VDDK configuration file (`key=value` lines), passed to InitEx.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Full control over the library search (e.g. to ignore `$VDDK_LIBDIR`).
+    pub fn load_options(mut self, load: vddk_sys::LoadOptions) -> Self {
+        self.load = load;
+        self
+    }
+}
+
+/// The initialised VDDK library. Cheap to clone (an `Arc` inside).
+///
+/// There is at most one per process: [`Vddk::init`] calls InitEx, which
+/// VDDK allows once. Exit runs when the last clone *and* every
+/// [`Connection`](crate::Connection) and [`Disk`](crate::Disk) made from it
+/// are gone, since each of them holds the library too.
+#[derive(Clone)]
+pub struct Vddk {
+    pub(crate) lib: Arc<Lib>,
+}
+
+impl Vddk {
+    /// Loads the library and calls InitEx, routing VDDK's messages to the
+    /// `log` facade (target `vddk::library`).
+    ///
+    /// Call it from the main thread, after any `fork`, before starting
+    /// threads that will use VDDK.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyInitialized`] on a second call in this process,
+    /// [`Error::Load`] when the library cannot be found (the message lists
+    /// every path tried), [`Error::Vix`] when InitEx fails.
+    pub fn init(opts: InitOptions) -> Result<Vddk> {
+        let lib = Lib::init(&opts.load, opts.config_file.as_deref())?;
+        Ok(Vddk { lib: Arc::new(lib) })
+    }
+
+    /// The shared object that was loaded.
+    pub fn library_path(&self) -> &Path {
+        self.lib.sys().path()
+    }
+
+    /// The VDDK major version, from the soname.
+    pub fn major_version(&self) -> u32 {
+        self.lib.sys().major_version()
+    }
+
+    /// Which optional functions the library has.
+    pub fn capabilities(&self) -> vddk_sys::Capabilities {
+        self.lib.sys().capabilities()
+    }
+
+    /// The transport modes the library supports, colon-separated
+    /// (ListTransportModes), e.g. `file:san:hotadd:nbdssl:nbd`.
+    pub fn transport_modes(&self) -> String {
+        self.lib.transport_modes()
+    }
+
+    /// Calls PrepareForAccess (vCenter only: stops the VM from being
+    /// migrated while its disks are read) and returns a guard whose drop
+    /// calls EndAccess. Call it before [`Connection::connect`](crate::Connection::connect)
+    /// and drop it after the connection, as VMware prescribes.
+    ///
+    /// `identity` names the application in vCenter's tasks (at most 50 characters).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the library lacks the function,
+    /// [`Error::InvalidArgument`] for a local connection or a long identity.
+    pub fn prepare_for_access(&self, params: &ConnectParams, identity: &str) -> Result<AccessGuard> {
+        if !params.is_remote() {
+            return Err(Error::InvalidArgument(
+                "PrepareForAccess needs a remote (vCenter) connection".into(),
+            ));
+        }
+        if identity.is_empty() || identity.chars().count() > 50 {
+            return Err(Error::InvalidArgument(format!(
+                "the identity {identity:?} must be 1 to 50 characters"
+            )));
+        }
+        params.validate()?;
+        self.lib.prepare_for_access(params, identity)?;
+        Ok(AccessGuard { vddk: self.clone(), params: params.clone(), identity: identity.to_owned(), ended: false })
+    }
+}
+
+impl fmt::Debug for Vddk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vddk")
+            .field("path", &self.library_path())
+            .field("major", &self.major_version())
+            .finish()
+    }
+}
+
+/// Undoes [`Vddk::prepare_for_access`] (EndAccess) when dropped.
+#[derive(Debug)]
+pub struct AccessGuard {
+    vddk: Vddk,
+    params: ConnectParams,
+    identity: String,
+    ended: bool,
+}
+
+impl AccessGuard {
+    /// Calls EndAccess now and reports its result.
+    pub fn end(mut self) -> Result<()> {
+        self.ended = true;
+        self.vddk.lib.end_access(&self.params, &self.identity)
+    }
+}
+
+impl Drop for AccessGuard {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        if let Err(e) = self.vddk.lib.end_access(&self.params, &self.identity) {
+            log::warn!(target: "vddk", "EndAccess after PrepareForAccess: {e}");
+        }
+    }
+}

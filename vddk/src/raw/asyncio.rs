@@ -1,0 +1,127 @@
+//! ReadAsync / WriteAsync with buffers the request owns.
+//!
+//! Each request has an [`AsyncSlot`] shared (through `Arc`) by the
+//! submitter and the completion callback. The slot owns the buffer, so the
+//! memory VDDK reads or writes lives until the callback has run, whatever
+//! the caller does meanwhile. An atomic state decides who completes the
+//! request: the callback (the normal case, possibly before the submit call
+//! returns), or the submitter when the submit call itself fails.
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use vddk_sys::VixError;
+
+use super::RawDisk;
+
+/// Called exactly once per request with the buffer and VDDK's result.
+/// After a failed submit the buffer is empty (see [`RawDisk::submit_read`]).
+pub(crate) type Completion = Box<dyn FnOnce(Vec<u8>, VixError) + Send>;
+
+const PENDING: u8 = 0;
+const COMPLETED: u8 = 1;
+const CLAIMED: u8 = 2;
+
+pub(crate) struct AsyncSlot {
+    state: AtomicU8,
+    // Locked only to take the contents out, never across a VDDK call.
+    inner: Mutex<Option<(Vec<u8>, Completion)>>,
+}
+
+impl AsyncSlot {
+    fn take(&self) -> Option<(Vec<u8>, Completion)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+unsafe extern "C" fn on_complete(data: *mut c_void, result: VixError) {
+    // SAFETY: `data` is the `Arc::into_raw` reference made for this request
+    // in `submit`, and VDDK calls each request's callback at most once.
+    let slot = unsafe { Arc::from_raw(data.cast_const().cast::<AsyncSlot>()) };
+    let won = slot.state.compare_exchange(PENDING, COMPLETED, Ordering::AcqRel, Ordering::Acquire);
+    if won.is_ok() {
+        if let Some((buf, done)) = slot.take() {
+            // Nothing may unwind into VDDK.
+            let _ = catch_unwind(AssertUnwindSafe(|| done(buf, result)));
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
+impl RawDisk {
+    /// Submits ReadAsync of `buf.len() / 512` sectors at `start`; `done`
+    /// receives the filled buffer and the result.
+    pub(crate) fn submit_read(&self, start: u64, buf: Vec<u8>, done: Completion) {
+        self.submit(Direction::Read, start, buf, done);
+    }
+
+    /// Submits WriteAsync of `buf` at `start`; `done` gets the buffer back.
+    pub(crate) fn submit_write(&self, start: u64, buf: Vec<u8>, done: Completion) {
+        self.submit(Direction::Write, start, buf, done);
+    }
+
+    fn submit(&self, dir: Direction, start: u64, mut buf: Vec<u8>, done: Completion) {
+        let sectors = (buf.len() / 512) as u64;
+        let data = buf.as_mut_ptr();
+        let slot = Arc::new(AsyncSlot { state: AtomicU8::new(PENDING), inner: Mutex::new(None) });
+        // The Vec moves into the slot; its heap block (where `data` points)
+        // does not move.
+        *slot.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some((buf, done));
+        let cb_ref = Arc::into_raw(Arc::clone(&slot)).cast_mut().cast::<c_void>();
+        self.used_async.set(true);
+        let core = self.lib().core();
+        // SAFETY: `data` points to `sectors` whole sectors owned by the slot,
+        // which the callback's reference keeps alive until it has run;
+        // `cb_ref` is that reference; `&self` guarantees no other call on
+        // the handle overlaps this one. No lock is held here that
+        // `on_complete` takes (the slot's mutex is released above).
+        let err = unsafe {
+            match dir {
+                Direction::Read => core.VixDiskLib_ReadAsync(
+                    self.handle(),
+                    start,
+                    sectors,
+                    data,
+                    Some(on_complete),
+                    cb_ref,
+                ),
+                Direction::Write => core.VixDiskLib_WriteAsync(
+                    self.handle(),
+                    start,
+                    sectors,
+                    data,
+                    Some(on_complete),
+                    cb_ref,
+                ),
+            }
+        };
+        if vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_ASYNC) {
+            return;
+        }
+        // The submit failed, or finished synchronously without a callback.
+        // If the callback has not run, VDDK will not run it: complete the
+        // request here. After a failure the callback's reference, and with
+        // it the buffer, is deliberately leaked, so that even a library that
+        // broke this promise could not write into freed memory.
+        if slot
+            .state
+            .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            if let Some((buf, done)) = slot.take() {
+                let ok = vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_OK);
+                let (give, keep) = if ok { (buf, Vec::new()) } else { (Vec::new(), buf) };
+                *slot.inner.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((keep, Box::new(|_, _| {})));
+                let _ = catch_unwind(AssertUnwindSafe(|| done(give, err)));
+            }
+        }
+    }
+}

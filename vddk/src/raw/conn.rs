@@ -1,0 +1,354 @@
+//! Connect parameters in C form, and the connection owner.
+
+use std::ffi::{c_char, c_void};
+use std::ptr;
+use std::sync::Arc;
+
+use vddk_sys::{VixDiskLibConnectParams, VixDiskLibConnection, VixDiskLibCreateParams};
+use zeroize::Zeroizing;
+
+use super::{c_string, global_lock, logsink, Lib, RawDisk};
+use crate::error::{CallContext, Result};
+use crate::params::{ConnectParams, Credentials};
+
+/// A NUL-terminated copy of a string, zeroed when dropped (secrets pass
+/// through these too).
+struct CBuf(Zeroizing<Vec<u8>>);
+
+impl CBuf {
+    fn new(what: &str, s: &str) -> Result<CBuf> {
+        let c = c_string(what, s)?;
+        Ok(CBuf(Zeroizing::new(c.into_bytes_with_nul())))
+    }
+
+    /// C APIs take `char *` even for strings they only read.
+    fn ptr(&self) -> *mut c_char {
+        self.0.as_ptr().cast_mut().cast()
+    }
+}
+
+/// Who allocated a [`RawParams`] struct, which decides how it is freed.
+#[derive(Clone, Copy)]
+enum Origin {
+    Boxed,
+    Library,
+}
+
+/// A `VixDiskLibConnectParams` filled from [`ConnectParams`]; its strings
+/// live exactly as long as it does, and Drop frees it with the function
+/// that matches how it was allocated.
+pub(crate) struct RawParams<'l> {
+    ptr: *mut VixDiskLibConnectParams,
+    lib: &'l Lib,
+    origin: Origin,
+    _strings: Vec<CBuf>,
+}
+
+impl<'l> RawParams<'l> {
+    pub(crate) fn new(lib: &'l Lib, p: &ConnectParams) -> Result<RawParams<'l>> {
+        // Converted before allocating, so an invalid string leaks nothing.
+        let mut strings = Vec::new();
+        let mut keep = |what: &str, s: &str| -> Result<*mut c_char> {
+            let b = CBuf::new(what, s)?;
+            let ptr = b.ptr();
+            strings.push(b);
+            Ok(ptr)
+        };
+        let vmx = p.vm.as_ref().map(|v| keep("vm", &v.vmx_spec())).transpose()?;
+        let server = p.server.as_deref().map(|s| keep("server", s)).transpose()?;
+        let thumb = p.thumbprint.as_ref().map(|t| keep("thumbprint", &t.to_string())).transpose()?;
+        let creds = match &p.credentials {
+            None => None,
+            Some(Credentials::UserPassword { user, password }) => Some((
+                vddk_sys::VIXDISKLIB_CRED_UID,
+                [keep("user", user)?, keep("password", password.expose())?, ptr::null_mut()],
+            )),
+            Some(Credentials::SessionCookie { cookie, user, key }) => Some((
+                vddk_sys::VIXDISKLIB_CRED_SESSIONID,
+                [
+                    keep("cookie", cookie.expose())?,
+                    user.as_deref().map(|u| keep("user", u)).transpose()?.unwrap_or(ptr::null_mut()),
+                    key.as_ref()
+                        .map(|k| keep("key", k.expose()))
+                        .transpose()?
+                        .unwrap_or(ptr::null_mut()),
+                ],
+            )),
+        };
+
+        let (ptr, origin) = match lib.optional().allocate_connect_params {
+            // SAFETY: AllocateConnectParams takes nothing and returns a
+            // zeroed struct (or NULL) that FreeConnectParams releases.
+            Some(alloc) => match unsafe { alloc() } {
+                p if p.is_null() => (zeroed_params(), Origin::Boxed),
+                p => (p, Origin::Library),
+            },
+            None => (zeroed_params(), Origin::Boxed),
+        };
+        let raw = RawParams { ptr, lib, origin, _strings: strings };
+        // SAFETY: `ptr` is a valid, exclusively owned struct (either ours
+        // or fresh from AllocateConnectParams); the strings stay alive in
+        // `raw` for as long as the pointers are stored.
+        unsafe {
+            let c = &mut *ptr;
+            c.vmxSpec = vmx.unwrap_or(ptr::null_mut());
+            c.serverName = server.unwrap_or(ptr::null_mut());
+            c.thumbPrint = thumb.unwrap_or(ptr::null_mut());
+            c.specType = vddk_sys::VIXDISKLIB_SPEC_VMX;
+            c.port = p.port.map_or(0, u32::from);
+            c.nfcHostPort = p.nfc_host_port.map_or(0, u32::from);
+            if let Some((ty, [a, b, k])) = creds {
+                c.credType = ty;
+                if ty == vddk_sys::VIXDISKLIB_CRED_UID {
+                    c.creds.uid.userName = a;
+                    c.creds.uid.password = b;
+                } else {
+                    c.creds.sessionId.cookie = a;
+                    c.creds.sessionId.userName = b;
+                    c.creds.sessionId.key = k;
+                }
+            }
+        }
+        Ok(raw)
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const VixDiskLibConnectParams {
+        self.ptr
+    }
+}
+
+fn zeroed_params() -> *mut VixDiskLibConnectParams {
+    // SAFETY: the struct holds only integers, raw pointers and unions of
+    // raw pointers, for which all-zero bytes are valid (NULL / 0).
+    let zero: VixDiskLibConnectParams = unsafe { std::mem::zeroed() };
+    Box::into_raw(Box::new(zero))
+}
+
+impl Drop for RawParams<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is valid and ours. The string pointers are cleared
+        // first so a FreeConnectParams that frees string fields never frees
+        // memory it did not allocate.
+        unsafe {
+            let c = &mut *self.ptr;
+            c.vmxSpec = ptr::null_mut();
+            c.serverName = ptr::null_mut();
+            c.thumbPrint = ptr::null_mut();
+            c.creds.sessionId.cookie = ptr::null_mut();
+            c.creds.sessionId.userName = ptr::null_mut();
+            c.creds.sessionId.key = ptr::null_mut();
+        }
+        match self.origin {
+            Origin::Boxed => {
+                // SAFETY: allocated by `zeroed_params` with Box, freed once here.
+                drop(unsafe { Box::from_raw(self.ptr) });
+            }
+            Origin::Library => {
+                if let Some(free) = self.lib.optional().free_connect_params {
+                    // SAFETY: allocated by AllocateConnectParams, freed once here.
+                    unsafe { free(self.ptr) };
+                }
+                // Without FreeConnectParams the struct is leaked: freeing
+                // library memory with another allocator would be worse.
+            }
+        }
+    }
+}
+
+/// Progress sink for long operations: VDDK may not accept NULL everywhere,
+/// and we never ask it to stop.
+unsafe extern "C" fn no_progress(_data: *mut c_void, _percent: std::ffi::c_int) -> vddk_sys::Bool {
+    1
+}
+
+/// An open VDDK connection. Dropping it calls Disconnect.
+pub(crate) struct RawConnection {
+    handle: VixDiskLibConnection,
+    pub(crate) lib: Arc<Lib>,
+    remote: bool,
+    given_thumbprint: Option<String>,
+}
+
+// SAFETY: the handle is an opaque token VDDK allows any thread to use, and
+// every call that takes it (Open, Create, Grow, Clone, Disconnect) runs
+// under the global lock, so no two threads use it at once.
+unsafe impl Send for RawConnection {}
+// SAFETY: as above; `&RawConnection` only reaches VDDK under the global lock.
+unsafe impl Sync for RawConnection {}
+
+impl RawConnection {
+    /// ConnectEx.
+    pub(crate) fn connect(lib: Arc<Lib>, p: &ConnectParams) -> Result<RawConnection> {
+        let snapshot = p.snapshot.as_ref().map(|s| c_string("snapshot", s.as_str())).transpose()?;
+        let transports =
+            p.transports.as_ref().map(|t| c_string("transports", &t.to_string())).transpose()?;
+        let remote = p.is_remote();
+        let given_thumbprint = p.thumbprint.as_ref().map(|t| t.to_string());
+        let params = RawParams::new(&lib, p)?;
+        let mut handle: VixDiskLibConnection = ptr::null_mut();
+        let (err, actual_thumbprint) = {
+            let _guard = global_lock();
+            logsink::clear_actual_thumbprint();
+            // SAFETY: `params` and the strings are valid for the call; the
+            // out-pointer is a live local; the global lock is held.
+            let err = unsafe {
+                lib.core().VixDiskLib_ConnectEx(
+                    params.as_ptr(),
+                    vddk_sys::Bool::from(p.read_only),
+                    snapshot.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+                    transports.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+                    &mut handle,
+                )
+            };
+            (err, logsink::actual_thumbprint())
+        };
+        drop(params);
+        let ctx = CallContext { remote, given_thumbprint: given_thumbprint.clone(), actual_thumbprint };
+        lib.check("VixDiskLib_ConnectEx", err, &ctx)?;
+        Ok(RawConnection { handle, lib, remote, given_thumbprint })
+    }
+
+    /// What a failing call's hint needs to know.
+    pub(crate) fn context(&self) -> CallContext {
+        CallContext {
+            remote: self.remote,
+            given_thumbprint: self.given_thumbprint.clone(),
+            actual_thumbprint: logsink::actual_thumbprint(),
+        }
+    }
+
+    /// Open.
+    pub(crate) fn open(self: &Arc<Self>, path: &str, flags: u32) -> Result<RawDisk> {
+        let cpath = c_string("disk path", path)?;
+        let mut handle = ptr::null_mut();
+        let (err, ctx) = {
+            let _guard = global_lock();
+            logsink::clear_actual_thumbprint();
+            // SAFETY: live connection, valid string and out-pointer, global lock held.
+            let err = unsafe {
+                self.lib.core().VixDiskLib_Open(self.handle, cpath.as_ptr(), flags, &mut handle)
+            };
+            // Read under the lock: another Open would clear the line.
+            (err, self.context())
+        };
+        self.lib.check("VixDiskLib_Open", err, &ctx)?;
+        Ok(RawDisk::new(handle, Arc::clone(self)))
+    }
+
+    /// Create (local disks).
+    pub(crate) fn create(&self, path: &str, params: &VixDiskLibCreateParams) -> Result<()> {
+        let cpath = c_string("disk path", path)?;
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: live connection, valid string and struct, global lock held.
+            unsafe {
+                self.lib.core().VixDiskLib_Create(
+                    self.handle,
+                    cpath.as_ptr(),
+                    params,
+                    Some(no_progress),
+                    ptr::null_mut(),
+                )
+            }
+        };
+        self.lib.check("VixDiskLib_Create", err, &self.context())
+    }
+
+    /// Grow (local disk, closed).
+    pub(crate) fn grow(&self, path: &str, capacity: u64, update_geometry: bool) -> Result<()> {
+        let grow = self.lib.optional().grow.ok_or_else(|| self.lib.unsupported("VixDiskLib_Grow"))?;
+        let cpath = c_string("disk path", path)?;
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: live connection, valid string, global lock held.
+            unsafe {
+                grow(
+                    self.handle,
+                    cpath.as_ptr(),
+                    capacity,
+                    vddk_sys::Bool::from(update_geometry),
+                    Some(no_progress),
+                    ptr::null_mut(),
+                )
+            }
+        };
+        self.lib.check("VixDiskLib_Grow", err, &self.context())
+    }
+
+    /// Clone `src_path` on `src` to `dst_path` on this connection.
+    pub(crate) fn clone_disk(
+        &self,
+        dst_path: &str,
+        src: &RawConnection,
+        src_path: &str,
+        params: &VixDiskLibCreateParams,
+        overwrite: bool,
+    ) -> Result<()> {
+        let clone =
+            self.lib.optional().clone.ok_or_else(|| self.lib.unsupported("VixDiskLib_Clone"))?;
+        let dst = c_string("destination path", dst_path)?;
+        let srcp = c_string("source path", src_path)?;
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: both connections are live, strings and struct valid,
+            // global lock held.
+            unsafe {
+                clone(
+                    self.handle,
+                    dst.as_ptr(),
+                    src.handle,
+                    srcp.as_ptr(),
+                    params,
+                    Some(no_progress),
+                    ptr::null_mut(),
+                    vddk_sys::Bool::from(overwrite),
+                )
+            }
+        };
+        self.lib.check("VixDiskLib_Clone", err, &self.context())
+    }
+}
+
+impl Drop for RawConnection {
+    fn drop(&mut self) {
+        let _guard = global_lock();
+        // SAFETY: the handle came from a successful ConnectEx and every
+        // disk opened on it holds an Arc to this connection, so all are closed.
+        let err = unsafe { self.lib.core().VixDiskLib_Disconnect(self.handle) };
+        if let Err(e) = self.lib.check("VixDiskLib_Disconnect", err, &CallContext::default()) {
+            ::log::warn!(target: logsink::TARGET, "{e}");
+        }
+    }
+}
+
+impl Lib {
+    /// PrepareForAccess, the vCenter call that blocks VM migration while
+    /// disks are read.
+    pub(crate) fn prepare_for_access(&self, p: &ConnectParams, identity: &str) -> Result<()> {
+        self.access("VixDiskLib_PrepareForAccess", self.optional().prepare_for_access, p, identity)
+    }
+
+    /// EndAccess, undoing PrepareForAccess.
+    pub(crate) fn end_access(&self, p: &ConnectParams, identity: &str) -> Result<()> {
+        self.access("VixDiskLib_EndAccess", self.optional().end_access, p, identity)
+    }
+
+    fn access(
+        &self,
+        call: &'static str,
+        f: vddk_sys::VixDiskLib_PrepareForAccessFn,
+        p: &ConnectParams,
+        identity: &str,
+    ) -> Result<()> {
+        let f = f.ok_or_else(|| self.unsupported(call))?;
+        let id = c_string("identity", identity)?;
+        let params = RawParams::new(self, p)?;
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: params and identity are valid for the call; global lock held.
+            unsafe { f(params.as_ptr(), id.as_ptr()) }
+        };
+        drop(params);
+        self.check(call, err, &CallContext { remote: true, ..CallContext::default() })
+    }
+}

@@ -1,0 +1,289 @@
+//! The disk handle owner and its synchronous calls.
+
+use std::cell::Cell;
+use std::ffi::c_char;
+use std::ptr::{self, addr_of};
+use std::sync::Arc;
+
+use vddk_sys::{VixDiskLibBlock, VixDiskLibBlockList, VixDiskLibHandle, VixDiskLibInfo, VixError};
+
+use super::{c_string, copy_c_str, global_lock, logsink, Lib, RawConnection};
+use crate::disk::{AdapterType, DiskInfo, Geometry};
+use crate::error::Result;
+
+/// An open disk. Dropping it calls Close (after Wait, if async I/O ran).
+pub(crate) struct RawDisk {
+    handle: VixDiskLibHandle,
+    conn: Arc<RawConnection>,
+    /// Set once async I/O was submitted, so Close first waits for it.
+    pub(super) used_async: Cell<bool>,
+    closed: bool,
+}
+
+// SAFETY: VDDK allows a handle to be used from any thread as long as calls
+// on it do not overlap. `RawDisk` is not `Sync` (it holds a raw pointer and
+// a `Cell`), so only one thread at a time can reach it; moving it between
+// threads is fine. Close runs under the global lock wherever it happens.
+unsafe impl Send for RawDisk {}
+
+impl RawDisk {
+    pub(super) fn new(handle: VixDiskLibHandle, conn: Arc<RawConnection>) -> RawDisk {
+        RawDisk { handle, conn, used_async: Cell::new(false), closed: false }
+    }
+
+    pub(crate) fn lib(&self) -> &Lib {
+        &self.conn.lib
+    }
+
+    pub(super) fn handle(&self) -> VixDiskLibHandle {
+        self.handle
+    }
+
+    pub(crate) fn check(&self, call: &'static str, err: VixError) -> Result<()> {
+        self.lib().check(call, err, &self.conn.context())
+    }
+
+    /// GetInfo, copied out and freed with FreeInfo.
+    pub(crate) fn info(&self) -> Result<DiskInfo> {
+        let mut p: *mut VixDiskLibInfo = ptr::null_mut();
+        // SAFETY: valid handle and out-pointer; no other call on this handle
+        // can overlap (`&self` of a !Sync type).
+        let err = unsafe { self.lib().core().VixDiskLib_GetInfo(self.handle, &mut p) };
+        self.check("VixDiskLib_GetInfo", err)?;
+        if p.is_null() {
+            return Err(crate::Error::InvalidArgument(
+                "VixDiskLib_GetInfo succeeded but returned no information".into(),
+            ));
+        }
+        let owner = InfoOwner { p, lib: self.lib() };
+        let newer = self.lib().sys().major_version() >= 7;
+        // SAFETY: `p` points to a VixDiskLibInfo owned by `owner`. Fields
+        // are read one by one through raw pointers because a pre-7.0
+        // library allocates a shorter struct without the sector sizes.
+        let info = unsafe {
+            let geo = |g: *const vddk_sys::VixDiskLibGeometry| Geometry {
+                cylinders: addr_of!((*g).cylinders).read(),
+                heads: addr_of!((*g).heads).read(),
+                sectors: addr_of!((*g).sectors).read(),
+            };
+            DiskInfo {
+                capacity_sectors: addr_of!((*p).capacity).read(),
+                bios_geometry: geo(addr_of!((*p).biosGeo)),
+                physical_geometry: geo(addr_of!((*p).physGeo)),
+                adapter: AdapterType::from_raw(addr_of!((*p).adapterType).read()),
+                num_links: addr_of!((*p).numLinks).read(),
+                parent_hint: copy_c_str(addr_of!((*p).parentFileNameHint).read())
+                    .filter(|s| !s.is_empty()),
+                uuid: copy_c_str(addr_of!((*p).uuid).read()).filter(|s| !s.is_empty()),
+                logical_sector_size: newer.then(|| addr_of!((*p).logicalSectorSize).read()),
+                physical_sector_size: newer.then(|| addr_of!((*p).physicalSectorSize).read()),
+            }
+        };
+        drop(owner);
+        Ok(info)
+    }
+
+    /// GetTransportMode.
+    pub(crate) fn transport_mode(&self) -> String {
+        // SAFETY: valid handle; the result is a static string (or NULL).
+        unsafe { copy_c_str(self.lib().core().VixDiskLib_GetTransportMode(self.handle)) }
+            .unwrap_or_default()
+    }
+
+    /// Read; `buf.len()` is a whole number of sectors (checked by the caller).
+    pub(crate) fn read(&self, start: u64, buf: &mut [u8]) -> Result<()> {
+        let sectors = (buf.len() / 512) as u64;
+        // SAFETY: `buf` holds exactly `sectors` sectors and is exclusively
+        // borrowed for the call.
+        let err = unsafe {
+            self.lib().core().VixDiskLib_Read(self.handle, start, sectors, buf.as_mut_ptr())
+        };
+        self.check("VixDiskLib_Read", err)
+    }
+
+    /// Write; `buf.len()` is a whole number of sectors (checked by the caller).
+    pub(crate) fn write(&self, start: u64, buf: &[u8]) -> Result<()> {
+        let sectors = (buf.len() / 512) as u64;
+        // SAFETY: `buf` holds exactly `sectors` sectors for the call.
+        let err =
+            unsafe { self.lib().core().VixDiskLib_Write(self.handle, start, sectors, buf.as_ptr()) };
+        self.check("VixDiskLib_Write", err)
+    }
+
+    /// Flush.
+    pub(crate) fn flush(&self) -> Result<()> {
+        // SAFETY: valid handle.
+        let err = unsafe { self.lib().core().VixDiskLib_Flush(self.handle) };
+        self.check("VixDiskLib_Flush", err)
+    }
+
+    /// Wait: returns when every async request on the handle has completed.
+    pub(crate) fn wait(&self) -> Result<()> {
+        // SAFETY: valid handle.
+        let err = unsafe { self.lib().core().VixDiskLib_Wait(self.handle) };
+        self.check("VixDiskLib_Wait", err)
+    }
+
+    /// One QueryAllocatedBlocks call; the range is already chunk-aligned.
+    pub(crate) fn query_allocated(&self, start: u64, count: u64, chunk: u64) -> Result<Vec<(u64, u64)>> {
+        let mut list: *mut VixDiskLibBlockList = ptr::null_mut();
+        // SAFETY: valid handle and out-pointer.
+        let err = unsafe {
+            self.lib().core().VixDiskLib_QueryAllocatedBlocks(self.handle, start, count, chunk, &mut list)
+        };
+        self.check("VixDiskLib_QueryAllocatedBlocks", err)?;
+        if list.is_null() {
+            return Ok(Vec::new());
+        }
+        let owner = BlockListOwner { p: list, lib: self.lib() };
+        // SAFETY: `list` is a block list owned by `owner`, with `numBlocks`
+        // entries following the header.
+        let out = unsafe {
+            let n = addr_of!((*list).numBlocks).read() as usize;
+            let first = addr_of!((*list).blocks).cast::<VixDiskLibBlock>();
+            std::slice::from_raw_parts(first, n).iter().map(|b| (b.offset, b.length)).collect()
+        };
+        drop(owner);
+        Ok(out)
+    }
+
+    /// GetMetadataKeys: the keys, in the library's order.
+    pub(crate) fn metadata_keys(&self) -> Result<Vec<String>> {
+        let f = self
+            .lib()
+            .optional()
+            .get_metadata_keys
+            .ok_or_else(|| self.lib().unsupported("VixDiskLib_GetMetadataKeys"))?;
+        let buf = self.sized_call("VixDiskLib_GetMetadataKeys", |buf, len, req| {
+            // SAFETY: `buf` is NULL with len 0 or a buffer of `len` bytes;
+            // `req` is a live out-pointer.
+            unsafe { f(self.handle, buf, len, req) }
+        })?;
+        Ok(buf
+            .split(|b| *b == 0)
+            .filter(|k| !k.is_empty())
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect())
+    }
+
+    /// ReadMetadata.
+    pub(crate) fn metadata_get(&self, key: &str) -> Result<String> {
+        let f = self
+            .lib()
+            .optional()
+            .read_metadata
+            .ok_or_else(|| self.lib().unsupported("VixDiskLib_ReadMetadata"))?;
+        let ckey = c_string("metadata key", key)?;
+        let buf = self.sized_call("VixDiskLib_ReadMetadata", |buf, len, req| {
+            // SAFETY: as in metadata_keys; `ckey` outlives the call.
+            unsafe { f(self.handle, ckey.as_ptr(), buf, len, req) }
+        })?;
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+    }
+
+    /// WriteMetadata.
+    pub(crate) fn metadata_set(&self, key: &str, value: &str) -> Result<()> {
+        let f = self
+            .lib()
+            .optional()
+            .write_metadata
+            .ok_or_else(|| self.lib().unsupported("VixDiskLib_WriteMetadata"))?;
+        let ckey = c_string("metadata key", key)?;
+        let cval = c_string("metadata value", value)?;
+        // SAFETY: valid handle and strings.
+        let err = unsafe { f(self.handle, ckey.as_ptr(), cval.as_ptr()) };
+        self.check("VixDiskLib_WriteMetadata", err)
+    }
+
+    /// The two-step "ask the size, then fetch" protocol of the metadata calls.
+    fn sized_call(
+        &self,
+        call: &'static str,
+        mut f: impl FnMut(*mut c_char, vddk_sys::size_t, *mut vddk_sys::size_t) -> VixError,
+    ) -> Result<Vec<u8>> {
+        let mut required: vddk_sys::size_t = 0;
+        let err = f(ptr::null_mut(), 0, &mut required);
+        let code = vddk_sys::error_code(err);
+        if code != u64::from(vddk_sys::VIX_E_BUFFER_TOOSMALL) {
+            self.check(call, err)?;
+        }
+        // The size can grow between the calls (another writer): retry a few times.
+        for _ in 0..4 {
+            // A size the library reports is trusted only up to 64 MiB.
+            let len = usize::try_from(required.clamp(1, 64 << 20)).unwrap_or(1);
+            let mut buf = vec![0u8; len];
+            let mut again: vddk_sys::size_t = 0;
+            let err = f(buf.as_mut_ptr().cast(), len as vddk_sys::size_t, &mut again);
+            if vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_E_BUFFER_TOOSMALL)
+                && again > required
+            {
+                required = again;
+                continue;
+            }
+            self.check(call, err)?;
+            return Ok(buf);
+        }
+        self.check(call, u64::from(vddk_sys::VIX_E_BUFFER_TOOSMALL)).map(|()| Vec::new())
+    }
+
+    /// Close, reporting its result; Drop does the same and logs.
+    pub(crate) fn close(mut self) -> Result<()> {
+        self.closed = true;
+        self.close_inner()
+    }
+
+    fn close_inner(&self) -> Result<()> {
+        if self.used_async.get() {
+            if let Err(e) = self.wait() {
+                ::log::warn!(target: logsink::TARGET, "before closing: {e}");
+            }
+        }
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: the handle is open and this is its only Close.
+            unsafe { self.lib().core().VixDiskLib_Close(self.handle) }
+        };
+        self.check("VixDiskLib_Close", err)
+    }
+}
+
+impl Drop for RawDisk {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            if let Err(e) = self.close_inner() {
+                ::log::warn!(target: logsink::TARGET, "closing a disk: {e}");
+            }
+        }
+    }
+}
+
+/// Frees a VixDiskLibInfo with FreeInfo.
+struct InfoOwner<'l> {
+    p: *mut VixDiskLibInfo,
+    lib: &'l Lib,
+}
+
+impl Drop for InfoOwner<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `p` came from GetInfo and is freed once.
+        unsafe { self.lib.core().VixDiskLib_FreeInfo(self.p) };
+    }
+}
+
+/// Frees a VixDiskLibBlockList with FreeBlockList.
+struct BlockListOwner<'l> {
+    p: *mut VixDiskLibBlockList,
+    lib: &'l Lib,
+}
+
+impl Drop for BlockListOwner<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `p` came from QueryAllocatedBlocks and is freed once.
+        let err = unsafe { self.lib.core().VixDiskLib_FreeBlockList(self.p) };
+        if vddk_sys::error_code(err) != 0 {
+            ::log::warn!(target: logsink::TARGET, "VixDiskLib_FreeBlockList failed: {err}");
+        }
+    }
+}
