@@ -3,5 +3,8 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=src/raw/log_shim.c");
-    cc::Build::new().file("src/raw/log_shim.c").warnings(true).compile("vddk_log_shim");
+    cc::Build::new()
+        .file("src/raw/log_shim.c")
+        .warnings(true)
+        .compile("vddk_log_shim");
 }

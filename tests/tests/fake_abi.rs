@@ -469,3 +469,184 @@ fn connect_params_round_trip() {
         assert!(!captured().contains("RULE VIOLATION"), "{}", captured());
     });
 }
+
+#[test]
+fn create_clone_and_unlink_disks_that_qemu_accepts() {
+    scenario(
+        "create_clone_and_unlink_disks_that_qemu_accepts",
+        &[],
+        || {
+            let dir = vddk_tests::scratch_dir("fake-manage");
+            let (sparse, flat) = (dir.join("new.vmdk"), dir.join("clone.vmdk"));
+            let (sparse_c, flat_c) = (
+                CString::new(sparse.to_str().unwrap()).unwrap(),
+                CString::new(flat.to_str().unwrap()).unwrap(),
+            );
+            init_ok();
+            let conn = connect_local();
+            let opt = lib().optional();
+            let mut params = VixDiskLibCreateParams {
+                diskType: VIXDISKLIB_DISK_MONOLITHIC_SPARSE,
+                adapterType: VIXDISKLIB_ADAPTER_SCSI_LSILOGIC,
+                hwVersion: VIXDISKLIB_HWVERSION_ESX65 as u16,
+                capacity: 4096,
+                logicalSectorSize: 0,
+                physicalSectorSize: 0,
+            };
+            // SAFETY: valid connection, NUL-terminated paths and params for each call.
+            unsafe {
+                let c = lib().core();
+                assert_eq!(
+                    code(c.VixDiskLib_Create(
+                        conn,
+                        sparse_c.as_ptr(),
+                        &params,
+                        None,
+                        std::ptr::null_mut()
+                    )),
+                    VIX_OK
+                );
+                assert_eq!(
+                    code(c.VixDiskLib_Create(
+                        conn,
+                        sparse_c.as_ptr(),
+                        &params,
+                        None,
+                        std::ptr::null_mut()
+                    )),
+                    VIX_E_FILE_ALREADY_EXISTS
+                );
+            }
+            let h = open(conn, sparse.to_str().unwrap(), 0).unwrap();
+            let data: Vec<u8> = (0..128 * 512).map(|i| (i % 253) as u8).collect();
+            assert_eq!(code(write(h, 1024, &data)), VIX_OK);
+            assert_eq!(code(close(h)), VIX_OK);
+            params.diskType = VIXDISKLIB_DISK_MONOLITHIC_FLAT;
+            // SAFETY: as above; both connections are the same local one.
+            unsafe {
+                let clone = opt.clone.unwrap();
+                let args = (
+                    conn,
+                    flat_c.as_ptr(),
+                    conn,
+                    sparse_c.as_ptr(),
+                    &params as *const _,
+                );
+                assert_eq!(
+                    code(clone(
+                        args.0,
+                        args.1,
+                        args.2,
+                        args.3,
+                        args.4,
+                        None,
+                        std::ptr::null_mut(),
+                        0
+                    )),
+                    VIX_OK
+                );
+                assert_eq!(
+                    code(clone(
+                        args.0,
+                        args.1,
+                        args.2,
+                        args.3,
+                        args.4,
+                        None,
+                        std::ptr::null_mut(),
+                        0
+                    )),
+                    VIX_E_FILE_ALREADY_EXISTS,
+                    "no overwrite"
+                );
+                assert_eq!(
+                    code(opt.check_repair.unwrap()(conn, flat_c.as_ptr(), 0)),
+                    VIX_OK
+                );
+                assert_eq!(
+                    code(opt.rename.unwrap()(sparse_c.as_ptr(), flat_c.as_ptr())),
+                    VIX_E_NOT_SUPPORTED
+                );
+            }
+            run(Command::new("qemu-img").args(["check", "-q"]).arg(&sparse));
+            run(Command::new("qemu-img")
+                .args(["compare", "-q", "-f", "vmdk", "-F", "vmdk"])
+                .arg(&sparse)
+                .arg(&flat));
+            assert_eq!(&qemu_raw(&flat)[1024 * 512..1152 * 512], &data[..]);
+            // SAFETY: valid connection and paths.
+            unsafe {
+                assert_eq!(code(opt.unlink.unwrap()(conn, flat_c.as_ptr())), VIX_OK);
+                assert_eq!(code(opt.unlink.unwrap()(conn, sparse_c.as_ptr())), VIX_OK);
+            }
+            let left: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(
+                left.is_empty(),
+                "Unlink removes descriptors and extents, left {left:?}"
+            );
+            disconnect(conn);
+            exit();
+        },
+    );
+}
+
+#[test]
+fn a_c_program_links_against_the_soname() {
+    let dir = vddk_tests::scratch_dir("fake-cprog");
+    let libdir = vddk_tests::fake_libdir().join("lib64");
+    let disk = flat_disk(&dir, "disk.vmdk", 1, 0x3c);
+    let src = dir.join("prog.c");
+    std::fs::write(
+        &src,
+        r#"
+#include <stdio.h>
+#include <vddk_abi.h>
+static void logf_(const char *fmt, va_list ap) { vfprintf(stdout, fmt, ap); }
+int main(int argc, char **argv) {
+    VixDiskLibConnectParams params = {0};
+    VixDiskLibConnection conn;
+    VixDiskLibHandle disk;
+    uint8_t buf[512];
+    if (VixDiskLib_InitEx(8, 0, logf_, logf_, logf_, NULL, NULL) != VIX_OK) return 1;
+    if (VixDiskLib_ConnectEx(&params, 1, NULL, NULL, &conn) != VIX_OK) return 2;
+    if (VixDiskLib_Open(conn, argv[1], VIXDISKLIB_FLAG_OPEN_READ_ONLY, &disk) != VIX_OK) return 3;
+    if (VixDiskLib_Read(disk, 0, 1, buf) != VIX_OK) return 4;
+    printf("first byte %#x via %s\n", buf[0], VixDiskLib_GetTransportMode(disk));
+    VixDiskLib_Close(disk);
+    VixDiskLib_Disconnect(conn);
+    VixDiskLib_Exit();
+    return argc == 2 ? 0 : 5;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.join("prog");
+    run(Command::new("gcc")
+        .arg("-I")
+        .arg(vddk_tests::workspace_root().join("vddk-sys/include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .arg("-L")
+        .arg(&libdir)
+        .arg("-l:libvixDiskLib.so.8"));
+    let ldd = run(Command::new("ldd")
+        .arg(&exe)
+        .env("LD_LIBRARY_PATH", &libdir));
+    assert!(
+        String::from_utf8_lossy(&ldd.stdout).contains("libvixDiskLib.so.8 =>"),
+        "the soname is recorded"
+    );
+    let out = run(Command::new(&exe)
+        .arg(&disk)
+        .env("LD_LIBRARY_PATH", &libdir));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("VMware VixDiskLib (8.0.2) Release build-"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("first byte 0x3c via file"), "{stdout}");
+}

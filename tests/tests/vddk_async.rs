@@ -17,7 +17,10 @@ use vddk::{ConnectParams, Connection, DiskWorker, Error, OpenFlags, Vddk, Worker
 const LATENCY: Duration = Duration::from_millis(20);
 
 fn vddk() -> Vddk {
-    common::vddk(&[("FAKE_VDDK_ASYNC_LATENCY_US", "20000"), ("FAKE_VDDK_MAX_IN_FLIGHT", "64")])
+    common::vddk(&[
+        ("FAKE_VDDK_ASYNC_LATENCY_US", "20000"),
+        ("FAKE_VDDK_MAX_IN_FLIGHT", "64"),
+    ])
 }
 
 /// A sparse image and its bytes.
@@ -46,7 +49,9 @@ fn read_pipelined(w: &DiskWorker, n: u64) -> (Vec<u8>, Duration) {
     }
     let mut out = vec![0u8; (n * 128 * 512) as usize];
     for _ in 0..n {
-        let (i, r) = rx.recv_timeout(Duration::from_secs(30)).expect("completion");
+        let (i, r) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("completion");
         let data = r.expect("read");
         out[(i * 65536) as usize..((i + 1) * 65536) as usize].copy_from_slice(&data);
     }
@@ -67,7 +72,10 @@ fn pipelined_reads_are_correct_and_overlap_in_time() {
     assert!(data1 == bytes);
     // One at a time costs at least 48 latencies; 16 in flight, about 3.
     assert!(t1 >= LATENCY * 48, "serial run took {t1:?}");
-    assert!(t16 * 4 < t1, "16 in flight took {t16:?}, 1 in flight {t1:?}");
+    assert!(
+        t16 * 4 < t1,
+        "16 in flight took {t16:?}, 1 in flight {t1:?}"
+    );
 }
 
 #[test]
@@ -79,14 +87,20 @@ fn overlapping_requests_take_effect_in_submission_order() {
     let a = vec![0xAAu8; 16 * 512];
     let b = vec![0xBBu8; 16 * 512];
     let tx1 = tx.clone();
-    w.write(100, a, move |r| tx1.send(("a", r.map(|()| Vec::new()))).unwrap());
+    w.write(100, a, move |r| {
+        tx1.send(("a", r.map(|()| Vec::new()))).unwrap()
+    });
     let tx2 = tx.clone();
-    w.write(108, b, move |r| tx2.send(("b", r.map(|()| Vec::new()))).unwrap());
+    w.write(108, b, move |r| {
+        tx2.send(("b", r.map(|()| Vec::new()))).unwrap()
+    });
     let tx3 = tx.clone();
     w.read(100, 24, move |r| tx3.send(("read", r)).unwrap());
     // A write overlapping an in-flight read waits for it too.
     let tx4 = tx.clone();
-    w.write(120, vec![0xCCu8; 8 * 512], move |r| tx4.send(("c", r.map(|()| Vec::new()))).unwrap());
+    w.write(120, vec![0xCCu8; 8 * 512], move |r| {
+        tx4.send(("c", r.map(|()| Vec::new()))).unwrap()
+    });
     let mut results = std::collections::HashMap::new();
     for _ in 0..4 {
         let (k, r) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -94,7 +108,10 @@ fn overlapping_requests_take_effect_in_submission_order() {
     }
     let read = &results["read"];
     assert!(read[..8 * 512].iter().all(|&x| x == 0xAA));
-    assert!(read[8 * 512..].iter().all(|&x| x == 0xBB), "the read saw C or lost B");
+    assert!(
+        read[8 * 512..].iter().all(|&x| x == 0xBB),
+        "the read saw C or lost B"
+    );
     w.close().unwrap();
 
     expect[100 * 512..108 * 512].fill(0xAA);
@@ -102,7 +119,10 @@ fn overlapping_requests_take_effect_in_submission_order() {
     expect[120 * 512..128 * 512].fill(0xCC);
     let raw = dir.join("expect.raw");
     std::fs::write(&raw, &expect).unwrap();
-    run("qemu-img", &["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)]);
+    run(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)],
+    );
     run("qemu-img", &["check", s(&vmdk)]);
 }
 
@@ -121,19 +141,33 @@ fn flush_and_queries_wait_for_earlier_writes() {
     let (tx, rx) = mpsc::channel();
     let seen = done.clone();
     let txf = tx.clone();
-    w.flush(move |r| txf.send(("flush", r.map(|()| seen.load(Ordering::SeqCst)))).unwrap());
+    w.flush(move |r| {
+        txf.send(("flush", r.map(|()| seen.load(Ordering::SeqCst))))
+            .unwrap()
+    });
     let seen = done.clone();
     w.allocated_blocks(0, 128 * 16, 128, move |r| {
-        let extents = r.unwrap();
-        tx.send(("blocks", Ok(extents.iter().map(|e| e.length as usize).sum::<usize>()))).unwrap();
-        assert_eq!(seen.load(Ordering::SeqCst), 12);
+        let allocated: u64 = r.unwrap().iter().map(|e| e.length).sum();
+        let writes_done = seen.load(Ordering::SeqCst);
+        tx.send(("blocks", Ok(writes_done * 1_000_000 + allocated as usize)))
+            .unwrap();
     });
     let (k, flushed) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!((k, flushed.unwrap()), ("flush", 12), "flush ran before the writes completed");
-    let (k, allocated) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (k, flushed.unwrap()),
+        ("flush", 12),
+        "flush ran before the writes completed"
+    );
+    let (k, blocks) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let blocks = blocks.unwrap();
     assert_eq!(k, "blocks");
+    assert_eq!(
+        blocks / 1_000_000,
+        12,
+        "the query ran before the writes completed"
+    );
     // Every one of the 12 written chunks is allocated now, whatever the image had.
-    assert!(allocated.unwrap() >= 12 * 128);
+    assert!(blocks % 1_000_000 >= 12 * 128);
 }
 
 #[test]
@@ -150,15 +184,23 @@ fn close_drains_and_later_requests_get_closed() {
     w.close().expect("close");
     assert!(w.is_closed() && clone.is_closed());
     for _ in 0..8 {
-        rx.recv_timeout(Duration::from_secs(5)).unwrap().expect("write drained before close");
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("write drained before close");
     }
     let (tx, rx) = mpsc::channel();
     clone.read(0, 1, move |r| tx.send(r).unwrap());
-    assert!(matches!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Err(Error::Closed)));
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Err(Error::Closed)
+    ));
     w.close().expect("closing twice is fine");
     let raw = dir.join("expect.raw");
     std::fs::write(&raw, &expect).unwrap();
-    run("qemu-img", &["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)]);
+    run(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)],
+    );
 }
 
 #[test]
@@ -172,14 +214,19 @@ fn dropping_the_last_clone_flushes_and_closes() {
     drop(w2);
     expect[10 * 512..13 * 512].fill(0x77);
     expect[500 * 512..501 * 512].fill(0x66);
-    assert!(qemu_raw(&vmdk, &dir) == expect, "writes were lost when the worker was dropped");
+    assert!(
+        qemu_raw(&vmdk, &dir) == expect,
+        "writes were lost when the worker was dropped"
+    );
 }
 
 #[test]
 fn a_panicking_callback_does_not_stop_the_worker() {
     let (_dir, vmdk, bytes) = image("vddk-async-panic", 1024, 26);
     let w = worker(&vmdk, OpenFlags::READ_ONLY, 4);
-    w.read(0, 1, |_| panic!("a callback that panics (expected in this test)"));
+    w.read(0, 1, |_| {
+        panic!("a callback that panics (expected in this test)")
+    });
     let (tx, rx) = mpsc::channel();
     w.read(1, 1, move |r| tx.send(r).unwrap());
     let data = rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();

@@ -5,8 +5,6 @@
 #[path = "vddk_common/mod.rs"]
 mod common;
 
-use std::path::Path;
-
 use common::{pattern_raw, qemu_data_extents, qemu_raw, read_all, run, s, scratch, vmdk_from_raw};
 use vddk::{
     AdapterType, ConnectParams, Connection, CreateParams, DiskType, Error, Extent, InitOptions,
@@ -24,7 +22,12 @@ fn local() -> Connection {
 #[test]
 fn library_reports_path_version_modes_and_capabilities() {
     let v = vddk();
-    let name = v.library_path().file_name().and_then(|n| n.to_str()).unwrap().to_owned();
+    let name = v
+        .library_path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap()
+        .to_owned();
     assert_eq!(name, format!("libvixDiskLib.so.{}", v.major_version()));
     assert!(v.major_version() >= 6);
     assert_eq!(v.transport_modes(), "file:san:hotadd:nbdssl:nbd");
@@ -56,7 +59,10 @@ fn reads_like_qemu(subformat: &str, sectors: u64, seed: u64) {
     assert_eq!(info.parent_hint, None);
     assert_eq!(disk.transport_mode(), "file");
     let ours = read_all(&disk);
-    assert!(ours == oracle, "{subformat}: VDDK's bytes differ from qemu-img's raw conversion");
+    assert!(
+        ours == oracle,
+        "{subformat}: VDDK's bytes differ from qemu-img's raw conversion"
+    );
     // An unaligned, odd-sized read in the middle agrees too.
     let mut mid = vec![0u8; 7 * 512];
     disk.read(301, &mut mid).unwrap();
@@ -87,7 +93,17 @@ fn info_reports_adapter_and_sector_sizes() {
     pattern_raw(&raw, 2048, 4);
     run(
         "qemu-img",
-        &["convert", "-f", "raw", "-O", "vmdk", "-o", "adapter_type=lsilogic", s(&raw), s(&vmdk)],
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "adapter_type=lsilogic",
+            s(&raw),
+            s(&vmdk),
+        ],
     );
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
@@ -111,7 +127,12 @@ fn writes_persist(subformat: &str) {
     let mut expect = pattern_raw(&raw, sectors, 5);
     vmdk_from_raw(&raw, &vmdk, subformat);
 
-    let writes: &[(u64, usize, u8)] = &[(0, 1, 0x11), (130, 300, 0x22), (2047, 2, 0x33), (8191, 1, 0x44)];
+    let writes: &[(u64, usize, u8)] = &[
+        (0, 1, 0x11),
+        (130, 300, 0x22),
+        (2047, 2, 0x33),
+        (8191, 1, 0x44),
+    ];
     {
         let conn = local();
         let disk = conn.open(s(&vmdk), OpenFlags::empty()).unwrap();
@@ -127,7 +148,10 @@ fn writes_persist(subformat: &str) {
         disk.close().unwrap();
     }
     std::fs::write(&raw, &expect).unwrap();
-    run("qemu-img", &["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)]);
+    run(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)],
+    );
     if subformat.contains("Sparse") {
         run("qemu-img", &["check", s(&vmdk)]);
     }
@@ -156,10 +180,19 @@ fn buffers_must_be_whole_sectors_and_read_only_refuses_writes() {
     vmdk_from_raw(&raw, &vmdk, "monolithicSparse");
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
-    assert!(matches!(disk.read(0, &mut [0u8; 511]), Err(Error::InvalidArgument(_))));
-    assert!(matches!(disk.write(0, &[0u8; 513]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        disk.read(0, &mut [0u8; 511]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        disk.write(0, &[0u8; 513]),
+        Err(Error::InvalidArgument(_))
+    ));
     let err = disk.write(0, &[0u8; 512]).unwrap_err();
-    assert_eq!(err.vix().map(|f| (f.call, f.name)), Some(("VixDiskLib_Write", "VIX_E_FILE_READ_ONLY")));
+    assert_eq!(
+        err.vix().map(|f| (f.call, f.name)),
+        Some(("VixDiskLib_Write", "VIX_E_FILE_READ_ONLY"))
+    );
     let err = disk.read(1024, &mut [0u8; 512]).unwrap_err();
     assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_DISK_OUTOFRANGE"));
 }
@@ -167,13 +200,29 @@ fn buffers_must_be_whole_sectors_and_read_only_refuses_writes() {
 #[test]
 fn missing_disk_error_names_call_code_text_and_hint() {
     let conn = local();
-    let err = conn.open("/nonexistent/dir/disk.vmdk", OpenFlags::READ_ONLY).unwrap_err();
+    let err = conn
+        .open("/nonexistent/dir/disk.vmdk", OpenFlags::READ_ONLY)
+        .unwrap_err();
     let f = err.vix().expect("a VIX error");
-    assert_eq!((f.call, f.code, f.name), ("VixDiskLib_Open", 4, "VIX_E_FILE_NOT_FOUND"));
-    assert!(f.text.as_deref().is_some_and(|t| !t.is_empty()), "GetErrorText gave nothing");
-    assert!(f.hint.as_deref().is_some_and(|h| h.contains("absolute path")), "{f:?}");
+    assert_eq!(
+        (f.call, f.code, f.name),
+        ("VixDiskLib_Open", 4, "VIX_E_FILE_NOT_FOUND")
+    );
+    assert!(
+        f.text.as_deref().is_some_and(|t| !t.is_empty()),
+        "GetErrorText gave nothing"
+    );
+    assert!(
+        f.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("absolute path")),
+        "{f:?}"
+    );
     let shown = err.to_string();
-    assert!(shown.starts_with("VixDiskLib_Open failed: VIX_E_FILE_NOT_FOUND (4)"), "{shown}");
+    assert!(
+        shown.starts_with("VixDiskLib_Open failed: VIX_E_FILE_NOT_FOUND (4)"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -184,9 +233,14 @@ fn allocated_blocks_match_qemu_map() {
     let sectors = 128 * 40;
     pattern_raw(&raw, sectors, 7);
     vmdk_from_raw(&raw, &vmdk, "monolithicSparse");
-    let want: Vec<Extent> =
-        qemu_data_extents(&vmdk).into_iter().map(|(start, length)| Extent { start, length }).collect();
-    assert!(want.len() > 3, "the image should have several data runs: {want:?}");
+    let want: Vec<Extent> = qemu_data_extents(&vmdk)
+        .into_iter()
+        .map(|(start, length)| Extent { start, length })
+        .collect();
+    assert!(
+        want.len() > 3,
+        "the image should have several data runs: {want:?}"
+    );
 
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
@@ -203,7 +257,10 @@ fn allocated_blocks_match_qemu_map() {
         .sum();
     assert_eq!(covered, expected);
     // Past the end is refused before reaching VDDK.
-    assert!(matches!(disk.allocated_blocks(sectors - 1, 2, 128), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        disk.allocated_blocks(sectors - 1, 2, 128),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -219,7 +276,10 @@ fn unaligned_tail_is_reported_as_data_without_querying() {
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
     assert_eq!(
         disk.allocated_blocks(0, sectors, 128).unwrap(),
-        vec![Extent { start: 1280, length: 50 }]
+        vec![Extent {
+            start: 1280,
+            length: 50
+        }]
     );
 }
 
@@ -237,14 +297,22 @@ fn metadata_round_trips_across_reopen() {
         assert!(keys.iter().any(|k| k.contains("adapterType")), "{keys:?}");
         let adapter_key = keys.iter().find(|k| k.contains("adapterType")).unwrap();
         assert_eq!(disk.metadata_get(adapter_key).unwrap(), "ide");
-        disk.metadata_set("vddk-rs.test", "value with spaces = ok").unwrap();
+        disk.metadata_set("vddk-rs.test", "value with spaces = ok")
+            .unwrap();
         let err = disk.metadata_get("no.such.key").unwrap_err();
         assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_DISK_KEY_NOTFOUND"));
     }
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
-    assert!(disk.metadata_keys().unwrap().iter().any(|k| k == "vddk-rs.test"));
-    assert_eq!(disk.metadata_get("vddk-rs.test").unwrap(), "value with spaces = ok");
+    assert!(disk
+        .metadata_keys()
+        .unwrap()
+        .iter()
+        .any(|k| k == "vddk-rs.test"));
+    assert_eq!(
+        disk.metadata_get("vddk-rs.test").unwrap(),
+        "value with spaces = ok"
+    );
     // qemu still reads the image with the rewritten descriptor.
     run("qemu-img", &["check", s(&vmdk)]);
 }
@@ -256,12 +324,19 @@ fn create_and_reopen(disk_type: DiskType, name: &str) {
     let params = CreateParams::new(disk_type, 4096).adapter(AdapterType::ScsiLsiLogic);
     conn.create(s(&path), &params).expect("create");
     let again = conn.create(s(&path), &params).unwrap_err();
-    assert_eq!(again.vix().map(|f| f.name), Some("VIX_E_FILE_ALREADY_EXISTS"), "{again}");
+    assert_eq!(
+        again.vix().map(|f| f.name),
+        Some("VIX_E_FILE_ALREADY_EXISTS"),
+        "{again}"
+    );
     let data: Vec<u8> = (0..64 * 512).map(|i| (i % 251) as u8).collect();
     {
         let disk = conn.open(s(&path), OpenFlags::empty()).unwrap();
         let info = disk.info().unwrap();
-        assert_eq!((info.capacity_sectors, info.adapter), (4096, AdapterType::ScsiLsiLogic));
+        assert_eq!(
+            (info.capacity_sectors, info.adapter),
+            (4096, AdapterType::ScsiLsiLogic)
+        );
         disk.write(1000, &data).unwrap();
     }
     let disk = conn.open(s(&path), OpenFlags::READ_ONLY).unwrap();
@@ -290,7 +365,11 @@ fn grow_extends_a_closed_disk() {
     let dir = scratch("vddk-grow");
     let path = dir.join("g.vmdk");
     let conn = local();
-    conn.create(s(&path), &CreateParams::new(DiskType::MonolithicSparse, 2048)).unwrap();
+    conn.create(
+        s(&path),
+        &CreateParams::new(DiskType::MonolithicSparse, 2048),
+    )
+    .unwrap();
     conn.grow(s(&path), 8192, false).expect("grow");
     let disk = conn.open(s(&path), OpenFlags::READ_ONLY).unwrap();
     assert_eq!(disk.info().unwrap().capacity_sectors, 8192);
@@ -313,8 +392,33 @@ fn a_disk_moves_to_another_thread() {
 #[test]
 fn remote_only_parameters_are_refused_locally() {
     let params = ConnectParams::local().vm("vm-1".parse().unwrap());
-    assert!(matches!(Connection::connect(&vddk(), &params), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Connection::connect(&vddk(), &params),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path) {}
+#[test]
+fn clone_converts_a_disk_that_qemu_finds_identical() {
+    let dir = scratch("vddk-clone");
+    let raw = dir.join("a.raw");
+    let src = dir.join("src.vmdk");
+    let dst = dir.join("dst.vmdk");
+    pattern_raw(&raw, 4096, 10);
+    vmdk_from_raw(&raw, &src, "monolithicSparse");
+    let conn = local();
+    let params = CreateParams::new(DiskType::MonolithicFlat, 4096);
+    conn.clone_disk(s(&dst), &conn, s(&src), &params, false)
+        .expect("clone");
+    run("qemu-img", &["compare", s(&src), s(&dst)]);
+    let again = conn
+        .clone_disk(s(&dst), &conn, s(&src), &params, false)
+        .unwrap_err();
+    assert_eq!(
+        again.vix().map(|f| f.name),
+        Some("VIX_E_FILE_ALREADY_EXISTS"),
+        "{again}"
+    );
+    conn.clone_disk(s(&dst), &conn, s(&src), &params, true)
+        .expect("overwrite");
+}

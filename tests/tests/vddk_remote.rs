@@ -63,7 +63,10 @@ fn tp(s: &str) -> Thumbprint {
 
 fn esx() -> ConnectParams {
     ConnectParams::remote("esx1.example.com")
-        .credentials(Credentials::UserPassword { user: "root".into(), password: Secret::new("secret".into()) })
+        .credentials(Credentials::UserPassword {
+            user: "root".into(),
+            password: Secret::new("secret".into()),
+        })
         .thumbprint(tp(ESX_TP))
         .vm("42".parse().unwrap())
 }
@@ -100,57 +103,99 @@ fn session_cookie_login_works_and_a_stale_cookie_does_not() {
     assert_eq!(first[..], setup().disk_bytes[..4096]);
 
     let err = connect(&with("vmware_soap_session=\"expired\"")).unwrap_err();
-    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_AUTHENTICATION_FAIL"), "{err}");
-    assert!(err.hint().is_some_and(|h| h.contains("session cookie")), "{err}");
+    assert_eq!(
+        err.vix().map(|f| f.name),
+        Some("VIX_E_AUTHENTICATION_FAIL"),
+        "{err}"
+    );
+    assert!(
+        err.hint().is_some_and(|h| h.contains("session cookie")),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_password_fails_with_a_credentials_hint() {
-    let p = esx().credentials(Credentials::UserPassword { user: "root".into(), password: "nope".into() });
+    let p = esx().credentials(Credentials::UserPassword {
+        user: "root".into(),
+        password: "nope".into(),
+    });
     let err = connect(&p).unwrap_err();
     let f = err.vix().expect("VIX error");
-    assert_eq!((f.call, f.name), ("VixDiskLib_ConnectEx", "VIX_E_AUTHENTICATION_FAIL"));
-    assert!(f.hint.as_deref().is_some_and(|h| h.contains("credentials")), "{err}");
-    assert!(!err.to_string().contains("nope"), "the password leaked into the error: {err}");
+    assert_eq!(
+        (f.call, f.name),
+        ("VixDiskLib_ConnectEx", "VIX_E_AUTHENTICATION_FAIL")
+    );
+    assert!(
+        f.hint.as_deref().is_some_and(|h| h.contains("credentials")),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("nope"),
+        "the password leaked into the error: {err}"
+    );
 }
 
 #[test]
 fn wrong_thumbprint_fails_at_open_naming_both_thumbprints() {
     let wrong = "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA";
-    let conn = connect(&esx().thumbprint(tp(wrong))).expect("ConnectEx does not check the certificate");
+    let conn =
+        connect(&esx().thumbprint(tp(wrong))).expect("ConnectEx does not check the certificate");
     let err = conn.open(DISK, OpenFlags::READ_ONLY).unwrap_err();
     let f = err.vix().expect("VIX error");
     assert_eq!((f.call, f.code), ("VixDiskLib_Open", 1));
     let hint = f.hint.as_deref().unwrap_or_default();
     assert!(
-        hint.contains(&format!("the server's thumbprint is {ESX_TP}, you gave {wrong}")),
+        hint.contains(&format!(
+            "the server's thumbprint is {ESX_TP}, you gave {wrong}"
+        )),
         "{hint}"
     );
 }
 
 #[test]
 fn missing_thumbprint_hint_says_which_to_pass() {
-    let mut p = ConnectParams::remote("esx1.example.com")
-        .credentials(Credentials::UserPassword { user: "root".into(), password: "secret".into() });
+    let mut p = ConnectParams::remote("esx1.example.com").credentials(Credentials::UserPassword {
+        user: "root".into(),
+        password: "secret".into(),
+    });
     p = p.vm("42".parse().unwrap());
     let conn = connect(&p).unwrap();
     let err = conn.open(DISK, OpenFlags::READ_ONLY).unwrap_err();
-    assert!(err.hint().is_some_and(|h| h.contains(ESX_TP) && h.contains("none was given")), "{err}");
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains(ESX_TP) && h.contains("none was given")),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_vm_server_and_port_have_their_own_errors() {
     let err = connect(&esx().vm("99".parse().unwrap())).unwrap_err();
-    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_VM_NOT_FOUND"), "{err}");
+    assert_eq!(
+        err.vix().map(|f| f.name),
+        Some("VIX_E_VM_NOT_FOUND"),
+        "{err}"
+    );
     assert!(err.hint().is_some_and(|h| h.contains("moref")));
 
-    let p = ConnectParams::remote("nowhere.example.com")
-        .credentials(Credentials::UserPassword { user: "root".into(), password: "secret".into() });
+    let p = ConnectParams::remote("nowhere.example.com").credentials(Credentials::UserPassword {
+        user: "root".into(),
+        password: "secret".into(),
+    });
     let err = connect(&p).unwrap_err();
-    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_HOST_SERVER_NOT_FOUND"), "{err}");
+    assert_eq!(
+        err.vix().map(|f| f.name),
+        Some("VIX_E_HOST_SERVER_NOT_FOUND"),
+        "{err}"
+    );
 
     let err = connect(&esx().port(444)).unwrap_err();
-    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_HOST_NETWORK_CONN_REFUSED"), "{err}");
+    assert_eq!(
+        err.vix().map(|f| f.name),
+        Some("VIX_E_HOST_NETWORK_CONN_REFUSED"),
+        "{err}"
+    );
     assert!(err.hint().is_some_and(|h| h.contains("port")));
 }
 
@@ -162,7 +207,11 @@ fn snapshot_connection_reads_the_snapshot_disk() {
     assert!(got == setup().snap_bytes);
     assert!(got != setup().disk_bytes);
     let err = connect(&esx().snapshot("snapshot-8".parse().unwrap())).unwrap_err();
-    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_SNAPSHOT_NOTFOUND"), "{err}");
+    assert_eq!(
+        err.vix().map(|f| f.name),
+        Some("VIX_E_SNAPSHOT_NOTFOUND"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -177,7 +226,11 @@ fn read_only_connection_refuses_writes() {
     let conn = connect(&esx().read_only(true)).unwrap();
     let disk = conn.open(DISK, OpenFlags::empty()).unwrap();
     let err = disk.write(0, &[0u8; 512]).unwrap_err();
-    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_FILE_READ_ONLY"), "{err}");
+    assert_eq!(
+        err.vix().map(|f| f.name),
+        Some("VIX_E_FILE_READ_ONLY"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -191,7 +244,9 @@ fn prepare_for_access_guards_a_vcenter_session() {
         .thumbprint(tp(VC_TP))
         .vm("vm-42".parse().unwrap());
     let v = &setup().vddk;
-    let guard = v.prepare_for_access(&vc, "vddk-rs tests").expect("PrepareForAccess");
+    let guard = v
+        .prepare_for_access(&vc, "vddk-rs tests")
+        .expect("PrepareForAccess");
     {
         let conn = connect(&vc).unwrap();
         let disk = conn.open(DISK, OpenFlags::READ_ONLY).unwrap();
@@ -202,8 +257,15 @@ fn prepare_for_access_guards_a_vcenter_session() {
     drop(v.prepare_for_access(&vc, "vddk-rs tests").unwrap());
 
     let err = v.prepare_for_access(&esx(), "vddk-rs tests").unwrap_err();
-    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_NOT_SUPPORTED"), "{err}");
-    assert!(matches!(v.prepare_for_access(&vc, &"x".repeat(51)), Err(Error::InvalidArgument(_))));
+    assert_eq!(
+        err.vix().map(|f| f.name),
+        Some("VIX_E_NOT_SUPPORTED"),
+        "{err}"
+    );
+    assert!(matches!(
+        v.prepare_for_access(&vc, &"x".repeat(51)),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(
         v.prepare_for_access(&ConnectParams::local(), "id"),
         Err(Error::InvalidArgument(_))

@@ -6,6 +6,31 @@
 //! - [`backend`]: the exported disk behind a [`backend::Backend`] trait,
 //!   with an in-memory implementation and one over VDDK.
 //! - [`server`]: listeners, connections and their threads.
+//!
+//! # Protocol choices
+//!
+//! - Fixed newstyle only, NO_ZEROES honoured. Options: EXPORT_NAME, INFO,
+//!   GO, LIST, ABORT, STRUCTURED_REPLY, LIST/SET_META_CONTEXT
+//!   (`base:allocation`); anything else gets NBD_REP_ERR_UNSUP. Every
+//!   export name is accepted and served as the one export, as nbdkit does;
+//!   LIST and NBD_INFO_NAME report the configured name.
+//! - Option payloads above 64 KiB are answered NBD_REP_ERR_TOO_BIG and the
+//!   connection is closed, without reading or allocating the claimed size.
+//! - Block sizes: minimum 512, preferred the disk's physical sector size
+//!   (at least 4096), maximum payload 32 MiB
+//!   ([`backend::MAX_PAYLOAD`]). A READ or WRITE above it gets EOVERFLOW
+//!   (EINVAL without structured replies); the payload of any refused WRITE
+//!   is read and discarded in 64 KiB pieces, so the connection stays in step.
+//! - Past the end: ENOSPC for WRITE and WRITE_ZEROES, EINVAL otherwise;
+//!   zero-length requests and unknown commands or flags: EINVAL. Structured
+//!   error replies carry a message.
+//! - WRITE_ZEROES is emulated by writing zeroes, so FAST_ZERO is advertised
+//!   and always answered ENOTSUP at once. TRIM is not advertised. DF is
+//!   advertised with structured replies. CAN_MULTI_CONN is advertised: every
+//!   connection shares one backend, so a flush on one covers all.
+//! - Reads of unallocated ranges come back as OFFSET_HOLE chunks when the
+//!   backend already knows the allocation (for VDDK, once block status has
+//!   cached it).
 #![forbid(unsafe_code)]
 
 pub mod backend;

@@ -36,7 +36,13 @@ fn version_and_help() {
     let o = vddk_nbd(&["--help"]);
     assert!(o.status.success());
     let help = String::from_utf8_lossy(&o.stdout);
-    for needle in ["--run", "--dump-plugin", "-U, --unix", "password=PASSWORD|-|+FILE|-FD", "create-hwversion"] {
+    for needle in [
+        "--run",
+        "--dump-plugin",
+        "-U, --unix",
+        "password=PASSWORD|-|+FILE|-FD",
+        "create-hwversion",
+    ] {
         assert!(help.contains(needle), "help lacks {needle}: {help}");
     }
 }
@@ -70,20 +76,58 @@ fn file_is_required_and_must_be_absolute_locally() {
 fn unknown_keys_list_valid_ones() {
     let e = fails(&["vddk", "-f", "/x.vmdk", "flie=/y"]);
     assert!(e.contains("unknown parameter 'flie'"), "{e}");
-    for k in ["file", "libdir", "thumbprint", "vm", "transports", "create-size"] {
+    for k in [
+        "file",
+        "libdir",
+        "thumbprint",
+        "vm",
+        "transports",
+        "create-size",
+    ] {
         assert!(e.contains(k), "list lacks {k}: {e}");
     }
 }
 
 #[test]
 fn remote_needs_server_user_password_and_vm() {
-    let e = fails(&["-f", "vddk", "user=root", "password=x", "vm=moref=2", "[ds] a/a.vmdk"]);
-    assert!(e.contains("remote connection requested, missing parameter: server"), "{e}");
-    let e = fails(&["-f", "vddk", "server=esx", "password=x", "vm=moref=2", "[ds] a/a.vmdk"]);
+    let e = fails(&[
+        "-f",
+        "vddk",
+        "user=root",
+        "password=x",
+        "vm=moref=2",
+        "[ds] a/a.vmdk",
+    ]);
+    assert!(
+        e.contains("remote connection requested, missing parameter: server"),
+        "{e}"
+    );
+    let e = fails(&[
+        "-f",
+        "vddk",
+        "server=esx",
+        "password=x",
+        "vm=moref=2",
+        "[ds] a/a.vmdk",
+    ]);
     assert!(e.contains("missing parameter: user"), "{e}");
-    let e = fails(&["-f", "vddk", "server=esx", "user=root", "vm=moref=2", "[ds] a/a.vmdk"]);
+    let e = fails(&[
+        "-f",
+        "vddk",
+        "server=esx",
+        "user=root",
+        "vm=moref=2",
+        "[ds] a/a.vmdk",
+    ]);
     assert!(e.contains("missing parameter: password"), "{e}");
-    let e = fails(&["-f", "vddk", "server=esx", "user=root", "password=x", "[ds] a/a.vmdk"]);
+    let e = fails(&[
+        "-f",
+        "vddk",
+        "server=esx",
+        "user=root",
+        "password=x",
+        "[ds] a/a.vmdk",
+    ]);
     assert!(e.contains("missing parameter: vm"), "{e}");
 }
 
@@ -95,8 +139,27 @@ fn bad_values_are_named() {
     assert!(e.contains("create-size"), "{e}");
     let e = fails(&["-f", "/x.vmdk", "create=true", "create-size=1Q"]);
     assert!(e.contains("unknown size suffix"), "{e}");
-    let e = fails(&["-f", "/x.vmdk", "create=true", "create-size=1M", "create-hwversion=esx99"]);
+    let e = fails(&[
+        "-f",
+        "/x.vmdk",
+        "create=true",
+        "create-size=1M",
+        "create-hwversion=esx99",
+    ]);
     assert!(e.contains("esx65"), "{e}");
+}
+
+#[test]
+fn remote_values_are_checked_before_anything_starts() {
+    let e = fails(&[
+        "server=esx",
+        "user=root",
+        "password=x",
+        "thumbprint=zz",
+        "vm=moref=2",
+        "[ds] a/a.vmdk",
+    ]);
+    assert!(e.contains("error: thumbprint=zz: "), "{e}");
 }
 
 #[test]
@@ -109,5 +172,8 @@ fn unreadable_password_file_is_reported() {
         "vm=moref=2",
         "[ds] a/a.vmdk",
     ]);
-    assert!(e.contains("password=+/nonexistent/pw") && e.contains("cannot read"), "{e}");
+    assert!(
+        e.contains("password=+/nonexistent/pw") && e.contains("cannot read"),
+        "{e}"
+    );
 }

@@ -64,5 +64,8 @@ fn missing_library_is_one_clear_error() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(o.stdout.is_empty(), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("/nonexistent/vddk") && err.contains("libdir"), "{err}");
+    assert!(
+        err.contains("/nonexistent/vddk") && err.contains("libdir"),
+        "{err}"
+    );
 }

@@ -23,7 +23,9 @@ fn libdir_arg() -> String {
 
 fn vddk_nbd() -> Command {
     let mut c = Command::new(BIN);
-    c.env("PATH", path_env()).env_remove("LD_LIBRARY_PATH").env_remove("FAKE_VDDK_INVENTORY");
+    c.env("PATH", path_env())
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("FAKE_VDDK_INVENTORY");
     c
 }
 
@@ -44,8 +46,17 @@ fn stderr(o: &Output) -> String {
 /// A 64 MiB monolithic sparse VMDK with 0xab in its second MiB.
 fn sample_disk(dir: &Path, name: &str) -> PathBuf {
     let disk = dir.join(name);
-    check(Command::new("qemu-img").args(["create", "-q", "-f", "vmdk"]).arg(&disk).arg(DISK_SIZE.to_string()));
-    check(Command::new("qemu-io").args(["-f", "vmdk", "-c", "write -q -P 0xab 1M 1M"]).arg(&disk));
+    check(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "vmdk"])
+            .arg(&disk)
+            .arg(DISK_SIZE.to_string()),
+    );
+    check(
+        Command::new("qemu-io")
+            .args(["-f", "vmdk", "-c", "write -q -P 0xab 1M 1M"])
+            .arg(&disk),
+    );
     disk
 }
 
@@ -58,7 +69,11 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 fn kill(sig: &str, pid: u32) {
-    check(Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()));
+    check(
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string()),
+    );
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
@@ -83,17 +98,37 @@ fn run_sets_uri_and_passes_exit_status() {
         vddk_nbd()
             .args(["-U", "-", "vddk", &libdir_arg()])
             .arg(&disk)
-            .args(["--run", r#"nbdinfo --size "$uri"; echo "socket=$unixsocket""#]),
+            .args([
+                "--run",
+                r#"nbdinfo --size "$uri"; echo "socket=$unixsocket""#,
+            ]),
     );
     let out = stdout(&o);
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some(DISK_SIZE.to_string().as_str()), "{o:?}");
-    let socket = PathBuf::from(lines.next().and_then(|l| l.strip_prefix("socket=")).expect("socket line"));
+    let socket = PathBuf::from(
+        lines
+            .next()
+            .and_then(|l| l.strip_prefix("socket="))
+            .expect("socket line"),
+    );
     assert!(socket.is_absolute(), "{}", socket.display());
-    assert!(!socket.exists(), "private socket left behind: {}", socket.display());
-    assert!(!socket.parent().unwrap().exists(), "private directory left behind");
+    assert!(
+        !socket.exists(),
+        "private socket left behind: {}",
+        socket.display()
+    );
+    assert!(
+        !socket.parent().unwrap().exists(),
+        "private directory left behind"
+    );
 
-    let o = vddk_nbd().args(["-U", "-", &libdir_arg()]).arg(&disk).args(["--run", "exit 7"]).output().unwrap();
+    let o = vddk_nbd()
+        .args(["-U", "-", &libdir_arg()])
+        .arg(&disk)
+        .args(["--run", "exit 7"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(7), "{o:?}");
 
     // TCP on a port the system picks; $port and $uri agree.
@@ -103,7 +138,10 @@ fn run_sets_uri_and_passes_exit_status() {
             .arg(&disk)
             .args(["--run", r#"test "$uri" = "nbd://127.0.0.1:$port" && nbdinfo --is read-only "$uri" && qemu-img info --output=json "$uri""#]),
     );
-    assert!(stdout(&o).contains(&format!("\"virtual-size\": {DISK_SIZE}")), "{o:?}");
+    assert!(
+        stdout(&o).contains(&format!("\"virtual-size\": {DISK_SIZE}")),
+        "{o:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -111,22 +149,50 @@ fn run_sets_uri_and_passes_exit_status() {
 fn create_then_fill_through_run() {
     let dir = scratch_dir("cli-create");
     let source = dir.join("source.raw");
-    check(Command::new("qemu-img").args(["create", "-q", "-f", "raw"]).arg(&source).arg("8M"));
-    check(Command::new("qemu-io").args(["-f", "raw", "-c", "write -q -P 0x3c 1M 2M"]).arg(&source));
+    check(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "raw"])
+            .arg(&source)
+            .arg("8M"),
+    );
+    check(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write -q -P 0x3c 1M 2M"])
+            .arg(&source),
+    );
     let disk = dir.join("created.vmdk");
     let o = check(
         vddk_nbd()
             .args(["-U", "-", "-D", "vddk.stats=1", "-t", "4", &libdir_arg()])
             .arg(&disk)
-            .args(["create=true", "create-size=8M", "create-type=monolithic-sparse"])
-            .args(["create-adapter-type=scsi-lsilogic", "create-hwversion=esx60"])
+            .args([
+                "create=true",
+                "create-size=8M",
+                "create-type=monolithic-sparse",
+            ])
+            .args([
+                "create-adapter-type=scsi-lsilogic",
+                "create-hwversion=esx60",
+            ])
             .arg("--run")
-            .arg(format!(r#"nbdinfo --size "$uri" && qemu-img convert -n -f raw -O raw {} "$uri""#, source.display())),
+            .arg(format!(
+                r#"nbdinfo --size "$uri" && qemu-img convert -n -f raw -O raw {} "$uri""#,
+                source.display()
+            )),
     );
     assert_eq!(stdout(&o).trim(), (8u64 << 20).to_string());
-    let o = check(Command::new("qemu-img").args(["info", "--output=json"]).arg(&disk));
+    let o = check(
+        Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(&disk),
+    );
     assert!(stdout(&o).contains("\"format\": \"vmdk\""), "{o:?}");
-    check(Command::new("qemu-img").args(["compare", "-f", "vmdk", "-F", "raw"]).arg(&disk).arg(&source));
+    check(
+        Command::new("qemu-img")
+            .args(["compare", "-f", "vmdk", "-F", "raw"])
+            .arg(&disk)
+            .arg(&source),
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -134,15 +200,30 @@ fn create_then_fill_through_run() {
 fn single_mode_and_socket_activation() {
     let dir = scratch_dir("cli-single");
     let disk = sample_disk(&dir, "single.vmdk");
+    let pidfile = dir.join("pid");
+    // SIGTERM ends an idle -s server at once (no need for another request)
+    // and it cleans up after itself.
     let script = format!(
-        "h.connect_command([{BIN:?}, '-s', '-r', {libdir:?}, {disk:?}])\n\
+        "import os, time\n\
+         h.connect_command([{BIN:?}, '-s', '-r', '-P', {pid:?}, {libdir:?}, {disk:?}])\n\
          assert h.get_size() == {DISK_SIZE}\n\
          assert h.pread(512, 1 << 20) == b'\\xab' * 512\n\
+         pid = int(open({pid:?}).read())\n\
+         os.kill(pid, 15)\n\
+         t = time.time()\n\
+         while os.path.exists({pid:?}) and time.time() - t < 10: time.sleep(0.02)\n\
+         assert not os.path.exists({pid:?})\n\
          print('ok')\n",
         libdir = libdir_arg(),
         disk = disk.to_string_lossy(),
+        pid = pidfile.to_string_lossy(),
     );
-    let o = check(Command::new("nbdsh").env("PATH", path_env()).env_remove("LD_LIBRARY_PATH").args(["-c", &script]));
+    let o = check(
+        Command::new("nbdsh")
+            .env("PATH", path_env())
+            .env_remove("LD_LIBRARY_PATH")
+            .args(["-c", &script]),
+    );
     assert_eq!(stdout(&o).trim(), "ok");
 
     // nbdinfo's [ CMD ] form starts the server with LISTEN_FDS.
@@ -172,12 +253,23 @@ fn reexec_puts_lib64_first_and_run_sees_the_original() {
     );
     let out = stdout(&o);
     assert!(out.contains("child=/user/lib\n"), "{out}");
-    assert!(out.contains(&format!("LD_LIBRARY_PATH={}:/user/lib\n", lib64.display())), "{out}");
+    assert!(
+        out.contains(&format!("LD_LIBRARY_PATH={}:/user/lib\n", lib64.display())),
+        "{out}"
+    );
 
-    let o = check(vddk_nbd().args(["-U", "-", &libdir_arg()]).arg(&disk).args(["--run", script]));
+    let o = check(
+        vddk_nbd()
+            .args(["-U", "-", &libdir_arg()])
+            .arg(&disk)
+            .args(["--run", script]),
+    );
     let out = stdout(&o);
     assert!(out.contains("child=unset\n"), "{out}");
-    assert!(out.contains(&format!("LD_LIBRARY_PATH={}\n", lib64.display())), "{out}");
+    assert!(
+        out.contains(&format!("LD_LIBRARY_PATH={}\n", lib64.display())),
+        "{out}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -187,31 +279,94 @@ fn background_mode_with_pidfile_then_sigterm() {
     let disk = sample_disk(&dir, "bg.vmdk");
     let sock = dir.join("sock");
     let pidfile = dir.join("pid");
-    let o = check(vddk_nbd().arg("-U").arg(&sock).arg("-P").arg(&pidfile).arg(libdir_arg()).arg(&disk));
+    let o = check(
+        vddk_nbd()
+            .arg("-U")
+            .arg(&sock)
+            .arg("-P")
+            .arg(&pidfile)
+            .arg(libdir_arg())
+            .arg(&disk),
+    );
     assert!(o.stdout.is_empty(), "{o:?}");
     // Ready when the parent returned: the pid file and the socket exist.
-    let pid: u32 = std::fs::read_to_string(&pidfile).expect("pid file").trim().parse().unwrap();
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .unwrap();
     assert!(sock.exists());
     let uri = format!("nbd+unix:///?socket={}", sock.display());
-    let o = check(Command::new("nbdinfo").env("PATH", path_env()).args(["--size", &uri]));
+    let o = check(
+        Command::new("nbdinfo")
+            .env("PATH", path_env())
+            .args(["--size", &uri]),
+    );
     assert_eq!(stdout(&o).trim(), DISK_SIZE.to_string());
     // The serving process runs with libdir/lib64 first on its library path.
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let environ = String::from_utf8_lossy(&environ);
     let lib64 = fake_libdir().join("lib64");
     assert!(
-        environ.split('\0').any(|v| v == format!("LD_LIBRARY_PATH={}", lib64.display())),
+        environ
+            .split('\0')
+            .any(|v| v == format!("LD_LIBRARY_PATH={}", lib64.display())),
         "{environ}"
     );
     kill("TERM", pid);
-    wait_for("the server to exit", Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
+    wait_for("the server to exit", Duration::from_secs(10), || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
     assert!(!pidfile.exists(), "pid file left behind");
     assert!(!sock.exists(), "socket left behind");
 
     // A start-up error in the background copy reaches the user.
-    let o = vddk_nbd().arg("-U").arg(dir.join("sock2")).arg(libdir_arg()).arg(dir.join("missing.vmdk")).output().unwrap();
+    let o = vddk_nbd()
+        .arg("-U")
+        .arg(dir.join("sock2"))
+        .arg(libdir_arg())
+        .arg(dir.join("missing.vmdk"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stderr(&o).contains("missing.vmdk"), "{o:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn exit_with_parent_stops_when_the_parent_goes() {
+    let dir = scratch_dir("cli-parent");
+    let disk = sample_disk(&dir, "parent.vmdk");
+    let sock = dir.join("sock");
+    let pidfile = dir.join("pid");
+    // The shell starts the server, waits until it is listening, then exits.
+    let script = format!(
+        "'{BIN}' --exit-with-parent -U '{}' -P '{}' '{}' '{}' </dev/null >/dev/null 2>&1 &\n\
+         i=0; while [ ! -s '{}' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat '{}'",
+        sock.display(),
+        pidfile.display(),
+        libdir_arg(),
+        disk.display(),
+        pidfile.display(),
+        pidfile.display()
+    );
+    let o = check(
+        Command::new("sh")
+            .env("PATH", path_env())
+            .env_remove("LD_LIBRARY_PATH")
+            .arg("-c")
+            .arg(script),
+    );
+    let pid: u32 = stdout(&o).trim().parse().expect("pid printed by the shell");
+    wait_for(
+        "the orphaned server to exit",
+        Duration::from_secs(10),
+        || !Path::new(&format!("/proc/{pid}")).exists(),
+    );
+    assert!(
+        !pidfile.exists() && !sock.exists(),
+        "left behind after exiting with its parent"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -220,8 +375,17 @@ fn sigterm_keeps_acknowledged_writes() {
     let dir = scratch_dir("cli-durable");
     let disk = sample_disk(&dir, "durable.vmdk");
     let reference = dir.join("reference.raw");
-    check(Command::new("qemu-img").args(["convert", "-f", "vmdk", "-O", "raw"]).arg(&disk).arg(&reference));
-    let writes = ["write -q -P 0x5a 3M 1M", "write -q -P 0x17 7340544 4096", "write -q -z 1M 64k"];
+    check(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "vmdk", "-O", "raw"])
+            .arg(&disk)
+            .arg(&reference),
+    );
+    let writes = [
+        "write -q -P 0x5a 3M 1M",
+        "write -q -P 0x17 7340544 4096",
+        "write -q -z 1M 64k",
+    ];
     let sock = dir.join("sock");
     let mut server = vddk_nbd()
         .arg("-f")
@@ -247,7 +411,12 @@ fn sigterm_keeps_acknowledged_writes() {
     kill("TERM", server.id());
     let status = wait_exit(&mut server, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
-    check(Command::new("qemu-img").args(["compare", "-f", "vmdk", "-F", "raw"]).arg(&disk).arg(&reference));
+    check(
+        Command::new("qemu-img")
+            .args(["compare", "-f", "vmdk", "-F", "raw"])
+            .arg(&disk)
+            .arg(&reference),
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -262,7 +431,7 @@ fn inventory(dir: &Path) -> PathBuf {
     std::fs::write(
         &inv,
         format!(
-            "[server esx1.example.com]\nkind = esxi\nthumbprint = {THUMBPRINT}\nuser = root:pa ss\n\n\
+            "[server esx1.example.com]\nkind = esxi\nthumbprint = {THUMBPRINT}\nuser = root:pa ss\ncookie = sess-123\n\n\
              [datastore ds1]\ndir = {}\n\n[vm esx1.example.com 42]\ndisk = [ds1] web/web.vmdk\n",
             ds.display()
         ),
@@ -296,10 +465,18 @@ fn password_forms_reach_the_server() {
     std::fs::write(&pwfile, "pa ss\n").unwrap();
     let size = DISK_SIZE.to_string();
 
-    let o = check(vddk_nbd().env("FAKE_VDDK_INVENTORY", &inv).args(remote_args("pa ss")));
+    let o = check(
+        vddk_nbd()
+            .env("FAKE_VDDK_INVENTORY", &inv)
+            .args(remote_args("pa ss")),
+    );
     assert_eq!(stdout(&o).trim(), size);
 
-    let o = check(vddk_nbd().env("FAKE_VDDK_INVENTORY", &inv).args(remote_args(&format!("+{}", pwfile.display()))));
+    let o = check(
+        vddk_nbd()
+            .env("FAKE_VDDK_INVENTORY", &inv)
+            .args(remote_args(&format!("+{}", pwfile.display()))),
+    );
     assert_eq!(stdout(&o).trim(), size);
 
     // -FD: descriptor 3 opened by the shell that starts us, read after the re-exec.
@@ -310,7 +487,11 @@ fn password_forms_reach_the_server() {
             .env_remove("LD_LIBRARY_PATH")
             .env("FAKE_VDDK_INVENTORY", &inv)
             .arg("-c")
-            .arg(format!("exec 3< '{}'; exec '{BIN}' {}", pwfile.display(), quoted.join(" "))),
+            .arg(format!(
+                "exec 3< '{}'; exec '{BIN}' {}",
+                pwfile.display(),
+                quoted.join(" ")
+            )),
     );
     assert_eq!(stdout(&o).trim(), size);
 
@@ -329,8 +510,50 @@ fn password_forms_reach_the_server() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o).trim(), size);
 
-    let o = vddk_nbd().env("FAKE_VDDK_INVENTORY", &inv).args(remote_args("wrong")).output().unwrap();
+    // A session cookie replaces user and password.
+    let mut cookie_args = remote_args("unused");
+    cookie_args.retain(|a| !a.starts_with("user=") && !a.starts_with("password="));
+    cookie_args.insert(4, "cookie=sess-123".into());
+    let o = check(
+        vddk_nbd()
+            .env("FAKE_VDDK_INVENTORY", &inv)
+            .args(&cookie_args),
+    );
+    assert_eq!(stdout(&o).trim(), size);
+
+    // A wrong thumbprint fails at open, and the message gives the right one.
+    let wrong_thumb: Vec<String> = remote_args("pa ss")
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("thumbprint=") {
+                format!("{}00", &a[..a.len() - 2])
+            } else {
+                a
+            }
+        })
+        .collect();
+    let o = vddk_nbd()
+        .env("FAKE_VDDK_INVENTORY", &inv)
+        .args(&wrong_thumb)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{o:?}");
-    assert!(stderr(&o).contains("VIX_E_AUTHENTICATION_FAIL") || stderr(&o).to_lowercase().contains("authentication"), "{o:?}");
+    assert!(
+        stderr(&o).contains("error: cannot open [ds1] web/web.vmdk"),
+        "{o:?}"
+    );
+    assert!(stderr(&o).contains(THUMBPRINT), "{o:?}");
+
+    let o = vddk_nbd()
+        .env("FAKE_VDDK_INVENTORY", &inv)
+        .args(remote_args("wrong"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        stderr(&o).contains("VIX_E_AUTHENTICATION_FAIL")
+            || stderr(&o).to_lowercase().contains("authentication"),
+        "{o:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -34,17 +34,31 @@ fn qemu_img_info_convert_compare() {
     assert!(info.contains("\"virtual-size\": 67108864"), "{info}");
 
     let out = srv.dir.join("out.raw");
-    run(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "raw", &srv.uri()]).arg(&out));
-    assert!(std::fs::read(&out).unwrap() == image, "converted image differs");
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "raw", &srv.uri()])
+        .arg(&out));
+    assert!(
+        std::fs::read(&out).unwrap() == image,
+        "converted image differs"
+    );
 
     // Write a new image in through qemu-img and compare both ways.
     let input = srv.dir.join("in.raw");
     let mut new = pattern(64 * MIB as usize, 3);
     new[4 * MIB as usize..6 * MIB as usize].fill(0);
     std::fs::write(&input, &new).unwrap();
-    run(Command::new("qemu-img").args(["convert", "-n", "-f", "raw", "-O", "raw"]).arg(&input).arg(srv.uri()));
-    run(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw"]).arg(&input).arg(srv.uri()));
-    assert!(disk.contents(0, new.len()) == new, "disk differs from what qemu-img wrote");
+    run(Command::new("qemu-img")
+        .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+        .arg(&input)
+        .arg(srv.uri()));
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "raw"])
+        .arg(&input)
+        .arg(srv.uri()));
+    assert!(
+        disk.contents(0, new.len()) == new,
+        "disk differs from what qemu-img wrote"
+    );
     srv.stop();
 }
 
@@ -54,12 +68,20 @@ fn qemu_img_over_tcp() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let dir = vddk_tests::scratch_dir("nbd-tcp");
-    let srv = TestServer::start(dir.clone(), dir.join("unused"), disk, ServerConfig::default(), vec![Listener::Tcp(l)]);
+    let srv = TestServer::start(
+        dir.clone(),
+        dir.join("unused"),
+        disk,
+        ServerConfig::default(),
+        vec![Listener::Tcp(l)],
+    );
     let uri = format!("nbd://127.0.0.1:{port}");
     let info = run(Command::new("qemu-img").args(["info", "--output=json", &uri]));
     assert!(info.contains("\"virtual-size\": 67108864"), "{info}");
     let out = dir.join("out.raw");
-    run(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "raw", &uri]).arg(&out));
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "raw", &uri])
+        .arg(&out));
     assert!(std::fs::read(&out).unwrap() == image);
     srv.stop();
 }
@@ -74,7 +96,10 @@ fn nbdinfo_size_flags_and_map() {
     };
     let srv = TestServer::unix("nbd-nbdinfo", disk, config);
     let uri = srv.uri();
-    assert_eq!(run(Command::new("nbdinfo").args(["--size", &uri])).trim(), "67108864");
+    assert_eq!(
+        run(Command::new("nbdinfo").args(["--size", &uri])).trim(),
+        "67108864"
+    );
     for (flag, want) in [
         ("--can=write", true),
         ("--can=flush", true),
@@ -88,7 +113,11 @@ fn nbdinfo_size_flags_and_map() {
         ("--is=read-only", false),
     ] {
         let status = output(Command::new("nbdinfo").args([flag, &uri])).status;
-        assert_eq!(status.code(), Some(if want { 0 } else { 2 }), "nbdinfo {flag}");
+        assert_eq!(
+            status.code(),
+            Some(if want { 0 } else { 2 }),
+            "nbdinfo {flag}"
+        );
     }
     let json = run(Command::new("nbdinfo").args(["--json", &uri]));
     for want in [
@@ -109,7 +138,11 @@ fn nbdinfo_size_flags_and_map() {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
         })
         .collect();
     assert_eq!(
@@ -132,7 +165,10 @@ fn nbdcopy_round_trip() {
     let srv = TestServer::unix("nbd-nbdcopy", disk.clone(), ServerConfig::default());
     let out = srv.dir.join("out.raw");
     run(Command::new("nbdcopy").arg(srv.uri()).arg(&out));
-    assert!(std::fs::read(&out).unwrap() == image, "nbdcopy read differs");
+    assert!(
+        std::fs::read(&out).unwrap() == image,
+        "nbdcopy read differs"
+    );
 
     let input = srv.dir.join("in.raw");
     let mut new = pattern(64 * MIB as usize, 4);
@@ -187,15 +223,42 @@ fn qemu_io_reads_writes_zeroes_flush() {
 #[test]
 fn read_only_export() {
     let (disk, image) = sample();
-    let config = ServerConfig { read_only: true, ..ServerConfig::default() };
+    let config = ServerConfig {
+        read_only: true,
+        ..ServerConfig::default()
+    };
     let srv = TestServer::unix("nbd-readonly", disk.clone(), config);
     let uri = srv.uri();
-    assert_eq!(output(Command::new("nbdinfo").args(["--is=read-only", &uri])).status.code(), Some(0));
-    assert_eq!(output(Command::new("nbdinfo").args(["--can=write", &uri])).status.code(), Some(2));
-    assert_eq!(output(Command::new("nbdinfo").args(["--can=zero", &uri])).status.code(), Some(2));
+    assert_eq!(
+        output(Command::new("nbdinfo").args(["--is=read-only", &uri]))
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        output(Command::new("nbdinfo").args(["--can=write", &uri]))
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        output(Command::new("nbdinfo").args(["--can=zero", &uri]))
+            .status
+            .code(),
+        Some(2)
+    );
     let out = output(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 1 0 4k", &uri]));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("ermission denied") || text.contains("read-only") || text.contains("read only"), "{text}");
-    assert!(disk.contents(0, image.len()) == image, "a read-only export changed");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("ermission denied")
+            || text.contains("read-only")
+            || text.contains("read only"),
+        "{text}"
+    );
+    assert!(
+        disk.contents(0, image.len()) == image,
+        "a read-only export changed"
+    );
     srv.stop();
 }

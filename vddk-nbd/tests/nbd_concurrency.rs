@@ -21,7 +21,12 @@ struct Slow {
 const PANIC_AT: u64 = 3 << 20;
 
 impl Slow {
-    fn later<T: Send + 'static>(&self, offset: u64, f: impl FnOnce() -> T + Send + 'static, done: Box<dyn FnOnce(T) + Send>) {
+    fn later<T: Send + 'static>(
+        &self,
+        offset: u64,
+        f: impl FnOnce() -> T + Send + 'static,
+        done: Box<dyn FnOnce(T) + Send>,
+    ) {
         let d = (self.delay)(offset);
         std::thread::spawn(move || {
             std::thread::sleep(d);
@@ -99,11 +104,22 @@ fn replies_come_back_out_of_order() {
     let mem = memory(8 << 20);
     mem.fill(0, b"first");
     mem.fill(4096, b"second");
-    let srv = TestServer::unix("nbd-cc-order", Arc::new(Slow { inner: mem, delay: slow_at_zero }), ServerConfig::default());
+    let srv = TestServer::unix(
+        "nbd-cc-order",
+        Arc::new(Slow {
+            inner: mem,
+            delay: slow_at_zero,
+        }),
+        ServerConfig::default(),
+    );
     let mut c = RawClient::go(&srv.socket, false, false);
     c.request(0, 0, 1, 0, 5, &[]);
     c.request(0, 0, 2, 4096, 6, &[]);
-    assert_eq!(c.simple_reply(), (0, 2), "the fast request is answered first");
+    assert_eq!(
+        c.simple_reply(),
+        (0, 2),
+        "the fast request is answered first"
+    );
     assert_eq!(c.recv(6), b"second");
     assert_eq!(c.simple_reply(), (0, 1));
     assert_eq!(c.recv(5), b"first");
@@ -113,7 +129,14 @@ fn replies_come_back_out_of_order() {
 #[test]
 fn many_requests_in_flight_with_libnbd() {
     let mem = memory(8 << 20);
-    let srv = TestServer::unix("nbd-cc-aio", Arc::new(Slow { inner: mem.clone(), delay: jitter }), ServerConfig::default());
+    let srv = TestServer::unix(
+        "nbd-cc-aio",
+        Arc::new(Slow {
+            inner: mem.clone(),
+            delay: jitter,
+        }),
+        ServerConfig::default(),
+    );
     nbdsh(
         &srv.socket,
         r#"
@@ -136,8 +159,46 @@ for i in range(n):
 "#,
     );
     for i in 0..128u64 {
-        assert_eq!(mem.contents(i * 4096, 4096), vec![(i % 251 + 1) as u8; 4096], "block {i}");
+        assert_eq!(
+            mem.contents(i * 4096, 4096),
+            vec![(i % 251 + 1) as u8; 4096],
+            "block {i}"
+        );
     }
+    srv.stop();
+}
+
+#[test]
+fn overlapping_unaligned_writes_lose_nothing() {
+    let mem = memory(8 << 20);
+    let srv = TestServer::unix(
+        "nbd-cc-rmw",
+        Arc::new(Slow {
+            inner: mem.clone(),
+            delay: |_| Duration::from_millis(5),
+        }),
+        ServerConfig::default(),
+    );
+    // 64 one-byte writes into the same two sectors, all in flight at once:
+    // each is a read-modify-write of a shared sector.
+    nbdsh(
+        &srv.socket,
+        r#"
+h.set_strict_mode(0)
+h.connect_unix(sock)
+cookies = []
+for i in range(64):
+    b = nbd.Buffer.from_bytearray(bytearray([i + 1]))
+    cookies.append(h.aio_pwrite(b, 480 + i))
+while h.aio_in_flight() > 0:
+    h.poll(-1)
+for c in cookies:
+    assert h.aio_command_completed(c)
+"#,
+    );
+    let want: Vec<u8> = (1..=64).collect();
+    assert_eq!(mem.contents(480, 64), want);
+    assert_eq!(mem.contents(0, 480), vec![0; 480]);
     srv.stop();
 }
 
@@ -152,12 +213,27 @@ fn several_clients_at_once() {
     let mut children = Vec::new();
     for i in 0..4 {
         let out = srv.dir.join(format!("copy{i}.raw"));
-        children.push((out.clone(), Command::new("nbdcopy").arg(srv.uri()).arg(&out).env("PATH", "/usr/bin:/bin").spawn().unwrap()));
+        children.push((
+            out.clone(),
+            Command::new("nbdcopy")
+                .arg(srv.uri())
+                .arg(&out)
+                .env("PATH", "/usr/bin:/bin")
+                .spawn()
+                .unwrap(),
+        ));
     }
-    run(Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw"]).arg(&input).arg(srv.uri()));
+    run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "raw"])
+        .arg(&input)
+        .arg(srv.uri()));
     for (out, mut child) in children {
         assert!(child.wait().unwrap().success());
-        assert!(std::fs::read(&out).unwrap() == image, "{} differs", out.display());
+        assert!(
+            std::fs::read(&out).unwrap() == image,
+            "{} differs",
+            out.display()
+        );
     }
     srv.wait_idle();
     srv.stop();
@@ -166,7 +242,14 @@ fn several_clients_at_once() {
 #[test]
 fn vanishing_clients_do_not_disturb_others() {
     let mem = memory(8 << 20);
-    let srv = TestServer::unix("nbd-cc-vanish", Arc::new(Slow { inner: mem.clone(), delay: jitter }), ServerConfig::default());
+    let srv = TestServer::unix(
+        "nbd-cc-vanish",
+        Arc::new(Slow {
+            inner: mem.clone(),
+            delay: jitter,
+        }),
+        ServerConfig::default(),
+    );
     // One leaves mid-payload, one leaves with replies unread, one mid-handshake.
     let mut a = RawClient::go(&srv.socket, true, false);
     let mut req = Vec::new();
@@ -180,10 +263,22 @@ fn vanishing_clients_do_not_disturb_others() {
     c.option(8, &[]);
     drop((a, b, c));
     // Meanwhile another client works normally.
-    let out = run(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 0x77 1M 1M", "-c", "read -P 0x77 1M 1M", &srv.uri()]));
+    let out = run(Command::new("qemu-io").args([
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0x77 1M 1M",
+        "-c",
+        "read -P 0x77 1M 1M",
+        &srv.uri(),
+    ]));
     assert!(!out.contains("failed"), "{out}");
     srv.wait_idle();
-    assert_eq!(mem.contents(0, 4096), vec![0; 4096], "a half-sent write is not applied");
+    assert_eq!(
+        mem.contents(0, 4096),
+        vec![0; 4096],
+        "a half-sent write is not applied"
+    );
     assert_eq!(mem.contents(1 << 20, 1 << 20), vec![0x77; 1 << 20]);
     srv.stop();
 }
@@ -191,7 +286,14 @@ fn vanishing_clients_do_not_disturb_others() {
 #[test]
 fn a_panicking_connection_leaves_the_server_up() {
     let mem = memory(8 << 20);
-    let srv = TestServer::unix("nbd-cc-panic", Arc::new(Slow { inner: mem, delay: jitter }), ServerConfig::default());
+    let srv = TestServer::unix(
+        "nbd-cc-panic",
+        Arc::new(Slow {
+            inner: mem,
+            delay: jitter,
+        }),
+        ServerConfig::default(),
+    );
     let mut c = RawClient::go(&srv.socket, false, false);
     c.request(0, 0, 1, PANIC_AT, 512, &[]);
     // The request caught in the panic is answered EIO, then the connection ends.
@@ -210,7 +312,14 @@ fn a_panicking_connection_leaves_the_server_up() {
 fn shutdown_answers_requests_in_flight() {
     let mem = memory(8 << 20);
     mem.fill(0, b"drained");
-    let srv = TestServer::unix("nbd-cc-shutdown", Arc::new(Slow { inner: mem, delay: slow_at_zero }), ServerConfig::default());
+    let srv = TestServer::unix(
+        "nbd-cc-shutdown",
+        Arc::new(Slow {
+            inner: mem,
+            delay: slow_at_zero,
+        }),
+        ServerConfig::default(),
+    );
     let mut c = RawClient::go(&srv.socket, false, false);
     c.request(0, 0, 9, 0, 7, &[]);
     std::thread::sleep(Duration::from_millis(100));

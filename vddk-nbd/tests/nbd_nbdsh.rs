@@ -133,14 +133,20 @@ print(err(lambda: h.zero(512, 0, nbd.CMD_FLAG_FAST_ZERO)))
 print(err(lambda: h.pread(512, 0)))
 "#,
     );
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["EINVAL", "ENOSPC", "ENOTSUP", "ok"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["EINVAL", "ENOSPC", "ENOTSUP", "ok"]
+    );
     srv.stop();
 }
 
 #[test]
 fn read_only_write_is_eperm() {
     let d = disk();
-    let config = ServerConfig { read_only: true, ..Default::default() };
+    let config = ServerConfig {
+        read_only: true,
+        ..Default::default()
+    };
     let srv = TestServer::unix("nbd-sh-ro", d.clone(), config);
     let out = nbdsh(
         &srv.socket,
@@ -166,7 +172,11 @@ h.flush()
 
 #[test]
 fn option_mode_listing() {
-    let config = ServerConfig { export_name: "the-disk".into(), description: Some("desc".into()), ..Default::default() };
+    let config = ServerConfig {
+        export_name: "the-disk".into(),
+        description: Some("desc".into()),
+        ..Default::default()
+    };
     let srv = TestServer::unix("nbd-sh-opt", disk(), config);
     let out = nbdsh(
         &srv.socket,
@@ -190,7 +200,12 @@ h.shutdown()
     );
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["['the-disk']", "['base:allocation']", "4194304 the-disk desc", "b'BBBB'"]
+        [
+            "['the-disk']",
+            "['base:allocation']",
+            "4194304 the-disk desc",
+            "b'BBBB'"
+        ]
     );
     srv.stop();
 }

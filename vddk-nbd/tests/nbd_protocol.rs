@@ -24,7 +24,14 @@ const ERR_TOO_BIG: u32 = (1 << 31) + 9;
 fn options_out_of_order_unknown_and_malformed() {
     let disk = memory(1 << 20);
     disk.fill(0, b"hello");
-    let srv = TestServer::unix("nbd-proto-opts", disk, ServerConfig { export_name: "e".into(), ..Default::default() });
+    let srv = TestServer::unix(
+        "nbd-proto-opts",
+        disk,
+        ServerConfig {
+            export_name: "e".into(),
+            ..Default::default()
+        },
+    );
     let mut c = RawClient::start(&srv.socket);
 
     // Unknown option with a payload: answered, and sync is kept.
@@ -52,7 +59,10 @@ fn options_out_of_order_unknown_and_malformed() {
     assert_eq!(c.opt_reply().1, ERR_INVALID);
     // LIST proper.
     c.option(3, &[]);
-    assert_eq!(c.opt_replies(), vec![(3, 2, vec![0, 0, 0, 1, b'e']), (3, 1, vec![])]);
+    assert_eq!(
+        c.opt_replies(),
+        vec![(3, 2, vec![0, 0, 0, 1, b'e']), (3, 1, vec![])]
+    );
     // Now structured replies, then list meta contexts with the base: namespace.
     c.option(8, &[]);
     assert_eq!(c.opt_reply(), (8, 1, vec![]));
@@ -68,8 +78,15 @@ fn options_out_of_order_unknown_and_malformed() {
     // INFO then GO with NAME and BLOCK_SIZE requested.
     c.option(6, &RawClient::info_payload("e", &[1, 3]));
     let info = c.opt_replies();
-    assert_eq!(info.iter().map(|r| r.1).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
-    assert_eq!(&info[0].2[..10], &[0, 0, 0, 0, 0, 0, 0, 16, 0, 0], "NBD_INFO_EXPORT with size 1 MiB");
+    assert_eq!(
+        info.iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![3, 3, 3, 1]
+    );
+    assert_eq!(
+        &info[0].2[..10],
+        &[0, 0, 0, 0, 0, 0, 0, 16, 0, 0],
+        "NBD_INFO_EXPORT with size 1 MiB"
+    );
     assert_eq!(info[1].2, [&[0u8, 1][..], b"e"].concat());
     let mut bs = vec![0, 3];
     for v in [512u32, 4096, 32 << 20] {
@@ -103,7 +120,11 @@ fn options_out_of_order_unknown_and_malformed() {
 
 #[test]
 fn export_name_and_no_zeroes() {
-    let srv = TestServer::unix("nbd-proto-export-name", memory(1 << 20), ServerConfig::default());
+    let srv = TestServer::unix(
+        "nbd-proto-export-name",
+        memory(1 << 20),
+        ServerConfig::default(),
+    );
     // Without NO_ZEROES: 8 + 2 + 124 bytes.
     let mut c = RawClient::connect(&srv.socket);
     c.send(&1u32.to_be_bytes());
@@ -155,7 +176,11 @@ fn request_errors_keep_the_connection() {
 
     let error = |c: &mut RawClient, cookie: u64| -> (u32, String) {
         let (flags, kind, got, p) = c.chunk();
-        assert_eq!((flags, kind, got), (1, 0x8001, cookie), "a final error chunk");
+        assert_eq!(
+            (flags, kind, got),
+            (1, 0x8001, cookie),
+            "a final error chunk"
+        );
         let errno = u32::from_be_bytes(p[..4].try_into().unwrap());
         let len = u16::from_be_bytes([p[4], p[5]]) as usize;
         assert_eq!(p.len(), 6 + len);
@@ -181,12 +206,20 @@ fn request_errors_keep_the_connection() {
     c.request(0, 1 << 3, 8, 0, 512, &[]);
     assert_eq!(error(&mut c, 8).0, EINVAL, "REQ_ONE is not a read flag");
     c.request(0, 0, 9, 0, (32 << 20) + 1, &[]);
-    assert_eq!(error(&mut c, 9).0, EOVERFLOW, "read above the maximum payload");
+    assert_eq!(
+        error(&mut c, 9).0,
+        EOVERFLOW,
+        "read above the maximum payload"
+    );
     // An oversized write: its payload is read and discarded.
     let big = vec![0x5a; (32 << 20) + 512];
     c.request(1, 0, 10, 0, big.len() as u32, &big);
     assert_eq!(error(&mut c, 10).0, EOVERFLOW);
-    assert_eq!(disk.contents(0, 512), vec![0; 512], "nothing of the oversized write landed");
+    assert_eq!(
+        disk.contents(0, 512),
+        vec![0; 512],
+        "nothing of the oversized write landed"
+    );
     // Still in sync.
     c.request(1, 1, 11, 100, 3, b"xyz");
     assert_eq!(c.simple_reply(), (0, 11));
@@ -200,7 +233,11 @@ fn request_errors_keep_the_connection() {
 
 #[test]
 fn simple_replies_map_eoverflow_to_einval() {
-    let srv = TestServer::unix("nbd-proto-simple", memory(64 << 20), ServerConfig::default());
+    let srv = TestServer::unix(
+        "nbd-proto-simple",
+        memory(64 << 20),
+        ServerConfig::default(),
+    );
     let mut c = RawClient::go(&srv.socket, false, false);
     c.request(0, 0, 1, 0, (32 << 20) + 1, &[]);
     assert_eq!(c.simple_reply(), (EINVAL, 1));
@@ -213,7 +250,10 @@ fn simple_replies_map_eoverflow_to_einval() {
 #[test]
 fn read_only_refuses_writes_with_eperm() {
     let disk = memory(1 << 20);
-    let config = ServerConfig { read_only: true, ..Default::default() };
+    let config = ServerConfig {
+        read_only: true,
+        ..Default::default()
+    };
     let srv = TestServer::unix("nbd-proto-ro", disk.clone(), config);
     let mut c = RawClient::go(&srv.socket, false, false);
     c.request(1, 0, 1, 0, 4, b"abcd");
@@ -238,9 +278,15 @@ fn handshake_timeout_and_connection_limit() {
     let mut idle = RawClient::connect(&srv.socket);
     // A second client while the first holds the only slot: closed at once.
     let mut second = UnixStream::connect(&srv.socket).unwrap();
-    second.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut buf = [0u8; 18];
-    assert_eq!(std::io::Read::read(&mut second, &mut buf).unwrap(), 0, "over the limit: no greeting");
+    assert_eq!(
+        std::io::Read::read(&mut second, &mut buf).unwrap(),
+        0,
+        "over the limit: no greeting"
+    );
     // The idle client is dropped after the timeout.
     assert!(idle.closed());
     assert!(t.elapsed() >= Duration::from_millis(300));
@@ -272,7 +318,9 @@ fn serve_stream_single_connection() {
     assert_eq!(c.simple_reply(), (0, 1));
     assert_eq!(c.recv(6), b"stream");
     c.request(2, 0, 2, 0, 0, &[]);
-    t.join().unwrap().expect("serve_stream returns Ok after DISC");
+    t.join()
+        .unwrap()
+        .expect("serve_stream returns Ok after DISC");
     assert_eq!(server.active_connections(), 0);
     c.s.flush().unwrap();
 }

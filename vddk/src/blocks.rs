@@ -42,12 +42,19 @@ pub(crate) struct Plan {
 /// Plans the calls for `[start, start + count)` on a disk of `capacity` sectors.
 pub(crate) fn plan(start: u64, count: u64, chunk: u64, capacity: u64) -> Result<Plan> {
     let chunk = chunk.max(MIN_CHUNK).div_ceil(MIN_CHUNK) * MIN_CHUNK;
-    let end = start.checked_add(count).filter(|e| *e <= capacity).ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "sectors {start}+{count} go past the end of the disk ({capacity} sectors)"
-        ))
-    })?;
-    let mut plan = Plan { chunk, calls: Vec::new(), tail: None };
+    let end = start
+        .checked_add(count)
+        .filter(|e| *e <= capacity)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "sectors {start}+{count} go past the end of the disk ({capacity} sectors)"
+            ))
+        })?;
+    let mut plan = Plan {
+        chunk,
+        calls: Vec::new(),
+        tail: None,
+    };
     if count == 0 {
         return Ok(plan);
     }
@@ -57,18 +64,29 @@ pub(crate) fn plan(start: u64, count: u64, chunk: u64, capacity: u64) -> Result<
     let mut at = aligned_start;
     while at < query_end {
         let n = (query_end - at).min(MAX_CHUNKS_PER_CALL * chunk);
-        plan.calls.push(Call { start: at, count: n });
+        plan.calls.push(Call {
+            start: at,
+            count: n,
+        });
         at += n;
     }
     if end > query_end {
         let tail_start = query_end.max(start);
-        plan.tail = Some(Extent { start: tail_start, length: end - tail_start });
+        plan.tail = Some(Extent {
+            start: tail_start,
+            length: end - tail_start,
+        });
     }
     Ok(plan)
 }
 
 /// Clips `found` to the requested range, adds the tail, sorts and merges.
-pub(crate) fn finish(found: Vec<Extent>, tail: Option<Extent>, start: u64, count: u64) -> Vec<Extent> {
+pub(crate) fn finish(
+    found: Vec<Extent>,
+    tail: Option<Extent>,
+    start: u64,
+    count: u64,
+) -> Vec<Extent> {
     let end = start + count;
     let mut v: Vec<Extent> = found
         .into_iter()
@@ -76,7 +94,10 @@ pub(crate) fn finish(found: Vec<Extent>, tail: Option<Extent>, start: u64, count
         .filter_map(|e| {
             let s = e.start.max(start);
             let t = e.start.saturating_add(e.length).min(end);
-            (s < t).then_some(Extent { start: s, length: t - s })
+            (s < t).then_some(Extent {
+                start: s,
+                length: t - s,
+            })
         })
         .collect();
     v.sort_unstable();
@@ -100,14 +121,26 @@ mod tests {
     #[test]
     fn aligned_range_is_one_call_without_tail() {
         let p = plan(0, 1024, 128, 2048).unwrap();
-        assert_eq!(p.calls, vec![Call { start: 0, count: 1024 }]);
+        assert_eq!(
+            p.calls,
+            vec![Call {
+                start: 0,
+                count: 1024
+            }]
+        );
         assert_eq!(p.tail, None);
     }
 
     #[test]
     fn unaligned_range_is_widened_to_whole_chunks() {
         let p = plan(100, 200, 128, 4096).unwrap();
-        assert_eq!(p.calls, vec![Call { start: 0, count: 384 }]);
+        assert_eq!(
+            p.calls,
+            vec![Call {
+                start: 0,
+                count: 384
+            }]
+        );
         assert_eq!(p.tail, None);
     }
 
@@ -115,19 +148,43 @@ mod tests {
     fn tail_past_the_last_whole_chunk_is_not_queried() {
         // 1000 sectors: chunks cover 0..896, 896..1000 is the tail.
         let p = plan(0, 1000, 128, 1000).unwrap();
-        assert_eq!(p.calls, vec![Call { start: 0, count: 896 }]);
-        assert_eq!(p.tail, Some(Extent { start: 896, length: 104 }));
+        assert_eq!(
+            p.calls,
+            vec![Call {
+                start: 0,
+                count: 896
+            }]
+        );
+        assert_eq!(
+            p.tail,
+            Some(Extent {
+                start: 896,
+                length: 104
+            })
+        );
         // A range entirely inside the tail makes no call.
         let p = plan(950, 10, 128, 1000).unwrap();
         assert!(p.calls.is_empty());
-        assert_eq!(p.tail, Some(Extent { start: 950, length: 10 }));
+        assert_eq!(
+            p.tail,
+            Some(Extent {
+                start: 950,
+                length: 10
+            })
+        );
     }
 
     #[test]
     fn disk_smaller_than_a_chunk_is_all_tail() {
         let p = plan(0, 100, 128, 100).unwrap();
         assert!(p.calls.is_empty());
-        assert_eq!(p.tail, Some(Extent { start: 0, length: 100 }));
+        assert_eq!(
+            p.tail,
+            Some(Extent {
+                start: 0,
+                length: 100
+            })
+        );
     }
 
     #[test]
@@ -138,12 +195,24 @@ mod tests {
         assert_eq!(
             p.calls,
             vec![
-                Call { start: 0, count: max },
-                Call { start: max, count: max },
-                Call { start: 2 * max, count: 256 }
+                Call {
+                    start: 0,
+                    count: max
+                },
+                Call {
+                    start: max,
+                    count: max
+                },
+                Call {
+                    start: 2 * max,
+                    count: 256
+                }
             ]
         );
-        assert!(p.calls.iter().all(|c| c.count / p.chunk <= MAX_CHUNKS_PER_CALL));
+        assert!(p
+            .calls
+            .iter()
+            .all(|c| c.count / p.chunk <= MAX_CHUNKS_PER_CALL));
     }
 
     #[test]
@@ -163,15 +232,44 @@ mod tests {
     #[test]
     fn finish_clips_sorts_and_merges() {
         let found = vec![
-            Extent { start: 256, length: 128 },
-            Extent { start: 0, length: 128 },
-            Extent { start: 128, length: 128 },
-            Extent { start: 1024, length: 128 },
+            Extent {
+                start: 256,
+                length: 128,
+            },
+            Extent {
+                start: 0,
+                length: 128,
+            },
+            Extent {
+                start: 128,
+                length: 128,
+            },
+            Extent {
+                start: 1024,
+                length: 128,
+            },
         ];
-        let out = finish(found, Some(Extent { start: 1152, length: 10 }), 100, 1062);
+        let out = finish(
+            found,
+            Some(Extent {
+                start: 1152,
+                length: 10,
+            }),
+            100,
+            1062,
+        );
         assert_eq!(
             out,
-            vec![Extent { start: 100, length: 284 }, Extent { start: 1024, length: 138 }]
+            vec![
+                Extent {
+                    start: 100,
+                    length: 284
+                },
+                Extent {
+                    start: 1024,
+                    length: 138
+                }
+            ]
         );
     }
 }

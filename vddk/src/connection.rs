@@ -8,8 +8,8 @@ use crate::create::CreateParams;
 use crate::disk::{Disk, OpenFlags};
 use crate::error::Result;
 use crate::library::Vddk;
-use crate::raw::RawConnection;
 use crate::params::ConnectParams;
+use crate::raw::RawConnection;
 
 /// A VDDK connection (ConnectEx). Dropping it disconnects, once every
 /// [`Disk`] opened through it is gone too (each disk holds the connection).
@@ -29,7 +29,10 @@ impl Connection {
     pub fn connect(vddk: &Vddk, params: &ConnectParams) -> Result<Connection> {
         params.validate()?;
         let raw = RawConnection::connect(Arc::clone(&vddk.lib), params)?;
-        Ok(Connection { raw: Arc::new(raw), remote: params.is_remote() })
+        Ok(Connection {
+            raw: Arc::new(raw),
+            remote: params.is_remote(),
+        })
     }
 
     /// Opens a disk: an absolute path for local files, `[datastore] vm/vm.vmdk`
@@ -78,7 +81,8 @@ impl Connection {
         params: &CreateParams,
         overwrite: bool,
     ) -> Result<()> {
-        self.raw.clone_disk(dst_path, &src.raw, src_path, &params.to_raw(), overwrite)
+        self.raw
+            .clone_disk(dst_path, &src.raw, src_path, &params.to_raw(), overwrite)
     }
 
     /// Whether this is a connection to a server.
@@ -89,6 +93,8 @@ impl Connection {
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection").field("remote", &self.remote).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
     }
 }

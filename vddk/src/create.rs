@@ -30,24 +30,62 @@ pub enum DiskType {
 
 impl DiskType {
     const NAMES: &'static [(DiskType, &'static str, u32)] = &[
-        (DiskType::MonolithicSparse, "monolithicSparse", vddk_sys::VIXDISKLIB_DISK_MONOLITHIC_SPARSE),
-        (DiskType::MonolithicFlat, "monolithicFlat", vddk_sys::VIXDISKLIB_DISK_MONOLITHIC_FLAT),
-        (DiskType::SplitSparse, "twoGbMaxExtentSparse", vddk_sys::VIXDISKLIB_DISK_SPLIT_SPARSE),
-        (DiskType::SplitFlat, "twoGbMaxExtentFlat", vddk_sys::VIXDISKLIB_DISK_SPLIT_FLAT),
-        (DiskType::VmfsFlat, "vmfs", vddk_sys::VIXDISKLIB_DISK_VMFS_FLAT),
-        (DiskType::StreamOptimized, "streamOptimized", vddk_sys::VIXDISKLIB_DISK_STREAM_OPTIMIZED),
-        (DiskType::VmfsThin, "vmfsThin", vddk_sys::VIXDISKLIB_DISK_VMFS_THIN),
-        (DiskType::VmfsSparse, "vmfsSparse", vddk_sys::VIXDISKLIB_DISK_VMFS_SPARSE),
+        (
+            DiskType::MonolithicSparse,
+            "monolithicSparse",
+            vddk_sys::VIXDISKLIB_DISK_MONOLITHIC_SPARSE,
+        ),
+        (
+            DiskType::MonolithicFlat,
+            "monolithicFlat",
+            vddk_sys::VIXDISKLIB_DISK_MONOLITHIC_FLAT,
+        ),
+        (
+            DiskType::SplitSparse,
+            "twoGbMaxExtentSparse",
+            vddk_sys::VIXDISKLIB_DISK_SPLIT_SPARSE,
+        ),
+        (
+            DiskType::SplitFlat,
+            "twoGbMaxExtentFlat",
+            vddk_sys::VIXDISKLIB_DISK_SPLIT_FLAT,
+        ),
+        (
+            DiskType::VmfsFlat,
+            "vmfs",
+            vddk_sys::VIXDISKLIB_DISK_VMFS_FLAT,
+        ),
+        (
+            DiskType::StreamOptimized,
+            "streamOptimized",
+            vddk_sys::VIXDISKLIB_DISK_STREAM_OPTIMIZED,
+        ),
+        (
+            DiskType::VmfsThin,
+            "vmfsThin",
+            vddk_sys::VIXDISKLIB_DISK_VMFS_THIN,
+        ),
+        (
+            DiskType::VmfsSparse,
+            "vmfsSparse",
+            vddk_sys::VIXDISKLIB_DISK_VMFS_SPARSE,
+        ),
     ];
 
     /// The VDDK constant.
     pub fn as_raw(self) -> u32 {
-        Self::NAMES.iter().find(|(t, _, _)| *t == self).map_or(0, |e| e.2)
+        Self::NAMES
+            .iter()
+            .find(|(t, _, _)| *t == self)
+            .map_or(0, |e| e.2)
     }
 
     /// The descriptor's `createType` name, e.g. `monolithicSparse`.
     pub fn name(self) -> &'static str {
-        Self::NAMES.iter().find(|(t, _, _)| *t == self).map_or("", |e| e.1)
+        Self::NAMES
+            .iter()
+            .find(|(t, _, _)| *t == self)
+            .map_or("", |e| e.1)
     }
 }
 
@@ -64,7 +102,12 @@ impl FromStr for DiskType {
             _ => None,
         };
         short
-            .or_else(|| Self::NAMES.iter().find(|(_, n, _)| n.eq_ignore_ascii_case(s)).map(|e| e.0))
+            .or_else(|| {
+                Self::NAMES
+                    .iter()
+                    .find(|(_, n, _)| n.eq_ignore_ascii_case(s))
+                    .map(|e| e.0)
+            })
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::NAMES.iter().map(|e| e.1).collect();
                 Error::InvalidArgument(format!(
@@ -87,11 +130,14 @@ pub struct HwVersion(pub u16);
 
 impl HwVersion {
     /// Workstation 4.
-    pub const WORKSTATION_4: HwVersion = HwVersion(vddk_sys::VIXDISKLIB_HWVERSION_WORKSTATION_4 as u16);
+    pub const WORKSTATION_4: HwVersion =
+        HwVersion(vddk_sys::VIXDISKLIB_HWVERSION_WORKSTATION_4 as u16);
     /// Workstation 5 (= ESX 3.0).
-    pub const WORKSTATION_5: HwVersion = HwVersion(vddk_sys::VIXDISKLIB_HWVERSION_WORKSTATION_5 as u16);
+    pub const WORKSTATION_5: HwVersion =
+        HwVersion(vddk_sys::VIXDISKLIB_HWVERSION_WORKSTATION_5 as u16);
     /// Workstation 6.
-    pub const WORKSTATION_6: HwVersion = HwVersion(vddk_sys::VIXDISKLIB_HWVERSION_WORKSTATION_6 as u16);
+    pub const WORKSTATION_6: HwVersion =
+        HwVersion(vddk_sys::VIXDISKLIB_HWVERSION_WORKSTATION_6 as u16);
     /// ESX 4.x.
     pub const ESX4X: HwVersion = HwVersion(vddk_sys::VIXDISKLIB_HWVERSION_ESX4X as u16);
     /// ESX 5.0.
@@ -183,8 +229,14 @@ mod tests {
 
     #[test]
     fn disk_types_parse_and_map_to_constants() {
-        assert_eq!("sparse".parse::<DiskType>().unwrap(), DiskType::MonolithicSparse);
-        assert_eq!("MONOLITHICFLAT".parse::<DiskType>().unwrap(), DiskType::MonolithicFlat);
+        assert_eq!(
+            "sparse".parse::<DiskType>().unwrap(),
+            DiskType::MonolithicSparse
+        );
+        assert_eq!(
+            "MONOLITHICFLAT".parse::<DiskType>().unwrap(),
+            DiskType::MonolithicFlat
+        );
         assert_eq!(DiskType::StreamOptimized.as_raw(), 6);
         assert_eq!(DiskType::VmfsSparse.as_raw(), 8);
         assert!("floppy".parse::<DiskType>().is_err());
@@ -200,7 +252,13 @@ mod tests {
             .hw_version(HwVersion::ESX65)
             .to_raw();
         assert_eq!(
-            (raw.diskType, raw.adapterType, raw.hwVersion, raw.capacity, raw.logicalSectorSize),
+            (
+                raw.diskType,
+                raw.adapterType,
+                raw.hwVersion,
+                raw.capacity,
+                raw.logicalSectorSize
+            ),
             (2, 1, 13, 100, 0)
         );
     }

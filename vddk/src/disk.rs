@@ -197,7 +197,10 @@ pub struct Disk {
 
 impl Disk {
     pub(crate) fn from_raw(raw: RawDisk) -> Disk {
-        Disk { raw, capacity: Cell::new(None) }
+        Disk {
+            raw,
+            capacity: Cell::new(None),
+        }
     }
 
     /// Size, geometry, adapter, chain and identity of the disk.
@@ -270,7 +273,12 @@ impl Disk {
     /// [`Error::InvalidArgument`] for a range past the end of the disk;
     /// [`Error::Vix`] from QueryAllocatedBlocks (e.g. `VIX_E_NOT_SUPPORTED`
     /// for disks that cannot tell).
-    pub fn allocated_blocks(&self, start_sector: u64, count: u64, chunk: u64) -> Result<Vec<Extent>> {
+    pub fn allocated_blocks(
+        &self,
+        start_sector: u64,
+        count: u64,
+        chunk: u64,
+    ) -> Result<Vec<Extent>> {
         let capacity = match self.capacity.get() {
             Some(c) => c,
             None => self.info()?.capacity_sectors,
@@ -278,8 +286,14 @@ impl Disk {
         let plan = blocks::plan(start_sector, count, chunk, capacity)?;
         let mut found = Vec::new();
         for call in &plan.calls {
-            for (offset, length) in self.raw.query_allocated(call.start, call.count, plan.chunk)? {
-                found.push(Extent { start: offset, length });
+            for (offset, length) in self
+                .raw
+                .query_allocated(call.start, call.count, plan.chunk)?
+            {
+                found.push(Extent {
+                    start: offset,
+                    length,
+                });
             }
         }
         Ok(blocks::finish(found, plan.tail, start_sector, count))
@@ -326,7 +340,9 @@ impl Disk {
 
 impl fmt::Debug for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Disk").field("capacity_sectors", &self.capacity.get()).finish_non_exhaustive()
+        f.debug_struct("Disk")
+            .field("capacity_sectors", &self.capacity.get())
+            .finish_non_exhaustive()
     }
 }
 
@@ -356,7 +372,12 @@ mod tests {
 
     #[test]
     fn compression_parses_all_names() {
-        for c in [Compression::None, Compression::Zlib, Compression::FastLz, Compression::SkipZ] {
+        for c in [
+            Compression::None,
+            Compression::Zlib,
+            Compression::FastLz,
+            Compression::SkipZ,
+        ] {
             assert_eq!(c.to_string().parse::<Compression>().unwrap(), c);
         }
         assert_eq!("ZLIB".parse::<Compression>().unwrap(), Compression::Zlib);
@@ -365,7 +386,11 @@ mod tests {
 
     #[test]
     fn adapter_types_round_trip() {
-        for a in [AdapterType::Ide, AdapterType::ScsiBusLogic, AdapterType::ScsiLsiLogic] {
+        for a in [
+            AdapterType::Ide,
+            AdapterType::ScsiBusLogic,
+            AdapterType::ScsiLsiLogic,
+        ] {
             assert_eq!(AdapterType::from_raw(a.as_raw()), a);
             assert_eq!(a.to_string().parse::<AdapterType>().unwrap(), a);
         }

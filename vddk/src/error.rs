@@ -117,26 +117,59 @@ const NAMES: &[(u32, &str)] = &[
     (vddk_sys::VIX_E_FILE_ERROR, "VIX_E_FILE_ERROR"),
     (vddk_sys::VIX_E_DISK_FULL, "VIX_E_DISK_FULL"),
     (vddk_sys::VIX_E_FILE_READ_ONLY, "VIX_E_FILE_READ_ONLY"),
-    (vddk_sys::VIX_E_FILE_ALREADY_EXISTS, "VIX_E_FILE_ALREADY_EXISTS"),
+    (
+        vddk_sys::VIX_E_FILE_ALREADY_EXISTS,
+        "VIX_E_FILE_ALREADY_EXISTS",
+    ),
     (vddk_sys::VIX_E_FILE_ACCESS_ERROR, "VIX_E_FILE_ACCESS_ERROR"),
-    (vddk_sys::VIX_E_FILE_ALREADY_LOCKED, "VIX_E_FILE_ALREADY_LOCKED"),
+    (
+        vddk_sys::VIX_E_FILE_ALREADY_LOCKED,
+        "VIX_E_FILE_ALREADY_LOCKED",
+    ),
     (vddk_sys::VIX_E_BUFFER_TOOSMALL, "VIX_E_BUFFER_TOOSMALL"),
-    (vddk_sys::VIX_E_AUTHENTICATION_FAIL, "VIX_E_AUTHENTICATION_FAIL"),
-    (vddk_sys::VIX_E_HOST_CONNECTION_LOST, "VIX_E_HOST_CONNECTION_LOST"),
+    (
+        vddk_sys::VIX_E_AUTHENTICATION_FAIL,
+        "VIX_E_AUTHENTICATION_FAIL",
+    ),
+    (
+        vddk_sys::VIX_E_HOST_CONNECTION_LOST,
+        "VIX_E_HOST_CONNECTION_LOST",
+    ),
     (vddk_sys::VIX_E_INVALID_HANDLE, "VIX_E_INVALID_HANDLE"),
-    (vddk_sys::VIX_E_HOST_USER_PERMISSIONS, "VIX_E_HOST_USER_PERMISSIONS"),
+    (
+        vddk_sys::VIX_E_HOST_USER_PERMISSIONS,
+        "VIX_E_HOST_USER_PERMISSIONS",
+    ),
     (vddk_sys::VIX_E_VM_NOT_FOUND, "VIX_E_VM_NOT_FOUND"),
     (vddk_sys::VIX_E_SNAPSHOT_NOTFOUND, "VIX_E_SNAPSHOT_NOTFOUND"),
-    (vddk_sys::VIX_E_HOST_SERVER_NOT_FOUND, "VIX_E_HOST_SERVER_NOT_FOUND"),
-    (vddk_sys::VIX_E_HOST_NETWORK_CONN_REFUSED, "VIX_E_HOST_NETWORK_CONN_REFUSED"),
-    (vddk_sys::VIX_E_HOST_TCP_CONN_LOST, "VIX_E_HOST_TCP_CONN_LOST"),
+    (
+        vddk_sys::VIX_E_HOST_SERVER_NOT_FOUND,
+        "VIX_E_HOST_SERVER_NOT_FOUND",
+    ),
+    (
+        vddk_sys::VIX_E_HOST_NETWORK_CONN_REFUSED,
+        "VIX_E_HOST_NETWORK_CONN_REFUSED",
+    ),
+    (
+        vddk_sys::VIX_E_HOST_TCP_CONN_LOST,
+        "VIX_E_HOST_TCP_CONN_LOST",
+    ),
     (vddk_sys::VIX_E_DISK_INVAL, "VIX_E_DISK_INVAL"),
     (vddk_sys::VIX_E_DISK_OUTOFRANGE, "VIX_E_DISK_OUTOFRANGE"),
     (vddk_sys::VIX_E_DISK_KEY_NOTFOUND, "VIX_E_DISK_KEY_NOTFOUND"),
-    (vddk_sys::VIX_E_CANNOT_CONNECT_TO_HOST, "VIX_E_CANNOT_CONNECT_TO_HOST"),
+    (
+        vddk_sys::VIX_E_CANNOT_CONNECT_TO_HOST,
+        "VIX_E_CANNOT_CONNECT_TO_HOST",
+    ),
     (vddk_sys::VIX_ASYNC, "VIX_ASYNC"),
-    (vddk_sys::VIX_E_ASYNC_MIXEDMODE_UNSUPPORTED, "VIX_E_ASYNC_MIXEDMODE_UNSUPPORTED"),
-    (vddk_sys::VIX_E_NET_HTTP_SSL_SECURITY, "VIX_E_NET_HTTP_SSL_SECURITY"),
+    (
+        vddk_sys::VIX_E_ASYNC_MIXEDMODE_UNSUPPORTED,
+        "VIX_E_ASYNC_MIXEDMODE_UNSUPPORTED",
+    ),
+    (
+        vddk_sys::VIX_E_NET_HTTP_SSL_SECURITY,
+        "VIX_E_NET_HTTP_SSL_SECURITY",
+    ),
 ];
 
 /// The symbolic name of a VIX code (masked first), or `"VIX_E_UNKNOWN"`.
@@ -157,12 +190,19 @@ pub(crate) struct CallContext {
     pub given_thumbprint: Option<String>,
     /// The thumbprint the library last logged as the server's actual one.
     pub actual_thumbprint: Option<String>,
+    /// The library just logged an NFC buffer allocation failure.
+    pub nfc_alloc_failed: bool,
 }
 
 /// The advice attached to the failures users commonly meet.
-pub(crate) fn hint_for(call: &str, code: u64, text: Option<&str>, ctx: &CallContext) -> Option<String> {
+pub(crate) fn hint_for(
+    call: &str,
+    code: u64,
+    text: Option<&str>,
+    ctx: &CallContext,
+) -> Option<String> {
     let code32 = u32::try_from(code).unwrap_or(u32::MAX);
-    let nfc_alloc = text.is_some_and(|t| t.contains("Failed to allocate"));
+    let nfc_alloc = ctx.nfc_alloc_failed || text.is_some_and(|t| t.contains("Failed to allocate"));
     if nfc_alloc {
         return Some(
             "the server refused to allocate an NFC buffer: issue smaller requests \
@@ -235,7 +275,9 @@ mod tests {
             if words.next() != Some("#define") {
                 continue;
             }
-            let (Some(name), Some(value)) = (words.next(), words.next()) else { continue };
+            let (Some(name), Some(value)) = (words.next(), words.next()) else {
+                continue;
+            };
             if !(name.starts_with("VIX_E_") || name == "VIX_OK" || name == "VIX_ASYNC") {
                 continue;
             }
@@ -259,21 +301,37 @@ mod tests {
             remote: true,
             given_thumbprint: Some("AA:BB".into()),
             actual_thumbprint: Some("CC:DD".into()),
+            nfc_alloc_failed: false,
         };
         let hint = hint_for("VixDiskLib_Open", 1, None, &ctx).unwrap();
-        assert!(hint.contains("the server's thumbprint is CC:DD, you gave AA:BB"), "{hint}");
+        assert!(
+            hint.contains("the server's thumbprint is CC:DD, you gave AA:BB"),
+            "{hint}"
+        );
         let local = CallContext::default();
         assert_eq!(hint_for("VixDiskLib_Open", 1, None, &local), None);
-        let generic = hint_for("VixDiskLib_Open", 1, None, &CallContext { remote: true, ..local });
+        let generic = hint_for(
+            "VixDiskLib_Open",
+            1,
+            None,
+            &CallContext {
+                remote: true,
+                ..local
+            },
+        );
         assert!(generic.unwrap().contains("thumbprint"));
     }
 
     #[test]
     fn hints_for_auth_and_nfc_allocation() {
         let ctx = CallContext::default();
-        assert!(hint_for("VixDiskLib_ConnectEx", 35, None, &ctx).unwrap().contains("credentials"));
+        assert!(hint_for("VixDiskLib_ConnectEx", 35, None, &ctx)
+            .unwrap()
+            .contains("credentials"));
         let text = "NFC error 5 ... Failed to allocate the requested 4194304 bytes";
-        assert!(hint_for("VixDiskLib_Read", 1, Some(text), &ctx).unwrap().contains("smaller"));
+        assert!(hint_for("VixDiskLib_Read", 1, Some(text), &ctx)
+            .unwrap()
+            .contains("smaller"));
     }
 
     #[test]

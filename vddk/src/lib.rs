@@ -20,6 +20,22 @@
 //!      small C shim.
 //!    - Secrets ([`Secret`]) are zeroed on drop and never printed.
 //!
+//! # Async I/O
+//!
+//! [`DiskWorker`] owns a [`Disk`] on a thread of its own, which makes every
+//! VDDK call for that handle. Reads and writes are issued with
+//! ReadAsync/WriteAsync, up to [`WorkerOptions::max_in_flight`] at once,
+//! each with a buffer the request owns until VDDK's callback has run. A
+//! request overlapping an earlier in-flight write (or, for a write, any
+//! earlier in-flight request) waits for it, so overlapping requests take
+//! effect in submission order. Flush and allocated-blocks queries wait for
+//! all in-flight I/O (VDDK Wait) first. The VDDK completion callback only
+//! posts a message (it may run inside ReadAsync, so it takes no lock the
+//! submitter holds); callers' `done` closures run on a separate completion
+//! thread, and a panic in one is caught. Dropping the last clone, or
+//! [`DiskWorker::close`], drains, flushes if anything was written, and
+//! closes the handle. Details in the [`worker`] module.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -48,7 +64,7 @@
 //! # Ok::<(), vddk::Error>(())
 //! ```
 #![warn(missing_docs)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
 mod blocks;
 mod connection;
@@ -57,6 +73,7 @@ mod disk;
 mod error;
 mod library;
 mod params;
+#[allow(unsafe_code)]
 mod raw;
 pub mod worker;
 
@@ -66,7 +83,9 @@ pub use create::{CreateParams, DiskType, HwVersion};
 pub use disk::{AdapterType, Compression, Disk, DiskInfo, Geometry, OpenFlags};
 pub use error::{vix_error_name, Error, Result, VixFailure};
 pub use library::{AccessGuard, InitOptions, Vddk};
-pub use params::{ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef};
+pub use params::{
+    ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef,
+};
 pub use worker::{DiskWorker, WorkerOptions};
 
 /// Bytes per sector: every offset and length VDDK takes is in these.

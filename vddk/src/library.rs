@@ -100,7 +100,11 @@ impl Vddk {
     /// # Errors
     /// [`Error::Unsupported`] when the library lacks the function,
     /// [`Error::InvalidArgument`] for a local connection or a long identity.
-    pub fn prepare_for_access(&self, params: &ConnectParams, identity: &str) -> Result<AccessGuard> {
+    pub fn prepare_for_access(
+        &self,
+        params: &ConnectParams,
+        identity: &str,
+    ) -> Result<AccessGuard> {
         if !params.is_remote() {
             return Err(Error::InvalidArgument(
                 "PrepareForAccess needs a remote (vCenter) connection".into(),
@@ -113,7 +117,12 @@ impl Vddk {
         }
         params.validate()?;
         self.lib.prepare_for_access(params, identity)?;
-        Ok(AccessGuard { vddk: self.clone(), params: params.clone(), identity: identity.to_owned(), ended: false })
+        Ok(AccessGuard {
+            vddk: self.clone(),
+            params: params.clone(),
+            identity: identity.to_owned(),
+            ended: false,
+        })
     }
 }
 

@@ -125,7 +125,9 @@ impl fmt::Debug for Thumbprint {
 
 fn check_moref(kind: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(())
     } else {
@@ -274,7 +276,10 @@ impl ConnectParams {
 
     /// A vCenter or ESXi server, by host name or address.
     pub fn remote(server: &str) -> ConnectParams {
-        ConnectParams { server: Some(server.to_owned()), ..ConnectParams::default() }
+        ConnectParams {
+            server: Some(server.to_owned()),
+            ..ConnectParams::default()
+        }
     }
 
     /// The server's HTTPS port (VDDK's default: 443).
@@ -369,9 +374,15 @@ mod tests {
 
     #[test]
     fn thumbprint_rejects_bad_shapes() {
-        for bad in ["", "B2:31", &TP[..TP.len() - 3], &format!("{TP}:00"), &TP.replace("b2", "g2"),
-            &TP.replace("b2:", "b2-"), &TP.replace("b2", "b")]
-        {
+        for bad in [
+            "",
+            "B2:31",
+            &TP[..TP.len() - 3],
+            &format!("{TP}:00"),
+            &TP.replace("b2", "g2"),
+            &TP.replace("b2:", "b2-"),
+            &TP.replace("b2", "b"),
+        ] {
             let err = bad.parse::<Thumbprint>().unwrap_err();
             assert!(matches!(err, Error::InvalidArgument(_)), "{bad}");
             assert!(err.to_string().contains("20 hex pairs"), "{err}");
@@ -417,7 +428,10 @@ mod tests {
             key: Some(Secret::from("key-value")),
         });
         let dbg = format!("{p:?}");
-        assert!(!dbg.contains("cookie-value") && !dbg.contains("key-value"), "{dbg}");
+        assert!(
+            !dbg.contains("cookie-value") && !dbg.contains("key-value"),
+            "{dbg}"
+        );
         assert!(dbg.contains("<redacted>"));
         assert_eq!(Secret::from("x").to_string(), "<redacted>");
         assert_eq!(Secret::from("x").expose(), "x");
@@ -427,7 +441,10 @@ mod tests {
     fn validation_catches_mismatched_parts() {
         assert!(ConnectParams::local().validate().is_ok());
         assert!(ConnectParams::remote("h").validate().is_err());
-        assert!(ConnectParams::local().vm("vm-1".parse().unwrap()).validate().is_err());
+        assert!(ConnectParams::local()
+            .vm("vm-1".parse().unwrap())
+            .validate()
+            .is_err());
         let ok = ConnectParams::remote("h").credentials(Credentials::UserPassword {
             user: "u".into(),
             password: "p".into(),

@@ -23,7 +23,10 @@
 //! and logged. They may submit further requests.
 //!
 //! [`DiskWorker::close`], or dropping the last clone, drains the queue,
-//! flushes if anything was written, and closes the handle.
+//! flushes if anything was written, and closes the handle. Dropping the
+//! last clone blocks until that is done and every pending `done` has run
+//! (except when it happens inside a `done` closure, which cannot wait for
+//! itself), so the library can exit in order afterwards.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -38,6 +41,7 @@ use vddk_sys::VixError;
 use crate::blocks::Extent;
 use crate::disk::{check_len, Disk, DiskInfo};
 use crate::error::{Error, Result};
+use crate::raw::Rejected;
 use crate::SECTOR_SIZE;
 
 type ReadDone = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
@@ -71,18 +75,37 @@ impl WorkerOptions {
 }
 
 enum Op {
-    Read { start: u64, sectors: u64, done: ReadDone },
-    Write { start: u64, data: Vec<u8>, done: WriteDone },
-    Flush { done: WriteDone },
-    Blocks { start: u64, count: u64, chunk: u64, done: BlocksDone },
-    Close { reply: Option<Sender<Result<()>>> },
+    Read {
+        start: u64,
+        sectors: u64,
+        done: ReadDone,
+    },
+    Write {
+        start: u64,
+        data: Vec<u8>,
+        done: WriteDone,
+    },
+    Flush {
+        done: WriteDone,
+    },
+    Blocks {
+        start: u64,
+        count: u64,
+        chunk: u64,
+        done: BlocksDone,
+    },
+    Close {
+        reply: Option<Sender<Result<()>>>,
+    },
 }
 
 impl Op {
     fn range(&self) -> Option<(u64, u64)> {
         match self {
             Op::Read { start, sectors, .. } => Some((*start, start + sectors)),
-            Op::Write { start, data, .. } => Some((*start, start + (data.len() as u64) / SECTOR_SIZE)),
+            Op::Write { start, data, .. } => {
+                Some((*start, start + (data.len() as u64) / SECTOR_SIZE))
+            }
             _ => None,
         }
     }
@@ -94,7 +117,11 @@ impl Op {
 
 enum Msg {
     Submit(Op),
-    Completed { id: u64, buf: Vec<u8>, err: VixError },
+    Completed {
+        id: u64,
+        buf: Vec<u8>,
+        err: VixError,
+    },
     Shutdown,
 }
 
@@ -152,16 +179,20 @@ impl DiskWorker {
             written: false,
             waited: false,
             need_wait: false,
+            busy_hold: false,
+            busy_retries: 0,
             max: opts.max_in_flight.max(1),
             capacity: info.capacity_sectors,
             closed: Arc::clone(&closed),
             shutting_down: false,
         };
-        let worker = thread::Builder::new().name("vddk-disk".into()).spawn(move || {
-            state.run();
-            // Every job is queued by now; let the completion thread finish them.
-            let _ = completion.join();
-        })?;
+        let worker = thread::Builder::new()
+            .name("vddk-disk".into())
+            .spawn(move || {
+                state.run();
+                // Every job is queued by now; let the completion thread finish them.
+                let _ = completion.join();
+            })?;
         let worker_id = worker.thread().id();
         Ok(DiskWorker {
             shared: Arc::new(Shared {
@@ -187,17 +218,32 @@ impl DiskWorker {
         sectors: u64,
         done: impl FnOnce(Result<Vec<u8>>) + Send + 'static,
     ) {
-        self.submit(Op::Read { start: start_sector, sectors, done: Box::new(done) });
+        self.submit(Op::Read {
+            start: start_sector,
+            sectors,
+            done: Box::new(done),
+        });
     }
 
     /// Writes `data` (whole sectors) at `start_sector`.
-    pub fn write(&self, start_sector: u64, data: Vec<u8>, done: impl FnOnce(Result<()>) + Send + 'static) {
-        self.submit(Op::Write { start: start_sector, data, done: Box::new(done) });
+    pub fn write(
+        &self,
+        start_sector: u64,
+        data: Vec<u8>,
+        done: impl FnOnce(Result<()>) + Send + 'static,
+    ) {
+        self.submit(Op::Write {
+            start: start_sector,
+            data,
+            done: Box::new(done),
+        });
     }
 
     /// Flushes after every earlier request has completed.
     pub fn flush(&self, done: impl FnOnce(Result<()>) + Send + 'static) {
-        self.submit(Op::Flush { done: Box::new(done) });
+        self.submit(Op::Flush {
+            done: Box::new(done),
+        });
     }
 
     /// Allocated extents (see [`Disk::allocated_blocks`]), after every
@@ -209,7 +255,12 @@ impl DiskWorker {
         chunk: u64,
         done: impl FnOnce(Result<Vec<Extent>>) + Send + 'static,
     ) {
-        self.submit(Op::Blocks { start: start_sector, count, chunk, done: Box::new(done) });
+        self.submit(Op::Blocks {
+            start: start_sector,
+            count,
+            chunk,
+            done: Box::new(done),
+        });
     }
 
     /// Drains every submitted request, flushes if anything was written,
@@ -220,7 +271,14 @@ impl DiskWorker {
     /// The flush's or Close's error.
     pub fn close(&self) -> Result<()> {
         let (reply_tx, reply_rx) = mpsc::channel();
-        if self.shared.tx.send(Msg::Submit(Op::Close { reply: Some(reply_tx) })).is_err() {
+        if self
+            .shared
+            .tx
+            .send(Msg::Submit(Op::Close {
+                reply: Some(reply_tx),
+            }))
+            .is_err()
+        {
             return Ok(());
         }
         reply_rx.recv().unwrap_or(Ok(()))
@@ -292,13 +350,23 @@ fn fail_op(op: Op, err: impl Fn() -> Error) {
 /// Whether a request on `[start, end)` must wait for one of `in_flight`
 /// (`(start, end, is_write)`): reads wait for overlapping writes, writes for
 /// anything overlapping.
-fn must_wait(start: u64, end: u64, write: bool, mut in_flight: impl Iterator<Item = (u64, u64, bool)>) -> bool {
+fn must_wait(
+    start: u64,
+    end: u64,
+    write: bool,
+    mut in_flight: impl Iterator<Item = (u64, u64, bool)>,
+) -> bool {
     in_flight.any(|(s, e, w)| (write || w) && start < e && s < end)
 }
 
+/// How often a request refused as busy is retried before the refusal is
+/// reported to the caller.
+const MAX_BUSY_RETRIES: u32 = 16;
+
 /// How long to wait for a completion before suspecting the library only
-/// completes requests from inside Wait.
-const COMPLETION_NUDGE: Duration = Duration::from_millis(200);
+/// completes requests from inside Wait (a safety net: VDDK and the fake
+/// complete requests on threads of their own).
+const COMPLETION_NUDGE: Duration = Duration::from_secs(2);
 
 struct Worker {
     disk: Option<Disk>,
@@ -313,6 +381,11 @@ struct Worker {
     waited: bool,
     /// Async requests were submitted since the last Wait.
     need_wait: bool,
+    /// The library refused a submission as busy; hold further I/O until a
+    /// request completes.
+    busy_hold: bool,
+    /// Busy refusals since the last successful completion.
+    busy_retries: u32,
     max: usize,
     capacity: u64,
     closed: Arc<AtomicBool>,
@@ -363,7 +436,10 @@ impl Worker {
     }
 
     fn head_is_barrier(&self) -> bool {
-        matches!(self.queue.front(), Some(Op::Flush { .. } | Op::Blocks { .. } | Op::Close { .. }))
+        matches!(
+            self.queue.front(),
+            Some(Op::Flush { .. } | Op::Blocks { .. } | Op::Close { .. })
+        )
     }
 
     fn deliver(&self, job: Job) {
@@ -377,7 +453,9 @@ impl Worker {
     fn reject(&self, op: Op) {
         let job: Job = match op {
             Op::Read { done, .. } => Box::new(move || done(Err(Error::Closed))),
-            Op::Write { done, .. } | Op::Flush { done } => Box::new(move || done(Err(Error::Closed))),
+            Op::Write { done, .. } | Op::Flush { done } => {
+                Box::new(move || done(Err(Error::Closed)))
+            }
             Op::Blocks { done, .. } => Box::new(move || done(Err(Error::Closed))),
             Op::Close { reply } => {
                 if let Some(r) = reply {
@@ -390,8 +468,15 @@ impl Worker {
     }
 
     fn conflicts(&self, op: &Op) -> bool {
-        let Some((s, e)) = op.range() else { return false };
-        must_wait(s, e, op.is_write(), self.in_flight.values().map(|f| (f.start, f.end, f.write)))
+        let Some((s, e)) = op.range() else {
+            return false;
+        };
+        must_wait(
+            s,
+            e,
+            op.is_write(),
+            self.in_flight.values().map(|f| (f.start, f.end, f.write)),
+        )
     }
 
     /// Wait, if async I/O was submitted since the last one: synchronous
@@ -412,7 +497,9 @@ impl Worker {
     fn pump(&mut self) {
         while let Some(head) = self.queue.front() {
             if self.disk.is_none() {
-                let Some(op) = self.queue.pop_front() else { break };
+                let Some(op) = self.queue.pop_front() else {
+                    break;
+                };
                 self.reject(op);
                 continue;
             }
@@ -421,6 +508,16 @@ impl Worker {
                     if self.in_flight.len() >= self.max || self.conflicts(head) {
                         return;
                     }
+                    if self.busy_hold {
+                        // The library refused a submission as busy: wait for
+                        // one of ours to finish, or for all of them.
+                        if !self.in_flight.is_empty() {
+                            return;
+                        }
+                        self.need_wait = true;
+                        self.settle();
+                        self.busy_hold = false;
+                    }
                 }
                 _ => {
                     if !self.in_flight.is_empty() {
@@ -428,7 +525,9 @@ impl Worker {
                     }
                 }
             }
-            let Some(op) = self.queue.pop_front() else { break };
+            let Some(op) = self.queue.pop_front() else {
+                break;
+            };
             self.waited = false;
             if !matches!(op, Op::Read { .. } | Op::Write { .. }) {
                 self.settle();
@@ -442,7 +541,11 @@ impl Worker {
             return self.reject(op);
         }
         match op {
-            Op::Read { start, sectors, done } => {
+            Op::Read {
+                start,
+                sectors,
+                done,
+            } => {
                 if let Err(e) = self.check_range(start, sectors) {
                     return self.deliver(Box::new(move || done(Err(e))));
                 }
@@ -453,18 +556,25 @@ impl Worker {
                 self.need_wait = true;
                 let buf = vec![0u8; (sectors * SECTOR_SIZE) as usize];
                 let tx = self.self_tx.clone();
-                let Some(disk) = self.disk.as_ref() else { return };
-                disk.raw().submit_read(
+                let Some(disk) = self.disk.as_ref() else {
+                    return;
+                };
+                let submitted = disk.raw().submit_read(
                     start,
                     buf,
                     Box::new(move |buf, err| {
                         let _ = tx.send(Msg::Completed { id, buf, err });
                     }),
                 );
+                if let Err(rejected) = submitted {
+                    self.refused(id, rejected);
+                }
             }
             Op::Write { start, data, done } => {
                 let sectors = (data.len() as u64) / SECTOR_SIZE;
-                if let Err(e) = check_len(data.len()).and_then(|()| self.check_range(start, sectors)) {
+                if let Err(e) =
+                    check_len(data.len()).and_then(|()| self.check_range(start, sectors))
+                {
                     return self.deliver(Box::new(move || done(Err(e))));
                 }
                 if sectors == 0 {
@@ -473,14 +583,19 @@ impl Worker {
                 let id = self.track(start, sectors, true, Pending::Write(done));
                 self.need_wait = true;
                 let tx = self.self_tx.clone();
-                let Some(disk) = self.disk.as_ref() else { return };
-                disk.raw().submit_write(
+                let Some(disk) = self.disk.as_ref() else {
+                    return;
+                };
+                let submitted = disk.raw().submit_write(
                     start,
                     data,
                     Box::new(move |buf, err| {
                         let _ = tx.send(Msg::Completed { id, buf, err });
                     }),
                 );
+                if let Err(rejected) = submitted {
+                    self.refused(id, rejected);
+                }
             }
             Op::Flush { done } => {
                 let r = self.disk.as_ref().map_or(Err(Error::Closed), Disk::flush);
@@ -489,11 +604,15 @@ impl Worker {
                 }
                 self.deliver(Box::new(move || done(r)));
             }
-            Op::Blocks { start, count, chunk, done } => {
-                let r = self
-                    .disk
-                    .as_ref()
-                    .map_or(Err(Error::Closed), |d| d.allocated_blocks(start, count, chunk));
+            Op::Blocks {
+                start,
+                count,
+                chunk,
+                done,
+            } => {
+                let r = self.disk.as_ref().map_or(Err(Error::Closed), |d| {
+                    d.allocated_blocks(start, count, chunk)
+                });
                 self.deliver(Box::new(move || done(r)));
             }
             Op::Close { reply } => {
@@ -520,8 +639,46 @@ impl Worker {
     fn track(&mut self, start: u64, sectors: u64, write: bool, done: Pending) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.in_flight.insert(id, InFlight { start, end: start + sectors, write, done });
+        self.in_flight.insert(
+            id,
+            InFlight {
+                start,
+                end: start + sectors,
+                write,
+                done,
+            },
+        );
         id
+    }
+
+    /// A submission the library refused outright. "Busy" (too many
+    /// requests in flight for the library) goes back to the head of the
+    /// queue to be retried once a request completes; anything else fails.
+    fn refused(&mut self, id: u64, rejected: Rejected) {
+        let Some(f) = self.in_flight.remove(&id) else {
+            return;
+        };
+        let busy = vddk_sys::error_code(rejected.err) == u64::from(vddk_sys::VIX_E_OBJECT_IS_BUSY);
+        if busy && self.busy_retries < MAX_BUSY_RETRIES {
+            self.busy_retries += 1;
+            self.busy_hold = true;
+            let op = match f.done {
+                Pending::Read(done) => Op::Read {
+                    start: f.start,
+                    sectors: f.end - f.start,
+                    done,
+                },
+                Pending::Write(done) => Op::Write {
+                    start: f.start,
+                    data: rejected.buf,
+                    done,
+                },
+            };
+            self.queue.push_front(op);
+            return;
+        }
+        self.in_flight.insert(id, f);
+        self.complete(id, Vec::new(), rejected.err);
     }
 
     fn complete(&mut self, id: u64, buf: Vec<u8>, err: VixError) {
@@ -530,17 +687,29 @@ impl Worker {
             return;
         };
         let ok = vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_OK);
+        self.busy_hold = false;
+        if ok {
+            self.busy_retries = 0;
+        }
         let fail = |call| match &self.disk {
             Some(d) => d.raw().check(call, err).err().unwrap_or(Error::Closed),
             None => Error::Closed,
         };
         let job: Job = match f.done {
             Pending::Read(done) => {
-                let r = if ok { Ok(buf) } else { Err(fail("VixDiskLib_ReadAsync")) };
+                let r = if ok {
+                    Ok(buf)
+                } else {
+                    Err(fail("VixDiskLib_ReadAsync"))
+                };
                 Box::new(move || done(r))
             }
             Pending::Write(done) => {
-                let r = if ok { Ok(()) } else { Err(fail("VixDiskLib_WriteAsync")) };
+                let r = if ok {
+                    Ok(())
+                } else {
+                    Err(fail("VixDiskLib_WriteAsync"))
+                };
                 if ok {
                     self.written = true;
                 }
@@ -551,7 +720,9 @@ impl Worker {
     }
 
     fn close_disk(&mut self) -> Result<()> {
-        let Some(disk) = self.disk.take() else { return Ok(()) };
+        let Some(disk) = self.disk.take() else {
+            return Ok(());
+        };
         let flushed = if self.written { disk.flush() } else { Ok(()) };
         self.written = false;
         let closed = disk.close();

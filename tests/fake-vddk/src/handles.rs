@@ -5,7 +5,7 @@
 //! registry lookup instead of crashing. Lock order: REGISTRY, then a disk's
 //! `engine`, then its `inflight`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -311,9 +311,4 @@ pub fn untrack(
         )),
     });
     found.map_err(|why| violation(VIX_E_INVALID_ARG, &why))
-}
-
-/// Every pointer currently handed out (for tests).
-pub fn outstanding() -> HashSet<usize> {
-    with_registry(|reg| reg.allocations.keys().copied().collect())
 }

@@ -27,7 +27,10 @@ pub fn vddk(env: &[(&str, &str)]) -> Vddk {
 
 /// Runs a program, asserts success, returns stdout.
 pub fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
     assert!(
         out.status.success(),
         "{program} {args:?} failed: {}{}",
@@ -66,7 +69,17 @@ pub fn pattern_raw(path: &Path, sectors: u64, seed: u64) -> Vec<u8> {
 pub fn vmdk_from_raw(raw: &Path, vmdk: &Path, subformat: &str) {
     run(
         "qemu-img",
-        &["convert", "-f", "raw", "-O", "vmdk", "-o", &format!("subformat={subformat}"), s(raw), s(vmdk)],
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            &format!("subformat={subformat}"),
+            s(raw),
+            s(vmdk),
+        ],
     );
 }
 
@@ -94,7 +107,9 @@ pub fn read_all(disk: &Disk) -> Vec<u8> {
 pub fn qemu_data_extents(vmdk: &Path) -> Vec<(u64, u64)> {
     let json = run("qemu-img", &["map", "--output=json", s(vmdk)]);
     let num = |entry: &str, key: &str| -> u64 {
-        let at = entry.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key} in {entry}"));
+        let at = entry
+            .find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key} in {entry}"));
         entry[at + key.len() + 3..]
             .trim_start()
             .chars()

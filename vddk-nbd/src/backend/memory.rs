@@ -46,7 +46,9 @@ impl MemoryDisk {
             let at = offset + done as u64;
             let (c, within) = (at / CLUSTER, (at % CLUSTER) as usize);
             let n = (CLUSTER as usize - within).min(data.len() - done);
-            let cluster = clusters.entry(c).or_insert_with(|| vec![0u8; CLUSTER as usize]);
+            let cluster = clusters
+                .entry(c)
+                .or_insert_with(|| vec![0u8; CLUSTER as usize]);
             cluster[within..within + n].copy_from_slice(&data[done..done + n]);
             done += n;
         }
@@ -74,7 +76,10 @@ impl MemoryDisk {
     fn check(&self, start: u64, count: u64) -> Result<(), BackendError> {
         match start.checked_add(count) {
             Some(end) if end <= self.sectors => Ok(()),
-            _ => Err(BackendError::new(ErrorKind::OutOfRange, format!("sectors {start}+{count} are outside the disk"))),
+            _ => Err(BackendError::new(
+                ErrorKind::OutOfRange,
+                format!("sectors {start}+{count} are outside the disk"),
+            )),
         }
     }
 }
@@ -98,9 +103,15 @@ impl SectorDevice for MemoryDisk {
     }
     fn write(&self, start: u64, data: Vec<u8>, done: Done<()>) {
         if self.read_only {
-            return done(Err(BackendError::new(ErrorKind::ReadOnly, "the disk is read-only")));
+            return done(Err(BackendError::new(
+                ErrorKind::ReadOnly,
+                "the disk is read-only",
+            )));
         }
-        done(self.check(start, data.len() as u64 / SECTOR).map(|()| self.write_bytes(start * SECTOR, &data)))
+        done(
+            self.check(start, data.len() as u64 / SECTOR)
+                .map(|()| self.write_bytes(start * SECTOR, &data)),
+        )
     }
     fn flush(&self, done: Done<()>) {
         done(Ok(()))
@@ -202,7 +213,9 @@ mod tests {
         for c in chunks {
             match c {
                 ReadChunk::Data { data, .. } => v.extend(data),
-                ReadChunk::Hole { length, .. } => v.extend(std::iter::repeat(0).take(length as usize)),
+                ReadChunk::Hole { length, .. } => {
+                    v.extend(std::iter::repeat(0).take(length as usize))
+                }
             }
         }
         v
@@ -216,7 +229,10 @@ mod tests {
         let got = flat(sync(|d| b.read(509, 7, d)).unwrap());
         assert_eq!(got, [0xaa, 0xaa, 1, 2, 3, 0xaa, 0xaa]);
         sync(|d| b.zero(100, 1000, true, d)).unwrap();
-        assert_eq!(b.contents(99, 1002), [&[0xaa][..], &[0; 1000], &[0xaa]].concat());
+        assert_eq!(
+            b.contents(99, 1002),
+            [&[0xaa][..], &[0; 1000], &[0xaa]].concat()
+        );
     }
 
     #[test]
@@ -224,15 +240,32 @@ mod tests {
         let b = MemoryBackend::new(1 << 20);
         b.fill(CLUSTER, &[5; 10]);
         let chunks = sync(|d| b.read(CLUSTER - 512, 1024, d)).unwrap();
-        assert_eq!(chunks[0], ReadChunk::Hole { offset: CLUSTER - 512, length: 512 });
-        assert!(matches!(&chunks[1], ReadChunk::Data { offset, data } if *offset == CLUSTER && data.len() == 512 && data[..10] == [5; 10]));
+        assert_eq!(
+            chunks[0],
+            ReadChunk::Hole {
+                offset: CLUSTER - 512,
+                length: 512
+            }
+        );
+        assert!(
+            matches!(&chunks[1], ReadChunk::Data { offset, data } if *offset == CLUSTER && data.len() == 512 && data[..10] == [5; 10])
+        );
         let e = sync(|d| b.extents(0, 1 << 20, d)).unwrap();
         assert_eq!(
             e,
             vec![
-                Extent { length: CLUSTER, hole: true },
-                Extent { length: CLUSTER, hole: false },
-                Extent { length: (1 << 20) - 2 * CLUSTER, hole: true }
+                Extent {
+                    length: CLUSTER,
+                    hole: true
+                },
+                Extent {
+                    length: CLUSTER,
+                    hole: false
+                },
+                Extent {
+                    length: (1 << 20) - 2 * CLUSTER,
+                    hole: true
+                }
             ]
         );
     }

@@ -11,9 +11,9 @@ mod rangelock;
 mod sectors;
 mod vddk;
 
+pub use self::vddk::{VddkBackend, VddkDisk};
 pub use memory::{MemoryBackend, MemoryDisk};
 pub use sectors::{SectorBackend, SectorDevice, SECTOR};
-pub use vddk::{VddkBackend, VddkDisk};
 
 /// A completion: called exactly once with the outcome.
 pub type Done<T> = Box<dyn FnOnce(Result<T, BackendError>) + Send + 'static>;
@@ -46,7 +46,10 @@ pub struct BackendError {
 impl BackendError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> BackendError {
-        BackendError { kind, message: message.into() }
+        BackendError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 

@@ -23,16 +23,26 @@ impl RangeLock {
     pub fn lock(self: &Arc<Self>, start: u64, end: u64) -> RangeGuard {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         while held.iter().any(|&(s, e)| s < end && start < e) {
-            held = self.released.wait(held).unwrap_or_else(PoisonError::into_inner);
+            held = self
+                .released
+                .wait(held)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         held.push((start, end));
-        RangeGuard { lock: Arc::clone(self), range: (start, end) }
+        RangeGuard {
+            lock: Arc::clone(self),
+            range: (start, end),
+        }
     }
 }
 
 impl Drop for RangeGuard {
     fn drop(&mut self) {
-        let mut held = self.lock.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = self
+            .lock
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(i) = held.iter().position(|&r| r == self.range) {
             held.swap_remove(i);
         }
@@ -57,9 +67,13 @@ mod tests {
             let _g = l2.lock(15, 16);
             tx.send(()).unwrap();
         });
-        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "overlap must wait");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "overlap must wait"
+        );
         drop(g);
-        rx.recv_timeout(Duration::from_secs(5)).expect("released range is granted");
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("released range is granted");
         t.join().unwrap();
     }
 }

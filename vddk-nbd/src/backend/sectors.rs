@@ -52,7 +52,10 @@ pub struct SectorBackend<D: SectorDevice> {
 impl<D: SectorDevice> SectorBackend<D> {
     /// Wraps `device`.
     pub fn new(device: D) -> SectorBackend<D> {
-        SectorBackend { device: Arc::new(device), locks: Arc::default() }
+        SectorBackend {
+            device: Arc::new(device),
+            locks: Arc::default(),
+        }
     }
 
     /// The device.
@@ -67,8 +70,12 @@ fn wait<T: Send + 'static>(call: impl FnOnce(Done<T>)) -> Result<T, BackendError
     call(Box::new(move |r| {
         let _ = tx.send(r);
     }));
-    rx.recv()
-        .unwrap_or_else(|_| Err(BackendError::new(ErrorKind::Io, "the disk dropped a request without completing it")))
+    rx.recv().unwrap_or_else(|_| {
+        Err(BackendError::new(
+            ErrorKind::Io,
+            "the disk dropped a request without completing it",
+        ))
+    })
 }
 
 /// Sector range `[first, end)` covering bytes `[offset, offset+len)`.
@@ -90,11 +97,17 @@ fn read_chunks(offset: u64, data: Vec<u8>, allocated: Option<&[(u64, u64)]>) -> 
             return;
         }
         if hole {
-            chunks.push(ReadChunk::Hole { offset: from, length: (to - from) as u32 });
+            chunks.push(ReadChunk::Hole {
+                offset: from,
+                length: (to - from) as u32,
+            });
         } else {
             let s = (from - offset) as usize;
             let e = (to - offset) as usize;
-            chunks.push(ReadChunk::Data { offset: from, data: data[s..e].to_vec() });
+            chunks.push(ReadChunk::Data {
+                offset: from,
+                data: data[s..e].to_vec(),
+            });
         }
     };
     for &(s, n) in allocated {
@@ -167,7 +180,10 @@ impl<D: SectorDevice> SectorBackend<D> {
                         buf[at..at + SECTOR as usize].copy_from_slice(&old);
                     }
                     Ok(_) => {
-                        return done(Err(BackendError::new(ErrorKind::Io, "the disk returned a short sector read")));
+                        return done(Err(BackendError::new(
+                            ErrorKind::Io,
+                            "the disk returned a short sector read",
+                        )));
                     }
                     Err(e) => return done(Err(e)),
                 }
@@ -202,7 +218,11 @@ impl<D: SectorDevice> Backend for SectorBackend<D> {
 
     fn block_sizes(&self) -> BlockSizes {
         let physical = self.device.physical_sector_size().unwrap_or(0);
-        BlockSizes { minimum: SECTOR as u32, preferred: physical.clamp(4096, 1 << 20), maximum: MAX_PAYLOAD }
+        BlockSizes {
+            minimum: SECTOR as u32,
+            preferred: physical.clamp(4096, 1 << 20),
+            maximum: MAX_PAYLOAD,
+        }
     }
 
     fn read(&self, offset: u64, length: u32, done: Done<Vec<ReadChunk>>) {
@@ -216,7 +236,10 @@ impl<D: SectorDevice> Backend for SectorBackend<D> {
             Box::new(move |r| {
                 done(r.and_then(|mut data| {
                     if data.len() < skip + len {
-                        return Err(BackendError::new(ErrorKind::Io, "the disk returned a short read"));
+                        return Err(BackendError::new(
+                            ErrorKind::Io,
+                            "the disk returned a short read",
+                        ));
                     }
                     if skip != 0 || data.len() != len {
                         data = data[skip..skip + len].to_vec();
@@ -229,7 +252,10 @@ impl<D: SectorDevice> Backend for SectorBackend<D> {
 
     fn write(&self, offset: u64, data: Vec<u8>, fua: bool, done: Done<()>) {
         if self.device.read_only() {
-            return done(Err(BackendError::new(ErrorKind::ReadOnly, "the disk is open read-only")));
+            return done(Err(BackendError::new(
+                ErrorKind::ReadOnly,
+                "the disk is open read-only",
+            )));
         }
         if !fua {
             return self.write_bytes(offset, data, done);
@@ -243,7 +269,10 @@ impl<D: SectorDevice> Backend for SectorBackend<D> {
 
     fn zero(&self, offset: u64, length: u64, fua: bool, done: Done<()>) {
         if self.device.read_only() {
-            return done(Err(BackendError::new(ErrorKind::ReadOnly, "the disk is open read-only")));
+            return done(Err(BackendError::new(
+                ErrorKind::ReadOnly,
+                "the disk is open read-only",
+            )));
         }
         // Zeroing is emulated by writing zeroes, a chunk at a time so a
         // multi-gigabyte request never allocates more than one chunk.
@@ -270,7 +299,10 @@ impl<D: SectorDevice> Backend for SectorBackend<D> {
 
     fn extents(&self, offset: u64, length: u64, done: Done<Vec<Extent>>) {
         if !self.device.can_allocated() {
-            return done(Ok(vec![Extent { length, hole: false }]));
+            return done(Ok(vec![Extent {
+                length,
+                hole: false,
+            }]));
         }
         let (first, end) = sector_span(offset, length);
         self.device.allocated(
@@ -292,11 +324,16 @@ struct Join {
 
 impl Join {
     fn new(n: usize, done: Done<()>) -> Arc<Join> {
-        Arc::new(Join { state: std::sync::Mutex::new((n, None, Some(done))) })
+        Arc::new(Join {
+            state: std::sync::Mutex::new((n, None, Some(done))),
+        })
     }
 
     fn complete(&self, r: Result<(), BackendError>) {
-        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Err(e) = r {
             s.1.get_or_insert(e);
         }
@@ -323,13 +360,28 @@ mod tests {
         assert_eq!(
             c,
             vec![
-                ReadChunk::Hole { offset: 512, length: 512 },
-                ReadChunk::Data { offset: 1024, data: vec![7; 1024] },
-                ReadChunk::Hole { offset: 2048, length: 512 },
+                ReadChunk::Hole {
+                    offset: 512,
+                    length: 512
+                },
+                ReadChunk::Data {
+                    offset: 1024,
+                    data: vec![7; 1024]
+                },
+                ReadChunk::Hole {
+                    offset: 2048,
+                    length: 512
+                },
             ]
         );
         let c = read_chunks(100, vec![1; 10], None);
-        assert_eq!(c, vec![ReadChunk::Data { offset: 100, data: vec![1; 10] }]);
+        assert_eq!(
+            c,
+            vec![ReadChunk::Data {
+                offset: 100,
+                data: vec![1; 10]
+            }]
+        );
     }
 
     #[test]
@@ -338,11 +390,26 @@ mod tests {
         assert_eq!(
             e,
             vec![
-                Extent { length: 924, hole: false },
-                Extent { length: 512, hole: true },
-                Extent { length: 564, hole: false }
+                Extent {
+                    length: 924,
+                    hole: false
+                },
+                Extent {
+                    length: 512,
+                    hole: true
+                },
+                Extent {
+                    length: 564,
+                    hole: false
+                }
             ]
         );
-        assert_eq!(byte_extents(0, 512, &[]), vec![Extent { length: 512, hole: true }]);
+        assert_eq!(
+            byte_extents(0, 512, &[]),
+            vec![Extent {
+                length: 512,
+                hole: true
+            }]
+        );
     }
 }

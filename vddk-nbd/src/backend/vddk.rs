@@ -142,54 +142,62 @@ impl SectorDevice for VddkDisk {
                 drop(cache);
                 return done(Ok(runs));
             }
-            let missing: Vec<u64> =
-                (start / WINDOW..end.div_ceil(WINDOW)).filter(|w| !cache.windows.contains_key(w)).collect();
+            let missing: Vec<u64> = (start / WINDOW..end.div_ceil(WINDOW))
+                .filter(|w| !cache.windows.contains_key(w))
+                .collect();
             (missing, cache.generation)
         };
         // Query the missing windows one after another; the last completion
         // answers from the cache, or from what it fetched if a write raced.
         let capacity = self.capacity_sectors();
-        let state = Arc::new(Mutex::new((missing.len(), Vec::new(), None::<BackendError>, Some(done))));
+        let state = Arc::new(Mutex::new((
+            missing.len(),
+            Vec::new(),
+            None::<BackendError>,
+            Some(done),
+        )));
         for w in missing {
             let (ws, we) = (w * WINDOW, ((w + 1) * WINDOW).min(capacity));
             let cache = Arc::clone(&self.cache);
             let state = Arc::clone(&state);
-            self.worker.allocated_blocks(ws, we - ws, vddk::MIN_CHUNK, move |r| {
-                let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-                match r {
-                    Ok(extents) => {
-                        let runs: Vec<(u64, u64)> = extents.iter().map(|e| (e.start, e.length)).collect();
-                        let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                        if c.generation == generation {
-                            c.windows.insert(w, merge(runs.clone()));
+            self.worker
+                .allocated_blocks(ws, we - ws, vddk::MIN_CHUNK, move |r| {
+                    let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+                    match r {
+                        Ok(extents) => {
+                            let runs: Vec<(u64, u64)> =
+                                extents.iter().map(|e| (e.start, e.length)).collect();
+                            let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                            if c.generation == generation {
+                                c.windows.insert(w, merge(runs.clone()));
+                            }
+                            st.1.extend(runs);
                         }
-                        st.1.extend(runs);
+                        Err(e) => {
+                            st.2.get_or_insert(backend_error(e));
+                        }
                     }
-                    Err(e) => {
-                        st.2.get_or_insert(backend_error(e));
+                    st.0 -= 1;
+                    if st.0 > 0 {
+                        return;
                     }
-                }
-                st.0 -= 1;
-                if st.0 > 0 {
-                    return;
-                }
-                let Some(done) = st.3.take() else { return };
-                let result = match st.2.take() {
-                    Some(e) => Err(e),
-                    None => {
-                        let runs = merge(std::mem::take(&mut st.1));
-                        Ok(runs
-                            .into_iter()
-                            .filter_map(|(s, n)| {
-                                let (a, b) = (s.max(start), (s + n).min(end));
-                                (a < b).then_some((a, b - a))
-                            })
-                            .collect())
-                    }
-                };
-                drop(st);
-                done(result);
-            });
+                    let Some(done) = st.3.take() else { return };
+                    let result = match st.2.take() {
+                        Some(e) => Err(e),
+                        None => {
+                            let runs = merge(std::mem::take(&mut st.1));
+                            Ok(runs
+                                .into_iter()
+                                .filter_map(|(s, n)| {
+                                    let (a, b) = (s.max(start), (s + n).min(end));
+                                    (a < b).then_some((a, b - a))
+                                })
+                                .collect())
+                        }
+                    };
+                    drop(st);
+                    done(result);
+                });
         }
     }
 
@@ -209,7 +217,11 @@ impl VddkBackend {
     /// Exports the disk `worker` drives; `read_only` refuses writes (open
     /// the disk read-only too, so VDDK enforces it as well).
     pub fn new(worker: vddk::DiskWorker, read_only: bool) -> VddkBackend {
-        VddkBackend(SectorBackend::new(VddkDisk { worker, read_only, cache: Arc::default() }))
+        VddkBackend(SectorBackend::new(VddkDisk {
+            worker,
+            read_only,
+            cache: Arc::default(),
+        }))
     }
 }
 
@@ -252,11 +264,18 @@ mod tests {
 
     #[test]
     fn merge_and_mark() {
-        assert_eq!(merge(vec![(10, 5), (0, 3), (3, 2), (14, 10)]), vec![(0, 5), (10, 14)]);
+        assert_eq!(
+            merge(vec![(10, 5), (0, 3), (3, 2), (14, 10)]),
+            vec![(0, 5), (10, 14)]
+        );
         let mut c = Cache::default();
         c.windows.insert(0, vec![(100, 10)]);
         assert_eq!(c.runs_within(0, 200), Some(vec![(100, 10)]));
-        assert_eq!(c.runs_within(WINDOW - 1, WINDOW + 1), None, "second window not cached");
+        assert_eq!(
+            c.runs_within(WINDOW - 1, WINDOW + 1),
+            None,
+            "second window not cached"
+        );
         c.mark_allocated(105, 120);
         assert_eq!(c.runs_within(0, 200), Some(vec![(100, 20)]));
         assert_eq!(c.generation, 1);

@@ -69,6 +69,8 @@ pub struct Options {
     pub threads: Option<u32>,
     /// `--run CMD`.
     pub run: Option<String>,
+    /// `--exit-with-parent`: stop when the process that started us exits.
+    pub exit_with_parent: bool,
     /// The plugin parameters: `(key, value)` in order; a bare argument is
     /// recorded with the key `file`.
     pub params: Vec<(String, String)>,
@@ -97,7 +99,7 @@ pub struct DebugFlag {
 impl Options {
     /// Whether the process stays attached to its parent (no daemon).
     pub fn stays_in_foreground(&self) -> bool {
-        self.foreground || self.single || self.run.is_some()
+        self.foreground || self.single || self.run.is_some() || self.exit_with_parent
     }
 }
 
@@ -138,6 +140,7 @@ enum Opt {
     Version,
     Help,
     NewStyle,
+    ExitWithParent,
     Filter,
     Unsupported(&'static str),
 }
@@ -208,7 +211,7 @@ fn long_opt(name: &str) -> Option<Opt> {
         "oldstyle" | "old-style" => Opt::Unsupported("--oldstyle"),
         "user" => Opt::Unsupported("--user"),
         "group" => Opt::Unsupported("--group"),
-        "exit-with-parent" => Opt::Unsupported("--exit-with-parent (use --run instead)"),
+        "exit-with-parent" => Opt::ExitWithParent,
         "tls" | "tls-certificates" | "tls-psk" | "tls-verify-peer" => Opt::Unsupported("TLS"),
         "vsock" => Opt::Unsupported("--vsock"),
         "swap" => Opt::Unsupported("--swap"),
@@ -222,7 +225,9 @@ fn long_opt(name: &str) -> Option<Opt> {
 /// Plugin names nbdkit users may type first; only `vddk` is served here.
 fn is_plugin_name(arg: &str) -> bool {
     !arg.is_empty()
-        && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !arg.ends_with(".vmdk")
 }
 
@@ -259,6 +264,7 @@ where
         debug_flags: Vec::new(),
         threads: None,
         run: None,
+        exit_with_parent: false,
         params: Vec::new(),
     };
     let mut positionals = Vec::new();
@@ -282,23 +288,26 @@ where
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (long, None),
             };
-            let opt = long_opt(name).ok_or_else(|| usage(format!("unrecognized option '--{name}'")))?;
+            let opt =
+                long_opt(name).ok_or_else(|| usage(format!("unrecognized option '--{name}'")))?;
             if name == "tls" && inline.as_deref() == Some("off") {
                 continue;
             }
-            let value = if opt.takes_value() {
-                match inline {
-                    Some(v) => Some(v),
-                    None => Some(
-                        args.pop()
-                            .ok_or_else(|| usage(format!("option '--{name}' requires an argument")))?,
-                    ),
-                }
-            } else if inline.is_some() && !matches!(opt, Opt::Unsupported(_)) {
-                return Err(usage(format!("option '--{name}' doesn't allow an argument")));
-            } else {
-                None
-            };
+            let value =
+                if opt.takes_value() {
+                    match inline {
+                        Some(v) => Some(v),
+                        None => Some(args.pop().ok_or_else(|| {
+                            usage(format!("option '--{name}' requires an argument"))
+                        })?),
+                    }
+                } else if inline.is_some() && !matches!(opt, Opt::Unsupported(_)) {
+                    return Err(usage(format!(
+                        "option '--{name}' doesn't allow an argument"
+                    )));
+                } else {
+                    None
+                };
             found.push((opt, value, format!("--{name}")));
         } else {
             let body = &arg[1..];
@@ -319,7 +328,15 @@ where
             }
         }
         for (opt, value, spelled) in found {
-            apply(&mut o, opt, value, &spelled, &mut dump_plugin, &mut version, &mut help)?;
+            apply(
+                &mut o,
+                opt,
+                value,
+                &spelled,
+                &mut dump_plugin,
+                &mut version,
+                &mut help,
+            )?;
         }
     }
 
@@ -383,9 +400,10 @@ fn apply(
     match opt {
         Opt::ReadOnly => o.read_only = true,
         Opt::Port => {
-            o.port = Some(v.parse::<u16>().map_err(|_| {
-                usage(format!("{spelled}: '{v}' is not a port number (0-65535)"))
-            })?)
+            o.port =
+                Some(v.parse::<u16>().map_err(|_| {
+                    usage(format!("{spelled}: '{v}' is not a port number (0-65535)"))
+                })?)
         }
         Opt::IpAddr => o.ipaddr = Some(v),
         Opt::Ipv4 => o.ip_family = Some(IpFamily::V4),
@@ -407,7 +425,9 @@ fn apply(
         Opt::Debug => o.debug_flags.push(parse_debug_flag(&v)?),
         Opt::Threads => {
             let n = v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                usage(format!("{spelled}: '{v}' is not a positive number of threads"))
+                usage(format!(
+                    "{spelled}: '{v}' is not a positive number of threads"
+                ))
             })?;
             o.threads = Some(n);
         }
@@ -421,6 +441,7 @@ fn apply(
         Opt::Version => *version = true,
         Opt::Help => *help = true,
         Opt::NewStyle => {}
+        Opt::ExitWithParent => o.exit_with_parent = true,
         Opt::Filter => {
             return Err(usage(format!(
                 "--filter={v}: filters are not supported; vddk-nbd serves the vddk plugin only \
@@ -446,7 +467,11 @@ pub fn parse_debug_flag(s: &str) -> Result<DebugFlag, UsageError> {
     if scope.is_empty() || name.is_empty() || value.is_empty() {
         return Err(bad());
     }
-    Ok(DebugFlag { scope: scope.to_string(), name: name.to_string(), value: value.to_string() })
+    Ok(DebugFlag {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        value: value.to_string(),
+    })
 }
 
 fn check_combinations(o: &Options) -> Result<(), UsageError> {
@@ -459,7 +484,9 @@ fn check_combinations(o: &Options) -> Result<(), UsageError> {
         return Err(usage("-s and --run cannot be combined"));
     }
     if o.unix.is_some() && (o.port.is_some() || o.ipaddr.is_some()) {
-        return Err(usage("-U cannot be combined with -p or -i: choose a Unix socket or TCP"));
+        return Err(usage(
+            "-U cannot be combined with -p or -i: choose a Unix socket or TCP",
+        ));
     }
     Ok(())
 }
@@ -495,14 +522,34 @@ mod tests {
     #[test]
     fn remote_path_with_spaces_is_a_file() {
         let o = p(&["vddk", "server=h", "[datastore1] vm/vm.vmdk"]).unwrap();
-        assert_eq!(o.params[1], ("file".into(), "[datastore1] vm/vm.vmdk".into()));
+        assert_eq!(
+            o.params[1],
+            ("file".into(), "[datastore1] vm/vm.vmdk".into())
+        );
     }
 
     #[test]
     fn flags_anywhere_bundled_and_long_forms() {
-        let o = p(&["-fvr", "vddk", "/d.vmdk", "--port=1234", "-e", "x", "-Usock"]);
+        let o = p(&[
+            "-fvr",
+            "vddk",
+            "/d.vmdk",
+            "--port=1234",
+            "-e",
+            "x",
+            "-Usock",
+        ]);
         assert!(o.is_err(), "-U with -p is refused");
-        let o = p(&["-fvr", "vddk", "/d.vmdk", "--port=1234", "-e", "x", "-P/tmp/p"]).unwrap();
+        let o = p(&[
+            "-fvr",
+            "vddk",
+            "/d.vmdk",
+            "--port=1234",
+            "-e",
+            "x",
+            "-P/tmp/p",
+        ])
+        .unwrap();
         assert!(o.foreground && o.verbose && o.read_only);
         assert_eq!(o.port, Some(1234));
         assert_eq!(o.export_name, "x");
@@ -519,6 +566,8 @@ mod tests {
         assert_eq!(o.unix, Some(UnixSocket::Private));
         assert_eq!(o.run.as_deref(), Some("nbdinfo \"$uri\""));
         assert!(o.stays_in_foreground());
+        let o = p(&["--exit-with-parent", "/d.vmdk"]).unwrap();
+        assert!(o.exit_with_parent && o.stays_in_foreground());
         let o = p(&["-fU", "-", "/d.vmdk"]).unwrap();
         assert_eq!(o.unix, Some(UnixSocket::Private));
     }
@@ -528,25 +577,49 @@ mod tests {
         assert_eq!(p(&["--help"]).unwrap().action, Action::Help);
         assert_eq!(p(&["-V"]).unwrap().action, Action::Version);
         assert_eq!(p(&["--version"]).unwrap().action, Action::Version);
-        assert_eq!(p(&["vddk", "--dump-plugin"]).unwrap().action, Action::DumpPlugin);
+        assert_eq!(
+            p(&["vddk", "--dump-plugin"]).unwrap().action,
+            Action::DumpPlugin
+        );
     }
 
     #[test]
     fn bad_options_say_what_is_wrong() {
-        assert!(p(&["--bogus"]).unwrap_err().0.contains("unrecognized option '--bogus'"));
+        assert!(p(&["--bogus"])
+            .unwrap_err()
+            .0
+            .contains("unrecognized option '--bogus'"));
         assert!(p(&["-X"]).unwrap_err().0.contains("invalid option -- 'X'"));
         assert!(p(&["-p"]).unwrap_err().0.contains("requires an argument"));
-        assert!(p(&["-p", "70000"]).unwrap_err().0.contains("not a port number"));
+        assert!(p(&["-p", "70000"])
+            .unwrap_err()
+            .0
+            .contains("not a port number"));
         assert!(p(&["-t", "0"]).unwrap_err().0.contains("positive"));
-        assert!(p(&["--verbose=1"]).unwrap_err().0.contains("doesn't allow an argument"));
-        assert!(p(&["/a.vmdk", "/b.vmdk"]).unwrap_err().0.contains("more than one bare"));
-        assert!(p(&["--tls=on", "/a.vmdk"]).unwrap_err().0.contains("TLS is not supported"));
+        assert!(p(&["--verbose=1"])
+            .unwrap_err()
+            .0
+            .contains("doesn't allow an argument"));
+        assert!(p(&["/a.vmdk", "/b.vmdk"])
+            .unwrap_err()
+            .0
+            .contains("more than one bare"));
+        assert!(p(&["--tls=on", "/a.vmdk"])
+            .unwrap_err()
+            .0
+            .contains("TLS is not supported"));
         assert!(p(&["--tls=off", "/a.vmdk"]).is_ok());
     }
 
     #[test]
     fn debug_flags() {
-        let o = p(&["-D", "vddk.stats=1", "-Dnbdkit.backend.datapath=0", "/d.vmdk"]).unwrap();
+        let o = p(&[
+            "-D",
+            "vddk.stats=1",
+            "-Dnbdkit.backend.datapath=0",
+            "/d.vmdk",
+        ])
+        .unwrap();
         assert_eq!(o.debug_flags.len(), 2);
         assert_eq!(o.debug_flags[0].scope, "vddk");
         assert_eq!(o.debug_flags[0].name, "stats");

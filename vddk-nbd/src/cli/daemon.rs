@@ -90,7 +90,11 @@ pub fn start(password: Option<&str>, verbose: bool) -> i32 {
         .env(DAEMON_CHILD, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(if verbose { Stdio::inherit() } else { Stdio::null() })
+        .stderr(if verbose {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,

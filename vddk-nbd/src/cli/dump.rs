@@ -25,7 +25,11 @@ pub fn run(p: &VddkParams) -> i32 {
     let mut out = Vec::new();
     let _ = write_keys(&mut out, &vddk);
     let mut stdout = std::io::stdout().lock();
-    if stdout.write_all(&out).and_then(|()| stdout.flush()).is_err() {
+    if stdout
+        .write_all(&out)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
         return 1;
     }
     0

@@ -29,6 +29,7 @@ Server flags:
       --run 'COMMAND'        run COMMAND with $uri, $nbd, $port, $unixsocket
                              and $exportname set; exit with its status
       --dump-plugin          print the library's properties and exit
+      --exit-with-parent     stop when the parent process exits
 
 Disk parameters (as nbdkit-vddk-plugin(1)):
   [file=]DISK                absolute path, or \"[datastore] dir/disk.vmdk\"

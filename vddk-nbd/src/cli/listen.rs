@@ -85,7 +85,10 @@ pub fn socket_activated() -> bool {
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
         .is_some_and(|p| p == std::process::id());
-    let fds = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
     pid_matches && fds > 0
 }
 
@@ -131,7 +134,13 @@ pub fn open(opts: &Options) -> Result<Listening, String> {
                 Some(a) => a.to_string(),
                 None => "localhost".to_string(),
             };
-            Ok(Listening { sockets, port: Some(port), host: Some(host), unix_path: None, cleanup })
+            Ok(Listening {
+                sockets,
+                port: Some(port),
+                host: Some(host),
+                unix_path: None,
+                cleanup,
+            })
         }
     }
 }
@@ -157,11 +166,17 @@ fn bind_tcp(
         None => match family {
             Some(IpFamily::V4) => vec![SocketAddr::from(([0, 0, 0, 0], port))],
             Some(IpFamily::V6) => vec![SocketAddr::from(([0u16; 8], port))],
-            None => vec![SocketAddr::from(([0u16; 8], port)), SocketAddr::from(([0, 0, 0, 0], port))],
+            None => vec![
+                SocketAddr::from(([0u16; 8], port)),
+                SocketAddr::from(([0, 0, 0, 0], port)),
+            ],
         },
     };
     if addrs.is_empty() {
-        return Err(format!("-i {}: no address of the requested family", ipaddr.unwrap_or("")));
+        return Err(format!(
+            "-i {}: no address of the requested family",
+            ipaddr.unwrap_or("")
+        ));
     }
     let mut sockets = Vec::new();
     let mut actual_port = port;
@@ -188,16 +203,20 @@ fn bind_tcp(
     }
     if sockets.is_empty() {
         let e = last_err.unwrap_or_else(|| "no address to listen on".into());
-        return Err(format!("{e} (choose another port with -p, or a Unix socket with -U)"));
+        return Err(format!(
+            "{e} (choose another port with -p, or a Unix socket with -U)"
+        ));
     }
     Ok((sockets, actual_port))
 }
 
 fn from_systemd(opts: &Options) -> Result<Listening, String> {
     if opts.unix.is_some() || opts.port.is_some() || opts.ipaddr.is_some() || opts.single {
-        return Err("socket activation (LISTEN_FDS) cannot be combined with -p, -i, -U or -s: \
+        return Err(
+            "socket activation (LISTEN_FDS) cannot be combined with -p, -i, -U or -s: \
                     systemd chooses the sockets"
-            .into());
+                .into(),
+        );
     }
     let mut fds = listenfd::ListenFd::from_env();
     let mut sockets = Vec::new();
@@ -209,24 +228,40 @@ fn from_systemd(opts: &Options) -> Result<Listening, String> {
             sockets.push(Bound::Tcp(l));
         } else if let Ok(Some(l)) = fds.take_unix_listener(i) {
             if unix_path.is_none() {
-                unix_path = l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
+                unix_path = l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf));
             }
             sockets.push(Bound::Unix(l));
         } else {
-            log::warn!("socket-activation descriptor {} is neither a TCP nor a Unix listener", i + 3);
+            log::warn!(
+                "socket-activation descriptor {} is neither a TCP nor a Unix listener",
+                i + 3
+            );
         }
     }
     if sockets.is_empty() {
-        return Err("socket activation: none of the LISTEN_FDS descriptors is a listening socket".into());
+        return Err(
+            "socket activation: none of the LISTEN_FDS descriptors is a listening socket".into(),
+        );
     }
     log::debug!("socket activation: {} listening socket(s)", sockets.len());
     let host = port.map(|_| "localhost".to_string());
-    Ok(Listening { sockets, port, host, unix_path, cleanup: Cleanup::default() })
+    Ok(Listening {
+        sockets,
+        port,
+        host,
+        unix_path,
+        cleanup: Cleanup::default(),
+    })
 }
 
 /// Creates a fresh directory only we can enter, for `-U -`.
 fn private_dir() -> Result<PathBuf, String> {
-    let base = std::env::var_os("TMPDIR").map(PathBuf::from).unwrap_or_else(|| "/tmp".into());
+    let base = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
     let mut last = None;
     for _ in 0..16 {
         let mut h = RandomState::new().build_hasher();
@@ -243,7 +278,10 @@ fn private_dir() -> Result<PathBuf, String> {
             }
         }
     }
-    Err(format!("-U -: cannot create a private directory in {}: {last:?}", base.display()))
+    Err(format!(
+        "-U -: cannot create a private directory in {}: {last:?}",
+        base.display()
+    ))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
@@ -265,7 +303,10 @@ impl Listening {
         let export = uri_quote(export);
         match (&self.unix_path, self.port) {
             (Some(path), _) => {
-                format!("nbd+unix:///{export}?socket={}", uri_quote(&path.to_string_lossy()))
+                format!(
+                    "nbd+unix:///{export}?socket={}",
+                    uri_quote(&path.to_string_lossy())
+                )
             }
             (None, Some(port)) => {
                 let host = self.host.as_deref().unwrap_or("localhost");
@@ -296,13 +337,22 @@ mod tests {
 
     #[test]
     fn uris() {
-        assert_eq!(listening(Some(10809), None).uri(""), "nbd://localhost:10809");
-        assert_eq!(listening(Some(1234), None).uri("a b"), "nbd://localhost:1234/a%20b");
+        assert_eq!(
+            listening(Some(10809), None).uri(""),
+            "nbd://localhost:10809"
+        );
+        assert_eq!(
+            listening(Some(1234), None).uri("a b"),
+            "nbd://localhost:1234/a%20b"
+        );
         assert_eq!(
             listening(None, Some("/tmp/x y/socket")).uri(""),
             "nbd+unix:///?socket=/tmp/x%20y/socket"
         );
-        assert_eq!(listening(None, Some("/s")).uri("exp"), "nbd+unix:///exp?socket=/s");
+        assert_eq!(
+            listening(None, Some("/s")).uri("exp"),
+            "nbd+unix:///exp?socket=/s"
+        );
     }
 
     #[test]

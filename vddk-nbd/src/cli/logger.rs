@@ -28,7 +28,11 @@ impl Log for StderrLogger {
         let msg = record.args().to_string();
         // Write errors are ignored: stderr may be closed in the background,
         // and logging must never bring the server down.
-        let _ = writeln!(std::io::stderr().lock(), "vddk-nbd: {level}: {}", msg.trim_end());
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "vddk-nbd: {level}: {}",
+            msg.trim_end()
+        );
     }
 
     fn flush(&self) {
@@ -39,7 +43,11 @@ impl Log for StderrLogger {
 /// Installs the logger: debug and above with `-v`, warnings and errors
 /// otherwise. A second call is harmless.
 pub fn init(verbose: bool) {
-    let level = if verbose { LevelFilter::Debug } else { LevelFilter::Warn };
+    let level = if verbose {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Warn
+    };
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
     }

@@ -79,7 +79,10 @@ pub fn main() -> i32 {
         return dump::run(&params);
     }
 
-    if let Err(e) = params::validate(&params).map_err(|e| e.to_string()).and_then(|()| serve::check(&params)) {
+    if let Err(e) = params::validate(&params)
+        .map_err(|e| e.to_string())
+        .and_then(|()| serve::check(&params))
+    {
         return error(&e);
     }
 

@@ -214,22 +214,32 @@ pub fn parse_bool(key: &str, v: &str) -> Result<bool, ParamError> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
         "0" | "false" | "f" | "no" | "n" | "off" | "" => Ok(false),
-        _ => Err(err(format!("{key}={v}: expected a boolean (true or false)"))),
+        _ => Err(err(format!(
+            "{key}={v}: expected a boolean (true or false)"
+        ))),
     }
 }
 
 fn parse_port(key: &str, v: &str) -> Result<u16, ParamError> {
-    v.parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| err(format!("cannot parse {key}: '{v}' is not a TCP port (1-65535)")))
+    v.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+        err(format!(
+            "cannot parse {key}: '{v}' is not a TCP port (1-65535)"
+        ))
+    })
 }
 
 fn lookup<T: Copy>(key: &str, v: &str, table: &[(&str, T)]) -> Result<T, ParamError> {
-    table.iter().find(|(n, _)| *n == v).map(|(_, t)| *t).ok_or_else(|| {
-        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
-        err(format!("{key}={v}: unknown value; use one of: {}", names.join(", ")))
-    })
+    table
+        .iter()
+        .find(|(n, _)| *n == v)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+            err(format!(
+                "{key}={v}: unknown value; use one of: {}",
+                names.join(", ")
+            ))
+        })
 }
 
 fn parse_hwversion(v: &str) -> Result<u16, ParamError> {
@@ -314,8 +324,9 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
         }
     }
     if create {
-        let size = create_size
-            .ok_or_else(|| err("create=true needs create-size=SIZE (for example create-size=1G)"))?;
+        let size = create_size.ok_or_else(|| {
+            err("create=true needs create-size=SIZE (for example create-size=1G)")
+        })?;
         if size == 0 || size % 512 != 0 {
             return Err(err(format!(
                 "create-size={size}: the size must be a non-zero multiple of 512 bytes"
@@ -328,7 +339,9 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
             hw_version: create_hw,
         });
     } else if let Some(key) = create_companion {
-        return Err(err(format!("{key} is only used with create=true; add create=true or remove {key}")));
+        return Err(err(format!(
+            "{key} is only used with create=true; add create=true or remove {key}"
+        )));
     }
     Ok(p)
 }
@@ -337,15 +350,19 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
 /// the same rules as `nbdkit vddk`.
 pub fn validate(p: &VddkParams) -> Result<(), ParamError> {
     let file = p.file.as_deref().ok_or_else(|| {
-        err("you must supply the file=<FILENAME> parameter (or a bare FILENAME) after the \
-             plugin name on the command line")
+        err(
+            "you must supply the file=<FILENAME> parameter (or a bare FILENAME) after the \
+             plugin name on the command line",
+        )
     })?;
     if file.is_empty() {
         return Err(err("file= is empty: give the disk's path"));
     }
     if p.is_remote() {
         let missing = |what: &str| {
-            err(format!("remote connection requested, missing parameter: {what}"))
+            err(format!(
+                "remote connection requested, missing parameter: {what}"
+            ))
         };
         if p.server.is_none() {
             return Err(missing("server"));
@@ -362,8 +379,10 @@ pub fn validate(p: &VddkParams) -> Result<(), ParamError> {
             return Err(missing("vm"));
         }
         if p.create.is_some() {
-            return Err(err("create=true can only create local disks: remove server= and the \
-                            other remote parameters, or drop create=true"));
+            return Err(err(
+                "create=true can only create local disks: remove server= and the \
+                            other remote parameters, or drop create=true",
+            ));
         }
     } else if !file.starts_with('/') {
         return Err(err(format!(
@@ -378,7 +397,10 @@ mod tests {
     use super::*;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn check(pairs: &[(&str, &str)]) -> Result<VddkParams, ParamError> {
@@ -411,17 +433,29 @@ mod tests {
         for drop in ["server", "user", "password", "vm"] {
             let partial: Vec<_> = full.iter().copied().filter(|(k, _)| *k != drop).collect();
             let e = check(&partial).unwrap_err();
-            assert_eq!(e.0, format!("remote connection requested, missing parameter: {drop}"));
+            assert_eq!(
+                e.0,
+                format!("remote connection requested, missing parameter: {drop}")
+            );
         }
         // A cookie replaces user and password.
-        assert!(check(&[("server", "h"), ("cookie", "c"), ("vm", "moref=1"), ("file", "[d] x")]).is_ok());
+        assert!(check(&[
+            ("server", "h"),
+            ("cookie", "c"),
+            ("vm", "moref=1"),
+            ("file", "[d] x")
+        ])
+        .is_ok());
     }
 
     #[test]
     fn unknown_keys_list_the_valid_ones() {
         let e = parse(&kv(&[("fiel", "/x")])).unwrap_err();
         assert!(e.0.starts_with("unknown parameter 'fiel'"), "{e}");
-        assert!(e.0.contains("thumbprint") && e.0.contains("create-hwversion"), "{e}");
+        assert!(
+            e.0.contains("thumbprint") && e.0.contains("create-hwversion"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -438,8 +472,14 @@ mod tests {
         assert_eq!(p.compression, Compression::Fastlz);
         assert!(p.single_link && p.unbuffered);
         assert_eq!(p.libdir, Some(PathBuf::from("/opt/vddk")));
-        assert!(parse(&kv(&[("compression", "lz4")])).unwrap_err().0.contains("none, zlib, fastlz, skipz"));
-        assert!(parse(&kv(&[("port", "x")])).unwrap_err().0.contains("cannot parse port"));
+        assert!(parse(&kv(&[("compression", "lz4")]))
+            .unwrap_err()
+            .0
+            .contains("none, zlib, fastlz, skipz"));
+        assert!(parse(&kv(&[("port", "x")]))
+            .unwrap_err()
+            .0
+            .contains("cannot parse port"));
         assert!(parse(&kv(&[("unbuffered", "maybe")])).is_err());
     }
 
@@ -467,12 +507,25 @@ mod tests {
         assert_eq!(c.adapter, CreateAdapter::ScsiBuslogic);
         assert_eq!(c.hw_version, 4);
         assert_eq!(parse_hwversion("17").unwrap(), 17);
-        assert!(check(&[("file", "/n.vmdk"), ("create", "true")]).unwrap_err().0.contains("create-size"));
-        assert!(check(&[("file", "/n.vmdk"), ("create", "true"), ("create-size", "1000")])
+        assert!(check(&[("file", "/n.vmdk"), ("create", "true")])
             .unwrap_err()
             .0
-            .contains("multiple of 512"));
-        assert!(check(&[("file", "/n.vmdk"), ("create-size", "1M")]).unwrap_err().0.contains("create=true"));
-        assert!(parse(&kv(&[("create-hwversion", "esx99")])).unwrap_err().0.contains("esx65"));
+            .contains("create-size"));
+        assert!(check(&[
+            ("file", "/n.vmdk"),
+            ("create", "true"),
+            ("create-size", "1000")
+        ])
+        .unwrap_err()
+        .0
+        .contains("multiple of 512"));
+        assert!(check(&[("file", "/n.vmdk"), ("create-size", "1M")])
+            .unwrap_err()
+            .0
+            .contains("create=true"));
+        assert!(parse(&kv(&[("create-hwversion", "esx99")]))
+            .unwrap_err()
+            .0
+            .contains("esx65"));
     }
 }

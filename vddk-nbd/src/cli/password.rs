@@ -57,11 +57,12 @@ impl Password {
     pub fn resolve(&self) -> Result<String, String> {
         match self {
             Password::Literal(s) => Ok(s.clone()),
-            Password::File(path) => fs::read_to_string(path)
-                .map(strip_newline)
-                .map_err(|e| {
-                    format!("password=+{}: cannot read the password file: {e}", path.display())
-                }),
+            Password::File(path) => fs::read_to_string(path).map(strip_newline).map_err(|e| {
+                format!(
+                    "password=+{}: cannot read the password file: {e}",
+                    path.display()
+                )
+            }),
             Password::Fd(fd) => {
                 // /proc/self/fd/N reopens the inherited descriptor without
                 // taking ownership of the raw number (no unsafe needed).
@@ -104,8 +105,10 @@ fn prompt() -> Result<String, String> {
     let stdin = io::stdin();
     let tty = stdin.is_terminal();
     let mut stderr = io::stderr();
-    let _ = write!(stderr, "password: ");
-    let _ = stderr.flush();
+    if tty {
+        let _ = write!(stderr, "password: ");
+        let _ = stderr.flush();
+    }
     let echo_off = tty && set_echo(false);
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
@@ -128,9 +131,15 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(Password::parse("s3cret"), Password::Literal("s3cret".into()));
+        assert_eq!(
+            Password::parse("s3cret"),
+            Password::Literal("s3cret".into())
+        );
         assert_eq!(Password::parse("-"), Password::Prompt);
-        assert_eq!(Password::parse("+/run/pw"), Password::File("/run/pw".into()));
+        assert_eq!(
+            Password::parse("+/run/pw"),
+            Password::File("/run/pw".into())
+        );
         assert_eq!(Password::parse("-5"), Password::Fd(5));
         assert_eq!(Password::parse("-x5"), Password::Literal("-x5".into()));
         assert_eq!(Password::parse(""), Password::Literal(String::new()));
@@ -157,7 +166,10 @@ mod tests {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&file) as u32;
         assert_eq!(Password::Fd(fd).resolve().unwrap(), "from-fd");
         drop(file);
-        assert!(Password::File(dir.join("missing")).resolve().unwrap_err().contains("cannot read"));
+        assert!(Password::File(dir.join("missing"))
+            .resolve()
+            .unwrap_err()
+            .contains("cannot read"));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -29,7 +29,11 @@ pub fn wanted_dir(libdir: &Path) -> Option<PathBuf> {
 /// Whether `dir` is already the first entry of the path list `current`.
 pub fn is_first(current: Option<&OsStr>, dir: &Path) -> bool {
     let Some(current) = current else { return false };
-    let first = current.as_bytes().split(|b| *b == b':').next().unwrap_or_default();
+    let first = current
+        .as_bytes()
+        .split(|b| *b == b':')
+        .next()
+        .unwrap_or_default();
     !first.is_empty() && Path::new(OsStr::from_bytes(first)) == dir
 }
 
@@ -68,7 +72,11 @@ pub fn reexec_if_needed(libdir: &Path) -> Result<(), String> {
     }
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find our own executable to re-execute it: {e}"))?;
-    log::debug!("re-executing {} with {} first on {LD_LIBRARY_PATH}", exe.display(), dir.display());
+    log::debug!(
+        "re-executing {} with {} first on {LD_LIBRARY_PATH}",
+        exe.display(),
+        dir.display()
+    );
     let mut cmd = Command::new(&exe);
     cmd.args(std::env::args_os().skip(1))
         .env(LD_LIBRARY_PATH, prepended(current.as_deref(), &dir))
@@ -94,7 +102,8 @@ pub fn restore_user_env(cmd: &mut Command) {
             None => cmd.env_remove(LD_LIBRARY_PATH),
         };
     }
-    cmd.env_remove(REEXEC_MARKER).env_remove(ORIGINAL_LD_LIBRARY_PATH);
+    cmd.env_remove(REEXEC_MARKER)
+        .env_remove(ORIGINAL_LD_LIBRARY_PATH);
 }
 
 #[cfg(test)]

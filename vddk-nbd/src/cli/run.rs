@@ -4,8 +4,8 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus};
 
-use super::listen::Listening;
 use super::daemon;
+use super::listen::Listening;
 
 /// Starts `sh -c CMD` with `$uri`, `$nbd`, `$port`, `$unixsocket` and
 /// `$exportname` set, and the user's own `LD_LIBRARY_PATH`.
@@ -13,16 +13,26 @@ pub fn spawn(cmd: &str, listening: &Listening, export: &str) -> Result<Child, St
     let uri = listening.uri(export);
     let mut c = Command::new("/bin/sh");
     c.arg("-c").arg(cmd);
-    c.env("uri", &uri).env("nbd", &uri).env("exportname", export);
-    c.env("port", listening.port.map(|p| p.to_string()).unwrap_or_default());
+    c.env("uri", &uri)
+        .env("nbd", &uri)
+        .env("exportname", export);
+    c.env(
+        "port",
+        listening.port.map(|p| p.to_string()).unwrap_or_default(),
+    );
     c.env(
         "unixsocket",
-        listening.unix_path.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+        listening
+            .unix_path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     );
     c.env_remove("tls");
     daemon::scrub_env(&mut c);
     log::debug!("--run: sh -c {cmd:?} with uri={uri}");
-    c.spawn().map_err(|e| format!("--run: cannot start /bin/sh: {e}"))
+    c.spawn()
+        .map_err(|e| format!("--run: cannot start /bin/sh: {e}"))
 }
 
 /// The exit status to pass on: the command's own code, or 128 plus the

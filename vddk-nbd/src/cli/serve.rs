@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
+use vddk_nbd::backend::{Backend, VddkBackend};
 use vddk_nbd::{Listener, Server, ServerConfig};
 
 use super::args::Options;
@@ -122,6 +123,9 @@ pub fn run(
     let file = p.file.clone().unwrap_or_default();
     let read_only = opts.read_only;
     let termination = signals::Termination::install()?;
+    if opts.exit_with_parent {
+        termination.exit_with_parent()?;
+    }
 
     let mut init = vddk::InitOptions::new();
     if let Some(dir) = &p.libdir {
@@ -131,7 +135,11 @@ pub fn run(
         init = init.config_file(cfg);
     }
     let lib = vddk::Vddk::init(init).map_err(|e| e.to_string())?;
-    log::debug!("loaded {} (VDDK {})", lib.library_path().display(), lib.major_version());
+    log::debug!(
+        "loaded {} (VDDK {})",
+        lib.library_path().display(),
+        lib.major_version()
+    );
 
     let params = connect_params(p, secret, read_only)?;
     let conn = vddk::Connection::connect(&lib, &params).map_err(|e| e.to_string())?;
@@ -143,12 +151,13 @@ pub fn run(
     let disk = conn
         .open(&file, open_flags(p, read_only)?)
         .map_err(|e| format!("cannot open {file}: {e}"))?;
+    log::debug!("opened {file}, transport mode {}", disk.transport_mode());
     let mut wopts = vddk::WorkerOptions::new();
     if let Some(n) = opts.threads {
         wopts = wopts.max_in_flight(n as usize);
     }
     let worker = vddk::DiskWorker::spawn(disk, wopts).map_err(|e| e.to_string())?;
-    let backend: Arc<dyn vddk_nbd::backend::Backend> = Arc::new(vddk_nbd::backend::MemoryBackend::with_options(worker.info().capacity_bytes(), read_only)); // TEMP
+    let backend = Arc::new(VddkBackend::new(worker, read_only));
 
     let config = ServerConfig {
         export_name: opts.export_name.clone(),
@@ -177,7 +186,7 @@ pub fn run(
         serve_sockets(&server, opts, readiness, &mut cleanup)
     };
     drop(server);
-    let closed = vddk_nbd::backend::Backend::close(&*backend);
+    let closed = backend.close();
     drop(backend);
     drop(conn);
     drop(lib);
@@ -220,7 +229,9 @@ fn serve_stdio(
     let output = dup(std::io::stdout().as_fd())?;
     write_pidfile(opts, cleanup)?;
     readiness.ready();
-    server.serve_stream(input, output).map_err(|e| e.to_string())?;
+    server
+        .serve_stream(input, output)
+        .map_err(|e| e.to_string())?;
     Ok(0)
 }
 
@@ -264,6 +275,9 @@ fn serve_sockets(
     }
     readiness.ready();
     server.serve(sockets).map_err(|e| e.to_string())?;
-    let code = status.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(0);
+    let code = status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or(0);
     Ok(code)
 }

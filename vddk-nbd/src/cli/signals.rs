@@ -30,28 +30,61 @@ impl Termination {
     pub fn install() -> Result<Termination, String> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGQUIT])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        let term = Termination { state: Arc::default() };
+        let term = Termination {
+            state: Arc::default(),
+        };
         let state = term.state.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 for sig in signals.forever() {
-                    let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
-                    if s.signalled {
+                    let first = Termination {
+                        state: state.clone(),
+                    }
+                    .fire();
+                    if !first {
                         log::warn!("signal {sig} during shutdown: exiting without cleaning up");
                         std::process::exit(1);
                     }
-                    s.signalled = true;
-                    let action = s.action.take();
-                    drop(s);
                     log::debug!("signal {sig}: shutting down (flushing and closing the disk)");
-                    if let Some(f) = action {
-                        f();
-                    }
                 }
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
         Ok(term)
+    }
+
+    /// Starts the shutdown as a signal would; false if it already began.
+    pub fn fire(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.signalled {
+            return false;
+        }
+        s.signalled = true;
+        let action = s.action.take();
+        drop(s);
+        if let Some(f) = action {
+            f();
+        }
+        true
+    }
+
+    /// Shuts down when the process that started us goes away (its
+    /// children are then re-parented, which changes our parent id).
+    pub fn exit_with_parent(&self) -> Result<(), String> {
+        let parent = std::os::unix::process::parent_id();
+        let term = self.clone();
+        std::thread::Builder::new()
+            .name("parent-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if std::os::unix::process::parent_id() != parent {
+                    log::debug!("parent process {parent} exited: shutting down");
+                    term.fire();
+                    return;
+                }
+            })
+            .map(drop)
+            .map_err(|e| format!("--exit-with-parent: cannot start the watching thread: {e}"))
     }
 
     /// Sets what a signal does; runs it now if a signal already came.

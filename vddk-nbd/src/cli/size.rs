@@ -7,7 +7,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, suffix) = s.split_at(digits_end);
     if num.is_empty() {
-        return Err("expected a number of bytes, optionally with a suffix such as K, M, G or T".into());
+        return Err(
+            "expected a number of bytes, optionally with a suffix such as K, M, G or T".into(),
+        );
     }
     let n: u64 = num.parse().map_err(|_| format!("'{num}' is too large"))?;
     let shift = match suffix {
@@ -25,7 +27,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    n.checked_mul(1u64 << shift).ok_or_else(|| format!("'{s}' does not fit in 64 bits"))
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("'{s}' does not fit in 64 bits"))
 }
 
 #[cfg(test)]
@@ -49,7 +52,9 @@ mod tests {
     fn errors() {
         assert!(parse_size("").is_err());
         assert!(parse_size("G").is_err());
-        assert!(parse_size("1X").unwrap_err().contains("unknown size suffix"));
+        assert!(parse_size("1X")
+            .unwrap_err()
+            .contains("unknown size suffix"));
         assert!(parse_size("-1").is_err());
         assert!(parse_size("16E").unwrap_err().contains("64 bits"));
         assert!(parse_size("99999999999999999999999").is_err());

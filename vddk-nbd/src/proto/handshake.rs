@@ -28,7 +28,8 @@ impl ExportDesc {
     /// Transmission flags for a connection, given whether it negotiated
     /// structured replies (DF only makes sense with them).
     pub fn transmission_flags(&self, structured: bool) -> u16 {
-        let mut f = tflag::HAS_FLAGS | tflag::SEND_FLUSH | tflag::SEND_CACHE | tflag::CAN_MULTI_CONN;
+        let mut f =
+            tflag::HAS_FLAGS | tflag::SEND_FLUSH | tflag::SEND_CACHE | tflag::CAN_MULTI_CONN;
         if self.read_only {
             f |= tflag::READ_ONLY;
         } else {
@@ -114,7 +115,10 @@ impl Handshake {
                     let unknown = flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
                     if unknown != 0 {
                         self.state = State::Finished;
-                        return (4, Step::Close(format!("client sent unknown flags {unknown:#x}")));
+                        return (
+                            4,
+                            Step::Close(format!("client sent unknown flags {unknown:#x}")),
+                        );
                     }
                     self.no_zeroes = flags & FLAG_C_NO_ZEROES != 0;
                     self.state = State::Options;
@@ -137,7 +141,10 @@ impl Handshake {
         if header.length > MAX_OPTION_LEN {
             // Skipping a multi-gigabyte claim would tie the connection up;
             // say why and hang up instead.
-            let msg = format!("option payload of {} bytes exceeds the limit of {MAX_OPTION_LEN}", header.length);
+            let msg = format!(
+                "option payload of {} bytes exceeds the limit of {MAX_OPTION_LEN}",
+                header.length
+            );
             wire::encode_option_reply(out, header.option, rep::ERR_TOO_BIG, msg.as_bytes());
             self.state = State::Finished;
             return (OPTION_HEADER_LEN, Step::Close(msg));
@@ -149,7 +156,10 @@ impl Handshake {
         self.options_seen += 1;
         if self.options_seen > MAX_OPTIONS {
             self.state = State::Finished;
-            return (total, Step::Close(format!("more than {MAX_OPTIONS} options")));
+            return (
+                total,
+                Step::Close(format!("more than {MAX_OPTIONS} options")),
+            );
         }
         let payload = &input[OPTION_HEADER_LEN..total];
         let step = self.dispatch(header.option, payload, out);
@@ -169,7 +179,9 @@ impl Handshake {
             opt::LIST => self.list(payload, out),
             opt::INFO | opt::GO => self.info_go(option, payload, out),
             opt::STRUCTURED_REPLY => self.structured_reply(payload, out),
-            opt::LIST_META_CONTEXT | opt::SET_META_CONTEXT => self.meta_context(option, payload, out),
+            opt::LIST_META_CONTEXT | opt::SET_META_CONTEXT => {
+                self.meta_context(option, payload, out)
+            }
             _ => {
                 let msg = format!("option {option} is not supported by this server");
                 wire::encode_option_reply(out, option, rep::ERR_UNSUP, msg.as_bytes());
@@ -186,7 +198,8 @@ impl Handshake {
     fn negotiated(&self, export_name: String) -> Negotiated {
         Negotiated {
             structured: self.structured,
-            base_allocation: (self.structured && self.base_allocation).then_some(BASE_ALLOCATION_ID),
+            base_allocation: (self.structured && self.base_allocation)
+                .then_some(BASE_ALLOCATION_ID),
             transmission_flags: self.export.transmission_flags(self.structured),
             export_name,
         }
@@ -210,7 +223,12 @@ impl Handshake {
         if !payload.is_empty() {
             return Self::invalid(opt::LIST, "NBD_OPT_LIST takes no data", out);
         }
-        wire::encode_option_reply(out, opt::LIST, rep::SERVER, &wire::rep_server(&self.export.name));
+        wire::encode_option_reply(
+            out,
+            opt::LIST,
+            rep::SERVER,
+            &wire::rep_server(&self.export.name),
+        );
         wire::encode_option_reply(out, opt::LIST, rep::ACK, &[]);
         Step::Continue
     }
@@ -223,19 +241,34 @@ impl Handshake {
         };
         let n = self.negotiated(req.name.clone());
         let e = &self.export;
-        wire::encode_option_reply(out, option, rep::INFO, &wire::info_export(e.size, n.transmission_flags));
+        wire::encode_option_reply(
+            out,
+            option,
+            rep::INFO,
+            &wire::info_export(e.size, n.transmission_flags),
+        );
         let mut sent_name = false;
         let mut sent_description = false;
         for r in &req.requests {
             match *r {
                 info::NAME if !sent_name => {
                     sent_name = true;
-                    wire::encode_option_reply(out, option, rep::INFO, &wire::info_string(info::NAME, &e.name));
+                    wire::encode_option_reply(
+                        out,
+                        option,
+                        rep::INFO,
+                        &wire::info_string(info::NAME, &e.name),
+                    );
                 }
                 info::DESCRIPTION if !sent_description => {
                     sent_description = true;
                     if let Some(d) = &e.description {
-                        wire::encode_option_reply(out, option, rep::INFO, &wire::info_string(info::DESCRIPTION, d));
+                        wire::encode_option_reply(
+                            out,
+                            option,
+                            rep::INFO,
+                            &wire::info_string(info::DESCRIPTION, d),
+                        );
                     }
                 }
                 _ => {}
@@ -244,7 +277,12 @@ impl Handshake {
         // Block sizes are sent whether asked for or not: the export has a
         // real minimum and clients that care read it either way.
         let (min, pref, max) = e.block_sizes;
-        wire::encode_option_reply(out, option, rep::INFO, &wire::info_block_size(min, pref, max));
+        wire::encode_option_reply(
+            out,
+            option,
+            rep::INFO,
+            &wire::info_block_size(min, pref, max),
+        );
         wire::encode_option_reply(out, option, rep::ACK, &[]);
         if option == opt::GO {
             Step::Transmission(n)
@@ -255,7 +293,11 @@ impl Handshake {
 
     fn structured_reply(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Step {
         if !payload.is_empty() {
-            return Self::invalid(opt::STRUCTURED_REPLY, "NBD_OPT_STRUCTURED_REPLY takes no data", out);
+            return Self::invalid(
+                opt::STRUCTURED_REPLY,
+                "NBD_OPT_STRUCTURED_REPLY takes no data",
+                out,
+            );
         }
         self.structured = true;
         wire::encode_option_reply(out, opt::STRUCTURED_REPLY, rep::ACK, &[]);
@@ -264,7 +306,11 @@ impl Handshake {
 
     fn meta_context(&mut self, option: u32, payload: &[u8], out: &mut Vec<u8>) -> Step {
         if !self.structured {
-            return Self::invalid(option, "negotiate NBD_OPT_STRUCTURED_REPLY before metadata contexts", out);
+            return Self::invalid(
+                option,
+                "negotiate NBD_OPT_STRUCTURED_REPLY before metadata contexts",
+                out,
+            );
         }
         let req = match wire::decode_meta_request(payload) {
             Ok(r) => r,
@@ -273,14 +319,23 @@ impl Handshake {
         };
         let list = option == opt::LIST_META_CONTEXT;
         let selected = if list {
-            req.queries.is_empty() || req.queries.iter().any(|q| q == "base:" || q == BASE_ALLOCATION)
+            req.queries.is_empty()
+                || req
+                    .queries
+                    .iter()
+                    .any(|q| q == "base:" || q == BASE_ALLOCATION)
         } else {
             req.queries.iter().any(|q| q == BASE_ALLOCATION)
         };
         if selected {
             // LIST replies carry id 0, which the spec reserves for them.
             let id = if list { 0 } else { BASE_ALLOCATION_ID };
-            wire::encode_option_reply(out, option, rep::META_CONTEXT, &wire::rep_meta_context(id, BASE_ALLOCATION));
+            wire::encode_option_reply(
+                out,
+                option,
+                rep::META_CONTEXT,
+                &wire::rep_meta_context(id, BASE_ALLOCATION),
+            );
         }
         if !list {
             self.base_allocation = selected;
@@ -358,7 +413,9 @@ mod tests {
             let (out, step, _) = run(&mut h, &option(opt::EXPORT_NAME, b"anything"));
             assert_eq!(out.len(), len);
             assert_eq!(&out[..8], &(1u64 << 20).to_be_bytes());
-            let Step::Transmission(n) = step else { panic!("{step:?}") };
+            let Step::Transmission(n) = step else {
+                panic!("{step:?}")
+            };
             assert_eq!(n.export_name, "anything");
             assert!(!n.structured);
             assert_eq!(u16::from_be_bytes([out[8], out[9]]), n.transmission_flags);
@@ -385,7 +442,11 @@ mod tests {
         input.extend(option(opt::GO, &go));
         input.extend_from_slice(b"tail");
         let (out, step, used) = run(&mut h, &input);
-        assert_eq!(used, input.len() - 4, "transmission bytes are left to the caller");
+        assert_eq!(
+            used,
+            input.len() - 4,
+            "transmission bytes are left to the caller"
+        );
         let r = replies(&out);
         let types: Vec<(u32, u32)> = r.iter().map(|(o, t, _)| (*o, *t)).collect();
         assert_eq!(
@@ -412,7 +473,9 @@ mod tests {
         assert_eq!(r[3].2, wire::info_string(info::NAME, "disk"));
         assert_eq!(r[4].2, wire::info_string(info::DESCRIPTION, "a test disk"));
         assert_eq!(r[5].2, wire::info_block_size(512, 4096, 32 << 20));
-        let Step::Transmission(n) = step else { panic!("{step:?}") };
+        let Step::Transmission(n) = step else {
+            panic!("{step:?}")
+        };
         assert!(n.structured);
         assert_eq!(n.base_allocation, None);
         assert_eq!(n.transmission_flags, flags);
@@ -474,13 +537,22 @@ mod tests {
     fn meta_contexts() {
         let mut h = started(3);
         // Before structured replies: refused.
-        let (out, _, _) = run(&mut h, &option(opt::SET_META_CONTEXT, &meta("", &[BASE_ALLOCATION])));
+        let (out, _, _) = run(
+            &mut h,
+            &option(opt::SET_META_CONTEXT, &meta("", &[BASE_ALLOCATION])),
+        );
         assert_eq!(replies(&out)[0].1, rep::ERR_INVALID);
 
         let mut input = option(opt::STRUCTURED_REPLY, &[]);
         input.extend(option(opt::LIST_META_CONTEXT, &meta("", &["base:"])));
-        input.extend(option(opt::LIST_META_CONTEXT, &meta("", &["qemu:dirty-bitmap:x"])));
-        input.extend(option(opt::SET_META_CONTEXT, &meta("", &["qemu:foo", BASE_ALLOCATION])));
+        input.extend(option(
+            opt::LIST_META_CONTEXT,
+            &meta("", &["qemu:dirty-bitmap:x"]),
+        ));
+        input.extend(option(
+            opt::SET_META_CONTEXT,
+            &meta("", &["qemu:foo", BASE_ALLOCATION]),
+        ));
         input.extend(option(opt::EXPORT_NAME, b""));
         let (out, step, _) = run(&mut h, &input);
         let r = replies(&out[..out.len() - 10]);
@@ -489,14 +561,24 @@ mod tests {
             got,
             vec![
                 (opt::STRUCTURED_REPLY, rep::ACK, vec![]),
-                (opt::LIST_META_CONTEXT, rep::META_CONTEXT, wire::rep_meta_context(0, BASE_ALLOCATION)),
+                (
+                    opt::LIST_META_CONTEXT,
+                    rep::META_CONTEXT,
+                    wire::rep_meta_context(0, BASE_ALLOCATION)
+                ),
                 (opt::LIST_META_CONTEXT, rep::ACK, vec![]),
                 (opt::LIST_META_CONTEXT, rep::ACK, vec![]),
-                (opt::SET_META_CONTEXT, rep::META_CONTEXT, wire::rep_meta_context(1, BASE_ALLOCATION)),
+                (
+                    opt::SET_META_CONTEXT,
+                    rep::META_CONTEXT,
+                    wire::rep_meta_context(1, BASE_ALLOCATION)
+                ),
                 (opt::SET_META_CONTEXT, rep::ACK, vec![]),
             ]
         );
-        let Step::Transmission(n) = step else { panic!("{step:?}") };
+        let Step::Transmission(n) = step else {
+            panic!("{step:?}")
+        };
         assert_eq!(n.base_allocation, Some(BASE_ALLOCATION_ID));
     }
 
@@ -505,7 +587,10 @@ mod tests {
         let e = export(true);
         let f = e.transmission_flags(false);
         assert_eq!(f & tflag::READ_ONLY, tflag::READ_ONLY);
-        assert_eq!(f & (tflag::SEND_WRITE_ZEROES | tflag::SEND_FUA | tflag::SEND_TRIM), 0);
+        assert_eq!(
+            f & (tflag::SEND_WRITE_ZEROES | tflag::SEND_FUA | tflag::SEND_TRIM),
+            0
+        );
     }
 
     #[test]

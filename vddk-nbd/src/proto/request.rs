@@ -35,7 +35,12 @@ pub enum Command {
     /// Prefetch hint.
     Cache,
     /// Allocation status; `context` is the selected context id.
-    BlockStatus { offset: u64, length: u32, req_one: bool, context: u32 },
+    BlockStatus {
+        offset: u64,
+        length: u32,
+        req_one: bool,
+        context: u32,
+    },
     /// Disconnect after in-flight requests complete.
     Disconnect,
 }
@@ -78,38 +83,76 @@ pub fn validate(r: &Request, limits: &Limits) -> Result<Command, Refusal> {
     }
     let known = matches!(
         r.command,
-        cmd::READ | cmd::WRITE | cmd::DISC | cmd::FLUSH | cmd::CACHE | cmd::WRITE_ZEROES | cmd::BLOCK_STATUS
+        cmd::READ
+            | cmd::WRITE
+            | cmd::DISC
+            | cmd::FLUSH
+            | cmd::CACHE
+            | cmd::WRITE_ZEROES
+            | cmd::BLOCK_STATUS
     );
     if !known {
-        return Err((Failure::Invalid, format!("command {} is not supported", r.command)));
+        return Err((
+            Failure::Invalid,
+            format!("command {} is not supported", r.command),
+        ));
     }
     let extra = r.flags & !allowed_flags(r.command, limits.structured);
     if extra != 0 {
-        return Err((Failure::Invalid, format!("flags {extra:#x} are not valid for command {}", r.command)));
+        return Err((
+            Failure::Invalid,
+            format!("flags {extra:#x} are not valid for command {}", r.command),
+        ));
     }
     let fua = r.flags & cflag::FUA != 0;
     match r.command {
         cmd::READ | cmd::WRITE => {
             let write = r.command == cmd::WRITE;
-            check_range(r, limits, if write { Failure::NoSpace } else { Failure::Invalid })?;
+            check_range(
+                r,
+                limits,
+                if write {
+                    Failure::NoSpace
+                } else {
+                    Failure::Invalid
+                },
+            )?;
             if r.length > limits.max_payload {
                 return Err((
                     Failure::TooBig,
-                    format!("length {} exceeds the maximum payload {}", r.length, limits.max_payload),
+                    format!(
+                        "length {} exceeds the maximum payload {}",
+                        r.length, limits.max_payload
+                    ),
                 ));
             }
             Ok(if write {
-                Command::Write { offset: r.offset, length: r.length, fua }
+                Command::Write {
+                    offset: r.offset,
+                    length: r.length,
+                    fua,
+                }
             } else {
-                Command::Read { offset: r.offset, length: r.length, df: r.flags & cflag::DF != 0 }
+                Command::Read {
+                    offset: r.offset,
+                    length: r.length,
+                    df: r.flags & cflag::DF != 0,
+                }
             })
         }
         cmd::WRITE_ZEROES => {
             check_range(r, limits, Failure::NoSpace)?;
             if r.flags & cflag::FAST_ZERO != 0 {
-                return Err((Failure::NotSupported, "zeroing is not faster than writing on this export".into()));
+                return Err((
+                    Failure::NotSupported,
+                    "zeroing is not faster than writing on this export".into(),
+                ));
             }
-            Ok(Command::WriteZeroes { offset: r.offset, length: r.length, fua })
+            Ok(Command::WriteZeroes {
+                offset: r.offset,
+                length: r.length,
+                fua,
+            })
         }
         cmd::CACHE => {
             check_range(r, limits, Failure::Invalid)?;
@@ -123,7 +166,12 @@ pub fn validate(r: &Request, limits: &Limits) -> Result<Command, Refusal> {
                 ));
             };
             check_range(r, limits, Failure::Invalid)?;
-            Ok(Command::BlockStatus { offset: r.offset, length: r.length, req_one: r.flags & cflag::REQ_ONE != 0, context })
+            Ok(Command::BlockStatus {
+                offset: r.offset,
+                length: r.length,
+                req_one: r.flags & cflag::REQ_ONE != 0,
+                context,
+            })
         }
         cmd::FLUSH => Ok(Command::Flush),
         _ => Ok(Command::Disconnect),
@@ -134,10 +182,22 @@ pub fn validate(r: &Request, limits: &Limits) -> Result<Command, Refusal> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { size: 1 << 20, read_only: false, max_payload: 65536, structured: true, base_allocation: Some(1) };
+    const LIMITS: Limits = Limits {
+        size: 1 << 20,
+        read_only: false,
+        max_payload: 65536,
+        structured: true,
+        base_allocation: Some(1),
+    };
 
     fn req(command: u16, flags: u16, offset: u64, length: u32) -> Request {
-        Request { flags, command, cookie: 1, offset, length }
+        Request {
+            flags,
+            command,
+            cookie: 1,
+            offset,
+            length,
+        }
     }
 
     fn failure(r: Request, l: &Limits) -> Failure {
@@ -146,47 +206,109 @@ mod tests {
 
     #[test]
     fn accepts_good_requests() {
-        assert_eq!(validate(&req(cmd::READ, cflag::DF, 0, 512), &LIMITS), Ok(Command::Read { offset: 0, length: 512, df: true }));
+        assert_eq!(
+            validate(&req(cmd::READ, cflag::DF, 0, 512), &LIMITS),
+            Ok(Command::Read {
+                offset: 0,
+                length: 512,
+                df: true
+            })
+        );
         assert_eq!(
             validate(&req(cmd::WRITE, cflag::FUA, (1 << 20) - 1, 1), &LIMITS),
-            Ok(Command::Write { offset: (1 << 20) - 1, length: 1, fua: true })
+            Ok(Command::Write {
+                offset: (1 << 20) - 1,
+                length: 1,
+                fua: true
+            })
         );
         assert_eq!(
             validate(&req(cmd::BLOCK_STATUS, cflag::REQ_ONE, 0, 1 << 20), &LIMITS),
-            Ok(Command::BlockStatus { offset: 0, length: 1 << 20, req_one: true, context: 1 })
+            Ok(Command::BlockStatus {
+                offset: 0,
+                length: 1 << 20,
+                req_one: true,
+                context: 1
+            })
         );
-        assert_eq!(validate(&req(cmd::DISC, 0, 0, 0), &LIMITS), Ok(Command::Disconnect));
+        assert_eq!(
+            validate(&req(cmd::DISC, 0, 0, 0), &LIMITS),
+            Ok(Command::Disconnect)
+        );
     }
 
     #[test]
     fn bounds_overflow_and_sizes() {
-        assert_eq!(failure(req(cmd::READ, 0, 1 << 20, 1), &LIMITS), Failure::Invalid);
-        assert_eq!(failure(req(cmd::WRITE, 0, 1 << 20, 1), &LIMITS), Failure::NoSpace);
-        assert_eq!(failure(req(cmd::WRITE_ZEROES, 0, u64::MAX, 512), &LIMITS), Failure::NoSpace);
-        assert_eq!(failure(req(cmd::READ, 0, u64::MAX - 10, 512), &LIMITS), Failure::Invalid);
+        assert_eq!(
+            failure(req(cmd::READ, 0, 1 << 20, 1), &LIMITS),
+            Failure::Invalid
+        );
+        assert_eq!(
+            failure(req(cmd::WRITE, 0, 1 << 20, 1), &LIMITS),
+            Failure::NoSpace
+        );
+        assert_eq!(
+            failure(req(cmd::WRITE_ZEROES, 0, u64::MAX, 512), &LIMITS),
+            Failure::NoSpace
+        );
+        assert_eq!(
+            failure(req(cmd::READ, 0, u64::MAX - 10, 512), &LIMITS),
+            Failure::Invalid
+        );
         assert_eq!(failure(req(cmd::READ, 0, 0, 0), &LIMITS), Failure::Invalid);
-        assert_eq!(failure(req(cmd::READ, 0, 0, 65537), &LIMITS), Failure::TooBig);
-        assert_eq!(failure(req(cmd::CACHE, 0, 1 << 19, 1 << 20), &LIMITS), Failure::Invalid);
+        assert_eq!(
+            failure(req(cmd::READ, 0, 0, 65537), &LIMITS),
+            Failure::TooBig
+        );
+        assert_eq!(
+            failure(req(cmd::CACHE, 0, 1 << 19, 1 << 20), &LIMITS),
+            Failure::Invalid
+        );
         // Zeroes and block status are not payloads: no max-payload limit.
         assert!(validate(&req(cmd::WRITE_ZEROES, 0, 0, 1 << 20), &LIMITS).is_ok());
     }
 
     #[test]
     fn flags_commands_and_negotiation() {
-        assert_eq!(failure(req(cmd::READ, cflag::REQ_ONE, 0, 512), &LIMITS), Failure::Invalid);
-        let simple = Limits { structured: false, base_allocation: None, ..LIMITS };
-        assert_eq!(failure(req(cmd::READ, cflag::DF, 0, 512), &simple), Failure::Invalid);
-        assert_eq!(failure(req(cmd::BLOCK_STATUS, 0, 0, 512), &simple), Failure::Invalid);
-        assert_eq!(failure(req(cmd::TRIM, 0, 0, 512), &LIMITS), Failure::Invalid);
+        assert_eq!(
+            failure(req(cmd::READ, cflag::REQ_ONE, 0, 512), &LIMITS),
+            Failure::Invalid
+        );
+        let simple = Limits {
+            structured: false,
+            base_allocation: None,
+            ..LIMITS
+        };
+        assert_eq!(
+            failure(req(cmd::READ, cflag::DF, 0, 512), &simple),
+            Failure::Invalid
+        );
+        assert_eq!(
+            failure(req(cmd::BLOCK_STATUS, 0, 0, 512), &simple),
+            Failure::Invalid
+        );
+        assert_eq!(
+            failure(req(cmd::TRIM, 0, 0, 512), &LIMITS),
+            Failure::Invalid
+        );
         assert_eq!(failure(req(99, 0, 0, 512), &LIMITS), Failure::Invalid);
-        assert_eq!(failure(req(cmd::WRITE_ZEROES, cflag::FAST_ZERO, 0, 512), &LIMITS), Failure::NotSupported);
+        assert_eq!(
+            failure(req(cmd::WRITE_ZEROES, cflag::FAST_ZERO, 0, 512), &LIMITS),
+            Failure::NotSupported
+        );
     }
 
     #[test]
     fn read_only_refuses_writes_first() {
-        let ro = Limits { read_only: true, ..LIMITS };
+        let ro = Limits {
+            read_only: true,
+            ..LIMITS
+        };
         assert_eq!(failure(req(cmd::WRITE, 0, 0, 512), &ro), Failure::ReadOnly);
-        assert_eq!(failure(req(cmd::WRITE_ZEROES, 0, 1 << 30, 512), &ro), Failure::ReadOnly);
+        assert_eq!(
+            failure(req(cmd::WRITE_ZEROES, 0, 1 << 30, 512), &ro),
+            Failure::ReadOnly
+        );
         assert!(validate(&req(cmd::READ, 0, 0, 512), &ro).is_ok());
     }
 }

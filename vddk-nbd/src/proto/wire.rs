@@ -188,7 +188,10 @@ pub struct InfoRequest {
 
 /// Decodes the payload of NBD_OPT_INFO / NBD_OPT_GO (whole payload given).
 pub fn decode_info_request(payload: &[u8]) -> Result<InfoRequest, WireError> {
-    let mut f = Fields { buf: payload, at: 0 };
+    let mut f = Fields {
+        buf: payload,
+        at: 0,
+    };
     let name = f.string("export name")?;
     let n = f.u16("number of information requests")?;
     let mut requests = Vec::with_capacity(usize::from(n).min(payload.len() / 2));
@@ -210,7 +213,10 @@ pub struct MetaRequest {
 
 /// Decodes a meta context option payload (whole payload given).
 pub fn decode_meta_request(payload: &[u8]) -> Result<MetaRequest, WireError> {
-    let mut f = Fields { buf: payload, at: 0 };
+    let mut f = Fields {
+        buf: payload,
+        at: 0,
+    };
     let name = f.string("export name")?;
     let n = f.u32("number of queries")?;
     // Each query takes at least 4 bytes, which bounds a lying count.
@@ -288,8 +294,20 @@ pub fn encode_chunk_header(out: &mut Vec<u8>, flags: u16, kind: u16, cookie: u64
 }
 
 /// Header and offset of an OFFSET_DATA chunk; `data_len` bytes of data follow.
-pub fn encode_data_chunk_header(out: &mut Vec<u8>, flags: u16, cookie: u64, offset: u64, data_len: u32) {
-    encode_chunk_header(out, flags, chunk::OFFSET_DATA, cookie, data_len.saturating_add(8));
+pub fn encode_data_chunk_header(
+    out: &mut Vec<u8>,
+    flags: u16,
+    cookie: u64,
+    offset: u64,
+    data_len: u32,
+) {
+    encode_chunk_header(
+        out,
+        flags,
+        chunk::OFFSET_DATA,
+        cookie,
+        data_len.saturating_add(8),
+    );
     out.extend_from_slice(&offset.to_be_bytes());
 }
 
@@ -307,14 +325,25 @@ pub fn encode_error_chunk(out: &mut Vec<u8>, cookie: u64, error: u32, message: &
         end -= 1;
     }
     let msg = &message.as_bytes()[..end];
-    encode_chunk_header(out, REPLY_FLAG_DONE, chunk::ERROR, cookie, 6 + msg.len() as u32);
+    encode_chunk_header(
+        out,
+        REPLY_FLAG_DONE,
+        chunk::ERROR,
+        cookie,
+        6 + msg.len() as u32,
+    );
     out.extend_from_slice(&error.to_be_bytes());
     out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     out.extend_from_slice(msg);
 }
 
 /// A complete final BLOCK_STATUS chunk: (length, flags) descriptors.
-pub fn encode_block_status_chunk(out: &mut Vec<u8>, cookie: u64, context: u32, descriptors: &[(u32, u32)]) {
+pub fn encode_block_status_chunk(
+    out: &mut Vec<u8>,
+    cookie: u64,
+    context: u32,
+    descriptors: &[(u32, u32)],
+) {
     let len = 4 + 8 * descriptors.len() as u32;
     encode_chunk_header(out, REPLY_FLAG_DONE, chunk::BLOCK_STATUS, cookie, len);
     out.extend_from_slice(&context.to_be_bytes());
@@ -330,7 +359,13 @@ mod tests {
 
     #[test]
     fn request_round_trip_and_truncation() {
-        let r = Request { flags: cflag::FUA, command: cmd::WRITE, cookie: 0xdead_beef_0102_0304, offset: 1 << 40, length: 4096 };
+        let r = Request {
+            flags: cflag::FUA,
+            command: cmd::WRITE,
+            cookie: 0xdead_beef_0102_0304,
+            offset: 1 << 40,
+            length: 4096,
+        };
         let mut b = Vec::new();
         encode_request(&mut b, &r);
         assert_eq!(b.len(), REQUEST_LEN);
@@ -345,10 +380,19 @@ mod tests {
         let mut b = IHAVEOPT.to_be_bytes().to_vec();
         b.extend_from_slice(&opt::GO.to_be_bytes());
         b.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(decode_option_header(&b), Ok(OptionHeader { option: opt::GO, length: u32::MAX }));
+        assert_eq!(
+            decode_option_header(&b),
+            Ok(OptionHeader {
+                option: opt::GO,
+                length: u32::MAX
+            })
+        );
         assert_eq!(decode_option_header(&b[..15]), Err(WireError::NeedMore(16)));
         b[1] = 0;
-        assert!(matches!(decode_option_header(&b), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode_option_header(&b),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     fn info_payload(name: &str, reqs: &[u16]) -> Vec<u8> {
@@ -366,24 +410,39 @@ mod tests {
         let p = info_payload("disk", &[info::NAME, info::BLOCK_SIZE]);
         assert_eq!(
             decode_info_request(&p),
-            Ok(InfoRequest { name: "disk".into(), requests: vec![info::NAME, info::BLOCK_SIZE] })
+            Ok(InfoRequest {
+                name: "disk".into(),
+                requests: vec![info::NAME, info::BLOCK_SIZE]
+            })
         );
         // Name length claims more than the payload holds.
         let mut lie = p.clone();
         lie[3] = 200;
-        assert!(matches!(decode_info_request(&lie), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode_info_request(&lie),
+            Err(WireError::Malformed(_))
+        ));
         // A 4 GiB name length is refused without allocating.
         let mut huge = p.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(decode_info_request(&huge), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode_info_request(&huge),
+            Err(WireError::Malformed(_))
+        ));
         // Request count larger than the remaining bytes.
         let mut count = p.clone();
         count[8..10].copy_from_slice(&1000u16.to_be_bytes());
-        assert!(matches!(decode_info_request(&count), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode_info_request(&count),
+            Err(WireError::Malformed(_))
+        ));
         // Trailing garbage.
         let mut trailing = p;
         trailing.push(0);
-        assert!(matches!(decode_info_request(&trailing), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode_info_request(&trailing),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -396,29 +455,49 @@ mod tests {
         }
         assert_eq!(
             decode_meta_request(&p),
-            Ok(MetaRequest { name: String::new(), queries: vec!["base:".into(), "base:allocation".into()] })
+            Ok(MetaRequest {
+                name: String::new(),
+                queries: vec!["base:".into(), "base:allocation".into()]
+            })
         );
         let mut lie = p.clone();
         lie[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(decode_meta_request(&lie), Err(WireError::Malformed(_))));
-        assert!(matches!(decode_meta_request(&p[..p.len() - 1]), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            decode_meta_request(&lie),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_meta_request(&p[..p.len() - 1]),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]
     fn replies_have_exact_layout() {
         let mut b = Vec::new();
         encode_simple_reply(&mut b, errno::EIO, 7);
-        assert_eq!(b, [0x67, 0x44, 0x66, 0x98, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(
+            b,
+            [0x67, 0x44, 0x66, 0x98, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 7]
+        );
 
         let mut b = Vec::new();
         encode_error_chunk(&mut b, 9, errno::EPERM, "no");
         assert_eq!(
             b,
-            [0x66, 0x8e, 0x33, 0xef, 0, 1, 0x80, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0, 1, 0, 2, b'n', b'o']
+            [
+                0x66, 0x8e, 0x33, 0xef, 0, 1, 0x80, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0,
+                1, 0, 2, b'n', b'o'
+            ]
         );
 
         let mut b = Vec::new();
-        encode_block_status_chunk(&mut b, 1, BASE_ALLOCATION_ID, &[(512, STATE_HOLE | STATE_ZERO)]);
+        encode_block_status_chunk(
+            &mut b,
+            1,
+            BASE_ALLOCATION_ID,
+            &[(512, STATE_HOLE | STATE_ZERO)],
+        );
         assert_eq!(&b[4..8], &[0, 1, 0, 5]);
         assert_eq!(&b[16..20], &12u32.to_be_bytes());
         assert_eq!(&b[20..], &[0, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 3]);

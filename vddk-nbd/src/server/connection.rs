@@ -136,7 +136,8 @@ impl Replier {
     }
 
     fn backend_error(self, e: &BackendError, writing: bool) {
-        log::warn!("request failed: {}", e.message);
+        // Backends log their own failures with full detail.
+        log::debug!("request failed: {}", e.message);
         let failure = match e.kind {
             ErrorKind::ReadOnly => Failure::ReadOnly,
             ErrorKind::NoSpace => Failure::NoSpace,
@@ -154,12 +155,27 @@ impl Replier {
         }
     }
 
-    fn read(self, r: Result<Vec<ReadChunk>, BackendError>, df: bool) {
+    fn read(self, r: Result<Vec<ReadChunk>, BackendError>, length: u32, df: bool) {
         let chunks = match r {
             Ok(c) => c,
             Err(e) => return self.backend_error(&e, false),
         };
-        if !self.structured || df || chunks.len() == 1 && matches!(chunks[0], ReadChunk::Data { .. }) {
+        let total: u64 = chunks
+            .iter()
+            .map(|c| match c {
+                ReadChunk::Data { data, .. } => data.len() as u64,
+                ReadChunk::Hole { length, .. } => u64::from(*length),
+            })
+            .sum();
+        if total != u64::from(length) {
+            // Sending it would desynchronise the client.
+            log::error!("the disk returned {total} bytes for a read of {length}");
+            return self.error(Failure::Io, "the disk returned a read of the wrong length");
+        }
+        if !self.structured
+            || df
+            || chunks.len() == 1 && matches!(chunks[0], ReadChunk::Data { .. })
+        {
             let offset = match chunks.first() {
                 Some(ReadChunk::Data { offset, .. } | ReadChunk::Hole { offset, .. }) => *offset,
                 None => 0,
@@ -167,7 +183,13 @@ impl Replier {
             let data = flatten(chunks);
             let mut h = Vec::with_capacity(32);
             if self.structured {
-                wire::encode_data_chunk_header(&mut h, REPLY_FLAG_DONE, self.cookie, offset, data.len() as u32);
+                wire::encode_data_chunk_header(
+                    &mut h,
+                    REPLY_FLAG_DONE,
+                    self.cookie,
+                    offset,
+                    data.len() as u32,
+                );
             } else {
                 wire::encode_simple_reply(&mut h, 0, self.cookie);
             }
@@ -180,7 +202,13 @@ impl Replier {
             let mut h = Vec::with_capacity(32);
             match c {
                 ReadChunk::Data { offset, data } => {
-                    wire::encode_data_chunk_header(&mut h, flags, self.cookie, offset, data.len() as u32);
+                    wire::encode_data_chunk_header(
+                        &mut h,
+                        flags,
+                        self.cookie,
+                        offset,
+                        data.len() as u32,
+                    );
                     m.push(h);
                     m.push(data);
                 }
@@ -193,7 +221,13 @@ impl Replier {
         self.send(m);
     }
 
-    fn block_status(self, r: Result<Vec<Extent>, BackendError>, length: u32, req_one: bool, context: u32) {
+    fn block_status(
+        self,
+        r: Result<Vec<Extent>, BackendError>,
+        length: u32,
+        req_one: bool,
+        context: u32,
+    ) {
         let extents = match r {
             Ok(e) => e,
             Err(e) => return self.backend_error(&e, false),
@@ -213,7 +247,12 @@ impl Drop for Replier {
         if let Some(tx) = self.tx.take() {
             let mut h = Vec::new();
             if self.structured {
-                wire::encode_error_chunk(&mut h, self.cookie, nbd_errno(Failure::Io, true), "request dropped by the disk");
+                wire::encode_error_chunk(
+                    &mut h,
+                    self.cookie,
+                    nbd_errno(Failure::Io, true),
+                    "request dropped by the disk",
+                );
             } else {
                 wire::encode_simple_reply(&mut h, nbd_errno(Failure::Io, false), self.cookie);
             }
@@ -223,11 +262,9 @@ impl Drop for Replier {
     }
 }
 
-fn flatten(chunks: Vec<ReadChunk>) -> Vec<u8> {
-    if chunks.len() == 1 {
-        if let Some(ReadChunk::Data { data, .. }) = chunks.first() {
-            return data.clone();
-        }
+fn flatten(mut chunks: Vec<ReadChunk>) -> Vec<u8> {
+    if let [ReadChunk::Data { data, .. }] = chunks.as_mut_slice() {
+        return std::mem::take(data);
     }
     let mut v = Vec::new();
     for c in chunks {
@@ -377,22 +414,53 @@ fn reader_loop<R: Read>(
         };
         match command {
             Command::Read { offset, length, df } => {
-                backend.read(offset, length, Box::new(move |res| replier.read(res, df)));
+                backend.read(
+                    offset,
+                    length,
+                    Box::new(move |res| replier.read(res, length, df)),
+                );
             }
-            Command::Write { offset, length, fua } => {
+            Command::Write {
+                offset,
+                length,
+                fua,
+            } => {
                 let mut data = vec![0u8; length as usize];
                 if let Err(e) = r.read_exact(&mut data) {
                     replier.silent();
-                    return if e.kind() == io::ErrorKind::UnexpectedEof { Ok(()) } else { Err(e) };
+                    return if e.kind() == io::ErrorKind::UnexpectedEof {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    };
                 }
-                backend.write(offset, data, fua, Box::new(move |res| replier.done(res, true)));
+                backend.write(
+                    offset,
+                    data,
+                    fua,
+                    Box::new(move |res| replier.done(res, true)),
+                );
             }
-            Command::WriteZeroes { offset, length, fua } => {
-                backend.zero(offset, u64::from(length), fua, Box::new(move |res| replier.done(res, true)));
+            Command::WriteZeroes {
+                offset,
+                length,
+                fua,
+            } => {
+                backend.zero(
+                    offset,
+                    u64::from(length),
+                    fua,
+                    Box::new(move |res| replier.done(res, true)),
+                );
             }
             Command::Flush => backend.flush(Box::new(move |res| replier.done(res, false))),
             Command::Cache => replier.ok(),
-            Command::BlockStatus { offset, length, req_one, context } => {
+            Command::BlockStatus {
+                offset,
+                length,
+                req_one,
+                context,
+            } => {
                 if backend.can_extents() {
                     backend.extents(
                         offset,
@@ -400,7 +468,15 @@ fn reader_loop<R: Read>(
                         Box::new(move |res| replier.block_status(res, length, req_one, context)),
                     );
                 } else {
-                    replier.block_status(Ok(vec![Extent { length: u64::from(length), hole: false }]), length, req_one, context);
+                    replier.block_status(
+                        Ok(vec![Extent {
+                            length: u64::from(length),
+                            hole: false,
+                        }]),
+                        length,
+                        req_one,
+                        context,
+                    );
                 }
             }
             Command::Disconnect => {
@@ -419,9 +495,18 @@ mod tests {
     #[test]
     fn descriptors_clip_merge_and_req_one() {
         let e = [
-            Extent { length: 1000, hole: false },
-            Extent { length: 24, hole: false },
-            Extent { length: 4096, hole: true },
+            Extent {
+                length: 1000,
+                hole: false,
+            },
+            Extent {
+                length: 24,
+                hole: false,
+            },
+            Extent {
+                length: 4096,
+                hole: true,
+            },
         ];
         assert_eq!(descriptors(&e, 2048, false), vec![(1024, 0), (1024, 3)]);
         assert_eq!(descriptors(&e, 2048, true), vec![(1024, 0)]);

@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use super::{Inner, ACCEPT_POLL};
 
+/// A client that accepts no reply bytes for this long is treated as gone,
+/// so one that stops reading cannot hold up shutdown forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A socket to accept NBD clients on.
 #[derive(Debug)]
 pub enum Listener {
@@ -55,7 +59,13 @@ pub(super) fn accept_loop(inner: &Arc<Inner>, listeners: Vec<Listener>) -> io::R
                     accepted = true;
                     spawn(inner, s);
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted | ErrorKind::ConnectionAborted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock
+                            | ErrorKind::Interrupted
+                            | ErrorKind::ConnectionAborted
+                    ) => {}
                 Err(e) => {
                     // Out of descriptors and the like: keep serving the
                     // connections there are, and try again shortly.
@@ -75,15 +85,17 @@ pub(super) fn accept_loop(inner: &Arc<Inner>, listeners: Vec<Listener>) -> io::R
 
 fn spawn(inner: &Arc<Inner>, s: Stream) {
     let inner2 = Arc::clone(inner);
-    let result = std::thread::Builder::new().name("nbd-conn".into()).spawn(move || {
-        // A bug in one connection must not take the server down.
-        let outcome = catch_unwind(AssertUnwindSafe(|| serve_socket(&inner2, s)));
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log::debug!("connection ended: {e}"),
-            Err(_) => log::error!("a connection thread panicked; other connections continue"),
-        }
-    });
+    let result = std::thread::Builder::new()
+        .name("nbd-conn".into())
+        .spawn(move || {
+            // A bug in one connection must not take the server down.
+            let outcome = catch_unwind(AssertUnwindSafe(|| serve_socket(&inner2, s)));
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::debug!("connection ended: {e}"),
+                Err(_) => log::error!("a connection thread panicked; other connections continue"),
+            }
+        });
     if let Err(e) = result {
         log::error!("cannot start a thread for a new connection: {e}");
     }
@@ -102,6 +114,7 @@ fn serve_socket(inner: &Arc<Inner>, s: Stream) -> io::Result<()> {
                 return Ok(());
             };
             s.set_read_timeout(timeout)?;
+            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
             let w = s.try_clone()?;
             let clear = s.try_clone()?;
             inner.run(s, w, move || {
@@ -117,6 +130,7 @@ fn serve_socket(inner: &Arc<Inner>, s: Stream) -> io::Result<()> {
                 return Ok(());
             };
             s.set_read_timeout(timeout)?;
+            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
             let w = s.try_clone()?;
             let clear = s.try_clone()?;
             inner.run(s, w, move || {

@@ -28,7 +28,7 @@ pub struct ServerConfig {
     /// Connections beyond this many are closed on accept.
     pub max_connections: Option<usize>,
     /// A client that has not finished negotiating by then is dropped
-    /// (sockets only; `serve_stream` has no timeout).
+    /// (sockets only; `serve_stream` has no timeout). Zero disables it.
     pub handshake_timeout: Duration,
 }
 
@@ -74,7 +74,11 @@ impl ShutdownHandle {
     /// returns once all connections are gone.
     pub fn shutdown(&self) {
         self.inner.shutdown.store(true, Ordering::SeqCst);
-        let closers = self.inner.closers.lock().unwrap_or_else(PoisonError::into_inner);
+        let closers = self
+            .inner
+            .closers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for close in closers.values() {
             close();
         }
@@ -89,7 +93,11 @@ struct Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.inner.closers.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+        self.inner
+            .closers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
         self.inner.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -110,12 +118,18 @@ impl Inner {
     fn admit(self: &Arc<Self>, closer: Closer) -> Option<Active> {
         let n = self.active.fetch_add(1, Ordering::SeqCst) + 1;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let active = Active { inner: Arc::clone(self), id };
+        let active = Active {
+            inner: Arc::clone(self),
+            id,
+        };
         if self.config.max_connections.is_some_and(|max| n > max) {
             log::warn!("refusing a connection: already serving the maximum of {n} - 1");
             return None;
         }
-        self.closers.lock().unwrap_or_else(PoisonError::into_inner).insert(id, closer);
+        self.closers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, closer);
         if self.shutdown.load(Ordering::SeqCst) {
             return None;
         }
@@ -170,7 +184,9 @@ impl Server {
 
     /// A handle that stops [`Server::serve`].
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle { inner: Arc::clone(&self.inner) }
+        ShutdownHandle {
+            inner: Arc::clone(&self.inner),
+        }
     }
 
     /// Accepts connections on every listener, a thread per connection,
@@ -182,7 +198,11 @@ impl Server {
     /// Serves a single connection over `r`/`w` (nbdkit's `-s`); returns
     /// when the client disconnects. Shutdown cannot interrupt a read on a
     /// plain stream, so it takes effect when the client next sends.
-    pub fn serve_stream<R: Read + Send + 'static, W: Write + Send + 'static>(&self, r: R, w: W) -> io::Result<()> {
+    pub fn serve_stream<R: Read + Send + 'static, W: Write + Send + 'static>(
+        &self,
+        r: R,
+        w: W,
+    ) -> io::Result<()> {
         let Some(_active) = self.inner.admit(Box::new(|| {})) else {
             return Ok(());
         };

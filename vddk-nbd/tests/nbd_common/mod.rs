@@ -45,7 +45,13 @@ impl TestServer {
         let handle = server.shutdown_handle();
         let s2 = Arc::clone(&server);
         let thread = std::thread::spawn(move || s2.serve(listeners));
-        TestServer { dir, socket, server, handle, thread: Some(thread) }
+        TestServer {
+            dir,
+            socket,
+            server,
+            handle,
+            thread: Some(thread),
+        }
     }
 
     /// The NBD URI of the socket.
@@ -62,7 +68,10 @@ impl TestServer {
     pub fn wait_idle(&self) {
         let t = Instant::now();
         while self.active() > 0 {
-            assert!(t.elapsed() < Duration::from_secs(10), "connections did not close");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "connections did not close"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -75,7 +84,12 @@ impl TestServer {
     /// Shuts down and checks `serve` returned Ok.
     pub fn stop(mut self) {
         self.handle.shutdown();
-        let r = self.thread.take().expect("running").join().expect("server thread panicked");
+        let r = self
+            .thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("server thread panicked");
         r.expect("serve returned an error");
     }
 }
@@ -111,7 +125,9 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
 /// nbd module) and returns its output, whatever the exit status.
 pub fn output(cmd: &mut Command) -> Output {
     let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
-    cmd.env("PATH", path).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.env("PATH", path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Runs a command, asserts it succeeded, returns stdout.
@@ -155,7 +171,11 @@ impl RawClient {
         let mut g = [0u8; 18];
         s.read_exact(&mut g).expect("greeting");
         assert_eq!(&g[..16], b"NBDMAGICIHAVEOPT");
-        assert_eq!(&g[16..], &[0, 3], "handshake flags: fixed newstyle + no zeroes");
+        assert_eq!(
+            &g[16..],
+            &[0, 3],
+            "handshake flags: fixed newstyle + no zeroes"
+        );
         RawClient { s }
     }
 
@@ -199,7 +219,11 @@ impl RawClient {
     /// Reads one option reply.
     pub fn opt_reply(&mut self) -> OptReply {
         let h = self.recv(20);
-        assert_eq!(&h[..8], &0x0003_e889_0455_65a9u64.to_be_bytes(), "option reply magic");
+        assert_eq!(
+            &h[..8],
+            &0x0003_e889_0455_65a9u64.to_be_bytes(),
+            "option reply magic"
+        );
         let o = u32::from_be_bytes(h[8..12].try_into().unwrap());
         let t = u32::from_be_bytes(h[12..16].try_into().unwrap());
         let l = u32::from_be_bytes(h[16..20].try_into().unwrap()) as usize;
@@ -221,7 +245,15 @@ impl RawClient {
     }
 
     /// Sends a request header and payload.
-    pub fn request(&mut self, command: u16, flags: u16, cookie: u64, offset: u64, length: u32, payload: &[u8]) {
+    pub fn request(
+        &mut self,
+        command: u16,
+        flags: u16,
+        cookie: u64,
+        offset: u64,
+        length: u32,
+        payload: &[u8],
+    ) {
         let mut b = 0x2560_9513u32.to_be_bytes().to_vec();
         b.extend_from_slice(&flags.to_be_bytes());
         b.extend_from_slice(&command.to_be_bytes());
@@ -236,13 +268,20 @@ impl RawClient {
     pub fn simple_reply(&mut self) -> (u32, u64) {
         let h = self.recv(16);
         assert_eq!(&h[..4], &0x6744_6698u32.to_be_bytes(), "simple reply magic");
-        (u32::from_be_bytes(h[4..8].try_into().unwrap()), u64::from_be_bytes(h[8..16].try_into().unwrap()))
+        (
+            u32::from_be_bytes(h[4..8].try_into().unwrap()),
+            u64::from_be_bytes(h[8..16].try_into().unwrap()),
+        )
     }
 
     /// Reads one structured chunk.
     pub fn chunk(&mut self) -> Chunk {
         let h = self.recv(20);
-        assert_eq!(&h[..4], &0x668e_33efu32.to_be_bytes(), "structured reply magic");
+        assert_eq!(
+            &h[..4],
+            &0x668e_33efu32.to_be_bytes(),
+            "structured reply magic"
+        );
         let flags = u16::from_be_bytes(h[4..6].try_into().unwrap());
         let kind = u16::from_be_bytes(h[6..8].try_into().unwrap());
         let cookie = u64::from_be_bytes(h[8..16].try_into().unwrap());

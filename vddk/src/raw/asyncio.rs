@@ -16,8 +16,8 @@ use vddk_sys::VixError;
 
 use super::RawDisk;
 
-/// Called exactly once per request with the buffer and VDDK's result.
-/// After a failed submit the buffer is empty (see [`RawDisk::submit_read`]).
+/// Called once per accepted request with the buffer and VDDK's result;
+/// never for a [`Rejected`] one.
 pub(crate) type Completion = Box<dyn FnOnce(Vec<u8>, VixError) + Send>;
 
 const PENDING: u8 = 0;
@@ -36,11 +36,13 @@ impl AsyncSlot {
     }
 }
 
-unsafe extern "C" fn on_complete(data: *mut c_void, result: VixError) {
+extern "C" fn on_complete(data: *mut c_void, result: VixError) {
     // SAFETY: `data` is the `Arc::into_raw` reference made for this request
     // in `submit`, and VDDK calls each request's callback at most once.
     let slot = unsafe { Arc::from_raw(data.cast_const().cast::<AsyncSlot>()) };
-    let won = slot.state.compare_exchange(PENDING, COMPLETED, Ordering::AcqRel, Ordering::Acquire);
+    let won = slot
+        .state
+        .compare_exchange(PENDING, COMPLETED, Ordering::AcqRel, Ordering::Acquire);
     if won.is_ok() {
         if let Some((buf, done)) = slot.take() {
             // Nothing may unwind into VDDK.
@@ -55,22 +57,50 @@ enum Direction {
     Write,
 }
 
+/// A request the library refused at submission: nothing was started and
+/// its completion will not run; the caller gets the buffer back (to retry
+/// or fail the request).
+pub(crate) struct Rejected {
+    pub buf: Vec<u8>,
+    pub err: VixError,
+}
+
 impl RawDisk {
     /// Submits ReadAsync of `buf.len() / 512` sectors at `start`; `done`
-    /// receives the filled buffer and the result.
-    pub(crate) fn submit_read(&self, start: u64, buf: Vec<u8>, done: Completion) {
-        self.submit(Direction::Read, start, buf, done);
+    /// receives the filled buffer and the result, unless the submission
+    /// itself is refused.
+    pub(crate) fn submit_read(
+        &self,
+        start: u64,
+        buf: Vec<u8>,
+        done: Completion,
+    ) -> Result<(), Rejected> {
+        self.submit(Direction::Read, start, buf, done)
     }
 
     /// Submits WriteAsync of `buf` at `start`; `done` gets the buffer back.
-    pub(crate) fn submit_write(&self, start: u64, buf: Vec<u8>, done: Completion) {
-        self.submit(Direction::Write, start, buf, done);
+    pub(crate) fn submit_write(
+        &self,
+        start: u64,
+        buf: Vec<u8>,
+        done: Completion,
+    ) -> Result<(), Rejected> {
+        self.submit(Direction::Write, start, buf, done)
     }
 
-    fn submit(&self, dir: Direction, start: u64, mut buf: Vec<u8>, done: Completion) {
+    fn submit(
+        &self,
+        dir: Direction,
+        start: u64,
+        mut buf: Vec<u8>,
+        done: Completion,
+    ) -> Result<(), Rejected> {
         let sectors = (buf.len() / 512) as u64;
         let data = buf.as_mut_ptr();
-        let slot = Arc::new(AsyncSlot { state: AtomicU8::new(PENDING), inner: Mutex::new(None) });
+        let slot = Arc::new(AsyncSlot {
+            state: AtomicU8::new(PENDING),
+            inner: Mutex::new(None),
+        });
         // The Vec moves into the slot; its heap block (where `data` points)
         // does not move.
         *slot.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some((buf, done));
@@ -103,25 +133,27 @@ impl RawDisk {
             }
         };
         if vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_ASYNC) {
-            return;
+            return Ok(());
         }
         // The submit failed, or finished synchronously without a callback.
-        // If the callback has not run, VDDK will not run it: complete the
-        // request here. After a failure the callback's reference, and with
-        // it the buffer, is deliberately leaked, so that even a library that
-        // broke this promise could not write into freed memory.
+        // If the callback has not run yet, VDDK's contract is that it never
+        // will: the request is ours again. The callback's reference to the
+        // (now empty) slot is deliberately leaked, so a library breaking
+        // that contract would find a live slot, not freed memory.
         if slot
             .state
             .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_err()
         {
-            if let Some((buf, done)) = slot.take() {
-                let ok = vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_OK);
-                let (give, keep) = if ok { (buf, Vec::new()) } else { (Vec::new(), buf) };
-                *slot.inner.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((keep, Box::new(|_, _| {})));
-                let _ = catch_unwind(AssertUnwindSafe(|| done(give, err)));
-            }
+            return Ok(());
         }
+        let Some((buf, done)) = slot.take() else {
+            return Ok(());
+        };
+        if vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_OK) {
+            let _ = catch_unwind(AssertUnwindSafe(|| done(buf, err)));
+            return Ok(());
+        }
+        Err(Rejected { buf, err })
     }
 }

@@ -54,20 +54,34 @@ impl<'l> RawParams<'l> {
             strings.push(b);
             Ok(ptr)
         };
-        let vmx = p.vm.as_ref().map(|v| keep("vm", &v.vmx_spec())).transpose()?;
+        let vmx =
+            p.vm.as_ref()
+                .map(|v| keep("vm", &v.vmx_spec()))
+                .transpose()?;
         let server = p.server.as_deref().map(|s| keep("server", s)).transpose()?;
-        let thumb = p.thumbprint.as_ref().map(|t| keep("thumbprint", &t.to_string())).transpose()?;
+        let thumb = p
+            .thumbprint
+            .as_ref()
+            .map(|t| keep("thumbprint", &t.to_string()))
+            .transpose()?;
         let creds = match &p.credentials {
             None => None,
             Some(Credentials::UserPassword { user, password }) => Some((
                 vddk_sys::VIXDISKLIB_CRED_UID,
-                [keep("user", user)?, keep("password", password.expose())?, ptr::null_mut()],
+                [
+                    keep("user", user)?,
+                    keep("password", password.expose())?,
+                    ptr::null_mut(),
+                ],
             )),
             Some(Credentials::SessionCookie { cookie, user, key }) => Some((
                 vddk_sys::VIXDISKLIB_CRED_SESSIONID,
                 [
                     keep("cookie", cookie.expose())?,
-                    user.as_deref().map(|u| keep("user", u)).transpose()?.unwrap_or(ptr::null_mut()),
+                    user.as_deref()
+                        .map(|u| keep("user", u))
+                        .transpose()?
+                        .unwrap_or(ptr::null_mut()),
                     key.as_ref()
                         .map(|k| keep("key", k.expose()))
                         .transpose()?
@@ -85,7 +99,12 @@ impl<'l> RawParams<'l> {
             },
             None => (zeroed_params(), Origin::Boxed),
         };
-        let raw = RawParams { ptr, lib, origin, _strings: strings };
+        let raw = RawParams {
+            ptr,
+            lib,
+            origin,
+            _strings: strings,
+        };
         // SAFETY: `ptr` is a valid, exclusively owned struct (either ours
         // or fresh from AllocateConnectParams); the strings stay alive in
         // `raw` for as long as the pointers are stored.
@@ -157,7 +176,7 @@ impl Drop for RawParams<'_> {
 
 /// Progress sink for long operations: VDDK may not accept NULL everywhere,
 /// and we never ask it to stop.
-unsafe extern "C" fn no_progress(_data: *mut c_void, _percent: std::ffi::c_int) -> vddk_sys::Bool {
+extern "C" fn no_progress(_data: *mut c_void, _percent: std::ffi::c_int) -> vddk_sys::Bool {
     1
 }
 
@@ -179,9 +198,16 @@ unsafe impl Sync for RawConnection {}
 impl RawConnection {
     /// ConnectEx.
     pub(crate) fn connect(lib: Arc<Lib>, p: &ConnectParams) -> Result<RawConnection> {
-        let snapshot = p.snapshot.as_ref().map(|s| c_string("snapshot", s.as_str())).transpose()?;
-        let transports =
-            p.transports.as_ref().map(|t| c_string("transports", &t.to_string())).transpose()?;
+        let snapshot = p
+            .snapshot
+            .as_ref()
+            .map(|s| c_string("snapshot", s.as_str()))
+            .transpose()?;
+        let transports = p
+            .transports
+            .as_ref()
+            .map(|t| c_string("transports", &t.to_string()))
+            .transpose()?;
         let remote = p.is_remote();
         let given_thumbprint = p.thumbprint.as_ref().map(|t| t.to_string());
         let params = RawParams::new(&lib, p)?;
@@ -203,9 +229,19 @@ impl RawConnection {
             (err, logsink::actual_thumbprint())
         };
         drop(params);
-        let ctx = CallContext { remote, given_thumbprint: given_thumbprint.clone(), actual_thumbprint };
+        let ctx = CallContext {
+            remote,
+            given_thumbprint: given_thumbprint.clone(),
+            actual_thumbprint,
+            ..CallContext::default()
+        };
         lib.check("VixDiskLib_ConnectEx", err, &ctx)?;
-        Ok(RawConnection { handle, lib, remote, given_thumbprint })
+        Ok(RawConnection {
+            handle,
+            lib,
+            remote,
+            given_thumbprint,
+        })
     }
 
     /// What a failing call's hint needs to know.
@@ -214,6 +250,7 @@ impl RawConnection {
             remote: self.remote,
             given_thumbprint: self.given_thumbprint.clone(),
             actual_thumbprint: logsink::actual_thumbprint(),
+            nfc_alloc_failed: logsink::recent_nfc_alloc_failure(),
         }
     }
 
@@ -226,7 +263,9 @@ impl RawConnection {
             logsink::clear_actual_thumbprint();
             // SAFETY: live connection, valid string and out-pointer, global lock held.
             let err = unsafe {
-                self.lib.core().VixDiskLib_Open(self.handle, cpath.as_ptr(), flags, &mut handle)
+                self.lib
+                    .core()
+                    .VixDiskLib_Open(self.handle, cpath.as_ptr(), flags, &mut handle)
             };
             // Read under the lock: another Open would clear the line.
             (err, self.context())
@@ -256,7 +295,11 @@ impl RawConnection {
 
     /// Grow (local disk, closed).
     pub(crate) fn grow(&self, path: &str, capacity: u64, update_geometry: bool) -> Result<()> {
-        let grow = self.lib.optional().grow.ok_or_else(|| self.lib.unsupported("VixDiskLib_Grow"))?;
+        let grow = self
+            .lib
+            .optional()
+            .grow
+            .ok_or_else(|| self.lib.unsupported("VixDiskLib_Grow"))?;
         let cpath = c_string("disk path", path)?;
         let err = {
             let _guard = global_lock();
@@ -284,8 +327,11 @@ impl RawConnection {
         params: &VixDiskLibCreateParams,
         overwrite: bool,
     ) -> Result<()> {
-        let clone =
-            self.lib.optional().clone.ok_or_else(|| self.lib.unsupported("VixDiskLib_Clone"))?;
+        let clone = self
+            .lib
+            .optional()
+            .clone
+            .ok_or_else(|| self.lib.unsupported("VixDiskLib_Clone"))?;
         let dst = c_string("destination path", dst_path)?;
         let srcp = c_string("source path", src_path)?;
         let err = {
@@ -315,7 +361,10 @@ impl Drop for RawConnection {
         // SAFETY: the handle came from a successful ConnectEx and every
         // disk opened on it holds an Arc to this connection, so all are closed.
         let err = unsafe { self.lib.core().VixDiskLib_Disconnect(self.handle) };
-        if let Err(e) = self.lib.check("VixDiskLib_Disconnect", err, &CallContext::default()) {
+        if let Err(e) = self
+            .lib
+            .check("VixDiskLib_Disconnect", err, &CallContext::default())
+        {
             ::log::warn!(target: logsink::TARGET, "{e}");
         }
     }
@@ -325,12 +374,22 @@ impl Lib {
     /// PrepareForAccess, the vCenter call that blocks VM migration while
     /// disks are read.
     pub(crate) fn prepare_for_access(&self, p: &ConnectParams, identity: &str) -> Result<()> {
-        self.access("VixDiskLib_PrepareForAccess", self.optional().prepare_for_access, p, identity)
+        self.access(
+            "VixDiskLib_PrepareForAccess",
+            self.optional().prepare_for_access,
+            p,
+            identity,
+        )
     }
 
     /// EndAccess, undoing PrepareForAccess.
     pub(crate) fn end_access(&self, p: &ConnectParams, identity: &str) -> Result<()> {
-        self.access("VixDiskLib_EndAccess", self.optional().end_access, p, identity)
+        self.access(
+            "VixDiskLib_EndAccess",
+            self.optional().end_access,
+            p,
+            identity,
+        )
     }
 
     fn access(
@@ -349,6 +408,13 @@ impl Lib {
             unsafe { f(params.as_ptr(), id.as_ptr()) }
         };
         drop(params);
-        self.check(call, err, &CallContext { remote: true, ..CallContext::default() })
+        self.check(
+            call,
+            err,
+            &CallContext {
+                remote: true,
+                ..CallContext::default()
+            },
+        )
     }
 }

@@ -28,7 +28,12 @@ unsafe impl Send for RawDisk {}
 
 impl RawDisk {
     pub(super) fn new(handle: VixDiskLibHandle, conn: Arc<RawConnection>) -> RawDisk {
-        RawDisk { handle, conn, used_async: Cell::new(false), closed: false }
+        RawDisk {
+            handle,
+            conn,
+            used_async: Cell::new(false),
+            closed: false,
+        }
     }
 
     pub(crate) fn lib(&self) -> &Lib {
@@ -96,7 +101,9 @@ impl RawDisk {
         // SAFETY: `buf` holds exactly `sectors` sectors and is exclusively
         // borrowed for the call.
         let err = unsafe {
-            self.lib().core().VixDiskLib_Read(self.handle, start, sectors, buf.as_mut_ptr())
+            self.lib()
+                .core()
+                .VixDiskLib_Read(self.handle, start, sectors, buf.as_mut_ptr())
         };
         self.check("VixDiskLib_Read", err)
     }
@@ -105,8 +112,11 @@ impl RawDisk {
     pub(crate) fn write(&self, start: u64, buf: &[u8]) -> Result<()> {
         let sectors = (buf.len() / 512) as u64;
         // SAFETY: `buf` holds exactly `sectors` sectors for the call.
-        let err =
-            unsafe { self.lib().core().VixDiskLib_Write(self.handle, start, sectors, buf.as_ptr()) };
+        let err = unsafe {
+            self.lib()
+                .core()
+                .VixDiskLib_Write(self.handle, start, sectors, buf.as_ptr())
+        };
         self.check("VixDiskLib_Write", err)
     }
 
@@ -125,23 +135,40 @@ impl RawDisk {
     }
 
     /// One QueryAllocatedBlocks call; the range is already chunk-aligned.
-    pub(crate) fn query_allocated(&self, start: u64, count: u64, chunk: u64) -> Result<Vec<(u64, u64)>> {
+    pub(crate) fn query_allocated(
+        &self,
+        start: u64,
+        count: u64,
+        chunk: u64,
+    ) -> Result<Vec<(u64, u64)>> {
         let mut list: *mut VixDiskLibBlockList = ptr::null_mut();
         // SAFETY: valid handle and out-pointer.
         let err = unsafe {
-            self.lib().core().VixDiskLib_QueryAllocatedBlocks(self.handle, start, count, chunk, &mut list)
+            self.lib().core().VixDiskLib_QueryAllocatedBlocks(
+                self.handle,
+                start,
+                count,
+                chunk,
+                &mut list,
+            )
         };
         self.check("VixDiskLib_QueryAllocatedBlocks", err)?;
         if list.is_null() {
             return Ok(Vec::new());
         }
-        let owner = BlockListOwner { p: list, lib: self.lib() };
+        let owner = BlockListOwner {
+            p: list,
+            lib: self.lib(),
+        };
         // SAFETY: `list` is a block list owned by `owner`, with `numBlocks`
         // entries following the header.
         let out = unsafe {
             let n = addr_of!((*list).numBlocks).read() as usize;
             let first = addr_of!((*list).blocks).cast::<VixDiskLibBlock>();
-            std::slice::from_raw_parts(first, n).iter().map(|b| (b.offset, b.length)).collect()
+            std::slice::from_raw_parts(first, n)
+                .iter()
+                .map(|b| (b.offset, b.length))
+                .collect()
         };
         drop(owner);
         Ok(out)
@@ -224,7 +251,8 @@ impl RawDisk {
             self.check(call, err)?;
             return Ok(buf);
         }
-        self.check(call, u64::from(vddk_sys::VIX_E_BUFFER_TOOSMALL)).map(|()| Vec::new())
+        self.check(call, u64::from(vddk_sys::VIX_E_BUFFER_TOOSMALL))
+            .map(|()| Vec::new())
     }
 
     /// Close, reporting its result; Drop does the same and logs.

@@ -22,6 +22,7 @@ use vddk_sys::VixError;
 
 use crate::error::{hint_for, vix_error_name, CallContext, Error, Result, VixFailure};
 
+pub(crate) use asyncio::Rejected;
 pub(crate) use conn::RawConnection;
 pub(crate) use disk::RawDisk;
 
@@ -104,7 +105,9 @@ impl Lib {
                 config.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             )
         };
-        let lib = Lib { sys: ManuallyDrop::new(sys) };
+        let lib = Lib {
+            sys: ManuallyDrop::new(sys),
+        };
         if vddk_sys::error_code(err) != u64::from(vddk_sys::VIX_OK) {
             let e = lib.error("VixDiskLib_InitEx", err, &CallContext::default());
             // Exit must not run for a library that did not initialise.
@@ -143,7 +146,8 @@ impl Lib {
             // SAFETY: `p` came from GetErrorText and is not used again.
             unsafe { self.core().VixDiskLib_FreeErrorText(p) };
         }
-        text.map(|t| t.trim_end().to_owned()).filter(|t| !t.is_empty())
+        text.map(|t| t.trim_end().to_owned())
+            .filter(|t| !t.is_empty())
     }
 
     /// Turns a failed call's code into an [`Error`] with name, text and hint.
@@ -151,7 +155,13 @@ impl Lib {
         let code = vddk_sys::error_code(err);
         let text = self.error_text(err);
         let hint = hint_for(call, code, text.as_deref(), ctx);
-        Error::Vix(Box::new(VixFailure { call, code, name: vix_error_name(err), text, hint }))
+        Error::Vix(Box::new(VixFailure {
+            call,
+            code,
+            name: vix_error_name(err),
+            text,
+            hint,
+        }))
     }
 
     /// `Ok` for VIX_OK, the decoded error otherwise.
@@ -164,7 +174,10 @@ impl Lib {
     }
 
     pub(crate) fn unsupported(&self, function: &'static str) -> Error {
-        Error::Unsupported { function, path: self.sys.path().display().to_string() }
+        Error::Unsupported {
+            function,
+            path: self.sys.path().display().to_string(),
+        }
     }
 }
 

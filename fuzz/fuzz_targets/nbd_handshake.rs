@@ -1,0 +1,150 @@
+//! Drives the handshake state machine with arbitrary client bytes.
+//!
+//! Input: byte 0 picks the export (read-only, with a description or not),
+//! byte 1 seeds the chunk sizes for the incremental run, the rest is what
+//! the client sends after the greeting.
+//!
+//! Checked: no panic; every step consumes no more than it was given and a
+//! `Continue` always consumes something (no livelock); the machine never
+//! waits for more than one option header plus the option cap; every byte it
+//! writes is a well-formed option reply (or the EXPORT_NAME answer that ends
+//! negotiation); feeding the same bytes in small chunks gives exactly the
+//! same replies and outcome as feeding them at once.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vddk_nbd::proto::consts::*;
+use vddk_nbd::proto::handshake::{ExportDesc, Handshake, Step, MAX_OPTIONS};
+
+/// Largest set of replies one option may produce: INFO/GO sends at most
+/// five short replies, the rest one or two; error messages are short.
+const MAX_REPLY_BYTES_PER_STEP: usize = 64 * 1024;
+
+fn export(sel: u8) -> ExportDesc {
+    ExportDesc {
+        name: "disk".into(),
+        description: (sel & 1 != 0).then(|| "fuzzed export".into()),
+        size: if sel & 4 != 0 { u64::MAX } else { 1 << 30 },
+        read_only: sel & 2 != 0,
+        block_sizes: (512, 4096, 32 << 20),
+    }
+}
+
+/// The outcome of one run: replies written, bytes consumed, last step.
+struct Outcome {
+    out: Vec<u8>,
+    used: usize,
+    step: Step,
+    options: u32,
+}
+
+/// One `receive` call, with the per-step invariants checked.
+fn step(h: &mut Handshake, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
+    let before = out.len();
+    let (n, s) = h.receive(input, out);
+    assert!(n <= input.len(), "consumed {n} of {} bytes", input.len());
+    assert!(
+        out.len() - before <= MAX_REPLY_BYTES_PER_STEP,
+        "one step wrote {} bytes",
+        out.len() - before
+    );
+    match &s {
+        Step::Continue => assert!(n > 0, "Continue without consuming anything"),
+        Step::NeedMore => {
+            assert_eq!(n, 0, "NeedMore must leave the bytes to the caller");
+            let cap = OPTION_HEADER_LEN + MAX_OPTION_LEN as usize;
+            assert!(
+                input.len() < cap,
+                "waits for more although {} bytes (over the cap {cap}) are there",
+                input.len()
+            );
+        }
+        Step::Transmission(neg) => {
+            assert!(neg.base_allocation.is_none() || neg.structured);
+        }
+        Step::Close(why) => assert!(!why.is_empty(), "a close needs a reason for the log"),
+    }
+    (n, s)
+}
+
+fn run_whole(sel: u8, input: &[u8]) -> Outcome {
+    let mut h = Handshake::new(export(sel));
+    let mut out = Vec::new();
+    let mut used = 0;
+    let mut options = 0;
+    loop {
+        let (n, s) = step(&mut h, &input[used..], &mut out);
+        used += n;
+        if n > 0 && used > 4 {
+            options += 1;
+        }
+        if s != Step::Continue {
+            if s != Step::NeedMore {
+                // Finished: the machine refuses to go on.
+                let (n2, again) = h.receive(&input[used..], &mut Vec::new());
+                assert_eq!(n2, 0);
+                assert!(matches!(again, Step::Close(_)));
+            }
+            return Outcome { out, used, step: s, options };
+        }
+    }
+}
+
+fn run_chunked(sel: u8, seed: u8, input: &[u8]) -> Outcome {
+    let mut h = Handshake::new(export(sel));
+    let mut out = Vec::new();
+    let mut used = 0;
+    let mut avail = 0;
+    let mut k = u32::from(seed);
+    loop {
+        let (n, s) = step(&mut h, &input[used..avail], &mut out);
+        used += n;
+        match s {
+            Step::Continue => {}
+            Step::NeedMore if avail < input.len() => {
+                k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                avail = (avail + 1 + (k >> 16) as usize % 40).min(input.len());
+            }
+            s => return Outcome { out, used, step: s, options: 0 },
+        }
+    }
+}
+
+/// Walks the replies in `out` and checks their framing.
+fn check_replies(mut out: &[u8], step: &Step, export_size: u64) {
+    while !out.is_empty() {
+        if out.len() >= 8 && out[..8] == OPTION_REPLY_MAGIC.to_be_bytes() {
+            assert!(out.len() >= 20, "truncated option reply header");
+            let len = u32::from_be_bytes([out[16], out[17], out[18], out[19]]) as usize;
+            assert!(out.len() >= 20 + len, "option reply claims {len} bytes past the end");
+            out = &out[20 + len..];
+            continue;
+        }
+        // Only the EXPORT_NAME answer is not an option reply, and it is last.
+        let Step::Transmission(neg) = step else {
+            panic!("bytes that are not an option reply: {:02x?}", &out[..out.len().min(32)]);
+        };
+        assert!(out.len() == 10 || out.len() == 134, "EXPORT_NAME answer of {} bytes", out.len());
+        assert_eq!(out[..8], export_size.to_be_bytes());
+        assert_eq!(out[8..10], neg.transmission_flags.to_be_bytes());
+        assert!(out[10..].iter().all(|&b| b == 0));
+        return;
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (sel, seed, input) = match data {
+        [a, b, rest @ ..] => (*a, *b, rest),
+        _ => return,
+    };
+    let whole = run_whole(sel, input);
+    assert!(whole.options <= MAX_OPTIONS + 1, "{} options accepted", whole.options);
+    check_replies(&whole.out, &whole.step, export(sel).size);
+    if let Step::Transmission(neg) = &whole.step {
+        assert_eq!(neg.transmission_flags, export(sel).transmission_flags(neg.structured));
+    }
+    let chunked = run_chunked(sel, seed, input);
+    assert_eq!(whole.step, chunked.step, "outcome depends on how the bytes were split");
+    assert_eq!(whole.used, chunked.used);
+    assert!(whole.out == chunked.out, "replies depend on how the bytes were split");
+});
