@@ -1,5 +1,6 @@
 //! Start-up: a missing library is reported with every path tried and the
-//! fix, and does not use up the process's one InitEx. One test: InitEx is
+//! fix, a failed InitEx with its code; neither uses up the process's one
+//! InitEx. One test: InitEx is
 //! once per process.
 
 use vddk::{Error, InitOptions, Vddk};
@@ -23,6 +24,18 @@ fn missing_library_is_explained_and_a_later_init_works() {
     );
 
     std::env::set_var("FAKE_VDDK_STRICT", "1");
+    // A failed InitEx (the fake refuses a malformed knob) is reported with
+    // its call and code, and does not use up the process's InitEx either.
+    std::env::set_var("FAKE_VDDK_LATENCY_US", "fast");
+    let err = Vddk::init(InitOptions::new().libdir(vddk_tests::fake_libdir())).unwrap_err();
+    let f = err.vix().expect("a VIX error from InitEx");
+    assert_eq!(
+        (f.call, f.name),
+        ("VixDiskLib_InitEx", "VIX_E_INVALID_ARG"),
+        "{err}"
+    );
+    std::env::remove_var("FAKE_VDDK_LATENCY_US");
+
     let v = Vddk::init(InitOptions::new().libdir(vddk_tests::fake_libdir()))
         .expect("init after a failed load");
     assert!(v.library_path().starts_with(vddk_tests::fake_libdir()));

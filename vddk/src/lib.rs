@@ -90,3 +90,18 @@ pub use worker::{DiskWorker, WorkerOptions};
 
 /// Bytes per sector: every offset and length VDDK takes is in these.
 pub const SECTOR_SIZE: u64 = vddk_sys::VIXDISKLIB_SECTOR_SIZE as u64;
+
+#[cfg(test)]
+mod thread_safety {
+    fn send_sync<T: Send + Sync>() {}
+
+    /// The library and connections are shared between threads (Open is
+    /// serialised internally); disks are `Send` only (see `disk.rs`).
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        send_sync::<super::Vddk>();
+        send_sync::<super::Connection>();
+        send_sync::<super::DiskWorker>();
+        send_sync::<super::Error>();
+    }
+}

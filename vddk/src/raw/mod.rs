@@ -75,6 +75,9 @@ pub(crate) struct Lib {
 impl Lib {
     /// Loads the library and calls InitEx with our log sinks.
     pub(crate) fn init(load: &vddk_sys::LoadOptions, config_file: Option<&Path>) -> Result<Lib> {
+        let (libdir, _) = load.resolve_dir();
+        let libdir = c_path("libdir", &libdir)?;
+        let config = config_file.map(|p| c_path("config file", p)).transpose()?;
         if INITIALISED.swap(true, Ordering::SeqCst) {
             return Err(Error::AlreadyInitialized);
         }
@@ -86,14 +89,11 @@ impl Lib {
                 return Err(e.into());
             }
         };
-        let (libdir, _) = load.resolve_dir();
-        let libdir = c_path("libdir", &libdir)?;
-        let config = config_file.map(|p| c_path("config file", p)).transpose()?;
         let [log, warn, panic] = logsink::callbacks();
         let _guard = global_lock();
         // SAFETY: the callbacks are valid for the life of the process, the
-        // strings outlive the call, and INITIALISED guarantees this is the
-        // process's only InitEx.
+        // strings outlive the call, and INITIALISED guarantees no other
+        // InitEx runs in this process.
         let err = unsafe {
             sys.core().VixDiskLib_InitEx(
                 API_MAJOR,
@@ -110,8 +110,10 @@ impl Lib {
         };
         if vddk_sys::error_code(err) != u64::from(vddk_sys::VIX_OK) {
             let e = lib.error("VixDiskLib_InitEx", err, &CallContext::default());
-            // Exit must not run for a library that did not initialise.
+            // Exit must not run for a library that did not initialise; a
+            // failed InitEx leaves nothing behind, so another try is allowed.
             std::mem::forget(lib);
+            INITIALISED.store(false, Ordering::SeqCst);
             return Err(e);
         }
         Ok(lib)
