@@ -97,6 +97,7 @@ pub struct Library {
     optional: OptionalFunctions,
     path: PathBuf,
     major: u32,
+    version: Option<String>,
 }
 
 impl Library {
@@ -115,8 +116,15 @@ impl Library {
         optional: OptionalFunctions,
         path: PathBuf,
         major: u32,
+        version: Option<String>,
     ) -> Library {
-        Library { core, optional, path, major }
+        Library {
+            core,
+            optional,
+            path,
+            major,
+            version,
+        }
     }
 
     /// The core functions; all of them are present.
@@ -139,9 +147,16 @@ impl Library {
         &self.path
     }
 
-    /// The VDDK major version, read from the soname (`libvixDiskLib.so.N`).
+    /// The VDDK major version, read from the soname (`libvixDiskLib.so.N`)
+    /// after following symbolic links to the real file.
     pub fn major_version(&self) -> u32 {
         self.major
+    }
+
+    /// The full version (`"8.0.2"`) when the real file is named with it, as
+    /// VDDK's own distribution does.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
     }
 }
 
@@ -150,6 +165,7 @@ impl std::fmt::Debug for Library {
         f.debug_struct("Library")
             .field("path", &self.path)
             .field("major", &self.major)
+            .field("version", &self.version)
             .field("capabilities", &self.capabilities())
             .finish()
     }

@@ -189,7 +189,10 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Library, LoadError> {
         let raw = match opened {
             Ok(lib) => libloading::Library::from(lib),
             Err(e) => {
-                tried.push(Attempt { reason: reason_of(&e, &path), path });
+                tried.push(Attempt {
+                    reason: reason_of(&e, &path),
+                    path,
+                });
                 continue;
             }
         };
@@ -217,33 +220,76 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Library, LoadError> {
                 return Err(LoadError::NotFound {
                     dir,
                     source,
-                    tried: vec![Attempt { reason: e.to_string(), path }],
+                    tried: vec![Attempt {
+                        reason: e.to_string(),
+                        path,
+                    }],
                 })
             }
         };
-        return Ok(Library::from_parts(core, optional, path, major));
+        let (major, version) = version_of(&path, major);
+        return Ok(Library::from_parts(core, optional, path, major, version));
     }
     Err(LoadError::NotFound { dir, source, tried })
 }
 
+/// The version a loaded file really is. VDDK ships
+/// `libvixDiskLib.so.N -> libvixDiskLib.so.N.x.y`, and installations often
+/// add compatibility links with other majors, so the name the link resolves
+/// to is better evidence than the name that was tried.
+fn version_of(path: &Path, tried_major: u32) -> (u32, Option<String>) {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    parse_soname_version(name).unwrap_or((tried_major, None))
+}
+
+/// `libvixDiskLib.so.8.0.2` -> (8, Some("8.0.2")); `libvixDiskLib.so.8` -> (8, None).
+fn parse_soname_version(name: &str) -> Option<(u32, Option<String>)> {
+    let rest = name.strip_prefix("libvixDiskLib.so.")?;
+    let major = rest.split('.').next()?.parse().ok()?;
+    let full = rest.contains('.') && rest.split('.').all(|p| p.parse::<u32>().is_ok());
+    Some((major, full.then(|| rest.to_string())))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn soname_versions_parse() {
+        assert_eq!(parse_soname_version("libvixDiskLib.so.8"), Some((8, None)));
+        assert_eq!(
+            parse_soname_version("libvixDiskLib.so.8.0.2"),
+            Some((8, Some("8.0.2".to_string())))
+        );
+        assert_eq!(parse_soname_version("libvixDiskLib.so"), None);
+        assert_eq!(parse_soname_version("libfoo.so.8"), None);
+        assert_eq!(parse_soname_version("libvixDiskLib.so.x"), None);
+    }
+
     use super::*;
 
     #[test]
     fn explicit_libdir_wins_over_environment() {
         let opts = LoadOptions::default().libdir("/a").env_libdir(Some("/b"));
-        assert_eq!(opts.resolve_dir(), (PathBuf::from("/a"), LibrarySource::Explicit));
+        assert_eq!(
+            opts.resolve_dir(),
+            (PathBuf::from("/a"), LibrarySource::Explicit)
+        );
     }
 
     #[test]
     fn environment_wins_over_default_and_empty_is_unset() {
         let opts = LoadOptions::default().env_libdir(Some("/b"));
-        assert_eq!(opts.resolve_dir(), (PathBuf::from("/b"), LibrarySource::Environment));
+        assert_eq!(
+            opts.resolve_dir(),
+            (PathBuf::from("/b"), LibrarySource::Environment)
+        );
         let opts = LoadOptions::default().env_libdir(Some(""));
         assert_eq!(opts.resolve_dir().1, LibrarySource::Default);
         let opts = LoadOptions::default().env_libdir(None::<&str>);
-        assert_eq!(opts.resolve_dir(), (PathBuf::from(DEFAULT_LIBDIR), LibrarySource::Default));
+        assert_eq!(
+            opts.resolve_dir(),
+            (PathBuf::from(DEFAULT_LIBDIR), LibrarySource::Default)
+        );
     }
 
     #[test]

@@ -93,6 +93,8 @@ optional_functions! {
 
 impl std::fmt::Debug for OptionalFunctions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("OptionalFunctions").field(&self.capabilities()).finish()
+        f.debug_tuple("OptionalFunctions")
+            .field(&self.capabilities())
+            .finish()
     }
 }

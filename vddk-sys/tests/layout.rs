@@ -95,13 +95,37 @@ fn constants_match_vddk() {
         ),
         (16, 32, 64, 0x3f0)
     );
-    assert_eq!((VIXDISKLIB_DISK_MONOLITHIC_SPARSE, VIXDISKLIB_DISK_STREAM_OPTIMIZED), (1, 6));
-    assert_eq!((VIXDISKLIB_DISK_VMFS_SPARSE, VIXDISKLIB_DISK_UNKNOWN), (8, 256));
-    assert_eq!((VIXDISKLIB_ADAPTER_IDE, VIXDISKLIB_ADAPTER_SCSI_LSILOGIC), (1, 3));
+    assert_eq!(
+        (
+            VIXDISKLIB_DISK_MONOLITHIC_SPARSE,
+            VIXDISKLIB_DISK_STREAM_OPTIMIZED
+        ),
+        (1, 6)
+    );
+    assert_eq!(
+        (VIXDISKLIB_DISK_VMFS_SPARSE, VIXDISKLIB_DISK_UNKNOWN),
+        (8, 256)
+    );
+    assert_eq!(
+        (VIXDISKLIB_ADAPTER_IDE, VIXDISKLIB_ADAPTER_SCSI_LSILOGIC),
+        (1, 3)
+    );
     assert_eq!((VIXDISKLIB_CRED_UID, VIXDISKLIB_CRED_SESSIONID), (1, 2));
-    assert_eq!((VIXDISKLIB_HWVERSION_ESX30, VIXDISKLIB_HWVERSION_ESX65), (4, 13));
-    assert_eq!((VIXDISKLIB_MIN_CHUNK_SIZE, VIXDISKLIB_MAX_CHUNK_NUMBER), (128, 512 * 1024));
-    assert_eq!((VIX_E_FAIL, VIX_E_DISK_KEY_NOTFOUND, VIX_ASYNC), (1, 16052, 25000));
-    assert_eq!((VIX_E_HOST_USER_PERMISSIONS, VIX_E_NET_HTTP_SSL_SECURITY), (3014, 30201));
+    assert_eq!(
+        (VIXDISKLIB_HWVERSION_ESX30, VIXDISKLIB_HWVERSION_ESX65),
+        (4, 13)
+    );
+    assert_eq!(
+        (VIXDISKLIB_MIN_CHUNK_SIZE, VIXDISKLIB_MAX_CHUNK_NUMBER),
+        (128, 512 * 1024)
+    );
+    assert_eq!(
+        (VIX_E_FAIL, VIX_E_DISK_KEY_NOTFOUND, VIX_ASYNC),
+        (1, 16052, 25000)
+    );
+    assert_eq!(
+        (VIX_E_HOST_USER_PERMISSIONS, VIX_E_NET_HTTP_SSL_SECURITY),
+        (3014, 30201)
+    );
     assert_eq!(error_code(0xdead_0000_0001_0000 | 25000), 25000);
 }

@@ -44,7 +44,11 @@ fn build_stub(out: &Path, functions: &[&str]) {
 }
 
 fn all_functions() -> Vec<&'static str> {
-    REQUIRED_FUNCTIONS.iter().chain(Capabilities::ALL).copied().collect()
+    REQUIRED_FUNCTIONS
+        .iter()
+        .chain(Capabilities::ALL)
+        .copied()
+        .collect()
 }
 
 fn load(dir: &Path) -> Result<Library, LoadError> {
@@ -68,7 +72,16 @@ fn complete_library_loads_with_every_capability() {
     assert_eq!(modes.to_str().unwrap(), "stub:nbd");
     let grow = lib.optional().grow.expect("grow resolved");
     // SAFETY: the stub's Grow ignores its arguments and returns 42.
-    let r = unsafe { grow(std::ptr::null_mut(), std::ptr::null(), 0, 0, None, std::ptr::null_mut()) };
+    let r = unsafe {
+        grow(
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            0,
+            0,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(r, 42);
 }
 
@@ -85,7 +98,10 @@ fn missing_core_function_is_refused_by_name() {
             assert_eq!(path, dir.join("lib64/libvixDiskLib.so.7"));
             assert_eq!(missing, vec!["VixDiskLib_Wait", "VixDiskLib_FreeBlockList"]);
             let msg = LoadError::MissingSymbols { path, missing }.to_string();
-            assert!(msg.contains("lacks VixDiskLib_Wait, VixDiskLib_FreeBlockList"), "{msg}");
+            assert!(
+                msg.contains("lacks VixDiskLib_Wait, VixDiskLib_FreeBlockList"),
+                "{msg}"
+            );
             assert!(msg.contains("libdir="), "{msg}");
         }
         other => panic!("expected MissingSymbols, got {other:?}"),
@@ -122,9 +138,17 @@ fn nothing_found_lists_every_path_and_reason() {
         other => panic!("expected NotFound, got {other:?}"),
     }
     for major in [9, 8, 7, 6, 5] {
-        assert!(msg.contains(&format!("lib64/libvixDiskLib.so.{major}: cannot open shared object file: No such file")), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "lib64/libvixDiskLib.so.{major}: cannot open shared object file: No such file"
+            )),
+            "{msg}"
+        );
     }
-    assert!(msg.contains("libdir=") && msg.contains("VDDK_LIBDIR"), "{msg}");
+    assert!(
+        msg.contains("libdir=") && msg.contains("VDDK_LIBDIR"),
+        "{msg}"
+    );
     assert!(msg.contains("libdir given explicitly"), "{msg}");
 }
 
@@ -146,7 +170,26 @@ fn lib64_is_preferred_and_broken_candidates_are_skipped_with_reason() {
     std::fs::remove_file(dir.join("lib64/libvixDiskLib.so.7")).unwrap();
     std::fs::remove_file(dir.join("libvixDiskLib.so.9")).unwrap();
     let msg = load(&dir).expect_err("only a broken file").to_string();
-    assert!(msg.contains("lib64/libvixDiskLib.so.9: invalid ELF header"), "{msg}");
+    assert!(
+        msg.contains("lib64/libvixDiskLib.so.9: invalid ELF header"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn major_version_follows_links_to_the_real_file() {
+    let dir = scratch("links");
+    build_stub(&dir.join("lib64/libvixDiskLib.so.8.0.2"), &all_functions());
+    std::os::unix::fs::symlink(
+        "libvixDiskLib.so.8.0.2",
+        dir.join("lib64/libvixDiskLib.so.8"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("libvixDiskLib.so.8", dir.join("lib64/libvixDiskLib.so.9")).unwrap();
+    let lib = load(&dir).expect("loads through the links");
+    assert_eq!(lib.path(), dir.join("lib64/libvixDiskLib.so.9"));
+    assert_eq!(lib.major_version(), 8);
+    assert_eq!(lib.version(), Some("8.0.2"));
 }
 
 #[test]
@@ -158,7 +201,8 @@ fn environment_libdir_is_used_when_none_is_explicit() {
     assert_eq!(lib.path(), dir.join("libvixDiskLib.so.5"));
     assert_eq!(lib.major_version(), 5);
 
-    let err = Library::load(&LoadOptions::default().env_libdir(Some(dir.join("nowhere").as_os_str())))
-        .expect_err("wrong env dir");
+    let err =
+        Library::load(&LoadOptions::default().env_libdir(Some(dir.join("nowhere").as_os_str())))
+            .expect_err("wrong env dir");
     assert!(err.to_string().contains("$VDDK_LIBDIR"), "{err}");
 }
