@@ -247,4 +247,23 @@ fn bad_requests_fail_without_reaching_vddk() {
         let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
     }
+    w.close().unwrap();
+
+    // Requests over the worker's size limit are refused, not allocated.
+    let conn = Connection::connect(&vddk(), &ConnectParams::local()).unwrap();
+    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
+    let opts = WorkerOptions::new().max_request_bytes(4096);
+    let w = DiskWorker::spawn(disk, opts).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let t1 = tx.clone();
+    w.read(0, 16, move |r| t1.send(r.map(|_| ())).unwrap());
+    w.read(0, 8, move |r| tx.send(r.map(|_| ())).unwrap());
+    let big = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        matches!(&big, Err(Error::InvalidArgument(m)) if m.contains("split")),
+        "{big:?}"
+    );
+    rx.recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("8 sectors is within the limit");
 }

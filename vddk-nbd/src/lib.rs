@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod config;
 pub mod proto;
 pub mod server;
 

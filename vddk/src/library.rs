@@ -74,9 +74,15 @@ impl Vddk {
         self.lib.sys().path()
     }
 
-    /// The VDDK major version, from the soname.
+    /// The VDDK major version, from the soname of the file that loaded
+    /// (after following links).
     pub fn major_version(&self) -> u32 {
         self.lib.sys().major_version()
+    }
+
+    /// The full version (`8.0.2`) when the file name tells it.
+    pub fn version(&self) -> Option<&str> {
+        self.lib.sys().version()
     }
 
     /// Which optional functions the library has.

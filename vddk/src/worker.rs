@@ -53,11 +53,15 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     max_in_flight: usize,
+    max_request_sectors: u64,
 }
 
 impl Default for WorkerOptions {
     fn default() -> WorkerOptions {
-        WorkerOptions { max_in_flight: 16 }
+        WorkerOptions {
+            max_in_flight: 16,
+            max_request_sectors: 64 << 20 >> 9,
+        }
     }
 }
 
@@ -70,6 +74,14 @@ impl WorkerOptions {
     /// The most async requests outstanding at once (at least 1).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// The largest read or write accepted, in bytes (default 64 MiB);
+    /// larger ones fail with [`Error::InvalidArgument`] rather than
+    /// allocating without bound. Rounded down to whole sectors, at least one.
+    pub fn max_request_bytes(mut self, bytes: u64) -> Self {
+        self.max_request_sectors = (bytes / SECTOR_SIZE).max(1);
         self
     }
 }
@@ -182,6 +194,7 @@ impl DiskWorker {
             busy_hold: false,
             busy_retries: 0,
             max: opts.max_in_flight.max(1),
+            max_request: opts.max_request_sectors,
             capacity: info.capacity_sectors,
             closed: Arc::clone(&closed),
             shutting_down: false,
@@ -387,6 +400,8 @@ struct Worker {
     /// Busy refusals since the last successful completion.
     busy_retries: u32,
     max: usize,
+    /// The largest request, in sectors.
+    max_request: u64,
     capacity: u64,
     closed: Arc<AtomicBool>,
     shutting_down: bool,
@@ -627,6 +642,13 @@ impl Worker {
     }
 
     fn check_range(&self, start: u64, sectors: u64) -> Result<()> {
+        if sectors > self.max_request {
+            return Err(Error::InvalidArgument(format!(
+                "a request of {sectors} sectors is larger than this worker's limit of {} \
+                 (WorkerOptions::max_request_bytes): split it",
+                self.max_request
+            )));
+        }
         match start.checked_add(sectors) {
             Some(end) if end <= self.capacity => Ok(()),
             _ => Err(Error::InvalidArgument(format!(
@@ -762,5 +784,12 @@ mod tests {
     fn options_clamp_to_one() {
         assert_eq!(WorkerOptions::new().max_in_flight(0).max_in_flight, 1);
         assert_eq!(WorkerOptions::new().max_in_flight, 16);
+        assert_eq!(WorkerOptions::new().max_request_sectors, 131072);
+        assert_eq!(
+            WorkerOptions::new()
+                .max_request_bytes(100)
+                .max_request_sectors,
+            1
+        );
     }
 }

@@ -355,11 +355,9 @@ where
     }
     let mut bare_seen = false;
     for p in positionals {
-        match p.split_once('=') {
-            Some((k, v)) if !k.is_empty() && !k.contains('/') && !k.contains('[') => {
-                o.params.push((k.to_string(), v.to_string()))
-            }
-            _ => {
+        match vddk_nbd::config::as_pair(&p) {
+            Some((k, v)) => o.params.push((k.to_string(), v.to_string())),
+            None => {
                 if bare_seen {
                     return Err(usage(format!(
                         "more than one bare parameter ('{p}'): only the file may be given \

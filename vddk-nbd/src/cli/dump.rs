@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::params::VddkParams;
+use vddk_nbd::config::VddkParams;
 
 /// Loads the library (no disk needed), prints the keys, returns the exit
 /// status.

@@ -12,16 +12,15 @@ mod dump;
 mod help;
 mod listen;
 mod logger;
-mod params;
-mod password;
+
 mod reexec;
 mod run;
 mod serve;
 mod signals;
-mod size;
 
 use args::Action;
 use daemon::Readiness;
+use vddk_nbd::config;
 
 fn usage_error(msg: &dyn std::fmt::Display) -> i32 {
     eprintln!("vddk-nbd: {msg}");
@@ -53,7 +52,7 @@ pub fn main() -> i32 {
     }
     logger::init(opts.verbose);
 
-    let params = match params::parse(&opts.params) {
+    let params = match config::params::parse(&opts.params) {
         Ok(p) => p,
         Err(e) => return error(&e.to_string()),
     };
@@ -79,9 +78,9 @@ pub fn main() -> i32 {
         return dump::run(&params);
     }
 
-    if let Err(e) = params::validate(&params)
+    if let Err(e) = config::params::validate(&params)
         .map_err(|e| e.to_string())
-        .and_then(|()| serve::check(&params))
+        .and_then(|()| config::connect::check(&params))
     {
         return error(&e);
     }

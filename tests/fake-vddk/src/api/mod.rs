@@ -127,7 +127,10 @@ mod tests {
     fn a_panic_becomes_vix_e_fail_not_an_unwind() {
         assert_eq!(vix("VixDiskLib_Test", |_| panic!("boom")), VIX_E_FAIL);
         assert_eq!(other("VixDiskLib_Test", 7, || panic!("boom")), 7);
-        assert_eq!(vix("VixDiskLib_Test", |_| Err(VIX_E_DISK_FULL)), VIX_E_DISK_FULL);
+        assert_eq!(
+            vix("VixDiskLib_Test", |_| Err(VIX_E_DISK_FULL)),
+            VIX_E_DISK_FULL
+        );
         assert_eq!(vix("VixDiskLib_Test", |_| Ok(VIX_ASYNC)), VIX_ASYNC);
     }
 

@@ -1,0 +1,34 @@
+//! Shared pieces of the example programs (`vddk-info`, `vddk-copy`,
+//! `vddk-create`, `vddk-bench`).
+//!
+//! Every program takes the connection parameters of `vddk-nbd` (and of
+//! `nbdkit vddk`): `key=value` words such as `libdir=`, `server=`,
+//! `user=`, `password=`, `thumbprint=`, `vm=`, with the disk given as
+//! `file=DISK` or as a bare word. They are parsed by
+//! [`vddk_nbd::config`], so both programs accept exactly the same
+//! spellings. Flags of each program start with `-`.
+//!
+//! - [`args`]: flags plus connection parameters, and `--help` text.
+//! - [`session`]: load VDDK, connect and open the disk, with errors that
+//!   say what to do.
+//! - [`copy`]: the pipelined copy engine behind `vddk-copy` and
+//!   `vddk-create --fill-from`, with its resume state.
+//! - [`progress`], [`sha256`], [`json`], [`logger`], [`units`]: small
+//!   helpers the programs print with.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod args;
+pub mod copy;
+pub mod json;
+pub mod logger;
+pub mod progress;
+pub mod session;
+pub mod sha256;
+pub mod units;
+
+/// Prints `PROGRAM: error: MSG` on stderr and returns exit status 1.
+pub fn fail(program: &str, msg: &dyn std::fmt::Display) -> i32 {
+    eprintln!("{program}: error: {msg}");
+    1
+}

@@ -1,0 +1,61 @@
+//! Human-readable sizes, rates and durations.
+
+use std::time::Duration;
+
+/// `1536` -> `1.5 KiB`; exact bytes below 1 KiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: &[&str] = &["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", UNITS[i])
+}
+
+/// A rate in bytes per second, as `12.3 MiB/s`.
+pub fn rate(bytes_done: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return "- B/s".into();
+    }
+    format!("{}/s", bytes((bytes_done as f64 / secs) as u64))
+}
+
+/// `h:mm:ss` (or `m:ss` under an hour).
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Parses a size with nbdkit's syntax (`512`, `64K`, `1M`, `2G`), naming
+/// the flag in the error.
+pub fn parse_size(flag: &str, v: &str) -> Result<u64, String> {
+    vddk_nbd::config::parse_size(v).map_err(|e| format!("{flag} {v}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(clock(Duration::from_secs(75)), "1:15");
+        assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
+        assert_eq!(rate(2 << 20, Duration::from_secs(2)), "1.0 MiB/s");
+        assert_eq!(parse_size("--size", "1M"), Ok(1 << 20));
+        assert!(parse_size("--size", "1X").unwrap_err().starts_with("--size 1X:"));
+    }
+}

@@ -1,0 +1,123 @@
+//! From [`VddkParams`] to the `vddk` crate's types: library options,
+//! connection parameters, Open flags and Create parameters.
+//!
+//! The `vddk` crate owns the syntax of thumbprints, morefs, snapshots and
+//! transport lists; errors name the parameter that held the bad value.
+
+use std::str::FromStr;
+
+use super::params::{Compression, CreateAdapter, CreateOptions, CreateType, VddkParams};
+
+/// The library options for `libdir=` and `config=`.
+pub fn init_options(p: &VddkParams) -> vddk::InitOptions {
+    let mut init = vddk::InitOptions::new();
+    if let Some(dir) = &p.libdir {
+        init = init.libdir(dir);
+    }
+    if let Some(cfg) = &p.config {
+        init = init.config_file(cfg);
+    }
+    init
+}
+
+fn parse<T: FromStr>(key: &str, v: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse::<T>().map_err(|e| format!("{key}={v}: {e}"))
+}
+
+/// Builds the connection parameters; `secret` is the resolved password
+/// ([`Password::resolve`](super::Password::resolve)), or the session
+/// key when `cookie=` is used.
+pub fn connect_params(
+    p: &VddkParams,
+    secret: Option<String>,
+    read_only: bool,
+) -> Result<vddk::ConnectParams, String> {
+    if !p.is_remote() {
+        return Ok(vddk::ConnectParams::local().read_only(read_only));
+    }
+    let server = p.server.as_deref().unwrap_or_default();
+    let mut c = vddk::ConnectParams::remote(server).read_only(read_only);
+    if let Some(port) = p.port {
+        c = c.port(port);
+    }
+    if let Some(port) = p.nfc_host_port {
+        c = c.nfc_host_port(port);
+    }
+    let creds = match &p.cookie {
+        Some(cookie) => vddk::Credentials::SessionCookie {
+            cookie: vddk::Secret::new(cookie.clone()),
+            user: p.user.clone(),
+            key: secret.map(vddk::Secret::new),
+        },
+        None => vddk::Credentials::UserPassword {
+            user: p.user.clone().unwrap_or_default(),
+            password: vddk::Secret::new(secret.unwrap_or_default()),
+        },
+    };
+    c = c.credentials(creds);
+    if let Some(t) = &p.thumbprint {
+        c = c.thumbprint(parse::<vddk::Thumbprint>("thumbprint", t)?);
+    }
+    if let Some(vm) = &p.vm {
+        c = c.vm(parse::<vddk::VmRef>("vm", vm)?);
+    }
+    if let Some(s) = &p.snapshot {
+        c = c.snapshot(parse::<vddk::SnapshotRef>("snapshot", s)?);
+    }
+    if let Some(t) = &p.transports {
+        c = c.transports(parse::<vddk::TransportList>("transports", t)?);
+    }
+    Ok(c)
+}
+
+/// Checks the values the `vddk` crate parses (thumbprint, vm, snapshot,
+/// transports, compression), so mistakes show before anything starts.
+pub fn check(p: &VddkParams) -> Result<(), String> {
+    connect_params(p, None, false).map(drop)?;
+    open_flags(p, false).map(drop)
+}
+
+/// The Open flags for `single-link=`, `unbuffered=`, `compression=` and
+/// the read-only choice.
+pub fn open_flags(p: &VddkParams, read_only: bool) -> Result<vddk::OpenFlags, String> {
+    let mut flags = vddk::OpenFlags::empty();
+    if read_only {
+        flags |= vddk::OpenFlags::READ_ONLY;
+    }
+    if p.single_link {
+        flags |= vddk::OpenFlags::SINGLE_LINK;
+    }
+    if p.unbuffered {
+        flags |= vddk::OpenFlags::UNBUFFERED;
+    }
+    if p.compression != Compression::None {
+        let c = parse::<vddk::Compression>("compression", p.compression.name())?;
+        flags |= vddk::OpenFlags::compression(c);
+    }
+    Ok(flags)
+}
+
+/// What `create=true` and its companions ask Create for.
+pub fn create_params(c: &CreateOptions) -> vddk::CreateParams {
+    let disk_type = match c.disk_type {
+        CreateType::MonolithicSparse => vddk::DiskType::MonolithicSparse,
+        CreateType::MonolithicFlat => vddk::DiskType::MonolithicFlat,
+        CreateType::SplitSparse => vddk::DiskType::SplitSparse,
+        CreateType::SplitFlat => vddk::DiskType::SplitFlat,
+        CreateType::VmfsFlat => vddk::DiskType::VmfsFlat,
+        CreateType::StreamOptimized => vddk::DiskType::StreamOptimized,
+        CreateType::VmfsThin => vddk::DiskType::VmfsThin,
+        CreateType::VmfsSparse => vddk::DiskType::VmfsSparse,
+    };
+    let adapter_type = match c.adapter {
+        CreateAdapter::Ide => vddk::AdapterType::Ide,
+        CreateAdapter::ScsiBuslogic => vddk::AdapterType::ScsiBusLogic,
+        CreateAdapter::ScsiLsilogic => vddk::AdapterType::ScsiLsiLogic,
+    };
+    vddk::CreateParams::new(disk_type, c.size / 512)
+        .adapter(adapter_type)
+        .hw_version(vddk::HwVersion(c.hw_version))
+}

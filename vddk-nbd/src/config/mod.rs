@@ -1,0 +1,69 @@
+//! The `nbdkit vddk` connection parameters, shared by the `vddk-nbd`
+//! binary and any other program that wants the same command line.
+//!
+//! - [`params`]: `key=value` pairs into a typed [`VddkParams`], checked
+//!   with nbdkit's rules ([`params::validate`]).
+//! - [`size`]: nbdkit's size syntax (`512`, `64K`, `1G`).
+//! - [`password`]: the four forms of `password=` ([`Password`]), read
+//!   only when needed.
+//! - [`connect`]: the typed parameters turned into the `vddk` crate's
+//!   [`vddk::ConnectParams`], [`vddk::OpenFlags`] and friends.
+//!
+//! ```
+//! use vddk_nbd::config::{self, params};
+//!
+//! let args = ["libdir=/opt/vddk", "/srv/disk.vmdk"];
+//! let pairs: Vec<(String, String)> = args.iter().map(|a| config::split_param(a)).collect();
+//! let p = params::parse(&pairs)?;
+//! params::validate(&p)?;
+//! assert_eq!(p.file.as_deref(), Some("/srv/disk.vmdk"));
+//! assert!(!p.is_remote());
+//! # Ok::<(), params::ParamError>(())
+//! ```
+
+pub mod connect;
+pub mod params;
+pub mod password;
+pub mod size;
+
+pub use params::{ParamError, VddkParams};
+pub use password::Password;
+pub use size::parse_size;
+
+/// Whether a command-line word is a `key=value` parameter, and if so its
+/// two halves. A word whose part before `=` is empty or holds `/` or `[`
+/// is a path (`[datastore1] a=b/disk.vmdk`, `/tmp/x=1.vmdk`), not a key.
+pub fn as_pair(arg: &str) -> Option<(&str, &str)> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('/') && !k.contains('[') => Some((k, v)),
+        _ => None,
+    }
+}
+
+/// A command-line word as a parameter: `key=value`, or a bare word taken
+/// as `file=` (nbdkit lets the file be given without its key).
+pub fn split_param(arg: &str) -> (String, String) {
+    match as_pair(arg) {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => ("file".to_string(), arg.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_and_bare_files() {
+        assert_eq!(as_pair("file=/a.vmdk"), Some(("file", "/a.vmdk")));
+        assert_eq!(as_pair("password="), Some(("password", "")));
+        assert_eq!(as_pair("/tmp/x=1.vmdk"), None);
+        assert_eq!(as_pair("[ds] a=b/c.vmdk"), None);
+        assert_eq!(as_pair("=x"), None);
+        assert_eq!(as_pair("disk.vmdk"), None);
+        assert_eq!(
+            split_param("[ds1] vm/vm.vmdk"),
+            ("file".to_string(), "[ds1] vm/vm.vmdk".to_string())
+        );
+    }
+}
