@@ -149,9 +149,9 @@ impl Program {
             } else {
                 let mut chars = word[1..].chars();
                 let c = chars.next().unwrap_or('-');
-                let flag = self.find_short(c).ok_or_else(|| {
-                    format!("unknown option '-{c}'; see '{} --help'", self.name)
-                })?;
+                let flag = self
+                    .find_short(c)
+                    .ok_or_else(|| format!("unknown option '-{c}'; see '{} --help'", self.name))?;
                 let rest: String = chars.collect();
                 (flag, (!rest.is_empty()).then_some(rest))
             };
@@ -173,7 +173,11 @@ impl Program {
 
     /// The `--help` text.
     pub fn help(&self) -> String {
-        let mut s = format!("Usage:\n{}\n\n{}\n\nOptions:\n", self.usage, self.about);
+        let mut s = format!(
+            "Usage:\n{}\n\n{}\n\nOptions:\n",
+            self.usage,
+            wrap(self.about, 78)
+        );
         for f in self.flags.iter().chain(COMMON) {
             let short = f.short.map(|c| format!("-{c}, ")).unwrap_or_default();
             let long = match f.value {
@@ -192,6 +196,24 @@ impl Program {
         }
         s
     }
+}
+
+/// Breaks `text` into lines of at most `width` columns at spaces.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split_whitespace() {
+        if line > 0 && line + 1 + word.len() > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += word.len();
+    }
+    out
 }
 
 /// The connection parameters, as `vddk-nbd --help` describes them.
@@ -242,7 +264,15 @@ mod tests {
 
     #[test]
     fn flags_and_params_mix() {
-        let p = parse(&["--json", "libdir=/l", "-o", "out", "/d.vmdk", "--output=last"]).unwrap();
+        let p = parse(&[
+            "--json",
+            "libdir=/l",
+            "-o",
+            "out",
+            "/d.vmdk",
+            "--output=last",
+        ])
+        .unwrap();
         assert!(p.has("json") && !p.verbose());
         assert_eq!(p.value("output"), Some("last"));
         assert_eq!(
@@ -263,7 +293,11 @@ mod tests {
         assert!(parse(&["--output"]).unwrap_err().contains("needs a value"));
         assert!(parse(&["--json=1"]).unwrap_err().contains("takes no value"));
         assert!(parse(&["/a", "/b"]).unwrap_err().contains("two disks"));
-        assert!(parse(&["fiel=/x"]).unwrap().params().unwrap_err().contains("unknown parameter"));
+        assert!(parse(&["fiel=/x"])
+            .unwrap()
+            .params()
+            .unwrap_err()
+            .contains("unknown parameter"));
     }
 
     #[test]
@@ -271,5 +305,6 @@ mod tests {
         let h = P.help();
         assert!(h.contains("-o, --output FILE") && h.contains("--help"));
         assert!(h.contains("thumbprint=") && h.contains("libdir=DIR"));
+        assert_eq!(wrap("aa bb cc", 5), "aa bb\ncc");
     }
 }

@@ -93,10 +93,9 @@ mod tests {
         let mut inner = Object::new();
         inner.num("n", 5).opt_str("none", None);
         let mut o = Object::new();
-        o.str("k", "v").raw("inner", inner.finish()).raw(
-            "list",
-            array(["1".to_string(), string("x")]),
-        );
+        o.str("k", "v")
+            .raw("inner", inner.finish())
+            .raw("list", array(["1".to_string(), string("x")]));
         assert_eq!(
             o.finish(),
             r#"{"k":"v","inner":{"n":5,"none":null},"list":[1,"x"]}"#

@@ -13,12 +13,14 @@
 //!   say what to do.
 //! - [`copy`]: the pipelined copy engine behind `vddk-copy` and
 //!   `vddk-create --fill-from`, with its resume state.
+//! - [`bench`](mod@bench): the measuring loop of `vddk-bench`.
 //! - [`progress`], [`sha256`], [`json`], [`logger`], [`units`]: small
 //!   helpers the programs print with.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod bench;
 pub mod copy;
 pub mod json;
 pub mod logger;

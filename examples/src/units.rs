@@ -17,6 +17,17 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[i])
 }
 
+/// A size the way it is typed: `64K`, `1M`, `3G`, or plain bytes when
+/// no binary suffix divides it exactly.
+pub fn size_label(n: u64) -> String {
+    for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if n != 0 && n % (1u64 << shift) == 0 {
+            return format!("{}{suffix}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
 /// A rate in bytes per second, as `12.3 MiB/s`.
 pub fn rate(bytes_done: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
@@ -56,6 +67,12 @@ mod tests {
         assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
         assert_eq!(rate(2 << 20, Duration::from_secs(2)), "1.0 MiB/s");
         assert_eq!(parse_size("--size", "1M"), Ok(1 << 20));
-        assert!(parse_size("--size", "1X").unwrap_err().starts_with("--size 1X:"));
+        assert_eq!(size_label(4096), "4K");
+        assert_eq!(size_label(3 << 20), "3M");
+        assert_eq!(size_label(1536), "1536");
+        assert_eq!(size_label(0), "0");
+        assert!(parse_size("--size", "1X")
+            .unwrap_err()
+            .starts_with("--size 1X:"));
     }
 }

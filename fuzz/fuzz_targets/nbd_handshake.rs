@@ -85,7 +85,12 @@ fn run_whole(sel: u8, input: &[u8]) -> Outcome {
                 assert_eq!(n2, 0);
                 assert!(matches!(again, Step::Close(_)));
             }
-            return Outcome { out, used, step: s, options };
+            return Outcome {
+                out,
+                used,
+                step: s,
+                options,
+            };
         }
     }
 }
@@ -105,7 +110,14 @@ fn run_chunked(sel: u8, seed: u8, input: &[u8]) -> Outcome {
                 k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                 avail = (avail + 1 + (k >> 16) as usize % 40).min(input.len());
             }
-            s => return Outcome { out, used, step: s, options: 0 },
+            s => {
+                return Outcome {
+                    out,
+                    used,
+                    step: s,
+                    options: 0,
+                }
+            }
         }
     }
 }
@@ -116,15 +128,25 @@ fn check_replies(mut out: &[u8], step: &Step, export_size: u64) {
         if out.len() >= 8 && out[..8] == OPTION_REPLY_MAGIC.to_be_bytes() {
             assert!(out.len() >= 20, "truncated option reply header");
             let len = u32::from_be_bytes([out[16], out[17], out[18], out[19]]) as usize;
-            assert!(out.len() >= 20 + len, "option reply claims {len} bytes past the end");
+            assert!(
+                out.len() >= 20 + len,
+                "option reply claims {len} bytes past the end"
+            );
             out = &out[20 + len..];
             continue;
         }
         // Only the EXPORT_NAME answer is not an option reply, and it is last.
         let Step::Transmission(neg) = step else {
-            panic!("bytes that are not an option reply: {:02x?}", &out[..out.len().min(32)]);
+            panic!(
+                "bytes that are not an option reply: {:02x?}",
+                &out[..out.len().min(32)]
+            );
         };
-        assert!(out.len() == 10 || out.len() == 134, "EXPORT_NAME answer of {} bytes", out.len());
+        assert!(
+            out.len() == 10 || out.len() == 134,
+            "EXPORT_NAME answer of {} bytes",
+            out.len()
+        );
         assert_eq!(out[..8], export_size.to_be_bytes());
         assert_eq!(out[8..10], neg.transmission_flags.to_be_bytes());
         assert!(out[10..].iter().all(|&b| b == 0));
@@ -138,13 +160,26 @@ fuzz_target!(|data: &[u8]| {
         _ => return,
     };
     let whole = run_whole(sel, input);
-    assert!(whole.options <= MAX_OPTIONS + 1, "{} options accepted", whole.options);
+    assert!(
+        whole.options <= MAX_OPTIONS + 1,
+        "{} options accepted",
+        whole.options
+    );
     check_replies(&whole.out, &whole.step, export(sel).size);
     if let Step::Transmission(neg) = &whole.step {
-        assert_eq!(neg.transmission_flags, export(sel).transmission_flags(neg.structured));
+        assert_eq!(
+            neg.transmission_flags,
+            export(sel).transmission_flags(neg.structured)
+        );
     }
     let chunked = run_chunked(sel, seed, input);
-    assert_eq!(whole.step, chunked.step, "outcome depends on how the bytes were split");
+    assert_eq!(
+        whole.step, chunked.step,
+        "outcome depends on how the bytes were split"
+    );
     assert_eq!(whole.used, chunked.used);
-    assert!(whole.out == chunked.out, "replies depend on how the bytes were split");
+    assert!(
+        whole.out == chunked.out,
+        "replies depend on how the bytes were split"
+    );
 });

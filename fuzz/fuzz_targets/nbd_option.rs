@@ -61,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(r) => {
             assert!(r.name.len() <= MAX_STRING_LEN);
             assert!(r.queries.iter().all(|q| q.len() <= MAX_STRING_LEN));
-            assert_eq!(encode_meta(&r), data, "meta context payload does not round-trip");
+            assert_eq!(
+                encode_meta(&r),
+                data,
+                "meta context payload does not round-trip"
+            );
         }
         Err(WireError::NeedMore(_)) => panic!("a whole payload never needs more"),
         Err(WireError::Malformed(m)) => assert!(!m.is_empty()),

@@ -20,8 +20,14 @@ use vddk_nbd::proto::wire::{self, WireError};
 
 fn in_range(offset: u64, length: u32, limits: &Limits) {
     assert!(length > 0, "accepted a zero-length range");
-    let end = offset.checked_add(u64::from(length)).expect("accepted an overflowing range");
-    assert!(end <= limits.size, "accepted {offset}+{length} past {}", limits.size);
+    let end = offset
+        .checked_add(u64::from(length))
+        .expect("accepted an overflowing range");
+    assert!(
+        end <= limits.size,
+        "accepted {offset}+{length} past {}",
+        limits.size
+    );
 }
 
 fn check_request(data: &[u8]) {
@@ -56,7 +62,10 @@ fn check_request(data: &[u8]) {
     match validate(&req, &limits) {
         Ok(cmd) => {
             let writes = matches!(cmd, Command::Write { .. } | Command::WriteZeroes { .. });
-            assert!(!(writes && limits.read_only), "write accepted on a read-only export");
+            assert!(
+                !(writes && limits.read_only),
+                "write accepted on a read-only export"
+            );
             match cmd {
                 Command::Read { offset, length, df } => {
                     in_range(offset, length, &limits);
@@ -68,7 +77,12 @@ fn check_request(data: &[u8]) {
                     assert!(length <= limits.max_payload);
                 }
                 Command::WriteZeroes { offset, length, .. } => in_range(offset, length, &limits),
-                Command::BlockStatus { offset, length, context, .. } => {
+                Command::BlockStatus {
+                    offset,
+                    length,
+                    context,
+                    ..
+                } => {
                     in_range(offset, length, &limits);
                     assert_eq!(Some(context), limits.base_allocation);
                 }
@@ -87,7 +101,11 @@ fn check_error_chunk(message: &[u8], cookie: u64) {
     assert_eq!(b[..4], STRUCTURED_REPLY_MAGIC.to_be_bytes());
     assert_eq!(b[8..16], cookie.to_be_bytes());
     let len = u32::from_be_bytes([b[16], b[17], b[18], b[19]]) as usize;
-    assert_eq!(len, b.len() - 20, "chunk length field disagrees with the payload");
+    assert_eq!(
+        len,
+        b.len() - 20,
+        "chunk length field disagrees with the payload"
+    );
     let msg_len = u16::from_be_bytes([b[24], b[25]]) as usize;
     assert_eq!(msg_len, b.len() - 26);
     assert!(msg_len <= MAX_STRING_LEN);

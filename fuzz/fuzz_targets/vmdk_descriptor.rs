@@ -21,21 +21,29 @@ const KEY: &str = "fuzzRoundTrip";
 const VALUE: &str = "a value, with spaces";
 
 fn metadata(d: &VmdkDisk) -> Vec<(String, Option<String>)> {
-    d.metadata_keys().into_iter().map(|k| { let v = d.metadata_get(&k); (k, v) }).collect()
+    d.metadata_keys()
+        .into_iter()
+        .map(|k| {
+            let v = d.metadata_get(&k);
+            (k, v)
+        })
+        .collect()
 }
 
 fuzz_target!(|data: &[u8]| {
     if !fixture::stays_inside(data) {
         return;
     }
-    let path = fixture::put("disk.vmdk", data);
+    let path = fixture::put("disk.vmdk", data, false);
     let Ok(mut d) = VmdkDisk::open(&path, true, false) else {
         return;
     };
     let info = d.info();
     assert_eq!(info.capacity, d.capacity());
     assert!(info.num_links >= 1);
-    let probe = data.iter().fold(0u64, |a, &b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let probe = data
+        .iter()
+        .fold(0u64, |a, &b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
     fixture::probe_reads(&mut d, probe);
     let before = metadata(&d);
     let capacity = d.capacity();
@@ -51,10 +59,17 @@ fuzz_target!(|data: &[u8]| {
     drop(w);
     let again = match VmdkDisk::open(&path, true, true) {
         Ok(d) => d,
-        Err(e) => panic!("a descriptor we rewrote no longer opens: {e:?}\n{}", String::from_utf8_lossy(data)),
+        Err(e) => panic!(
+            "a descriptor we rewrote no longer opens: {e:?}\n{}",
+            String::from_utf8_lossy(data)
+        ),
     };
     assert_eq!(again.capacity(), capacity, "capacity changed by a rewrite");
-    assert_eq!(again.info().parent_hint, info.parent_hint, "parent hint changed by a rewrite");
+    assert_eq!(
+        again.info().parent_hint,
+        info.parent_hint,
+        "parent hint changed by a rewrite"
+    );
     let mut expected = before;
     match expected.iter_mut().find(|(k, _)| k == KEY) {
         Some(e) => e.1 = Some(VALUE.into()),

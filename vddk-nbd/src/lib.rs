@@ -11,9 +11,12 @@
 //!
 //! - Fixed newstyle only, NO_ZEROES honoured. Options: EXPORT_NAME, INFO,
 //!   GO, LIST, ABORT, STRUCTURED_REPLY, LIST/SET_META_CONTEXT
-//!   (`base:allocation`); anything else gets NBD_REP_ERR_UNSUP. Every
-//!   export name is accepted and served as the one export, as nbdkit does;
-//!   LIST and NBD_INFO_NAME report the configured name.
+//!   (`base:allocation`); anything else gets NBD_REP_ERR_UNSUP. With one
+//!   export ([`Server::new`]) every export name is accepted and served as
+//!   it, as nbdkit does; LIST and NBD_INFO_NAME report the configured name.
+//!   With an [`exports::ExportRegistry`] ([`Server::with_exports`]) names
+//!   choose among several disks, each with its own backend; LIST gives
+//!   their names and descriptions and the empty name is the first.
 //! - Option payloads above 64 KiB are answered NBD_REP_ERR_TOO_BIG and the
 //!   connection is closed, without reading or allocating the claimed size.
 //! - Block sizes: minimum 512, preferred the disk's physical sector size
@@ -35,7 +38,11 @@
 
 pub mod backend;
 pub mod config;
+pub mod datastore;
+pub mod exports;
 pub mod proto;
 pub mod server;
+pub mod thumbprint;
+pub mod vmx;
 
 pub use server::{Listener, Server, ServerConfig, ShutdownHandle};

@@ -75,6 +75,7 @@ mod library;
 mod params;
 #[allow(unsafe_code)]
 mod raw;
+mod stats;
 pub mod worker;
 
 pub use blocks::{Extent, MAX_CHUNKS_PER_CALL, MIN_CHUNK};
@@ -86,6 +87,7 @@ pub use library::{AccessGuard, InitOptions, Vddk};
 pub use params::{
     ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef,
 };
+pub use stats::{CallStats, Stats};
 pub use worker::{DiskWorker, WorkerOptions};
 
 /// Bytes per sector: every offset and length VDDK takes is in these.

@@ -16,8 +16,16 @@ pub const HELPER_SECTORS: u64 = 4096;
 fn make_helpers(dir: &Path) {
     let sparse = dir.join("base.vmdk");
     let flat = dir.join("flat.vmdk");
-    for (path, disk_type) in [(&sparse, DiskType::MonolithicSparse), (&flat, DiskType::MonolithicFlat)] {
-        let params = CreateParams { disk_type, adapter: Adapter::LsiLogic, hw_version: 7, capacity: HELPER_SECTORS };
+    for (path, disk_type) in [
+        (&sparse, DiskType::MonolithicSparse),
+        (&flat, DiskType::MonolithicFlat),
+    ] {
+        let params = CreateParams {
+            disk_type,
+            adapter: Adapter::LsiLogic,
+            hw_version: 7,
+            capacity: HELPER_SECTORS,
+        };
         if let Err(e) = vmdk::create(path, &params) {
             panic!("cannot create the helper disk {}: {e:?}", path.display());
         }
@@ -27,7 +35,11 @@ fn make_helpers(dir: &Path) {
         };
         // Data at the start, in the middle and in the last grain, so reads
         // through fuzzed extents see something other than zeroes.
-        for (sector, byte) in [(0, 0xa5u8), (HELPER_SECTORS / 2, 0x5a), (HELPER_SECTORS - 8, 0xff)] {
+        for (sector, byte) in [
+            (0, 0xa5u8),
+            (HELPER_SECTORS / 2, 0x5a),
+            (HELPER_SECTORS - 8, 0xff),
+        ] {
             if let Err(e) = d.write(sector, &[byte; 8 * 512]) {
                 panic!("cannot write the helper disk {}: {e:?}", path.display());
             }
@@ -45,13 +57,23 @@ pub fn scratch() -> &'static Path {
             panic!("cannot create {}: {e}", dir.display());
         }
         make_helpers(&dir);
+        if let Err(e) = std::fs::create_dir(dir.join("bare")) {
+            panic!("cannot create {}/bare: {e}", dir.display());
+        }
         dir
     })
 }
 
-/// Writes `bytes` as `name` in the scratch directory.
-pub fn put(name: &str, bytes: &[u8]) -> PathBuf {
-    let path = scratch().join(name);
+/// Writes `bytes` as `name` in the scratch directory, or with `bare` in
+/// a subdirectory of it that holds no helper disks (for inputs that write:
+/// writing through a helper would change what later inputs see).
+pub fn put(name: &str, bytes: &[u8], bare: bool) -> PathBuf {
+    let dir = if bare {
+        scratch().join("bare")
+    } else {
+        scratch().to_path_buf()
+    };
+    let path = dir.join(name);
     if let Err(e) = std::fs::write(&path, bytes) {
         panic!("cannot write {}: {e}", path.display());
     }
@@ -76,7 +98,10 @@ pub fn probe_reads(d: &mut VmdkDisk, probe: u64) {
             let _ = d.read(p.min(cap - 16), &mut many);
         }
     }
-    assert!(d.read(cap, &mut sector).is_err(), "read past the end of a {cap}-sector disk succeeded");
+    assert!(
+        d.read(cap, &mut sector).is_err(),
+        "read past the end of a {cap}-sector disk succeeded"
+    );
     // Allocation over at most the first 2^20 sectors: a whole 2^55-sector
     // disk would only make the run slow, not find more.
     let chunk = 128;
@@ -87,7 +112,10 @@ pub fn probe_reads(d: &mut VmdkDisk, probe: u64) {
         for (start, len) in runs {
             assert!(len > 0, "empty allocated run");
             assert!(start >= last_end, "allocated runs overlap or are unsorted");
-            assert!(start % chunk == 0, "run start {start} not on a chunk boundary");
+            assert!(
+                start % chunk == 0,
+                "run start {start} not on a chunk boundary"
+            );
             last_end = start + len;
             assert!(last_end <= count, "allocated run past the query");
         }
@@ -97,10 +125,4 @@ pub fn probe_reads(d: &mut VmdkDisk, probe: u64) {
 /// Any `/` could name a file outside the scratch directory.
 pub fn stays_inside(bytes: &[u8]) -> bool {
     !bytes.contains(&b'/')
-}
-
-/// Whether `bytes` mention a helper disk, which writes must not touch (it
-/// would change what later inputs see).
-pub fn names_helper(bytes: &[u8]) -> bool {
-    [&b"base"[..], b"flat"].iter().any(|n| bytes.windows(n.len()).any(|w| w == *n))
 }

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use super::reexec;
+use vddk_nbd::config::reexec;
 
 /// Set (to `1`) in the background copy.
 pub const DAEMON_CHILD: &str = "VDDK_NBD_DAEMON_CHILD";

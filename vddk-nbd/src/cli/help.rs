@@ -12,6 +12,7 @@ vddk-nbd: serve a VMware disk over NBD through VDDK (nbdkit vddk compatible)
 Usage:
   vddk-nbd [FLAGS] [vddk] [file=]DISK [KEY=VALUE ...]
   vddk-nbd [vddk] [libdir=DIR] --dump-plugin
+  vddk-nbd thumbprint HOST[:PORT]
   vddk-nbd --help | --version
 
 Server flags:
@@ -43,6 +44,16 @@ Disk parameters (as nbdkit-vddk-plugin(1)):
   create-adapter-type=ide|scsi-buslogic|scsi-lsilogic
   create-hwversion=workstation4|...|esx65|N
   vimapiver=VERSION          accepted and ignored
+
+Several disks, chosen by the client's export name:
+  export=WILDCARD            serve disk paths matching WILDCARD (* stays in
+                             one path component), e.g. \"[ds1] web/*.vmdk\"
+  vmx=FILE.vmx               serve every disk of a local VM as scsi0:0, ...
+
+Servers:
+  uri=esx://[USER@]HOST[:PORT]/[?no_verify=1]
+  uri=vpx://[USER@]VCENTER[:PORT]/DC/[FOLDER/...][CLUSTER/]HOST[?no_verify=1]
+  thumbprint=auto            fetch the server's thumbprint and use it
 
 Example:
   vddk-nbd -U - libdir=/opt/vmware-vix-disklib-distrib /data/disk.vmdk \\

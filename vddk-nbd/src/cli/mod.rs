@@ -9,14 +9,16 @@
 mod args;
 mod daemon;
 mod dump;
+mod exports;
 mod help;
 mod listen;
 mod logger;
 
-mod reexec;
 mod run;
 mod serve;
 mod signals;
+mod stats;
+mod thumbprint;
 
 use args::Action;
 use daemon::Readiness;
@@ -35,6 +37,10 @@ fn error(msg: &str) -> i32 {
 
 /// Runs the program; returns its exit status.
 pub fn main() -> i32 {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    if words.first().map(String::as_str) == Some("thumbprint") {
+        return thumbprint::run(&words[1..]);
+    }
     let opts = match args::parse(std::env::args_os().skip(1)) {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
@@ -57,16 +63,15 @@ pub fn main() -> i32 {
         Err(e) => return error(&e.to_string()),
     };
     if let Some(libdir) = &params.libdir {
-        if let Err(e) = reexec::reexec_if_needed(libdir) {
+        if let Err(e) = config::reexec::reexec_if_needed(libdir) {
             return error(&e);
         }
     }
     for f in &opts.debug_flags {
         match (f.scope.as_str(), f.name.as_str()) {
-            ("vddk", "stats") => log::debug!(
-                "-D vddk.stats={}: call statistics are not collected yet; flag ignored",
-                f.value
-            ),
+            ("vddk", "stats") => {
+                log::debug!("-D vddk.stats={}: call statistics at exit", f.value)
+            }
             _ => log::debug!("-D {}.{}={}: accepted, no effect", f.scope, f.name, f.value),
         }
     }

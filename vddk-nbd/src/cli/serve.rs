@@ -6,14 +6,13 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
-use vddk_nbd::backend::{Backend, VddkBackend};
 use vddk_nbd::{Listener, Server, ServerConfig};
 
 use super::args::Options;
 use super::daemon::Readiness;
 use super::listen::{self, Bound};
-use super::{run, signals};
-use vddk_nbd::config::connect::{connect_params, create_params, init_options, open_flags};
+use super::{run, signals, stats};
+use vddk_nbd::config::connect::{connect_params, create_params, init_options};
 use vddk_nbd::config::VddkParams;
 
 /// Opens the disk, listens, and serves until told to stop; returns the
@@ -31,7 +30,18 @@ pub fn run(
         termination.exit_with_parent()?;
     }
 
-    let lib = vddk::Vddk::init(init_options(p)).map_err(|e| e.to_string())?;
+    // Fetched before VDDK starts, so a server that cannot be reached is
+    // reported before anything else happens.
+    let mut p = p.clone();
+    vddk_nbd::config::trust::resolve_thumbprint(&mut p)?;
+    let p = &p;
+
+    let want_stats = stats::requested(&opts.debug_flags);
+    let lib = vddk::Vddk::init(init_options(p).collect_stats(want_stats))
+        .map_err(|e| e.to_string())?;
+    // Kept apart from the library so that the table, printed after Exit,
+    // includes Exit as nbdkit's does.
+    let stats_view = lib.stats_handle();
     log::debug!(
         "loaded {} (VDDK {})",
         lib.library_path().display(),
@@ -45,16 +55,8 @@ pub fn run(
             .map_err(|e| format!("cannot create {file}: {e}"))?;
         log::debug!("created {file} ({} bytes)", c.size);
     }
-    let disk = conn
-        .open(&file, open_flags(p, read_only)?)
-        .map_err(|e| format!("cannot open {file}: {e}"))?;
-    log::debug!("opened {file}, transport mode {}", disk.transport_mode());
-    let mut wopts = vddk::WorkerOptions::new();
-    if let Some(n) = opts.threads {
-        wopts = wopts.max_in_flight(n as usize);
-    }
-    let worker = vddk::DiskWorker::spawn(disk, wopts).map_err(|e| e.to_string())?;
-    let backend = Arc::new(VddkBackend::new(worker, read_only));
+    let conn = Arc::new(conn);
+    let exports = super::exports::open(&conn, opts, p)?;
 
     let config = ServerConfig {
         export_name: opts.export_name.clone(),
@@ -62,7 +64,7 @@ pub fn run(
         read_only,
         ..ServerConfig::default()
     };
-    let server = Server::new(backend.clone(), config);
+    let server = Server::with_exports(Arc::clone(&exports), config);
     let handle = server.shutdown_handle();
     let stdin_socket = if opts.single { stdin_as_socket() } else { None };
     termination.on_signal(move || {
@@ -83,12 +85,15 @@ pub fn run(
         serve_sockets(&server, opts, readiness, &mut cleanup)
     };
     drop(server);
-    let closed = backend.close();
-    drop(backend);
+    let closed = exports.close_all();
+    drop(exports);
     drop(conn);
     drop(lib);
+    if let Some(v) = stats_view {
+        stats::print(&v.snapshot());
+    }
     drop(cleanup);
-    closed.map_err(|e| format!("closing {file}: {e}"))?;
+    closed?;
     result
 }
 

@@ -6,8 +6,13 @@
 //! - [`size`]: nbdkit's size syntax (`512`, `64K`, `1G`).
 //! - [`password`]: the four forms of `password=` ([`Password`]), read
 //!   only when needed.
+//! - [`reexec`]: re-running the program once with `libdir/lib64` on
+//!   `LD_LIBRARY_PATH`, which VDDK needs from the start of the process.
 //! - [`connect`]: the typed parameters turned into the `vddk` crate's
 //!   [`vddk::ConnectParams`], [`vddk::OpenFlags`] and friends.
+//! - [`uri`]: libvirt's `esx://` and `vpx://` URIs (`uri=`).
+//! - [`trust`]: fetching the server's thumbprint (`thumbprint=auto`,
+//!   `no_verify=1`) and explaining a thumbprint mismatch at Open.
 //!
 //! ```
 //! use vddk_nbd::config::{self, params};
@@ -24,18 +29,26 @@
 pub mod connect;
 pub mod params;
 pub mod password;
+pub mod reexec;
 pub mod size;
+pub mod trust;
+pub mod uri;
 
 pub use params::{ParamError, VddkParams};
 pub use password::Password;
 pub use size::parse_size;
 
 /// Whether a command-line word is a `key=value` parameter, and if so its
-/// two halves. A word whose part before `=` is empty or holds `/` or `[`
-/// is a path (`[datastore1] a=b/disk.vmdk`, `/tmp/x=1.vmdk`), not a key.
+/// two halves. A word whose part before `=` is empty, holds `/` or `[`,
+/// or starts with `<` is a path (`[datastore1] a=b/disk.vmdk`,
+/// `/tmp/x=1.vmdk`, libvirt's `<source file='[ds] a/a.vmdk'/>`), not a key.
 pub fn as_pair(arg: &str) -> Option<(&str, &str)> {
     match arg.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !k.contains('/') && !k.contains('[') => Some((k, v)),
+        Some((k, v))
+            if !k.is_empty() && !k.contains('/') && !k.contains('[') && !k.starts_with('<') =>
+        {
+            Some((k, v))
+        }
         _ => None,
     }
 }

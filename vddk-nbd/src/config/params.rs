@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use super::password::Password;
 use super::size::parse_size;
+use super::uri::{self, EsxUri};
+use crate::datastore::DatastorePath;
 
 /// Every key `nbdkit vddk` accepts, in the order `--help` lists them.
 pub const VALID_KEYS: &[&str] = &[
@@ -22,6 +24,7 @@ pub const VALID_KEYS: &[&str] = &[
     "create-hwversion",
     "create-size",
     "create-type",
+    "export",
     "libdir",
     "nfchostport",
     "password",
@@ -32,9 +35,11 @@ pub const VALID_KEYS: &[&str] = &[
     "thumbprint",
     "transports",
     "unbuffered",
+    "uri",
     "user",
     "vimapiver",
     "vm",
+    "vmx",
 ];
 
 /// A parameter mistake, printed as one line.
@@ -192,6 +197,17 @@ pub struct VddkParams {
     pub config: Option<PathBuf>,
     /// `create=true` and its companions.
     pub create: Option<CreateOptions>,
+    /// `uri=`: a libvirt ESX driver URI, already applied to `server`,
+    /// `port` and `user`.
+    pub uri: Option<EsxUri>,
+    /// `thumbprint=auto`, or `no_verify=1` in the URI without a
+    /// thumbprint: fetch the server's thumbprint at start-up and use it.
+    pub fetch_thumbprint: bool,
+    /// `export=`: serve any disk path matching this wildcard, by the
+    /// client's export name.
+    pub export: Option<String>,
+    /// `vmx=`: serve every disk of this local VM, named by device.
+    pub vmx: Option<PathBuf>,
 }
 
 impl VddkParams {
@@ -206,6 +222,12 @@ impl VddkParams {
             || self.thumbprint.is_some()
             || self.port.is_some()
             || self.nfc_host_port.is_some()
+            || self.uri.is_some()
+    }
+
+    /// Whether several disks are served (`export=` or `vmx=`).
+    pub fn multi_export(&self) -> bool {
+        self.export.is_some() || self.vmx.is_some()
     }
 }
 
@@ -276,7 +298,17 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
             "user" => p.user = Some(v.to_string()),
             "password" => p.password = Some(Password::parse(v)),
             "cookie" => p.cookie = Some(v.to_string()),
-            "thumbprint" => p.thumbprint = Some(v.to_string()),
+            "thumbprint" if v.eq_ignore_ascii_case("auto") => {
+                p.thumbprint = None;
+                p.fetch_thumbprint = true;
+            }
+            "thumbprint" => {
+                p.thumbprint = Some(v.to_string());
+                p.fetch_thumbprint = false;
+            }
+            "uri" => p.uri = Some(uri::parse(v).map_err(err)?),
+            "export" => p.export = Some(v.to_string()),
+            "vmx" => p.vmx = Some(PathBuf::from(v)),
             "vm" => p.vm = Some(v.to_string()),
             "snapshot" => p.snapshot = Some(v.to_string()),
             "transports" => p.transports = Some(v.to_string()),
@@ -343,12 +375,54 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
             "{key} is only used with create=true; add create=true or remove {key}"
         )));
     }
+    apply_uri(&mut p)?;
+    if p.is_remote() {
+        if let Some(f) = p.file.as_deref().filter(|f| DatastorePath::looks_like(f)) {
+            let canonical = DatastorePath::parse(f).map_err(|e| err(format!("file=: {e}")))?;
+            p.file = Some(canonical.to_string());
+        }
+    }
     Ok(p)
+}
+
+/// Fills `server`, `port` and `user` from `uri=`; a different value given
+/// both ways is a mistake worth stopping for.
+fn apply_uri(p: &mut VddkParams) -> Result<(), ParamError> {
+    let Some(u) = p.uri.clone() else {
+        return Ok(());
+    };
+    fn merge<T: PartialEq + fmt::Debug + Clone>(
+        key: &str,
+        slot: &mut Option<T>,
+        from_uri: Option<T>,
+    ) -> Result<(), ParamError> {
+        match (&*slot, from_uri) {
+            (Some(a), Some(b)) if *a != b => Err(err(format!(
+                "{key}={a:?} contradicts uri= (which gives {b:?}): drop one of them"
+            ))),
+            (None, b) => {
+                *slot = b;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    merge("server", &mut p.server, Some(u.server.clone()))?;
+    merge("port", &mut p.port, u.port)?;
+    merge("user", &mut p.user, u.user.clone())?;
+    if u.no_verify && p.thumbprint.is_none() {
+        p.fetch_thumbprint = true;
+    }
+    Ok(())
 }
 
 /// Checks that the parameters describe a disk that can be opened, with
 /// the same rules as `nbdkit vddk`.
 pub fn validate(p: &VddkParams) -> Result<(), ParamError> {
+    validate_exports(p)?;
+    if p.multi_export() && p.file.is_none() {
+        return Ok(());
+    }
     let file = p.file.as_deref().ok_or_else(|| {
         err(
             "you must supply the file=<FILENAME> parameter (or a bare FILENAME) after the \
@@ -378,6 +452,13 @@ pub fn validate(p: &VddkParams) -> Result<(), ParamError> {
         if p.vm.is_none() {
             return Err(missing("vm"));
         }
+        if let Some(u) = &p.uri {
+            if !u.no_verify && p.thumbprint.is_none() && !p.fetch_thumbprint {
+                return Err(err(
+                    "uri= without no_verify=1 needs the server's thumbprint: give                      thumbprint=XX:XX:... (`vddk-nbd thumbprint HOST[:PORT]` prints it), or                      thumbprint=auto to fetch and use it, or add ?no_verify=1 to the URI",
+                ));
+            }
+        }
         if p.create.is_some() {
             return Err(err(
                 "create=true can only create local disks: remove server= and the \
@@ -388,6 +469,47 @@ pub fn validate(p: &VddkParams) -> Result<(), ParamError> {
         return Err(err(format!(
             "file={file}: local disks must be given by their absolute path (e.g. $PWD/{file})"
         )));
+    }
+    Ok(())
+}
+
+/// The rules for `export=` and `vmx=`.
+fn validate_exports(p: &VddkParams) -> Result<(), ParamError> {
+    if let Some(pattern) = &p.export {
+        crate::exports::Wildcard::new(pattern).map_err(err)?;
+        if p.vmx.is_some() {
+            return Err(err(
+                "export= and vmx= both choose the disks to serve: give only one",
+            ));
+        }
+        if !p.is_remote() && !pattern.starts_with('/') {
+            return Err(err(format!(
+                "export={pattern}: local disk patterns must be absolute paths (e.g. /vms/*.vmdk)"
+            )));
+        }
+    }
+    if let Some(vmx) = &p.vmx {
+        if p.is_remote() {
+            return Err(err(
+                "vmx= serves the disks of a local VM: remove server=, uri= and the other                  remote parameters, or serve remote disks with export=\"[datastore] vm/*.vmdk\"",
+            ));
+        }
+        if p.file.is_some() {
+            return Err(err(
+                "vmx= serves every disk of the VM, named scsi0:0 and so on: remove file=",
+            ));
+        }
+        if !vmx.is_absolute() {
+            return Err(err(format!(
+                "vmx={}: give the absolute path of the .vmx file",
+                vmx.display()
+            )));
+        }
+    }
+    if p.multi_export() && p.create.is_some() {
+        return Err(err(
+            "create=true creates one disk: it cannot be combined with export= or vmx=",
+        ));
     }
     Ok(())
 }

@@ -8,11 +8,12 @@ use super::wire::{self, WireError};
 /// clients send fewer than ten.
 pub const MAX_OPTIONS: u32 = 256;
 
-/// What the server offers, computed once before negotiation.
+/// One export as negotiation presents it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportDesc {
-    /// Name shown by NBD_OPT_LIST and NBD_INFO_NAME. Every name a client
-    /// asks for is accepted and served as this export, as nbdkit does.
+    /// Name shown by NBD_OPT_LIST and NBD_INFO_NAME. Used on its own as the
+    /// handshake's [`Exports`], every name a client asks for is accepted and
+    /// served as this export, as nbdkit does.
     pub name: String,
     /// Optional NBD_INFO_DESCRIPTION.
     pub description: Option<String>,
@@ -42,6 +43,28 @@ impl ExportDesc {
     }
 }
 
+/// Where negotiation finds exports: the list for NBD_OPT_LIST and the
+/// export a client's name selects. A lookup may open the export, so it is
+/// asked only when a client needs the answer (INFO, GO, EXPORT_NAME).
+pub trait Exports: Send {
+    /// Names and descriptions for NBD_OPT_LIST, the default export first.
+    fn list(&self) -> Vec<(String, Option<String>)>;
+    /// The export `name` selects (`""` is the default export), or why there
+    /// is none, in words a client can show its user.
+    fn lookup(&mut self, name: &str) -> Result<ExportDesc, String>;
+}
+
+/// A single export that answers to every name.
+impl Exports for ExportDesc {
+    fn list(&self) -> Vec<(String, Option<String>)> {
+        vec![(self.name.clone(), self.description.clone())]
+    }
+
+    fn lookup(&mut self, _name: &str) -> Result<ExportDesc, String> {
+        Ok(self.clone())
+    }
+}
+
 /// The outcome of a successful negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -53,6 +76,8 @@ pub struct Negotiated {
     pub transmission_flags: u16,
     /// The name the client asked for.
     pub export_name: String,
+    /// The export that name selected.
+    pub export: ExportDesc,
 }
 
 /// What the driver should do after [`Handshake::receive`].
@@ -76,9 +101,8 @@ enum State {
 }
 
 /// The negotiation state of one connection.
-#[derive(Debug)]
 pub struct Handshake {
-    export: ExportDesc,
+    exports: Box<dyn Exports>,
     state: State,
     no_zeroes: bool,
     structured: bool,
@@ -86,11 +110,26 @@ pub struct Handshake {
     options_seen: u32,
 }
 
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("state", &self.state)
+            .field("structured", &self.structured)
+            .field("options_seen", &self.options_seen)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Handshake {
-    /// A new negotiation for `export`.
+    /// A new negotiation for one export that answers to every name.
     pub fn new(export: ExportDesc) -> Handshake {
+        Handshake::with_exports(Box::new(export))
+    }
+
+    /// A new negotiation choosing among `exports` by name.
+    pub fn with_exports(exports: Box<dyn Exports>) -> Handshake {
         Handshake {
-            export,
+            exports,
             state: State::ClientFlags,
             no_zeroes: false,
             structured: false,
@@ -195,13 +234,14 @@ impl Handshake {
         Step::Continue
     }
 
-    fn negotiated(&self, export_name: String) -> Negotiated {
+    fn negotiated(&self, export_name: String, export: ExportDesc) -> Negotiated {
         Negotiated {
             structured: self.structured,
             base_allocation: (self.structured && self.base_allocation)
                 .then_some(BASE_ALLOCATION_ID),
-            transmission_flags: self.export.transmission_flags(self.structured),
+            transmission_flags: export.transmission_flags(self.structured),
             export_name,
+            export,
         }
     }
 
@@ -210,8 +250,14 @@ impl Handshake {
             // This option has no error reply: the only answer is to hang up.
             return Step::Close("export name is not UTF-8".into());
         };
-        let n = self.negotiated(name.to_owned());
-        out.extend_from_slice(&self.export.size.to_be_bytes());
+        let export = match self.exports.lookup(name) {
+            Ok(e) => e,
+            // No error reply exists for this option either.
+            Err(why) => return Step::Close(format!("export {name:?}: {why}")),
+        };
+        let size = export.size;
+        let n = self.negotiated(name.to_owned(), export);
+        out.extend_from_slice(&size.to_be_bytes());
         out.extend_from_slice(&n.transmission_flags.to_be_bytes());
         if !self.no_zeroes {
             out.extend_from_slice(&[0u8; 124]);
@@ -223,12 +269,15 @@ impl Handshake {
         if !payload.is_empty() {
             return Self::invalid(opt::LIST, "NBD_OPT_LIST takes no data", out);
         }
-        wire::encode_option_reply(
-            out,
-            opt::LIST,
-            rep::SERVER,
-            &wire::rep_server(&self.export.name),
-        );
+        for (name, description) in self.exports.list() {
+            // The bytes after the name are the export's details, which
+            // clients such as `nbdinfo --list` show as its description.
+            let mut payload = wire::rep_server(&name);
+            if let Some(d) = description {
+                payload.extend_from_slice(d.as_bytes());
+            }
+            wire::encode_option_reply(out, opt::LIST, rep::SERVER, &payload);
+        }
         wire::encode_option_reply(out, opt::LIST, rep::ACK, &[]);
         Step::Continue
     }
@@ -239,8 +288,16 @@ impl Handshake {
             Err(WireError::Malformed(why)) => return Self::invalid(option, &why, out),
             Err(WireError::NeedMore(_)) => return Self::invalid(option, "truncated", out),
         };
-        let n = self.negotiated(req.name.clone());
-        let e = &self.export;
+        let export = match self.exports.lookup(&req.name) {
+            Ok(e) => e,
+            Err(why) => {
+                let msg = format!("export {:?}: {why}", req.name);
+                wire::encode_option_reply(out, option, rep::ERR_UNKNOWN, msg.as_bytes());
+                return Step::Continue;
+            }
+        };
+        let n = self.negotiated(req.name.clone(), export);
+        let e = &n.export;
         wire::encode_option_reply(
             out,
             option,
@@ -602,5 +659,76 @@ mod tests {
         }
         let (_, step, _) = run(&mut h, &input);
         assert!(matches!(step, Step::Close(_)));
+    }
+
+    /// Two exports, "a" (the default) and "b"; any other name is unknown.
+    struct Two;
+
+    impl Exports for Two {
+        fn list(&self) -> Vec<(String, Option<String>)> {
+            vec![("a".into(), Some("disk a".into())), ("b".into(), None)]
+        }
+
+        fn lookup(&mut self, name: &str) -> Result<ExportDesc, String> {
+            let mut e = export(false);
+            e.name = match name {
+                "" | "a" => "a".into(),
+                "b" => "b".into(),
+                _ => return Err("no such export".into()),
+            };
+            e.size = if e.name == "a" { 1 << 20 } else { 2 << 20 };
+            Ok(e)
+        }
+    }
+
+    fn started_with(exports: Box<dyn Exports>) -> Handshake {
+        let mut h = Handshake::with_exports(exports);
+        let (_, step, _) = run(&mut h, &3u32.to_be_bytes());
+        assert_eq!(step, Step::NeedMore);
+        h
+    }
+
+    #[test]
+    fn several_exports_by_name() {
+        let mut h = started_with(Box::new(Two));
+        let mut input = option(opt::LIST, &[]);
+        input.extend(option(opt::INFO, &Raw::info(b"zzz")));
+        input.extend(option(opt::INFO, &Raw::info(b"")));
+        input.extend(option(opt::GO, &Raw::info(b"b")));
+        let (out, step, _) = run(&mut h, &input);
+        let r = replies(&out);
+        let mut a = wire::rep_server("a");
+        a.extend_from_slice(b"disk a");
+        assert_eq!(r[0], (opt::LIST, rep::SERVER, a));
+        assert_eq!(r[1], (opt::LIST, rep::SERVER, wire::rep_server("b")));
+        assert_eq!((r[2].0, r[2].1), (opt::LIST, rep::ACK));
+        assert_eq!((r[3].0, r[3].1), (opt::INFO, rep::ERR_UNKNOWN));
+        assert_eq!(r[3].2, b"export \"zzz\": no such export");
+        // The empty name is the default export, "a", with its own size.
+        assert_eq!(r[4].1, rep::INFO);
+        assert_eq!(&r[4].2[2..10], &(1u64 << 20).to_be_bytes());
+        let Step::Transmission(n) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!((n.export_name.as_str(), n.export.name.as_str()), ("b", "b"));
+        assert_eq!(n.export.size, 2 << 20);
+
+        // EXPORT_NAME has no error reply: an unknown name closes.
+        let mut h = started_with(Box::new(Two));
+        let (out, step, _) = run(&mut h, &option(opt::EXPORT_NAME, b"nope"));
+        assert!(out.is_empty());
+        assert!(matches!(step, Step::Close(why) if why.contains("no such export")));
+    }
+
+    /// Payload helpers for INFO/GO.
+    struct Raw;
+
+    impl Raw {
+        fn info(name: &[u8]) -> Vec<u8> {
+            let mut p = (name.len() as u32).to_be_bytes().to_vec();
+            p.extend_from_slice(name);
+            p.extend_from_slice(&0u16.to_be_bytes());
+            p
+        }
     }
 }

@@ -4,9 +4,10 @@
 //! The reader decodes and validates each request and hands it to the
 //! backend with a completion; completions encode their reply and pass it
 //! to the writer through a channel, so replies go out whole, in the order
-//! requests complete. Requests in flight are bounded in number and bytes,
-//! which is the back-pressure on a client that pipelines faster than the
-//! disk answers.
+//! requests complete. Requests in flight are bounded in number and bytes
+//! from the moment they are read until their reply has been written, which
+//! is the back-pressure on a client that pipelines faster than the disk
+//! answers, or reads its replies slower than the disk produces them.
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -15,24 +16,27 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use crate::backend::{Backend, BackendError, ErrorKind, Extent, ReadChunk};
 use crate::proto::consts::{cmd, REPLY_FLAG_DONE, REQUEST_LEN, STATE_HOLE, STATE_ZERO};
 use crate::proto::errno::{nbd_errno, Failure};
-use crate::proto::handshake::{ExportDesc, Handshake, Negotiated, Step};
+use crate::proto::handshake::{Exports, Handshake, Negotiated, Step};
 use crate::proto::request::{validate, Command, Limits};
 use crate::proto::wire::{self, WireError};
 
 /// Most requests in flight on one connection.
 const MAX_IN_FLIGHT: usize = 64;
 /// Most read/write payload bytes in flight on one connection (one request
-/// larger than this still runs, alone).
-const MAX_IN_FLIGHT_BYTES: usize = 128 << 20;
+/// larger than this still runs, alone). 8 MiB keeps a disk busy (VDDK
+/// pipelines far fewer bytes than that) while bounding what a client that
+/// reads its replies slowly makes the server hold: clients often open
+/// four connections, and many servers may run side by side.
+const MAX_IN_FLIGHT_BYTES: usize = 8 << 20;
 
 /// Runs the handshake. Returns what was negotiated and any bytes already
 /// received past its end, or `None` when the client left or was refused.
 pub(crate) fn negotiate<R: Read, W: Write>(
     r: &mut R,
     w: &mut W,
-    export: ExportDesc,
+    exports: Box<dyn Exports>,
 ) -> io::Result<Option<(Negotiated, Vec<u8>)>> {
-    let mut hs = Handshake::new(export);
+    let mut hs = Handshake::with_exports(exports);
     let mut out = Vec::new();
     hs.greeting(&mut out);
     w.write_all(&out)?;
@@ -92,24 +96,42 @@ impl InFlight {
     }
 }
 
-/// A reply, as the pieces to write in order (headers and data buffers).
-type Message = Vec<Vec<u8>>;
+/// A reply: the pieces to write in order (headers and data buffers), and
+/// the request's share of the in-flight bounds, given back once written.
+struct Message {
+    parts: Vec<Vec<u8>>,
+    _slot: Option<Slot>,
+}
+
+/// One request's share of [`InFlight`], released when dropped.
+struct Slot {
+    inflight: Arc<InFlight>,
+    bytes: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.inflight.release(self.bytes);
+    }
+}
 
 /// The right to answer one request. Dropping it without answering sends
 /// EIO, so a backend that loses a completion cannot leave a client waiting.
 struct Replier {
     tx: Option<Sender<Message>>,
-    inflight: Arc<InFlight>,
-    bytes: usize,
+    slot: Option<Slot>,
     cookie: u64,
     structured: bool,
 }
 
 impl Replier {
-    fn send(mut self, m: Message) {
+    fn send(mut self, parts: Vec<Vec<u8>>) {
         if let Some(tx) = self.tx.take() {
             // The writer is gone only when the client is; nothing to tell.
-            let _ = tx.send(m);
+            let _ = tx.send(Message {
+                parts,
+                _slot: self.slot.take(),
+            });
         }
     }
 
@@ -136,8 +158,8 @@ impl Replier {
     }
 
     fn backend_error(self, e: &BackendError, writing: bool) {
-        // Backends log their own failures with full detail.
-        log::debug!("request failed: {}", e.message);
+        // Backends log their own failures with full detail; logging the
+        // message here too would report every failure twice.
         let failure = match e.kind {
             ErrorKind::ReadOnly => Failure::ReadOnly,
             ErrorKind::NoSpace => Failure::NoSpace,
@@ -256,9 +278,11 @@ impl Drop for Replier {
             } else {
                 wire::encode_simple_reply(&mut h, nbd_errno(Failure::Io, false), self.cookie);
             }
-            let _ = tx.send(vec![h]);
+            let _ = tx.send(Message {
+                parts: vec![h],
+                _slot: self.slot.take(),
+            });
         }
-        self.inflight.release(self.bytes);
     }
 }
 
@@ -309,8 +333,8 @@ fn writer_loop<W: Write>(w: W, rx: Receiver<Message>) {
         if *broken {
             return;
         }
-        for part in m {
-            if let Err(e) = w.write_all(&part) {
+        for part in &m.parts {
+            if let Err(e) = w.write_all(part) {
                 log::debug!("client connection lost while replying: {e}");
                 *broken = true;
                 return;
@@ -396,8 +420,10 @@ fn reader_loop<R: Read>(
         inflight.acquire(bytes);
         let replier = Replier {
             tx: Some(tx.clone()),
-            inflight: Arc::clone(inflight),
-            bytes,
+            slot: Some(Slot {
+                inflight: Arc::clone(inflight),
+                bytes,
+            }),
             cookie: req.cookie,
             structured: limits.structured,
         };

@@ -3,13 +3,13 @@
 //! Listeners are polled in non-blocking mode so that shutdown needs no
 //! signal or self-pipe: the loop notices the flag within one poll interval.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Inner, ACCEPT_POLL};
 
@@ -101,8 +101,56 @@ fn spawn(inner: &Arc<Inner>, s: Stream) {
     }
 }
 
+/// A socket whose read timeout can be changed while it is being read.
+trait TimedRead: Read {
+    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl TimedRead for TcpStream {
+    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(t)
+    }
+}
+
+impl TimedRead for UnixStream {
+    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(t)
+    }
+}
+
+/// The reading side of a connection, with the handshake timeout applied
+/// to negotiation as a whole: a per-read timeout alone would let a client
+/// that trickles a byte at a time hold its thread forever.
+struct Reader<S> {
+    s: S,
+    /// When negotiation must be over; `None` once it is, or if unlimited.
+    deadline: Option<Instant>,
+    /// Set by the connection when transmission starts.
+    negotiated: Arc<AtomicBool>,
+}
+
+impl<S: TimedRead> Read for Reader<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            if self.negotiated.load(Ordering::Acquire) {
+                self.deadline = None;
+                self.s.set_timeout(None)?;
+            } else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        ErrorKind::TimedOut,
+                        "the client did not finish negotiating within the handshake timeout",
+                    ));
+                }
+                self.s.set_timeout(Some(left))?;
+            }
+        }
+        self.s.read(buf)
+    }
+}
+
 fn serve_socket(inner: &Arc<Inner>, s: Stream) -> io::Result<()> {
-    let timeout = Some(inner.config.handshake_timeout).filter(|t| !t.is_zero());
     match s {
         Stream::Tcp(s) => {
             s.set_nonblocking(false)?;
@@ -113,13 +161,9 @@ fn serve_socket(inner: &Arc<Inner>, s: Stream) -> io::Result<()> {
             })) else {
                 return Ok(());
             };
-            s.set_read_timeout(timeout)?;
             s.set_write_timeout(Some(WRITE_TIMEOUT))?;
             let w = s.try_clone()?;
-            let clear = s.try_clone()?;
-            inner.run(s, w, move || {
-                let _ = clear.set_read_timeout(None);
-            })
+            serve_stream(inner, s, w)
         }
         Stream::Unix(s) => {
             s.set_nonblocking(false)?;
@@ -129,13 +173,24 @@ fn serve_socket(inner: &Arc<Inner>, s: Stream) -> io::Result<()> {
             })) else {
                 return Ok(());
             };
-            s.set_read_timeout(timeout)?;
             s.set_write_timeout(Some(WRITE_TIMEOUT))?;
             let w = s.try_clone()?;
-            let clear = s.try_clone()?;
-            inner.run(s, w, move || {
-                let _ = clear.set_read_timeout(None);
-            })
+            serve_stream(inner, s, w)
         }
     }
+}
+
+fn serve_stream<S: TimedRead, W: io::Write + Send + 'static>(
+    inner: &Arc<Inner>,
+    s: S,
+    w: W,
+) -> io::Result<()> {
+    let timeout = Some(inner.config.handshake_timeout).filter(|t| !t.is_zero());
+    let negotiated = Arc::new(AtomicBool::new(false));
+    let r = Reader {
+        s,
+        deadline: timeout.map(|t| Instant::now() + t),
+        negotiated: Arc::clone(&negotiated),
+    };
+    inner.run(r, w, move || negotiated.store(true, Ordering::Release))
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::backend::Backend;
-use crate::proto::handshake::ExportDesc;
+use crate::exports::{ExportRegistry, Resolved};
+use crate::proto::handshake::{ExportDesc, Exports};
 use crate::proto::request::Limits;
 
 pub use listener::Listener;
@@ -19,9 +20,10 @@ pub use listener::Listener;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Name listed by NBD_OPT_LIST and sent as NBD_INFO_NAME (`-e`); any
-    /// name a client asks for is served, as with nbdkit.
+    /// name a client asks for is served, as with nbdkit. Only used by
+    /// [`Server::new`]; with [`Server::with_exports`] each export has its own.
     pub export_name: String,
-    /// NBD_INFO_DESCRIPTION, if any.
+    /// NBD_INFO_DESCRIPTION, if any (as `export_name`).
     pub description: Option<String>,
     /// Refuse writes even if the backend could do them (`-r`).
     pub read_only: bool,
@@ -48,7 +50,7 @@ impl Default for ServerConfig {
 type Closer = Box<dyn Fn() + Send + Sync>;
 
 struct Inner {
-    backend: Arc<dyn Backend>,
+    exports: Arc<ExportRegistry>,
     config: ServerConfig,
     shutdown: AtomicBool,
     active: AtomicUsize,
@@ -57,7 +59,7 @@ struct Inner {
     closers: Mutex<HashMap<u64, Closer>>,
 }
 
-/// An NBD server for one export.
+/// An NBD server for one export, or several chosen by name.
 pub struct Server {
     inner: Arc<Inner>,
 }
@@ -102,18 +104,40 @@ impl Drop for Active {
     }
 }
 
-impl Inner {
-    fn export(&self) -> ExportDesc {
-        let sizes = self.backend.block_sizes();
+/// What negotiation sees of the registry: exports are opened when a
+/// client asks about them.
+struct Lookup {
+    exports: Arc<ExportRegistry>,
+    read_only: bool,
+}
+
+impl Lookup {
+    fn desc(&self, r: &Resolved) -> ExportDesc {
+        let sizes = r.backend.block_sizes();
         ExportDesc {
-            name: self.config.export_name.clone(),
-            description: self.config.description.clone(),
-            size: self.backend.size(),
-            read_only: self.config.read_only || self.backend.read_only(),
+            name: r.name.clone(),
+            description: r.description.clone(),
+            size: r.backend.size(),
+            read_only: self.read_only || r.backend.read_only(),
             block_sizes: (sizes.minimum, sizes.preferred, sizes.maximum),
         }
     }
+}
 
+impl Exports for Lookup {
+    fn list(&self) -> Vec<(String, Option<String>)> {
+        self.exports.list()
+    }
+
+    fn lookup(&mut self, name: &str) -> Result<ExportDesc, String> {
+        let r = self.exports.resolve(name).inspect_err(|e| {
+            log::warn!("a client asked for export {name:?}: {e}");
+        })?;
+        Ok(self.desc(&r))
+    }
+}
+
+impl Inner {
     /// Registers a connection; `None` if over the limit or shutting down.
     fn admit(self: &Arc<Self>, closer: Closer) -> Option<Active> {
         let n = self.active.fetch_add(1, Ordering::SeqCst) + 1;
@@ -143,11 +167,21 @@ impl Inner {
         mut w: W,
         after_handshake: impl FnOnce(),
     ) -> io::Result<()> {
-        let export = self.export();
-        let (size, read_only, max_payload) = (export.size, export.read_only, export.block_sizes.2);
-        let Some((negotiated, leftover)) = connection::negotiate(&mut r, &mut w, export)? else {
+        let lookup = Lookup {
+            exports: Arc::clone(&self.exports),
+            read_only: self.config.read_only,
+        };
+        let Some((negotiated, leftover)) = connection::negotiate(&mut r, &mut w, Box::new(lookup))?
+        else {
             return Ok(());
         };
+        // Negotiation opened it; this finds it again by its own name.
+        let backend = match self.exports.resolve(&negotiated.export.name) {
+            Ok(r) => r.backend,
+            Err(e) => return Err(io::Error::other(e)),
+        };
+        let export = &negotiated.export;
+        let (size, read_only, max_payload) = (export.size, export.read_only, export.block_sizes.2);
         after_handshake();
         let limits = Limits {
             size,
@@ -163,16 +197,27 @@ impl Inner {
             negotiated.base_allocation.is_some()
         );
         let r = io::Cursor::new(leftover).chain(r);
-        connection::transmit(r, w, Arc::clone(&self.backend), limits)
+        connection::transmit(r, w, backend, limits)
     }
 }
 
 impl Server {
-    /// A server exporting `backend`.
+    /// A server exporting `backend` under every name.
     pub fn new(backend: Arc<dyn Backend>, config: ServerConfig) -> Server {
+        let exports = ExportRegistry::single(
+            config.export_name.clone(),
+            config.description.clone(),
+            backend,
+        );
+        Server::with_exports(Arc::new(exports), config)
+    }
+
+    /// A server offering the exports of `exports`; clients choose by name,
+    /// and the empty name selects the first.
+    pub fn with_exports(exports: Arc<ExportRegistry>, config: ServerConfig) -> Server {
         Server {
             inner: Arc::new(Inner {
-                backend,
+                exports,
                 config,
                 shutdown: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
@@ -207,6 +252,11 @@ impl Server {
             return Ok(());
         };
         self.inner.run(r, w, || {})
+    }
+
+    /// The exports this server offers (e.g. to close them after serving).
+    pub fn exports(&self) -> &Arc<ExportRegistry> {
+        &self.inner.exports
     }
 
     /// Connections currently open.

@@ -88,7 +88,8 @@ impl Raw {
     /// Connects without reading anything.
     pub fn bare(socket: &Path) -> Raw {
         let s = UnixStream::connect(socket).expect("connect to the server socket");
-        s.set_read_timeout(Some(READ_TIMEOUT)).expect("set a read timeout");
+        s.set_read_timeout(Some(READ_TIMEOUT))
+            .expect("set a read timeout");
         Raw { s }
     }
 
@@ -129,15 +130,29 @@ impl Raw {
         b
     }
 
+    /// Reads exactly `n` bytes, or `None` if the connection ends first.
+    pub fn try_recv(&mut self, n: usize) -> Option<Vec<u8>> {
+        let mut b = vec![0u8; n];
+        self.s.read_exact(&mut b).ok().map(|()| b)
+    }
+
+    /// A simple reply header, or `None` if the connection ended.
+    pub fn try_simple_reply(&mut self) -> Option<(u32, u64)> {
+        let h = self.try_recv(16)?;
+        assert_eq!(be32(&h), SIMPLE_MAGIC, "simple reply magic");
+        Some((be32(&h[4..]), be64(&h[8..])))
+    }
+
     /// Waits for the server to close: true on EOF or reset, false if bytes
     /// arrive instead or nothing happens within `within`.
     pub fn closed_within(&mut self, within: Duration) -> bool {
         self.s.set_read_timeout(Some(within)).expect("set timeout");
         let mut b = [0u8; 1];
         let r = self.s.read(&mut b);
-        self.s.set_read_timeout(Some(READ_TIMEOUT)).expect("set timeout");
-        matches!(r, Ok(0))
-            || matches!(&r, Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
+        self.s
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("set timeout");
+        matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
     }
 
     /// The server closes at once (within two seconds) without sending a byte.
@@ -150,7 +165,9 @@ impl Raw {
         self.s.set_read_timeout(Some(quiet)).expect("set timeout");
         let mut b = [0u8; 1];
         let r = self.s.read(&mut b);
-        self.s.set_read_timeout(Some(READ_TIMEOUT)).expect("set timeout");
+        self.s
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("set timeout");
         matches!(&r, Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
     }
 
@@ -218,7 +235,11 @@ impl Raw {
     pub fn go_now(&mut self) {
         self.option(OPT_GO, &Raw::info_payload(b"", &[]));
         let r = self.opt_replies();
-        assert_eq!(r.last().map(|r| r.1), Some(REP_ACK), "GO acknowledged: {r:?}");
+        assert_eq!(
+            r.last().map(|r| r.1),
+            Some(REP_ACK),
+            "GO acknowledged: {r:?}"
+        );
     }
 
     /// Negotiates with GO; optionally structured replies and base:allocation.
@@ -293,7 +314,11 @@ impl Raw {
     /// Reads a final error chunk for `cookie`: (errno, message).
     pub fn error_chunk(&mut self, cookie: u64) -> (u32, String) {
         let (flags, kind, got, p) = self.chunk();
-        assert_eq!((flags, kind, got), (1, CHUNK_ERROR, cookie), "final error chunk");
+        assert_eq!(
+            (flags, kind, got),
+            (1, CHUNK_ERROR, cookie),
+            "final error chunk"
+        );
         let len = usize::from(u16::from_be_bytes([p[4], p[5]]));
         assert_eq!(p.len(), 6 + len, "error chunk length");
         let msg = String::from_utf8(p[6..].to_vec()).expect("UTF-8 error message");
@@ -338,7 +363,11 @@ pub fn served_normally(socket: &Path) {
     c.request(CMD_WRITE, F_FUA, 901, 4096, data.len() as u32, &data);
     assert_eq!(c.simple_reply(), (0, 901), "write after a hostile client");
     c.request(CMD_READ, 0, 902, 4096, data.len() as u32, &[]);
-    assert_eq!(c.read_reply(902, data.len()), data, "read after a hostile client");
+    assert_eq!(
+        c.read_reply(902, data.len()),
+        data,
+        "read after a hostile client"
+    );
     c.request(CMD_FLUSH, 0, 903, 0, 0, &[]);
     assert_eq!(c.simple_reply(), (0, 903));
     c.request(CMD_DISC, 0, 904, 0, 0, &[]);

@@ -107,12 +107,16 @@ impl RawDisk {
         let cb_ref = Arc::into_raw(Arc::clone(&slot)).cast_mut().cast::<c_void>();
         self.used_async.set(true);
         let core = self.lib().core();
+        let (name, bytes) = match dir {
+            Direction::Read => ("VixDiskLib_ReadAsync", sectors * 512),
+            Direction::Write => ("VixDiskLib_WriteAsync", sectors * 512),
+        };
         // SAFETY: `data` points to `sectors` whole sectors owned by the slot,
         // which the callback's reference keeps alive until it has run;
         // `cb_ref` is that reference; `&self` guarantees no other call on
         // the handle overlaps this one. No lock is held here that
         // `on_complete` takes (the slot's mutex is released above).
-        let err = unsafe {
+        let err = self.lib().timed(name, bytes, || unsafe {
             match dir {
                 Direction::Read => core.VixDiskLib_ReadAsync(
                     self.handle(),
@@ -131,7 +135,7 @@ impl RawDisk {
                     cb_ref,
                 ),
             }
-        };
+        });
         if vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_ASYNC) {
             return Ok(());
         }

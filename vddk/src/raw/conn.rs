@@ -217,7 +217,7 @@ impl RawConnection {
             logsink::clear_actual_thumbprint();
             // SAFETY: `params` and the strings are valid for the call; the
             // out-pointer is a live local; the global lock is held.
-            let err = unsafe {
+            let err = lib.timed("VixDiskLib_ConnectEx", 0, || unsafe {
                 lib.core().VixDiskLib_ConnectEx(
                     params.as_ptr(),
                     vddk_sys::Bool::from(p.read_only),
@@ -225,7 +225,7 @@ impl RawConnection {
                     transports.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
                     &mut handle,
                 )
-            };
+            });
             (err, logsink::actual_thumbprint())
         };
         drop(params);
@@ -262,11 +262,11 @@ impl RawConnection {
             let _guard = global_lock();
             logsink::clear_actual_thumbprint();
             // SAFETY: live connection, valid string and out-pointer, global lock held.
-            let err = unsafe {
+            let err = self.lib.timed("VixDiskLib_Open", 0, || unsafe {
                 self.lib
                     .core()
                     .VixDiskLib_Open(self.handle, cpath.as_ptr(), flags, &mut handle)
-            };
+            });
             // Read under the lock: another Open would clear the line.
             (err, self.context())
         };
@@ -280,7 +280,7 @@ impl RawConnection {
         let err = {
             let _guard = global_lock();
             // SAFETY: live connection, valid string and struct, global lock held.
-            unsafe {
+            self.lib.timed("VixDiskLib_Create", 0, || unsafe {
                 self.lib.core().VixDiskLib_Create(
                     self.handle,
                     cpath.as_ptr(),
@@ -288,7 +288,7 @@ impl RawConnection {
                     Some(no_progress),
                     ptr::null_mut(),
                 )
-            }
+            })
         };
         self.lib.check("VixDiskLib_Create", err, &self.context())
     }
@@ -304,7 +304,7 @@ impl RawConnection {
         let err = {
             let _guard = global_lock();
             // SAFETY: live connection, valid string, global lock held.
-            unsafe {
+            self.lib.timed("VixDiskLib_Grow", 0, || unsafe {
                 grow(
                     self.handle,
                     cpath.as_ptr(),
@@ -313,7 +313,7 @@ impl RawConnection {
                     Some(no_progress),
                     ptr::null_mut(),
                 )
-            }
+            })
         };
         self.lib.check("VixDiskLib_Grow", err, &self.context())
     }
@@ -338,7 +338,7 @@ impl RawConnection {
             let _guard = global_lock();
             // SAFETY: both connections are live, strings and struct valid,
             // global lock held.
-            unsafe {
+            self.lib.timed("VixDiskLib_Clone", 0, || unsafe {
                 clone(
                     self.handle,
                     dst.as_ptr(),
@@ -349,7 +349,7 @@ impl RawConnection {
                     ptr::null_mut(),
                     vddk_sys::Bool::from(overwrite),
                 )
-            }
+            })
         };
         self.lib.check("VixDiskLib_Clone", err, &self.context())
     }
@@ -360,7 +360,9 @@ impl Drop for RawConnection {
         let _guard = global_lock();
         // SAFETY: the handle came from a successful ConnectEx and every
         // disk opened on it holds an Arc to this connection, so all are closed.
-        let err = unsafe { self.lib.core().VixDiskLib_Disconnect(self.handle) };
+        let err = self.lib.timed("VixDiskLib_Disconnect", 0, || unsafe {
+            self.lib.core().VixDiskLib_Disconnect(self.handle)
+        });
         if let Err(e) = self
             .lib
             .check("VixDiskLib_Disconnect", err, &CallContext::default())
@@ -405,7 +407,7 @@ impl Lib {
         let err = {
             let _guard = global_lock();
             // SAFETY: params and identity are valid for the call; global lock held.
-            unsafe { f(params.as_ptr(), id.as_ptr()) }
+            self.timed(call, 0, || unsafe { f(params.as_ptr(), id.as_ptr()) })
         };
         drop(params);
         self.check(

@@ -53,7 +53,9 @@ impl RawDisk {
         let mut p: *mut VixDiskLibInfo = ptr::null_mut();
         // SAFETY: valid handle and out-pointer; no other call on this handle
         // can overlap (`&self` of a !Sync type).
-        let err = unsafe { self.lib().core().VixDiskLib_GetInfo(self.handle, &mut p) };
+        let err = self.lib().timed("VixDiskLib_GetInfo", 0, || unsafe {
+            self.lib().core().VixDiskLib_GetInfo(self.handle, &mut p)
+        });
         self.check("VixDiskLib_GetInfo", err)?;
         if p.is_null() {
             return Err(crate::Error::InvalidArgument(
@@ -100,11 +102,11 @@ impl RawDisk {
         let sectors = (buf.len() / 512) as u64;
         // SAFETY: `buf` holds exactly `sectors` sectors and is exclusively
         // borrowed for the call.
-        let err = unsafe {
+        let err = self.lib().timed("VixDiskLib_Read", buf.len() as u64, || unsafe {
             self.lib()
                 .core()
                 .VixDiskLib_Read(self.handle, start, sectors, buf.as_mut_ptr())
-        };
+        });
         self.check("VixDiskLib_Read", err)
     }
 
@@ -112,25 +114,29 @@ impl RawDisk {
     pub(crate) fn write(&self, start: u64, buf: &[u8]) -> Result<()> {
         let sectors = (buf.len() / 512) as u64;
         // SAFETY: `buf` holds exactly `sectors` sectors for the call.
-        let err = unsafe {
+        let err = self.lib().timed("VixDiskLib_Write", buf.len() as u64, || unsafe {
             self.lib()
                 .core()
                 .VixDiskLib_Write(self.handle, start, sectors, buf.as_ptr())
-        };
+        });
         self.check("VixDiskLib_Write", err)
     }
 
     /// Flush.
     pub(crate) fn flush(&self) -> Result<()> {
         // SAFETY: valid handle.
-        let err = unsafe { self.lib().core().VixDiskLib_Flush(self.handle) };
+        let err = self.lib().timed("VixDiskLib_Flush", 0, || unsafe {
+            self.lib().core().VixDiskLib_Flush(self.handle)
+        });
         self.check("VixDiskLib_Flush", err)
     }
 
     /// Wait: returns when every async request on the handle has completed.
     pub(crate) fn wait(&self) -> Result<()> {
         // SAFETY: valid handle.
-        let err = unsafe { self.lib().core().VixDiskLib_Wait(self.handle) };
+        let err = self.lib().timed("VixDiskLib_Wait", 0, || unsafe {
+            self.lib().core().VixDiskLib_Wait(self.handle)
+        });
         self.check("VixDiskLib_Wait", err)
     }
 
@@ -143,15 +149,17 @@ impl RawDisk {
     ) -> Result<Vec<(u64, u64)>> {
         let mut list: *mut VixDiskLibBlockList = ptr::null_mut();
         // SAFETY: valid handle and out-pointer.
-        let err = unsafe {
-            self.lib().core().VixDiskLib_QueryAllocatedBlocks(
-                self.handle,
-                start,
-                count,
-                chunk,
-                &mut list,
-            )
-        };
+        let err = self
+            .lib()
+            .timed("VixDiskLib_QueryAllocatedBlocks", 0, || unsafe {
+                self.lib().core().VixDiskLib_QueryAllocatedBlocks(
+                    self.handle,
+                    start,
+                    count,
+                    chunk,
+                    &mut list,
+                )
+            });
         self.check("VixDiskLib_QueryAllocatedBlocks", err)?;
         if list.is_null() {
             return Ok(Vec::new());
@@ -219,7 +227,9 @@ impl RawDisk {
         let ckey = c_string("metadata key", key)?;
         let cval = c_string("metadata value", value)?;
         // SAFETY: valid handle and strings.
-        let err = unsafe { f(self.handle, ckey.as_ptr(), cval.as_ptr()) };
+        let err = self.lib().timed("VixDiskLib_WriteMetadata", 0, || unsafe {
+            f(self.handle, ckey.as_ptr(), cval.as_ptr())
+        });
         self.check("VixDiskLib_WriteMetadata", err)
     }
 
@@ -230,7 +240,9 @@ impl RawDisk {
         mut f: impl FnMut(*mut c_char, vddk_sys::size_t, *mut vddk_sys::size_t) -> VixError,
     ) -> Result<Vec<u8>> {
         let mut required: vddk_sys::size_t = 0;
-        let err = f(ptr::null_mut(), 0, &mut required);
+        let err = self
+            .lib()
+            .timed(call, 0, || f(ptr::null_mut(), 0, &mut required));
         let code = vddk_sys::error_code(err);
         if code != u64::from(vddk_sys::VIX_E_BUFFER_TOOSMALL) {
             self.check(call, err)?;
@@ -241,7 +253,9 @@ impl RawDisk {
             let len = usize::try_from(required.clamp(1, 64 << 20)).unwrap_or(1);
             let mut buf = vec![0u8; len];
             let mut again: vddk_sys::size_t = 0;
-            let err = f(buf.as_mut_ptr().cast(), len as vddk_sys::size_t, &mut again);
+            let err = self.lib().timed(call, 0, || {
+                f(buf.as_mut_ptr().cast(), len as vddk_sys::size_t, &mut again)
+            });
             if vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_E_BUFFER_TOOSMALL)
                 && again > required
             {
@@ -270,7 +284,9 @@ impl RawDisk {
         let err = {
             let _guard = global_lock();
             // SAFETY: the handle is open and this is its only Close.
-            unsafe { self.lib().core().VixDiskLib_Close(self.handle) }
+            self.lib().timed("VixDiskLib_Close", 0, || unsafe {
+                self.lib().core().VixDiskLib_Close(self.handle)
+            })
         };
         self.check("VixDiskLib_Close", err)
     }

@@ -21,6 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use vddk_sys::VixError;
 
 use crate::error::{hint_for, vix_error_name, CallContext, Error, Result, VixFailure};
+use crate::stats::{timed, Stats};
 
 pub(crate) use asyncio::Rejected;
 pub(crate) use conn::RawConnection;
@@ -70,11 +71,17 @@ pub(crate) struct Lib {
     // The shared object stays mapped after Exit: VDDK may leave
     // process-wide state (atexit handlers, thread-locals) pointing into it.
     sys: ManuallyDrop<vddk_sys::Library>,
+    /// Per-function call statistics, when asked for.
+    stats: Option<Stats>,
 }
 
 impl Lib {
     /// Loads the library and calls InitEx with our log sinks.
-    pub(crate) fn init(load: &vddk_sys::LoadOptions, config_file: Option<&Path>) -> Result<Lib> {
+    pub(crate) fn init(
+        load: &vddk_sys::LoadOptions,
+        config_file: Option<&Path>,
+        stats: Option<Stats>,
+    ) -> Result<Lib> {
         let (libdir, _) = load.resolve_dir();
         let libdir = c_path("libdir", &libdir)?;
         let config = config_file.map(|p| c_path("config file", p)).transpose()?;
@@ -94,7 +101,7 @@ impl Lib {
         // SAFETY: the callbacks are valid for the life of the process, the
         // strings outlive the call, and INITIALISED guarantees no other
         // InitEx runs in this process.
-        let err = unsafe {
+        let err = timed(stats.as_ref(), "VixDiskLib_InitEx", 0, || unsafe {
             sys.core().VixDiskLib_InitEx(
                 API_MAJOR,
                 API_MINOR,
@@ -104,9 +111,10 @@ impl Lib {
                 libdir.as_ptr(),
                 config.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             )
-        };
+        });
         let lib = Lib {
             sys: ManuallyDrop::new(sys),
+            stats,
         };
         if vddk_sys::error_code(err) != u64::from(vddk_sys::VIX_OK) {
             let e = lib.error("VixDiskLib_InitEx", err, &CallContext::default());
@@ -129,6 +137,17 @@ impl Lib {
 
     pub(crate) fn optional(&self) -> &vddk_sys::OptionalFunctions {
         self.sys.optional()
+    }
+
+    /// The statistics being collected, if any.
+    pub(crate) fn stats(&self) -> Option<&Stats> {
+        self.stats.as_ref()
+    }
+
+    /// Runs `f` (a call of `function` moving `bytes`), timing it when
+    /// statistics are collected.
+    pub(crate) fn timed<T>(&self, function: &'static str, bytes: u64, f: impl FnOnce() -> T) -> T {
+        timed(self.stats.as_ref(), function, bytes, f)
     }
 
     /// ListTransportModes.
@@ -188,7 +207,7 @@ impl Drop for Lib {
         let _guard = global_lock();
         // SAFETY: every connection and disk holds an Arc<Lib>, so none is
         // left; InitEx succeeded (a failed one forgets the Lib).
-        unsafe { self.core().VixDiskLib_Exit() };
+        self.timed("VixDiskLib_Exit", 0, || unsafe { self.core().VixDiskLib_Exit() });
         ::log::debug!(target: logsink::TARGET, "VixDiskLib_Exit done");
     }
 }

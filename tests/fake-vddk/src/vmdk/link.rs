@@ -354,6 +354,34 @@ pub fn read_chain(links: &mut [Link], sector: u64, buf: &mut [u8]) -> Result<(),
     Ok(())
 }
 
+/// How many grains from `grain` a write can allocate in one go: grains
+/// that are not allocated (or are zero grains), that the write covers whole
+/// (`left` sectors from `within` sectors into `grain`, `room` sectors left
+/// in the extent), and that share one grain table. Zero when the first
+/// one does not qualify.
+fn fresh_whole_grains(
+    sp: &mut sparse::SparseExtent,
+    grain: u64,
+    within: u64,
+    left: u64,
+    room: u64,
+) -> Result<u64, VmdkError> {
+    let gs = sp.grain_size();
+    let per = sp.grains_per_table();
+    if within != 0 || sp.compressed() {
+        return Ok(0);
+    }
+    let most = (left.min(room) / gs).min(per - grain % per);
+    let mut n = 0;
+    while n < most {
+        match sp.lookup(grain + n)? {
+            sparse::Grain::Unallocated | sparse::Grain::Zero => n += 1,
+            _ => break,
+        }
+    }
+    Ok(n)
+}
+
 /// Writes `buf` at disk `sector` into the top link of `links`, allocating
 /// sparse grains (filled from the rest of the chain where not written).
 pub fn write_chain(links: &mut [Link], sector: u64, buf: &[u8]) -> Result<(), VmdkError> {
@@ -381,6 +409,13 @@ pub fn write_chain(links: &mut [Link], sector: u64, buf: &[u8]) -> Result<(), Vm
                 let within = rel % gs;
                 n = n.min(gs - within);
                 let piece = &buf[pos..pos + bytes(n)];
+                let whole = fresh_whole_grains(sp, grain, within, left, e.sectors - rel)?;
+                if whole > 0 {
+                    sp.allocate_run(grain, &buf[pos..pos + bytes(whole * gs)])?;
+                    pos += bytes(whole * gs);
+                    s += whole * gs;
+                    continue;
+                }
                 match sp.lookup(grain)? {
                     sparse::Grain::Data(d) => sp.write_in_grain(d, within, piece)?,
                     sparse::Grain::Compressed(_) => return Err(VmdkError::ReadOnly),

@@ -374,7 +374,7 @@ impl SparseExtent {
                     self.cache = Some((grain_no, data));
                 }
                 let data = self.cache.as_ref().map(|c| c.1.as_slice()).unwrap_or(&[]);
-                let from = (within * SECTOR) as usize;
+                let from = ((within * SECTOR) as usize).min(data.len());
                 let to = from + buf.len();
                 let avail = data.len().min(to).max(from);
                 buf[..avail - from].copy_from_slice(&data[from..avail]);
@@ -454,6 +454,61 @@ impl SparseExtent {
             .write_all_at(&bytes, u64::from(self.gd[gd_index]) * SECTOR + off)?;
         if let Some(t) = self.table(gd_index)? {
             t[gt_index] = sector;
+        }
+        Ok(())
+    }
+
+    /// Grains per grain table.
+    pub fn grains_per_table(&self) -> u64 {
+        u64::from(self.header.num_gtes)
+    }
+
+    /// Allocates the grains from `first` that `data` fills whole (all
+    /// unallocated, all in one grain table) like [`allocate`](Self::allocate),
+    /// but with one write for their data and one per directory for their
+    /// table entries: grain by grain, a large copy would spend its time in
+    /// three system calls per 64 KiB.
+    pub fn allocate_run(&mut self, first: u64, data: &[u8]) -> Result<(), VmdkError> {
+        let per = u64::from(self.header.num_gtes);
+        let gs = self.header.grain_size;
+        let grain_bytes = (gs * SECTOR) as usize;
+        let count = (data.len() / grain_bytes) as u64;
+        if count == 0 || data.len() % grain_bytes != 0 || first / per != (first + count - 1) / per {
+            return Err(VmdkError::Invalid(
+                "allocate_run takes whole grains within one grain table".into(),
+            ));
+        }
+        let (gd_index, gt_index) = ((first / per) as usize, (first % per) as usize);
+        if gd_index >= self.gd.len() {
+            return Err(VmdkError::OutOfRange);
+        }
+        let at = self.end;
+        let entries = (0..count)
+            .map(|i| u32::try_from(at + i * gs))
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(|_| {
+                VmdkError::NotSupported(
+                    "sparse extent is full: grain offsets beyond 2 TiB do not fit a grain table entry"
+                        .into(),
+                )
+            })?;
+        self.file.write_all_at(data, at * SECTOR)?;
+        self.end = at + count * gs;
+        if self.gd[gd_index] == 0 {
+            self.new_tables(gd_index)?;
+        }
+        let bytes: Vec<u8> = entries.iter().flat_map(|e| e.to_le_bytes()).collect();
+        let off = gt_index as u64 * 4;
+        if let Some(rgd) = &self.rgd {
+            let rgt = u64::from(rgd[gd_index]);
+            if rgt != 0 {
+                self.file.write_all_at(&bytes, rgt * SECTOR + off)?;
+            }
+        }
+        self.file
+            .write_all_at(&bytes, u64::from(self.gd[gd_index]) * SECTOR + off)?;
+        if let Some(t) = self.table(gd_index)? {
+            t[gt_index..gt_index + entries.len()].copy_from_slice(&entries);
         }
         Ok(())
     }

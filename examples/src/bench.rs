@@ -1,0 +1,257 @@
+//! The measuring part of `vddk-bench`: keep a number of requests in
+//! flight against a [`DiskWorker`] and record each one's latency.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use vddk::{DiskWorker, SECTOR_SIZE};
+
+/// What one run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Sequential reads.
+    Read,
+    /// Sequential writes.
+    Write,
+    /// Reads at random aligned offsets.
+    RandRead,
+    /// Writes at random aligned offsets.
+    RandWrite,
+}
+
+impl Mode {
+    /// Parses `read`, `write`, `randread`, `randwrite`.
+    ///
+    /// # Errors
+    /// A message listing the modes.
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        match s {
+            "read" => Ok(Mode::Read),
+            "write" => Ok(Mode::Write),
+            "randread" => Ok(Mode::RandRead),
+            "randwrite" => Ok(Mode::RandWrite),
+            _ => Err(format!(
+                "unknown mode {s:?}: use read, write, randread or randwrite"
+            )),
+        }
+    }
+
+    /// The name [`Mode::parse`] takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Read => "read",
+            Mode::Write => "write",
+            Mode::RandRead => "randread",
+            Mode::RandWrite => "randwrite",
+        }
+    }
+
+    /// Whether the run writes to the disk.
+    pub fn writes(self) -> bool {
+        matches!(self, Mode::Write | Mode::RandWrite)
+    }
+
+    fn random(self) -> bool {
+        matches!(self, Mode::RandRead | Mode::RandWrite)
+    }
+}
+
+/// One run's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// What to do.
+    pub mode: Mode,
+    /// Bytes per request (a multiple of 512, at most the disk's size).
+    pub request: u64,
+    /// Requests in flight.
+    pub depth: usize,
+    /// Stop after this many bytes ...
+    pub total: u64,
+    /// ... or this long, whichever comes first.
+    pub duration: Duration,
+    /// Seed of the random offsets.
+    pub seed: u64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Requests completed.
+    pub ops: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Wall time, including the final flush of a write run.
+    pub elapsed: Duration,
+    /// Every request's latency, sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl Outcome {
+    /// Throughput in MB/s (10^6 bytes per second).
+    pub fn mb_per_sec(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.bytes as f64 / s / 1e6
+        } else {
+            0.0
+        }
+    }
+
+    /// The latency below which `p` percent of requests completed
+    /// (nearest rank).
+    pub fn percentile(&self, p: f64) -> Duration {
+        percentile(&self.latencies, p)
+    }
+}
+
+/// Nearest-rank percentile of sorted samples (zero when there are none).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// xorshift64*: random enough to scatter offsets, and repeatable.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (0 is replaced, as xorshift needs a non-zero state).
+    pub fn new(seed: u64) -> Rng {
+        Rng(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Runs one benchmark on the worker's disk.
+///
+/// # Errors
+/// The first failed request (the run stops there).
+pub fn run(worker: &DiskWorker, r: &Run) -> Result<Outcome, String> {
+    let capacity = worker.info().capacity_bytes();
+    if r.request == 0 || r.request % SECTOR_SIZE != 0 || r.request > capacity {
+        return Err(format!(
+            "request size {} must be a multiple of 512 and at most the disk's size ({capacity})",
+            r.request
+        ));
+    }
+    let slots = capacity / r.request;
+    let mut rng = Rng::new(r.seed);
+    let mut seq = 0u64;
+    let mut next_offset = move || {
+        let slot = if r.mode.random() {
+            rng.next_u64() % slots
+        } else {
+            let s = seq % slots;
+            seq += 1;
+            s
+        };
+        slot * r.request
+    };
+    let pattern: Vec<u8> = (0..r.request).map(|i| (i % 251) as u8 | 1).collect();
+    let (tx, rx) = mpsc::channel::<Result<Duration, String>>();
+    let started = Instant::now();
+    let mut submitted = 0u64;
+    let mut in_flight = 0usize;
+    let mut latencies = Vec::new();
+    let mut failure = None;
+    loop {
+        while failure.is_none()
+            && in_flight < r.depth.max(1)
+            && submitted < r.total
+            && started.elapsed() < r.duration
+        {
+            let sector = next_offset() / SECTOR_SIZE;
+            let tx = tx.clone();
+            let t0 = Instant::now();
+            if r.mode.writes() {
+                worker.write(sector, pattern.clone(), move |res| {
+                    let _ = tx.send(res.map(|()| t0.elapsed()).map_err(|e| e.to_string()));
+                });
+            } else {
+                worker.read(sector, r.request / SECTOR_SIZE, move |res| {
+                    let _ = tx.send(res.map(|_| t0.elapsed()).map_err(|e| e.to_string()));
+                });
+            }
+            submitted += r.request;
+            in_flight += 1;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        match rx.recv() {
+            Ok(Ok(lat)) => latencies.push(lat),
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(_) => break,
+        }
+        in_flight -= 1;
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if r.mode.writes() {
+        crate::copy::flush(worker).map_err(|e| format!("flush after writing: {e}"))?;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Ok(Outcome {
+        ops: latencies.len() as u64,
+        bytes: latencies.len() as u64 * r.request,
+        elapsed,
+        latencies,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let ms: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&ms, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&ms, 90.0), Duration::from_millis(90));
+        assert_eq!(percentile(&ms, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&ms[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn modes_and_rng() {
+        for m in ["read", "write", "randread", "randwrite"] {
+            assert_eq!(Mode::parse(m).unwrap().name(), m);
+        }
+        assert!(Mode::parse("seq").unwrap_err().contains("randwrite"));
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        assert_eq!(a, b);
+        assert!(a.windows(2).all(|w| w[0] != w[1]));
+    }
+}

@@ -1,0 +1,198 @@
+//! `vddk-create`: creates a local disk (VixDiskLib_Create) and optionally
+//! fills it from a raw image.
+
+use std::fs::File;
+use std::process::exit;
+
+use vddk::{DiskWorker, WorkerOptions};
+use vddk_examples::args::{Flag, Parsed, Program};
+use vddk_examples::copy::{self, CopyOptions};
+use vddk_examples::{fail, logger, session, units};
+use vddk_nbd::config::connect::{create_params, open_flags};
+
+const PROGRAM: Program = Program {
+    name: "vddk-create",
+    usage: "  vddk-create [OPTIONS] --size SIZE [libdir=DIR] [file=]/ABSOLUTE/PATH.vmdk",
+    about: "Creates a local VMware disk of the given size, type, adapter and virtual hardware \
+            version, and optionally copies a raw image into it (zero blocks are skipped, so a \
+            sparse disk stays sparse).",
+    flags: &[
+        Flag {
+            long: "size",
+            short: Some('s'),
+            value: Some("SIZE"),
+            help: "virtual size, a multiple of 512 (e.g. 10G, 512M); default: the --fill-from file's size",
+        },
+        Flag {
+            long: "type",
+            short: Some('t'),
+            value: Some("TYPE"),
+            help: "monolithic-sparse (sparse, the default), monolithic-flat (flat), split-sparse, \
+                   split-flat, vmfs-flat, vmfs-thin (thin), vmfs-sparse, stream-optimized",
+        },
+        Flag {
+            long: "adapter",
+            short: Some('a'),
+            value: Some("ADAPTER"),
+            help: "ide, buslogic (the default) or lsilogic",
+        },
+        Flag {
+            long: "hw-version",
+            short: None,
+            value: Some("VERSION"),
+            help: "virtual hardware version: a number or workstation4/5/6, esx30, esx4x, esx50, \
+                   esx51, esx55, esx60, esx65 (default workstation5, i.e. 4)",
+        },
+        Flag {
+            long: "fill-from",
+            short: None,
+            value: Some("RAW"),
+            help: "copy this raw image into the new disk",
+        },
+    ],
+    notes: "Examples:
+  vddk-create libdir=/opt/vddk --size 10G /vms/new.vmdk
+  vddk-create libdir=/opt/vddk --type flat --adapter lsilogic --hw-version esx65 --size 1G /vms/f.vmdk
+  vddk-create libdir=/opt/vddk --fill-from disk.img /vms/from-raw.vmdk
+",
+};
+
+fn main() {
+    exit(run());
+}
+
+fn run() -> i32 {
+    let args = match PROGRAM.parse(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("vddk-create: {e}");
+            return 2;
+        }
+    };
+    if args.has("help") {
+        print!("{}", PROGRAM.help());
+        return 0;
+    }
+    logger::init(args.verbose());
+    match create_main(&args) {
+        Ok(()) => 0,
+        Err(e) => fail(PROGRAM.name, &e),
+    }
+}
+
+/// The flags as `vddk-nbd`'s `create=true` parameters, so one parser
+/// checks them; short names map to the long ones.
+fn create_pairs(args: &Parsed, fill_len: Option<u64>) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = args.pairs.clone();
+    let size = match (args.value("size"), fill_len) {
+        (Some(s), _) => units::parse_size("--size", s)?,
+        (None, Some(len)) => len.div_ceil(512) * 512,
+        (None, None) => {
+            return Err("give the disk's size with --size SIZE (e.g. --size 10G)".into());
+        }
+    };
+    pairs.push(("create".into(), "true".into()));
+    pairs.push(("create-size".into(), size.to_string()));
+    if let Some(t) = args.value("type") {
+        let t = match t {
+            "sparse" => "monolithic-sparse",
+            "flat" => "monolithic-flat",
+            "thin" => "vmfs-thin",
+            other => other,
+        };
+        pairs.push(("create-type".into(), t.into()));
+    }
+    if let Some(a) = args.value("adapter") {
+        let a = match a {
+            "buslogic" => "scsi-buslogic",
+            "lsilogic" => "scsi-lsilogic",
+            other => other,
+        };
+        pairs.push(("create-adapter-type".into(), a.into()));
+    }
+    if let Some(h) = args.value("hw-version") {
+        pairs.push(("create-hwversion".into(), h.into()));
+    }
+    Ok(pairs)
+}
+
+fn create_main(args: &Parsed) -> Result<(), String> {
+    let fill = match args.value("fill-from") {
+        Some(path) => {
+            let f =
+                File::open(path).map_err(|e| format!("cannot open the raw image {path}: {e}"))?;
+            let len = f
+                .metadata()
+                .map_err(|e| format!("cannot stat {path}: {e}"))?
+                .len();
+            Some((path.to_string(), f, len))
+        }
+        None => None,
+    };
+    let pairs = create_pairs(args, fill.as_ref().map(|f| f.2))?;
+    let params = vddk_nbd::config::params::parse(&pairs).map_err(|e| e.to_string())?;
+    session::validate(&params)?;
+    let Some(create) = params.create else {
+        return Err("internal error: no create options".into());
+    };
+    let path = params.file.clone().unwrap_or_default();
+    if let Some((raw, _, len)) = &fill {
+        if *len > create.size {
+            return Err(format!(
+                "{raw} holds {len} bytes, more than --size {}: give a larger --size, or none \
+                 to use the image's size",
+                create.size
+            ));
+        }
+    }
+    let lib = session::load(&params)?;
+    let conn = session::connect(&lib, &params, false)?;
+    let cp = create_params(&create);
+    conn.create(&path, &cp)
+        .map_err(|e| format!("cannot create {path}: {e}"))?;
+    println!(
+        "created {path}: {}, {} bytes, adapter {}, hardware version {}",
+        cp_type_name(&params),
+        create.size,
+        adapter_name(&params),
+        create.hw_version
+    );
+    if let Some((raw, file, len)) = fill {
+        let disk = conn
+            .open(&path, open_flags(&params, false)?)
+            .map_err(|e| format!("cannot open the new disk {path}: {e}"))?;
+        let opts = CopyOptions::default();
+        let worker = DiskWorker::spawn(disk, WorkerOptions::new().max_in_flight(opts.queue_depth))
+            .map_err(|e| format!("cannot start the disk worker: {e}"))?;
+        let r = copy::file_to_disk(&worker, &file, len, &opts).map_err(|e| e.message)?;
+        worker.close().map_err(|e| format!("closing {path}: {e}"))?;
+        println!(
+            "filled from {raw}: {} bytes written, {} bytes of zeroes skipped",
+            r.transferred, r.skipped
+        );
+    }
+    Ok(())
+}
+
+fn cp_type_name(p: &vddk_nbd::config::VddkParams) -> &'static str {
+    use vddk_nbd::config::params::CreateType as T;
+    match p.create.map(|c| c.disk_type) {
+        Some(T::MonolithicSparse) | None => "monolithic-sparse",
+        Some(T::MonolithicFlat) => "monolithic-flat",
+        Some(T::SplitSparse) => "split-sparse",
+        Some(T::SplitFlat) => "split-flat",
+        Some(T::VmfsFlat) => "vmfs-flat",
+        Some(T::StreamOptimized) => "stream-optimized",
+        Some(T::VmfsThin) => "vmfs-thin",
+        Some(T::VmfsSparse) => "vmfs-sparse",
+    }
+}
+
+fn adapter_name(p: &vddk_nbd::config::VddkParams) -> &'static str {
+    use vddk_nbd::config::params::CreateAdapter as A;
+    match p.create.map(|c| c.adapter) {
+        Some(A::Ide) => "ide",
+        Some(A::ScsiBuslogic) | None => "buslogic",
+        Some(A::ScsiLsilogic) => "lsilogic",
+    }
+}

@@ -1,0 +1,389 @@
+//! `vddk-copy` against the fake VDDK: output compared with
+//! `qemu-img convert`, holes, only allocated blocks read, resume after a
+//! fault and after a kill, checksums against `sha256sum`, the reverse
+//! copy checked with `qemu-img compare`, and a remote source.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vddk-copy");
+const MIB: u64 = 1 << 20;
+
+/// Data at 1M (3 MiB), at 20M (512 KiB) and in the last 64 KiB.
+fn source(dir: &Path, size: u64) -> std::path::PathBuf {
+    make_vmdk(
+        dir,
+        "src.vmdk",
+        size,
+        &[
+            (MIB, 3 * MIB, 0xab),
+            (20 * MIB, MIB / 2, 0x11),
+            (size - 65536, 65536, 0x5a),
+        ],
+    )
+}
+
+fn state_done(state: &Path) -> u64 {
+    let text = std::fs::read_to_string(state).expect("state file");
+    text.lines()
+        .find_map(|l| l.strip_prefix("done="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no done= in {text}"))
+}
+
+#[test]
+fn copy_matches_qemu_img_and_reads_only_allocated_blocks() {
+    let dir = scratch_dir("ex-copy");
+    let size = 32 * MIB;
+    let src = source(&dir, size);
+    let expected = dir.join("expected.raw");
+    qemu_raw(&src, &expected);
+    let out = dir.join("out.raw");
+    let stats = dir.join("stats");
+    let text = ok(example(BIN)
+        .env("FAKE_VDDK_STATS", &stats)
+        .arg(libdir())
+        .arg(&src)
+        .args(["--output", out.to_str().unwrap(), "--checksum", "sha256"]));
+    assert!(
+        same_bytes(&out, &expected),
+        "output differs from qemu-img convert"
+    );
+    assert_eq!(field(&text, "sha256"), sha256sum(&out));
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), size);
+    // Holes stay holes: only the written ranges take space.
+    let data = 3 * MIB + MIB / 2 + 65536;
+    let used = allocated_bytes(&out);
+    assert!(used < size / 4, "output uses {used} bytes of {size}");
+    // Only allocated grains were read (grains are 64 KiB, so the data
+    // ranges above are read exactly).
+    assert_eq!(stats_bytes(&stats, "Read"), data);
+    assert!(
+        !dir.join("out.raw.vddk-copy-state").exists(),
+        "state removed after success"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn failed_copy_resumes_from_its_state_file() {
+    let dir = scratch_dir("ex-copy-fault");
+    let size = 24 * MIB;
+    let src = source(&dir, size);
+    let expected = dir.join("expected.raw");
+    qemu_raw(&src, &expected);
+    let out = dir.join("out.raw");
+    let state = dir.join("out.raw.vddk-copy-state");
+    let args = |c: &mut std::process::Command| {
+        c.arg(libdir()).arg(&src).args([
+            "-o",
+            out.to_str().unwrap(),
+            "--request-size",
+            "256K",
+            "--queue-depth",
+            "4",
+        ]);
+    };
+    // The 6th read fails: five pieces (1 MiB hole, then 5 x 256 KiB) are done.
+    let mut c = example(BIN);
+    args(&mut c);
+    let err = fails(c.env("FAKE_VDDK_FAIL", "read:6"), 1);
+    assert!(err.contains("--resume"), "{err}");
+    let done = state_done(&state);
+    assert_eq!(done, 2 * MIB + MIB / 4, "{err}");
+
+    let stats = dir.join("stats");
+    let mut c = example(BIN);
+    args(&mut c);
+    let text = ok(c
+        .env("FAKE_VDDK_STATS", &stats)
+        .args(["--resume", "--checksum", "sha256"]));
+    assert!(text.contains(&format!("resumed at byte {done}")), "{text}");
+    assert!(
+        same_bytes(&out, &expected),
+        "resumed output differs from qemu-img convert"
+    );
+    assert_eq!(field(&text, "sha256"), sha256sum(&expected));
+    // The second run read only what the first had not.
+    let data = 3 * MIB + MIB / 2 + 65536;
+    assert_eq!(stats_bytes(&stats, "Read"), data - (done - MIB));
+    assert!(!state.exists());
+
+    // Nothing left to resume.
+    let mut c = example(BIN);
+    args(&mut c);
+    let err = fails(c.arg("--resume"), 1);
+    assert!(err.contains("without --resume"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killed_copy_resumes() {
+    let dir = scratch_dir("ex-copy-kill");
+    let size = 16 * MIB;
+    let src = make_vmdk(&dir, "src.vmdk", size, &[(0, 12 * MIB, 0x77)]);
+    let expected = dir.join("expected.raw");
+    qemu_raw(&src, &expected);
+    let out = dir.join("out.raw");
+    let state = dir.join("out.raw.vddk-copy-state");
+    // 20 ms per request, two at a time, 64 KiB each: about two seconds.
+    let mut child = example(BIN)
+        .env("FAKE_VDDK_ASYNC_LATENCY_US", "20000")
+        .arg(libdir())
+        .arg(&src)
+        .args([
+            "-o",
+            out.to_str().unwrap(),
+            "--request-size",
+            "64K",
+            "--queue-depth",
+            "2",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(state.exists() && state_done(&state) > 0) {
+        assert!(Instant::now() < deadline, "no progress recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = state_done(&state);
+    assert!(
+        done > 0 && done < 12 * MIB,
+        "killed too late to test resume: {done}"
+    );
+    let text =
+        ok(example(BIN)
+            .arg(libdir())
+            .arg(&src)
+            .args(["-o", out.to_str().unwrap(), "--resume"]));
+    assert!(text.contains("resumed at byte"), "{text}");
+    assert!(
+        same_bytes(&out, &expected),
+        "output after kill and resume differs"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resume_from_offset_leaves_the_prefix_alone() {
+    let dir = scratch_dir("ex-copy-offset");
+    let size = 8 * MIB;
+    let src = make_vmdk(&dir, "src.vmdk", size, &[(0, size, 0x42)]);
+    let out = dir.join("out.raw");
+    // A file whose first 4 MiB are "already copied" (marked 0xee) and
+    // whose rest is stale garbage.
+    std::fs::write(&out, vec![0xeeu8; size as usize]).unwrap();
+    ok(example(BIN).arg(libdir()).arg(&src).args([
+        "-o",
+        out.to_str().unwrap(),
+        "--resume-from",
+        "4M",
+    ]));
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(
+        bytes[..4 << 20].iter().all(|b| *b == 0xee),
+        "prefix rewritten"
+    );
+    assert!(
+        bytes[4 << 20..].iter().all(|b| *b == 0x42),
+        "tail not copied"
+    );
+    let err = fails(
+        example(BIN).arg(libdir()).arg(&src).args([
+            "-o",
+            out.to_str().unwrap(),
+            "--resume-from",
+            "1000",
+        ]),
+        1,
+    );
+    assert!(err.contains("multiple of 512"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn raw_image_into_a_disk() {
+    let dir = scratch_dir("ex-copy-reverse");
+    let size = 8 * MIB;
+    // A raw image: zeroes but for two patterns (one ending mid-sector).
+    let mut raw = vec![0u8; size as usize];
+    raw[MIB as usize..2 * MIB as usize].fill(0x3c);
+    raw[5 * MIB as usize + 100..5 * MIB as usize + 700].fill(0xc3);
+    let raw_path = dir.join("in.raw");
+    std::fs::write(&raw_path, &raw).unwrap();
+    // The target already holds data everywhere: zeroes must overwrite it.
+    let target = make_vmdk(&dir, "t.vmdk", size, &[(0, size, 0xff)]);
+    // Stopped by the fourth write (1 MiB each), then resumed.
+    let err = fails(
+        example(BIN)
+            .env("FAKE_VDDK_FAIL", "write:4")
+            .arg(libdir())
+            .arg(&target)
+            .args(["--from-raw", raw_path.to_str().unwrap()]),
+        1,
+    );
+    assert!(err.contains("--resume-from 3145728"), "{err}");
+    let text = ok(example(BIN)
+        .arg(libdir())
+        .arg(&target)
+        .args([
+            "--from-raw",
+            raw_path.to_str().unwrap(),
+            "--checksum",
+            "sha256",
+        ])
+        .arg("--resume"));
+    assert!(text.contains("resumed at byte 3145728"), "{text}");
+    assert_eq!(field(&text, "sha256"), sha256sum(&raw_path));
+    let cmp = tool(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "vmdk",
+            raw_path.to_str().unwrap(),
+            target.to_str().unwrap(),
+        ],
+    );
+    assert!(cmp.contains("identical"), "{cmp}");
+    tool("qemu-img", &["check", "-q", target.to_str().unwrap()]);
+
+    // Into a fresh sparse disk, zero blocks are skipped.
+    let fresh = make_vmdk(&dir, "fresh.vmdk", size, &[]);
+    let text = ok(example(BIN).arg(libdir()).arg(&fresh).args([
+        "--from-raw",
+        raw_path.to_str().unwrap(),
+        "--request-size",
+        "64K",
+    ]));
+    assert!(
+        text.contains(&format!("{} bytes transferred", MIB + 65536)),
+        "{text}"
+    );
+    let cmp = tool(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "vmdk",
+            raw_path.to_str().unwrap(),
+            fresh.to_str().unwrap(),
+        ],
+    );
+    assert!(cmp.contains("identical"), "{cmp}");
+
+    // A raw image larger than the disk is refused before anything is written.
+    let small = make_vmdk(&dir, "small.vmdk", MIB, &[]);
+    let err = fails(
+        example(BIN)
+            .arg(libdir())
+            .arg(&small)
+            .args(["--from-raw", raw_path.to_str().unwrap()]),
+        1,
+    );
+    assert!(err.contains("larger than the disk"), "{err}");
+    assert!(!err.contains("--resume"), "nothing to resume: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn remote_disk_to_raw() {
+    let dir = scratch_dir("ex-copy-remote");
+    let (inv, thumb) = inventory(&dir);
+    let disk = make_vmdk(
+        &dir.join("ds1/web"),
+        "web.vmdk",
+        4 * MIB,
+        &[(MIB, MIB, 0x99)],
+    );
+    let expected = dir.join("expected.raw");
+    qemu_raw(&disk, &expected);
+    let out = dir.join("out.raw");
+    ok(example(BIN)
+        .env("FAKE_VDDK_INVENTORY", &inv)
+        .args(remote_params(thumb))
+        .args(["-o", out.to_str().unwrap()]));
+    assert!(same_bytes(&out, &expected));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn usage_mistakes() {
+    let err = fails(example(BIN).arg(libdir()).arg("/x.vmdk"), 1);
+    assert!(
+        err.contains("--output FILE") && err.contains("--from-raw FILE"),
+        "{err}"
+    );
+    let err = fails(
+        example(BIN)
+            .arg(libdir())
+            .arg("/x.vmdk")
+            .args(["-o", "a", "--from-raw", "b"]),
+        1,
+    );
+    assert!(err.contains("opposite directions"), "{err}");
+    let err = fails(
+        example(BIN)
+            .arg(libdir())
+            .arg("/x.vmdk")
+            .args(["-o", "a", "--checksum", "md5"]),
+        1,
+    );
+    assert!(err.contains("only sha256"), "{err}");
+    let err = fails(
+        example(BIN)
+            .arg(libdir())
+            .arg("/x.vmdk")
+            .args(["-o", "a", "--request-size", "1000"]),
+        1,
+    );
+    assert!(err.contains("multiple of 512"), "{err}");
+    let help = ok(example(BIN).arg("-h"));
+    assert!(
+        help.contains("--resume-from BYTES") && help.contains("password="),
+        "{help}"
+    );
+}
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let dir = scratch_dir("ex-copy-progress");
+    let src = make_vmdk(&dir, "src.vmdk", 8 * MIB, &[(0, 8 * MIB, 0x61)]);
+    let out = dir.join("out.raw");
+    let args = format!(
+        "{} {} {} -o {} --request-size 64K --queue-depth 1",
+        BIN,
+        libdir(),
+        src.display(),
+        out.display()
+    );
+    // Not a terminal: nothing on stderr.
+    let o = output(
+        example(BIN)
+            .env("FAKE_VDDK_ASYNC_LATENCY_US", "2000")
+            .args(args.split(' ').skip(1)),
+    );
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+    // On a terminal (script(1) gives it one): a bar with rate and ETA.
+    let log = dir.join("tty.log");
+    let typescript = ok(example("script")
+        .env("FAKE_VDDK_ASYNC_LATENCY_US", "2000")
+        .args(["-qefc", &args, log.to_str().unwrap()]));
+    assert!(typescript.contains("ETA "), "{typescript}");
+    assert!(typescript.contains("/s"), "{typescript}");
+    assert!(typescript.contains("%"), "{typescript}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,110 @@
+//! The exports the command line asks for: one disk (`file=`), every disk
+//! of a local VM (`vmx=`), or any disk matching a wildcard (`export=`),
+//! each opened with its own VDDK handle and worker thread.
+
+use std::sync::Arc;
+
+use vddk_nbd::backend::{Backend, VddkBackend};
+use vddk_nbd::config::connect::open_flags;
+use vddk_nbd::config::trust;
+use vddk_nbd::config::VddkParams;
+use vddk_nbd::exports::{ExportRegistry, Wildcard};
+use vddk_nbd::vmx;
+
+use super::args::Options;
+
+/// How to open one disk, shared by every export of the server.
+#[derive(Clone)]
+struct DiskOpener {
+    conn: Arc<vddk::Connection>,
+    params: Arc<VddkParams>,
+    read_only: bool,
+    threads: Option<usize>,
+}
+
+impl DiskOpener {
+    fn open(&self, path: &str) -> Result<Arc<VddkBackend>, String> {
+        let disk = self
+            .conn
+            .open(path, open_flags(&self.params, self.read_only)?)
+            .map_err(|e| trust::open_error(&self.params, path, &e))?;
+        log::debug!("opened {path}, transport mode {}", disk.transport_mode());
+        let mut wopts = vddk::WorkerOptions::new();
+        if let Some(n) = self.threads {
+            wopts = wopts.max_in_flight(n);
+        }
+        let worker = vddk::DiskWorker::spawn(disk, wopts).map_err(|e| e.to_string())?;
+        Ok(Arc::new(VddkBackend::new(worker, self.read_only)))
+    }
+}
+
+/// Opens what `p` asks for on `conn` (the `vmx=` disks and `file=` at
+/// once, wildcard matches when a client names them).
+pub fn open(
+    conn: &Arc<vddk::Connection>,
+    opts: &Options,
+    p: &VddkParams,
+) -> Result<Arc<ExportRegistry>, String> {
+    let opener = DiskOpener {
+        conn: Arc::clone(conn),
+        params: Arc::new(p.clone()),
+        read_only: opts.read_only,
+        threads: opts.threads.map(|n| n as usize),
+    };
+    if let Some(path) = &p.vmx {
+        let mut reg = ExportRegistry::new();
+        for d in vmx::read(path)? {
+            let path = d.path.to_string_lossy();
+            let backend = opener
+                .open(&path)
+                .map_err(|e| format!("{} ({}): {e}", d.device, d.file_name))?;
+            let description = format!("{} ({})", d.file_name, human_size(backend.size()));
+            log::debug!("export {}: {description}", d.device);
+            reg.add(d.device, Some(description), backend);
+        }
+        return Ok(Arc::new(reg));
+    }
+    let Some(pattern) = &p.export else {
+        let file = p.file.clone().unwrap_or_default();
+        let backend = opener.open(&file)?;
+        return Ok(Arc::new(ExportRegistry::single(
+            opts.export_name.clone(),
+            Some(file),
+            backend,
+        )));
+    };
+    let mut reg = ExportRegistry::new();
+    if let Some(file) = &p.file {
+        // The default export, for clients that ask for no name.
+        let backend = opener.open(file)?;
+        reg.add(file.clone(), Some("the default export".into()), backend);
+    }
+    let wildcard = Wildcard::new(pattern)?;
+    reg.set_wildcard(
+        wildcard,
+        Box::new(move |path: &str| -> Result<Arc<dyn Backend>, String> {
+            let b: Arc<dyn Backend> = opener.open(path)?;
+            Ok(b)
+        }),
+    );
+    Ok(Arc::new(reg))
+}
+
+/// `10 GiB`, `512 MiB`, `1.5 GiB`, `4096 bytes`: sizes as users read them.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: &[&str] = &["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

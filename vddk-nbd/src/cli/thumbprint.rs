@@ -1,0 +1,27 @@
+//! `vddk-nbd thumbprint HOST[:PORT]`: prints a server's certificate
+//! thumbprint as VDDK's `thumbprint=` wants it, and its SHA-256.
+
+use vddk_nbd::thumbprint;
+
+/// Runs the subcommand on its arguments (after `thumbprint`); returns the
+/// exit status.
+pub fn run(args: &[String]) -> i32 {
+    let [target] = args else {
+        eprintln!("usage: vddk-nbd thumbprint HOST[:PORT]   (the port defaults to 443)");
+        return 1;
+    };
+    let result = thumbprint::parse_host_port(target)
+        .and_then(|(host, port)| thumbprint::fetch(&host, port, thumbprint::TIMEOUT));
+    match result {
+        Ok(fp) => {
+            // The first line can be pasted as a parameter as it is.
+            println!("thumbprint={}", fp.sha1);
+            println!("sha256={}", fp.sha256);
+            0
+        }
+        Err(e) => {
+            eprintln!("vddk-nbd: error: {e}");
+            1
+        }
+    }
+}

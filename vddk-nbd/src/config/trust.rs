@@ -1,0 +1,95 @@
+//! The server's certificate thumbprint at start-up and after a failed
+//! Open: fetched when the user asked for it (`thumbprint=auto`, or
+//! `no_verify=1` in `uri=`), and compared with the configured one when
+//! VDDK fails an Open with nothing better than "Unknown error".
+
+use super::params::VddkParams;
+use crate::thumbprint::{self, Fingerprints, DEFAULT_PORT, TIMEOUT};
+
+fn target(p: &VddkParams) -> Option<(&str, u16)> {
+    let server = p.server.as_deref()?;
+    Some((server, p.port.unwrap_or(DEFAULT_PORT)))
+}
+
+/// Fills `p.thumbprint` from the server when `p.fetch_thumbprint` asks for
+/// it and none was given; the value is logged as a warning, since it was
+/// trusted without being checked. Returns the fingerprints fetched.
+pub fn resolve_thumbprint(p: &mut VddkParams) -> Result<Option<Fingerprints>, String> {
+    if !p.fetch_thumbprint || p.thumbprint.is_some() {
+        return Ok(None);
+    }
+    let Some((server, port)) = target(p) else {
+        return Err("thumbprint=auto needs server= (or uri=) to fetch it from".into());
+    };
+    let fp = thumbprint::fetch(server, port, TIMEOUT).map_err(|e| {
+        format!("cannot fetch the thumbprint of {server}:{port}: {e}; give thumbprint= instead")
+    })?;
+    let why = if p.uri.as_ref().is_some_and(|u| u.no_verify) {
+        "no_verify=1 in uri="
+    } else {
+        "thumbprint=auto"
+    };
+    log::warn!(
+        "{why}: trusting {server}:{port} without verifying its certificate: thumbprint={} \
+         (SHA-256 {}); pin it with thumbprint= once checked",
+        fp.sha1,
+        fp.sha256
+    );
+    p.thumbprint = Some(fp.sha1.to_string());
+    Ok(Some(fp))
+}
+
+/// The message for a failed Open of `path`. A remote Open that failed with
+/// VIX_E_FAIL is usually a thumbprint mismatch that VDDK only logs, so the
+/// server's certificate is fetched and, when it differs from the
+/// configured thumbprint, the message says so with both values.
+pub fn open_error(p: &VddkParams, path: &str, e: &vddk::Error) -> String {
+    let base = format!("cannot open {path}: {e}");
+    let e_fail = e.vix_code() == Some(u64::from(vddk_sys::VIX_E_FAIL));
+    if !p.is_remote() || !e_fail {
+        return base;
+    }
+    let (Some((server, port)), Some(configured)) = (target(p), p.thumbprint.as_deref()) else {
+        return base;
+    };
+    match thumbprint::fetch(server, port, TIMEOUT) {
+        Ok(fp) => match mismatch(configured, &fp) {
+            Some(msg) => format!("cannot open {path}: {msg} (VDDK said: {e})"),
+            None => base,
+        },
+        Err(fetch) => {
+            log::debug!("could not fetch the thumbprint to explain the failure: {fetch}");
+            base
+        }
+    }
+}
+
+/// A sentence naming both thumbprints when they differ.
+pub fn mismatch(configured: &str, fetched: &Fingerprints) -> Option<String> {
+    let same = configured
+        .parse::<vddk::Thumbprint>()
+        .is_ok_and(|t| t == fetched.sha1);
+    (!same).then(|| {
+        format!(
+            "the server's certificate thumbprint is {} but thumbprint={configured} was \
+             given: the certificate changed or the thumbprint is wrong; if you trust the \
+             server, use thumbprint={}",
+            fetched.sha1, fetched.sha1
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mismatch_names_both_values() {
+        let fp = Fingerprints::of_der(b"abc");
+        let right = "a9:99:3e:36:47:06:81:6a:ba:3e:25:71:78:50:c2:6c:9c:d0:d8:9d";
+        assert_eq!(mismatch(right, &fp), None, "case does not matter");
+        let wrong = "00:99:3E:36:47:06:81:6A:BA:3E:25:71:78:50:C2:6C:9C:D0:D8:9D";
+        let m = mismatch(wrong, &fp).unwrap();
+        assert!(m.contains(wrong) && m.contains(&fp.sha1.to_string()), "{m}");
+    }
+}

@@ -1,0 +1,249 @@
+//! libvirt's ESX driver URIs, as `virsh -c` users write them:
+//!
+//! - `esx://[user@]host[:port]/[?params]`: an ESXi host;
+//! - `vpx://[user@]vcenter[:port]/datacenter/[folder/...][cluster/]host[?params]`:
+//!   a host through vCenter;
+//! - `gsx://`: VMware Server, which VDDK cannot reach, refused.
+//!
+//! The URI gives the server, port and user; the query parameters are
+//! libvirt's `transport`, `no_verify`, `auto_answer` and `proxy`. How each
+//! applies to VDDK is in vddk-nbd's README.
+
+/// Which libvirt driver scheme the URI used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `esx://`: an ESXi host directly (morefs are plain numbers).
+    Esx,
+    /// `vpx://`: vCenter (morefs look like `vm-42`).
+    Vpx,
+}
+
+/// A parsed libvirt ESX URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EsxUri {
+    /// `esx` or `vpx`.
+    pub scheme: Scheme,
+    /// The host (ESXi) or vCenter name, brackets removed from IPv6.
+    pub server: String,
+    /// The port, when the URI gives one.
+    pub port: Option<u16>,
+    /// The user, percent-decoded (`administrator%40vsphere.local`).
+    pub user: Option<String>,
+    /// For `vpx://`: the inventory path to the host (datacenter, folders,
+    /// cluster, host), percent-decoded. VDDK finds the VM by its moref, so
+    /// this is only checked and logged.
+    pub inventory_path: Vec<String>,
+    /// `no_verify=1`: trust the certificate the server presents.
+    pub no_verify: bool,
+}
+
+fn bad(uri: &str, why: &str) -> String {
+    format!(
+        "uri={uri}: {why}; expected esx://[user@]host[:port]/[?no_verify=1] or \
+         vpx://[user@]vcenter[:port]/datacenter/[folder/...][cluster/]host[?no_verify=1]"
+    )
+}
+
+/// Parses a libvirt ESX driver URI.
+pub fn parse(uri: &str) -> Result<EsxUri, String> {
+    let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad(uri, "no scheme"))?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "esx" => Scheme::Esx,
+        "vpx" => Scheme::Vpx,
+        "gsx" => {
+            return Err(format!(
+                "uri={uri}: gsx:// is VMware Server (GSX), which VDDK cannot open disks on; \
+                 use esx:// for an ESXi host or vpx:// for vCenter"
+            ))
+        }
+        other => {
+            return Err(bad(
+                uri,
+                &format!("scheme {other}:// is not one of libvirt's ESX driver schemes"),
+            ))
+        }
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    if rest.contains('#') {
+        return Err(bad(uri, "a '#' fragment has no meaning here"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, ""),
+    };
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => {
+            let u = decode(u).map_err(|e| bad(uri, &e))?;
+            if u.is_empty() {
+                return Err(bad(uri, "the user before '@' is empty"));
+            }
+            (Some(u), h)
+        }
+        None => (None, authority),
+    };
+    let (server, port) = host_port(hostport).map_err(|e| bad(uri, &e))?;
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(uri, &e))?;
+    match scheme {
+        Scheme::Esx if !segments.is_empty() => {
+            return Err(bad(
+                uri,
+                "an esx:// URI has no path (the path names a host through vCenter: use vpx://)",
+            ))
+        }
+        Scheme::Vpx if segments.len() < 2 => {
+            return Err(bad(
+                uri,
+                "a vpx:// URI needs the path /datacenter/.../host of the host that runs the VM",
+            ))
+        }
+        _ => {}
+    }
+    let mut parsed = EsxUri {
+        scheme,
+        server,
+        port,
+        user,
+        inventory_path: segments,
+        no_verify: false,
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = decode(v).map_err(|e| bad(uri, &e))?;
+        match k {
+            "no_verify" => parsed.no_verify = flag(uri, k, &v)?,
+            "auto_answer" => {
+                flag(uri, k, &v)?;
+                log::debug!("uri: auto_answer={v} answers VM questions in libvirt; disk access asks none, so it is ignored");
+            }
+            "transport" => match v.as_str() {
+                "https" => {}
+                "http" => {
+                    return Err(format!(
+                        "uri={uri}: transport=http is refused: VDDK always talks HTTPS to \
+                         vSphere (and checks its thumbprint); drop transport= or use https. \
+                         For VDDK's data transports (nbd, nbdssl, hotadd) use transports="
+                    ))
+                }
+                other => {
+                    return Err(bad(
+                        uri,
+                        &format!("transport={other}: libvirt accepts http or https"),
+                    ))
+                }
+            },
+            "proxy" => {
+                return Err(format!(
+                    "uri={uri}: proxy= is refused: VDDK cannot be sent through a proxy, it \
+                     connects to the server (HTTPS) and the hosts (NFC, port 902) itself; \
+                     run vddk-nbd where it reaches them directly"
+                ))
+            }
+            other => {
+                return Err(bad(
+                    uri,
+                    &format!(
+                        "unknown parameter {other}; libvirt's are transport, no_verify, \
+                         auto_answer and proxy"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn flag(uri: &str, key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ => Err(bad(uri, &format!("{key}={v}: libvirt accepts 0 or 1"))),
+    }
+}
+
+fn host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address lacks its ']'")?;
+        match after {
+            "" => (h, None),
+            a => (h, Some(a.strip_prefix(':').ok_or("junk after ']'")?)),
+        }
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host name".into());
+    }
+    let port = match port {
+        None | Some("") => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("port {p:?} is not a number from 1 to 65535"))?,
+        ),
+    };
+    Ok((host.to_string(), port))
+}
+
+/// Percent-decoding (RFC 3986), which must yield UTF-8.
+fn decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let byte = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent escape in {s:?}"))?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} does not decode to UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes() {
+        assert_eq!(decode("a%40b%20c").unwrap(), "a@b c");
+        assert_eq!(decode("caf%C3%A9").unwrap(), "café");
+        assert!(decode("%4").is_err());
+        assert!(decode("%zz").is_err());
+        assert!(decode("%FF").is_err());
+    }
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(host_port("h").unwrap(), ("h".into(), None));
+        assert_eq!(host_port("h:").unwrap(), ("h".into(), None));
+        assert_eq!(host_port("h:8443").unwrap(), ("h".into(), Some(8443)));
+        assert_eq!(
+            host_port("[fe80::1]:9").unwrap(),
+            ("fe80::1".into(), Some(9))
+        );
+        assert!(host_port(":1").is_err());
+        assert!(host_port("h:0").is_err());
+        assert!(host_port("h:99999").is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! Several disks from one server, chosen by the client's export name.
+//!
+//! An [`ExportRegistry`] holds named exports, each with its own backend
+//! (for VDDK: its own handle and worker thread, so clients of different
+//! exports run in parallel), opened either up front or on first use. With
+//! a [`Wildcard`], names that are not registered are taken as disk paths
+//! and opened when they match it, as `nbdkit vddk export=` does.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::backend::Backend;
+
+pub use self::wildcard::{check_path, Wildcard};
+
+mod wildcard;
+
+/// Opens the backend of a registered export, on first use.
+pub type Opener = Box<dyn Fn() -> Result<Arc<dyn Backend>, String> + Send + Sync>;
+
+/// Opens the disk at a path a client asked for through the wildcard.
+pub type PathOpener = Box<dyn Fn(&str) -> Result<Arc<dyn Backend>, String> + Send + Sync>;
+
+/// Most disks a wildcard may have open at once: each holds a VDDK handle
+/// and a thread, and a client should not be able to exhaust either.
+pub const MAX_WILDCARD_EXPORTS: usize = 64;
+
+/// An export's backend, opened at most once.
+#[derive(Default)]
+struct Slot {
+    // Held while opening, so two clients asking at once open the disk once;
+    // other exports have their own slot and are not held up.
+    backend: Mutex<Option<Arc<dyn Backend>>>,
+}
+
+impl Slot {
+    fn ready(backend: Arc<dyn Backend>) -> Slot {
+        Slot {
+            backend: Mutex::new(Some(backend)),
+        }
+    }
+
+    fn get_or_open(
+        &self,
+        open: impl FnOnce() -> Result<Arc<dyn Backend>, String>,
+    ) -> Result<Arc<dyn Backend>, String> {
+        let mut b = self.backend.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = &*b {
+            return Ok(Arc::clone(b));
+        }
+        let opened = open()?;
+        *b = Some(Arc::clone(&opened));
+        Ok(opened)
+    }
+
+    fn opened(&self) -> Option<Arc<dyn Backend>> {
+        self.backend
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+struct Named {
+    name: String,
+    description: Option<String>,
+    open: Option<Opener>,
+    slot: Arc<Slot>,
+}
+
+impl Named {
+    fn get(&self) -> Result<Arc<dyn Backend>, String> {
+        self.slot.get_or_open(|| match &self.open {
+            Some(open) => open(),
+            None => Err(format!("export {} has no backend", self.name)),
+        })
+    }
+}
+
+/// A resolved export: its name, description and backend.
+#[derive(Clone)]
+pub struct Resolved {
+    /// The export's name (for a wildcard match, the path the client gave).
+    pub name: String,
+    /// Its description, if any.
+    pub description: Option<String>,
+    /// The open backend.
+    pub backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The exports of one server. The first registered export is the default
+/// (the empty name).
+#[derive(Default)]
+pub struct ExportRegistry {
+    named: Vec<Named>,
+    catch_all: bool,
+    wildcard: Option<(Wildcard, PathOpener)>,
+    by_path: Mutex<Vec<Named>>,
+}
+
+impl ExportRegistry {
+    /// No exports yet.
+    pub fn new() -> ExportRegistry {
+        ExportRegistry::default()
+    }
+
+    /// One export that answers to every name, as nbdkit serves a plugin.
+    pub fn single(
+        name: impl Into<String>,
+        description: Option<String>,
+        backend: Arc<dyn Backend>,
+    ) -> ExportRegistry {
+        let mut r = ExportRegistry::new();
+        r.add(name, description, backend);
+        r.catch_all = true;
+        r
+    }
+
+    /// Adds an export whose backend is already open.
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        description: Option<String>,
+        backend: Arc<dyn Backend>,
+    ) {
+        self.named.push(Named {
+            name: name.into(),
+            description,
+            open: None,
+            slot: Arc::new(Slot::ready(backend)),
+        });
+    }
+
+    /// Adds an export opened by `open` when a client first asks for it.
+    pub fn add_lazy(&mut self, name: impl Into<String>, description: Option<String>, open: Opener) {
+        self.named.push(Named {
+            name: name.into(),
+            description,
+            open: Some(open),
+            slot: Arc::default(),
+        });
+    }
+
+    /// Serves any name that matches `pattern` as a disk path, opened by
+    /// `open` on first use.
+    pub fn set_wildcard(&mut self, pattern: Wildcard, open: PathOpener) {
+        self.wildcard = Some((pattern, open));
+    }
+
+    /// Names and descriptions for NBD_OPT_LIST: the registered exports in
+    /// order, then the disks opened through the wildcard.
+    pub fn list(&self) -> Vec<(String, Option<String>)> {
+        let mut v: Vec<_> = self
+            .named
+            .iter()
+            .map(|n| (n.name.clone(), n.description.clone()))
+            .collect();
+        let by_path = self.by_path.lock().unwrap_or_else(PoisonError::into_inner);
+        v.extend(
+            by_path
+                .iter()
+                .map(|n| (n.name.clone(), n.description.clone())),
+        );
+        v
+    }
+
+    /// The export `name` selects, opening it if needed.
+    pub fn resolve(&self, name: &str) -> Result<Resolved, String> {
+        let found = if name.is_empty() {
+            self.named.first()
+        } else {
+            self.named.iter().find(|n| n.name == name)
+        };
+        let found = found.or_else(|| self.named.first().filter(|_| self.catch_all));
+        if let Some(n) = found {
+            return Ok(Resolved {
+                name: n.name.clone(),
+                description: n.description.clone(),
+                backend: n.get()?,
+            });
+        }
+        let Some((pattern, open)) = &self.wildcard else {
+            return Err(self.unknown());
+        };
+        if name.is_empty() {
+            return Err(format!(
+                "there is no default export: ask for a disk path matching {}",
+                pattern.as_str()
+            ));
+        }
+        if !pattern.matches(name) {
+            return Err(format!(
+                "not a path matching the exported paths {}",
+                pattern.as_str()
+            ));
+        }
+        check_path(name)?;
+        let slot = {
+            let mut by_path = self.by_path.lock().unwrap_or_else(PoisonError::into_inner);
+            match by_path.iter().find(|n| n.name == name) {
+                Some(n) => Arc::clone(&n.slot),
+                None => {
+                    if by_path.len() >= MAX_WILDCARD_EXPORTS {
+                        return Err(format!(
+                            "already serving {MAX_WILDCARD_EXPORTS} disks through the \
+                             wildcard: start another server for more"
+                        ));
+                    }
+                    let slot: Arc<Slot> = Arc::default();
+                    by_path.push(Named {
+                        name: name.to_string(),
+                        description: None,
+                        open: None,
+                        slot: Arc::clone(&slot),
+                    });
+                    slot
+                }
+            }
+        };
+        let backend = slot
+            .get_or_open(|| open(name))
+            .inspect_err(|_| self.forget(name))?;
+        Ok(Resolved {
+            name: name.to_string(),
+            description: None,
+            backend,
+        })
+    }
+
+    fn forget(&self, name: &str) {
+        let mut by_path = self.by_path.lock().unwrap_or_else(PoisonError::into_inner);
+        by_path.retain(|n| n.name != name || n.slot.opened().is_some());
+    }
+
+    fn unknown(&self) -> String {
+        let names: Vec<&str> = self.named.iter().map(|n| n.name.as_str()).collect();
+        if names.is_empty() {
+            return "this server has no exports".into();
+        }
+        format!("no such export; this server exports: {}", names.join(", "))
+    }
+
+    /// Every backend opened so far, registered ones first.
+    pub fn opened(&self) -> Vec<(String, Arc<dyn Backend>)> {
+        let mut v: Vec<_> = self
+            .named
+            .iter()
+            .filter_map(|n| n.slot.opened().map(|b| (n.name.clone(), b)))
+            .collect();
+        let by_path = self.by_path.lock().unwrap_or_else(PoisonError::into_inner);
+        v.extend(
+            by_path
+                .iter()
+                .filter_map(|n| n.slot.opened().map(|b| (n.name.clone(), b))),
+        );
+        v
+    }
+
+    /// Flushes and closes every opened backend; reports every failure.
+    pub fn close_all(&self) -> Result<(), String> {
+        let errors: Vec<String> = self
+            .opened()
+            .into_iter()
+            .filter_map(|(name, b)| b.close().err().map(|e| format!("closing {name}: {e}")))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Thumbprints against a real TLS server: `openssl s_server` with a
+//! certificate made here, compared with `openssl x509 -fingerprint`; then
+//! `thumbprint=auto`, `uri=...?no_verify=1` and a wrong thumbprint against
+//! the fake's simulated ESXi host at the same address.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vddk_tests::{fake_libdir, scratch_dir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
+
+fn check(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("spawn");
+    assert!(o.status.success(), "{cmd:?} failed: {o:?}");
+    o
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// An `openssl s_server` on a free local port, killed on drop.
+struct TlsServer {
+    child: Child,
+    port: u16,
+    cert: PathBuf,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_server(dir: &Path) -> TlsServer {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    check(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-days",
+                "1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null()),
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "s_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    TlsServer { child, port, cert }
+}
+
+/// `openssl x509 -fingerprint -<digest>`: the colon-separated value.
+fn openssl_fingerprint(cert: &Path, digest: &str) -> String {
+    let o = check(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", digest, "-in"])
+            .arg(cert),
+    );
+    let out = stdout(&o);
+    out.trim()
+        .split_once('=')
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| panic!("unexpected openssl output {out}"))
+}
+
+#[test]
+fn subcommand_matches_openssl() {
+    let dir = scratch_dir("thumb-openssl");
+    let tls = tls_server(&dir);
+    let sha1 = openssl_fingerprint(&tls.cert, "-sha1");
+    let sha256 = openssl_fingerprint(&tls.cert, "-sha256");
+    assert_eq!(sha1.len(), 59, "{sha1}");
+
+    let o = check(Command::new(BIN).args(["thumbprint", &format!("127.0.0.1:{}", tls.port)]));
+    assert_eq!(stdout(&o), format!("thumbprint={sha1}\nsha256={sha256}\n"));
+
+    // Nothing listening: a clear error, not a hang.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = Command::new(BIN)
+        .args(["thumbprint", &format!("127.0.0.1:{free}")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot connect to 127.0.0.1"), "{o:?}");
+    let o = Command::new(BIN)
+        .args(["thumbprint", "h:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("HOST:PORT"), "{o:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+const DISK_SIZE: u64 = 16 << 20;
+
+/// The fake's ESXi host at the TLS server's address and port, with the
+/// certificate's thumbprint, and a VM whose disk is on datastore ds1.
+fn inventory(dir: &Path, port: u16, thumbprint: &str) -> PathBuf {
+    let ds = dir.join("ds1/web");
+    std::fs::create_dir_all(&ds).unwrap();
+    check(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "vmdk"])
+            .arg(ds.join("web.vmdk"))
+            .arg(DISK_SIZE.to_string()),
+    );
+    let inv = dir.join("inventory");
+    std::fs::write(
+        &inv,
+        format!(
+            "[server 127.0.0.1]\nport = {port}\nthumbprint = {thumbprint}\nuser = root:pw\n\n\
+             [datastore ds1]\ndir = {}\n\n[vm 127.0.0.1 42]\ndisk = [ds1] web/web.vmdk\n",
+            dir.join("ds1").display()
+        ),
+    )
+    .unwrap();
+    inv
+}
+
+fn serve_remote(inv: &Path, args: &[String]) -> Output {
+    Command::new(BIN)
+        .env(
+            "PATH",
+            format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
+        )
+        .env_remove("LD_LIBRARY_PATH")
+        .env("FAKE_VDDK_INVENTORY", inv)
+        .args(["-U", "-", "-r"])
+        .arg(format!("libdir={}", fake_libdir().display()))
+        .args(args)
+        .arg("password=pw")
+        .arg("vm=moref=42")
+        .arg("[ds1] web/web.vmdk")
+        .args(["--run", r#"nbdinfo --size "$uri""#])
+        .output()
+        .expect("spawn vddk-nbd")
+}
+
+#[test]
+fn fetched_thumbprints_open_and_mismatches_name_both() {
+    let dir = scratch_dir("thumb-remote");
+    let tls = tls_server(&dir);
+    let sha1 = openssl_fingerprint(&tls.cert, "-sha1");
+    let inv = inventory(&dir, tls.port, &sha1);
+    let port = tls.port;
+
+    // no_verify=1: fetched, trusted, and logged with its value.
+    let o = serve_remote(
+        &inv,
+        &[format!("uri=esx://root@127.0.0.1:{port}/?no_verify=1")],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).trim(), DISK_SIZE.to_string());
+    let log = stderr(&o);
+    assert!(
+        log.contains("warning: no_verify=1") && log.contains(&format!("thumbprint={sha1}")),
+        "{log}"
+    );
+
+    // thumbprint=auto with the classic parameters.
+    let o = serve_remote(
+        &inv,
+        &[
+            "server=127.0.0.1".into(),
+            format!("port={port}"),
+            "user=root".into(),
+            "thumbprint=auto".into(),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        stderr(&o).contains("thumbprint=auto: trusting 127.0.0.1"),
+        "{o:?}"
+    );
+
+    // A URI without no_verify needs a thumbprint.
+    let o = serve_remote(&inv, &[format!("uri=esx://root@127.0.0.1:{port}/")]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        stderr(&o).contains("needs the server's thumbprint"),
+        "{o:?}"
+    );
+
+    // A wrong thumbprint: VDDK's E_FAIL becomes a message with both values.
+    let wrong = format!("00{}", &sha1[2..]);
+    let o = serve_remote(
+        &inv,
+        &[
+            format!("uri=esx://root@127.0.0.1:{port}/"),
+            format!("thumbprint={wrong}"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "the server's certificate thumbprint is {sha1} but thumbprint={wrong} was given"
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
