@@ -41,9 +41,11 @@ fn server(name: &str) -> TestServer {
 
 /// The hostile connection is gone, a good client works, the server stops.
 fn finish(srv: TestServer) {
+    let dir = srv.dir.clone();
     served_normally(&srv.socket);
     srv.wait_idle();
     srv.stop();
+    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

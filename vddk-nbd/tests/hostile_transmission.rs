@@ -39,9 +39,11 @@ fn server(name: &str) -> (TestServer, Arc<MemoryBackend>) {
 }
 
 fn finish(srv: TestServer) {
+    let dir = srv.dir.clone();
     served_normally(&srv.socket);
     srv.wait_idle();
     srv.stop();
+    std::fs::remove_dir_all(dir).ok();
 }
 
 /// The connection is still in step: a write and a read of it succeed.

@@ -257,6 +257,17 @@ proptest! {
     }
 
     #[test]
+    fn trailing_bytes_are_refused(name in text(20), items in vec(text(8), 0..4), junk in vec(any::<u8>(), 1..9)) {
+        let requests = items.iter().map(|q| q.len() as u16).collect();
+        let mut info = info_payload(&InfoRequest { name: name.clone(), requests });
+        info.extend_from_slice(&junk);
+        prop_assert!(matches!(wire::decode_info_request(&info), Err(WireError::Malformed(_))));
+        let mut meta = meta_payload(&MetaRequest { name, queries: items });
+        meta.extend_from_slice(&junk);
+        prop_assert!(matches!(wire::decode_meta_request(&meta), Err(WireError::Malformed(_))));
+    }
+
+    #[test]
     fn overlong_strings_are_refused(extra in 1usize..64) {
         let long = "x".repeat(MAX_STRING_LEN + extra);
         let info = info_payload(&InfoRequest { name: long.clone(), requests: vec![] });

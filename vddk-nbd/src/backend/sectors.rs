@@ -90,24 +90,13 @@ fn read_chunks(offset: u64, data: Vec<u8>, allocated: Option<&[(u64, u64)]>) -> 
         return vec![ReadChunk::Data { offset, data }];
     };
     let end = offset + data.len() as u64;
-    let mut chunks = Vec::new();
+    // (from, to, hole) spans first, so that the common case, a read wholly
+    // inside allocated data, hands its buffer on without copying it.
+    let mut spans: Vec<(u64, u64, bool)> = Vec::new();
     let mut at = offset;
-    let push = |from: u64, to: u64, hole: bool, chunks: &mut Vec<ReadChunk>| {
-        if from >= to {
-            return;
-        }
-        if hole {
-            chunks.push(ReadChunk::Hole {
-                offset: from,
-                length: (to - from) as u32,
-            });
-        } else {
-            let s = (from - offset) as usize;
-            let e = (to - offset) as usize;
-            chunks.push(ReadChunk::Data {
-                offset: from,
-                data: data[s..e].to_vec(),
-            });
+    let mut push = |from: u64, to: u64, hole: bool| {
+        if from < to {
+            spans.push((from, to, hole));
         }
     };
     for &(s, n) in allocated {
@@ -116,12 +105,32 @@ fn read_chunks(offset: u64, data: Vec<u8>, allocated: Option<&[(u64, u64)]>) -> 
         if a_end <= a_start {
             continue;
         }
-        push(at, a_start, true, &mut chunks);
-        push(a_start, a_end, false, &mut chunks);
+        push(at, a_start, true);
+        push(a_start, a_end, false);
         at = a_end;
     }
-    push(at, end, true, &mut chunks);
-    chunks
+    push(at, end, true);
+    if let [(_, _, false)] = spans.as_slice() {
+        return vec![ReadChunk::Data { offset, data }];
+    }
+    spans
+        .into_iter()
+        .map(|(from, to, hole)| {
+            if hole {
+                ReadChunk::Hole {
+                    offset: from,
+                    length: (to - from) as u32,
+                }
+            } else {
+                let s = (from - offset) as usize;
+                let e = (to - offset) as usize;
+                ReadChunk::Data {
+                    offset: from,
+                    data: data[s..e].to_vec(),
+                }
+            }
+        })
+        .collect()
 }
 
 /// Converts allocated sector runs within `[first, end)` into byte extents
