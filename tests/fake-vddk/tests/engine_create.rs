@@ -416,3 +416,44 @@ fn large_writes_across_grain_tables_match_qemu() {
     qemu_check(&img);
     qemu_compare(&img, &raw);
 }
+
+/// A monolithicSparse file copied under another name still names the
+/// original in its embedded extent line; the copy must be self-contained.
+#[test]
+fn copied_monolithic_sparse_is_its_own_extent() {
+    let dir = engine_util::scratch("copied-sparse");
+    let orig = dir.join("orig.vmdk");
+    engine_util::run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=monolithicSparse",
+            engine_util::s(&orig),
+            "4M",
+        ],
+    );
+    let copy = dir.join("copy.vmdk");
+    std::fs::copy(&orig, &copy).unwrap();
+    let before = std::fs::read(&orig).unwrap();
+    {
+        let mut d = fake_vddk::vmdk::VmdkDisk::open(&copy, false, false).unwrap();
+        d.write(0, &[0xabu8; 512 * 128]).unwrap();
+        d.flush().unwrap();
+        let mut back = vec![0u8; 512];
+        d.read(0, &mut back).unwrap();
+        assert_eq!(back, vec![0xab; 512]);
+    }
+    assert_eq!(
+        std::fs::read(&orig).unwrap(),
+        before,
+        "the original was written through the copy"
+    );
+    let mut o = fake_vddk::vmdk::VmdkDisk::open(&orig, true, false).unwrap();
+    let mut back = vec![1u8; 512];
+    o.read(0, &mut back).unwrap();
+    assert_eq!(back, vec![0; 512]);
+}

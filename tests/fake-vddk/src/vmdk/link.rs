@@ -199,11 +199,16 @@ pub fn resolve(desc_path: &Path, name: &str) -> PathBuf {
         .unwrap_or_else(|| p.to_path_buf())
 }
 
+/// `this_file`: for a descriptor embedded in a sparse file with a single
+/// sparse extent (monolithicSparse, streamOptimized), that extent is the
+/// file itself whatever name the line gives: the name is stale after a copy
+/// or rename, and following it would read or write another disk.
 fn open_extent(
     desc_path: &Path,
     line: &ExtentLine,
     start: u64,
     write: bool,
+    this_file: Option<&Path>,
 ) -> Result<Extent, VmdkError> {
     let write = write && line.access == Mode::Rw;
     let store = match line.kind {
@@ -215,7 +220,10 @@ fn open_extent(
         }
         kind => {
             let name = line.file.as_deref().unwrap_or_default();
-            let path = resolve(desc_path, name);
+            let path = match this_file {
+                Some(p) if kind == ExtentKind::Sparse => p.to_path_buf(),
+                _ => resolve(desc_path, name),
+            };
             let file = open_file(&path, write)?;
             if kind == ExtentKind::Sparse {
                 let s = SparseExtent::open(file)?;
@@ -265,8 +273,10 @@ impl Link {
         let stream = desc.create_type() == "streamOptimized";
         let mut extents = Vec::with_capacity(desc.extents.len());
         let mut start = 0;
+        let embedded = !matches!(place, DescPlace::File(_));
+        let this_file = (embedded && desc.extents.len() == 1).then_some(path);
         for line in &desc.extents {
-            let e = open_extent(path, line, start, write && !stream)?;
+            let e = open_extent(path, line, start, write && !stream, this_file)?;
             start = start
                 .checked_add(line.sectors)
                 .filter(|&s| s.checked_mul(SECTOR).is_some())
