@@ -1,20 +1,22 @@
 //! Drives the handshake state machine with arbitrary client bytes.
 //!
-//! Input: byte 0 picks the export (read-only, with a description or not),
-//! byte 1 seeds the chunk sizes for the incremental run, the rest is what
-//! the client sends after the greeting.
+//! Input: byte 0 picks the export (read-only, with a description or not,
+//! of the largest size) or, with bit 3, a table of two named exports whose
+//! lookup fails for any other name; byte 1 seeds the chunk sizes for the
+//! incremental run; the rest is what the client sends after the greeting.
 //!
 //! Checked: no panic; every step consumes no more than it was given and a
 //! `Continue` always consumes something (no livelock); the machine never
 //! waits for more than one option header plus the option cap; every byte it
 //! writes is a well-formed option reply (or the EXPORT_NAME answer that ends
 //! negotiation); feeding the same bytes in small chunks gives exactly the
-//! same replies and outcome as feeding them at once.
+//! same replies and outcome as feeding them at once; the export served is
+//! the one its name selects.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vddk_nbd::proto::consts::*;
-use vddk_nbd::proto::handshake::{ExportDesc, Handshake, Step, MAX_OPTIONS};
+use vddk_nbd::proto::handshake::{ExportDesc, Exports, Handshake, Step, MAX_OPTIONS};
 
 /// Largest set of replies one option may produce: INFO/GO sends at most
 /// five short replies, the rest one or two; error messages are short.
@@ -27,6 +29,35 @@ fn export(sel: u8) -> ExportDesc {
         size: if sel & 4 != 0 { u64::MAX } else { 1 << 30 },
         read_only: sel & 2 != 0,
         block_sizes: (512, 4096, 32 << 20),
+    }
+}
+
+/// Two exports by name, and a lookup that fails for any other name.
+struct Table(u8);
+
+impl Exports for Table {
+    fn list(&self) -> Vec<(String, Option<String>)> {
+        vec![
+            ("disk".into(), None),
+            ("ro".into(), Some("read-only".into())),
+        ]
+    }
+
+    fn lookup(&mut self, name: &str) -> Result<ExportDesc, String> {
+        match name {
+            "" | "disk" => Ok(export(self.0 & !2)),
+            "ro" => Ok(export(self.0 | 2)),
+            _ => Err(format!("no export named {name:?}")),
+        }
+    }
+}
+
+/// Byte 0, bit 3: a table of exports instead of one that takes every name.
+fn handshake(sel: u8) -> Handshake {
+    if sel & 8 != 0 {
+        Handshake::with_exports(Box::new(Table(sel)))
+    } else {
+        Handshake::new(export(sel))
     }
 }
 
@@ -68,7 +99,7 @@ fn step(h: &mut Handshake, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
 }
 
 fn run_whole(sel: u8, input: &[u8]) -> Outcome {
-    let mut h = Handshake::new(export(sel));
+    let mut h = handshake(sel);
     let mut out = Vec::new();
     let mut used = 0;
     let mut options = 0;
@@ -96,7 +127,7 @@ fn run_whole(sel: u8, input: &[u8]) -> Outcome {
 }
 
 fn run_chunked(sel: u8, seed: u8, input: &[u8]) -> Outcome {
-    let mut h = Handshake::new(export(sel));
+    let mut h = handshake(sel);
     let mut out = Vec::new();
     let mut used = 0;
     let mut avail = 0;
@@ -123,7 +154,7 @@ fn run_chunked(sel: u8, seed: u8, input: &[u8]) -> Outcome {
 }
 
 /// Walks the replies in `out` and checks their framing.
-fn check_replies(mut out: &[u8], step: &Step, export_size: u64) {
+fn check_replies(mut out: &[u8], step: &Step) {
     while !out.is_empty() {
         if out.len() >= 8 && out[..8] == OPTION_REPLY_MAGIC.to_be_bytes() {
             assert!(out.len() >= 20, "truncated option reply header");
@@ -147,7 +178,7 @@ fn check_replies(mut out: &[u8], step: &Step, export_size: u64) {
             "EXPORT_NAME answer of {} bytes",
             out.len()
         );
-        assert_eq!(out[..8], export_size.to_be_bytes());
+        assert_eq!(out[..8], neg.export.size.to_be_bytes());
         assert_eq!(out[8..10], neg.transmission_flags.to_be_bytes());
         assert!(out[10..].iter().all(|&b| b == 0));
         return;
@@ -165,12 +196,24 @@ fuzz_target!(|data: &[u8]| {
         "{} options accepted",
         whole.options
     );
-    check_replies(&whole.out, &whole.step, export(sel).size);
+    check_replies(&whole.out, &whole.step);
     if let Step::Transmission(neg) = &whole.step {
         assert_eq!(
             neg.transmission_flags,
-            export(sel).transmission_flags(neg.structured)
+            neg.export.transmission_flags(neg.structured)
         );
+        if sel & 8 != 0 {
+            let name = neg.export_name.as_str();
+            assert!(
+                ["", "disk", "ro"].contains(&name),
+                "served unknown export {name:?}"
+            );
+            assert_eq!(
+                neg.export.read_only,
+                name == "ro",
+                "export {name:?} served as the wrong one"
+            );
+        }
     }
     let chunked = run_chunked(sel, seed, input);
     assert_eq!(

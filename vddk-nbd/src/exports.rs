@@ -52,6 +52,16 @@ impl Slot {
         Ok(opened)
     }
 
+    /// Open, or being opened by another client right now. Never waits, so
+    /// a slow open does not hold up whoever asks.
+    fn in_use(&self) -> bool {
+        match self.backend.try_lock() {
+            Ok(b) => b.is_some(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().is_some(),
+            Err(std::sync::TryLockError::WouldBlock) => true,
+        }
+    }
+
     fn opened(&self) -> Option<Arc<dyn Backend>> {
         self.backend
             .lock()
@@ -237,7 +247,7 @@ impl ExportRegistry {
 
     fn forget(&self, name: &str) {
         let mut by_path = self.by_path.lock().unwrap_or_else(PoisonError::into_inner);
-        by_path.retain(|n| n.name != name || n.slot.opened().is_some());
+        by_path.retain(|n| n.name != name || n.slot.in_use());
     }
 
     fn unknown(&self) -> String {
@@ -276,5 +286,74 @@ impl ExportRegistry {
         } else {
             Err(errors.join("; "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn mem(size: u64) -> Arc<dyn Backend> {
+        Arc::new(MemoryBackend::new(size))
+    }
+
+    #[test]
+    fn single_answers_every_name_named_does_not() {
+        let r = ExportRegistry::single("disk", None, mem(512));
+        for name in ["", "disk", "anything"] {
+            assert_eq!(r.resolve(name).unwrap().name, "disk");
+        }
+        let mut r = ExportRegistry::new();
+        r.add("x", None, mem(512));
+        r.add("y", Some("why".into()), mem(1024));
+        assert_eq!(r.resolve("").unwrap().name, "x");
+        let y = r.resolve("y").unwrap();
+        assert_eq!(
+            (y.backend.size(), y.description.as_deref()),
+            (1024, Some("why"))
+        );
+        assert_eq!(
+            r.resolve("z").unwrap_err(),
+            "no such export; this server exports: x, y"
+        );
+        assert!(ExportRegistry::new().resolve("").is_err());
+    }
+
+    #[test]
+    fn wildcard_opens_each_path_once_and_forgets_failures() {
+        let opens = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&opens);
+        let mut r = ExportRegistry::new();
+        r.set_wildcard(
+            Wildcard::new("/d/*.vmdk").unwrap(),
+            Box::new(move |path: &str| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                if path.contains("bad") {
+                    Err(format!("cannot open {path}"))
+                } else {
+                    Ok(mem(512))
+                }
+            }),
+        );
+        let a1 = r.resolve("/d/a.vmdk").unwrap();
+        let a2 = r.resolve("/d/a.vmdk").unwrap();
+        assert!(Arc::ptr_eq(&a1.backend, &a2.backend));
+        assert_eq!(opens.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            r.resolve("/d/bad.vmdk").unwrap_err(),
+            "cannot open /d/bad.vmdk"
+        );
+        assert!(r.resolve("/e/a.vmdk").unwrap_err().contains("/d/*.vmdk"));
+        assert!(r.resolve("").unwrap_err().contains("no default export"));
+        let listed: Vec<String> = r.list().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(listed, ["/d/a.vmdk"], "failed opens are not listed");
+        for i in 1..MAX_WILDCARD_EXPORTS {
+            r.resolve(&format!("/d/{i}.vmdk")).unwrap();
+        }
+        let e = r.resolve("/d/one-too-many.vmdk").unwrap_err();
+        assert!(e.contains("start another server"), "{e}");
+        assert!(r.close_all().is_ok());
     }
 }

@@ -55,7 +55,9 @@ fn serve(inv: Option<&Path>, args: &[String], script: &str) -> Output {
         format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
     )
     .env_remove("LD_LIBRARY_PATH")
-    .env_remove("FAKE_VDDK_INVENTORY");
+    .env_remove("FAKE_VDDK_INVENTORY")
+    // Any breach of VDDK's threading rules aborts the server.
+    .env("FAKE_VDDK_STRICT", "1");
     if let Some(inv) = inv {
         c.env("FAKE_VDDK_INVENTORY", inv);
     }

@@ -245,3 +245,42 @@ fn fetched_thumbprints_open_and_mismatches_name_both() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn vpx_uri_reaches_a_vcenter_with_a_fetched_thumbprint() {
+    let dir = scratch_dir("thumb-vpx");
+    let tls = tls_server(&dir);
+    let sha1 = openssl_fingerprint(&tls.cert, "-sha1");
+    let port = tls.port;
+    // The same disk set-up as the ESXi case, served by a vCenter instead.
+    inventory(&dir, port, &sha1);
+    let inv = dir.join("inventory-vc");
+    std::fs::write(
+        &inv,
+        format!(
+            "[server localhost]\nkind = vcenter\nport = {port}\nthumbprint = {sha1}\n\
+             user = administrator@vsphere.local:pw\n\n\
+             [datastore ds1]\ndir = {}\n\n[vm localhost vm-42]\ndisk = [ds1] web/web.vmdk\n",
+            dir.join("ds1").display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .env("PATH", format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()))
+        .env_remove("LD_LIBRARY_PATH")
+        .env("FAKE_VDDK_INVENTORY", &inv)
+        .args(["-U", "-", "-r"])
+        .arg(format!("libdir={}", fake_libdir().display()))
+        .arg(format!(
+            "uri=vpx://administrator%40vsphere.local@localhost:{port}/DC1/Cluster%20A/esx1.example.com?no_verify=1"
+        ))
+        .args(["password=pw", "vm=moref=vm-42"])
+        .arg("file=<source file='[ds1] web/web.vmdk'/>")
+        .args(["--run", r#"nbdinfo --size "$uri""#])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).trim(), DISK_SIZE.to_string());
+    assert!(stderr(&o).contains(&format!("thumbprint={sha1}")), "{o:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -84,6 +84,8 @@ fn serve(vmx: &Path, script: &str) -> Output {
         .env("PATH", path_env())
         .env_remove("LD_LIBRARY_PATH")
         .env_remove("FAKE_VDDK_INVENTORY")
+        // Any breach of VDDK's threading rules aborts the server.
+        .env("FAKE_VDDK_STRICT", "1")
         .args(["-U", "-", "-r"])
         .arg(format!("libdir={}", fake_libdir().display()))
         .arg(format!("vmx={}", vmx.display()))

@@ -93,7 +93,7 @@ mod tests {
         let s = Stats::default();
         s.record("VixDiskLib_Read", 512, Duration::from_micros(10));
         s.record("VixDiskLib_Open", 0, Duration::from_micros(50));
-        s.record("VixDiskLib_Read", 1024, Duration::from_micros(30));
+        s.record("VixDiskLib_Read", 1024, Duration::from_micros(35));
         s.record("VixDiskLib_Close", 0, Duration::from_micros(40));
         let v = s.snapshot();
         let names: Vec<_> = v.iter().map(|c| c.function).collect();
@@ -103,7 +103,11 @@ mod tests {
         );
         assert_eq!(v[1].calls, 2);
         assert_eq!(v[1].bytes, 1536);
-        assert_eq!(v[1].time, Duration::from_micros(40));
+        assert_eq!(v[1].time, Duration::from_micros(45));
+        // Equal times: by name.
+        s.record("VixDiskLib_Wait", 0, Duration::from_micros(40));
+        let names: Vec<_> = s.snapshot().iter().map(|c| c.function).collect();
+        assert_eq!(names[2..], ["VixDiskLib_Close", "VixDiskLib_Wait"]);
     }
 
     #[test]

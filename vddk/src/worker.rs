@@ -569,14 +569,13 @@ impl Worker {
                 }
                 let id = self.track(start, sectors, false, Pending::Read(done));
                 self.need_wait = true;
-                let buf = vec![0u8; (sectors * SECTOR_SIZE) as usize];
                 let tx = self.self_tx.clone();
                 let Some(disk) = self.disk.as_ref() else {
                     return;
                 };
                 let submitted = disk.raw().submit_read(
                     start,
-                    buf,
+                    (sectors * SECTOR_SIZE) as usize,
                     Box::new(move |buf, err| {
                         let _ = tx.send(Msg::Completed { id, buf, err });
                     }),
@@ -684,6 +683,18 @@ impl Worker {
         if busy && self.busy_retries < MAX_BUSY_RETRIES {
             self.busy_retries += 1;
             self.busy_hold = true;
+            // The library holds fewer requests than we were told: stay
+            // below its bound from now on instead of being refused (and
+            // logged at) over and over.
+            let held = self.in_flight.len();
+            if held > 0 && held < self.max {
+                log::debug!(
+                    target: "vddk::worker",
+                    "the library refused a request with {held} in flight; \
+                     keeping at most {held} in flight on this disk"
+                );
+                self.max = held;
+            }
             let op = match f.done {
                 Pending::Read(done) => Op::Read {
                     start: f.start,

@@ -13,7 +13,8 @@ use super::size::parse_size;
 use super::uri::{self, EsxUri};
 use crate::datastore::DatastorePath;
 
-/// Every key `nbdkit vddk` accepts, in the order `--help` lists them.
+/// Every key accepted: those of `nbdkit vddk`, plus `uri`, `export` and
+/// `vmx`, in alphabetical order after `file`.
 pub const VALID_KEYS: &[&str] = &[
     "file",
     "compression",

@@ -11,6 +11,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use crate::backend::{Backend, BackendError, ErrorKind, Extent, ReadChunk};
@@ -22,12 +23,46 @@ use crate::proto::wire::{self, WireError};
 
 /// Most requests in flight on one connection.
 const MAX_IN_FLIGHT: usize = 64;
-/// Most read/write payload bytes in flight on one connection (one request
-/// larger than this still runs, alone). 8 MiB keeps a disk busy (VDDK
-/// pipelines far fewer bytes than that) while bounding what a client that
-/// reads its replies slowly makes the server hold: clients often open
-/// four connections, and many servers may run side by side.
-const MAX_IN_FLIGHT_BYTES: usize = 8 << 20;
+/// Read/write payload bytes in flight, shared out equally between the
+/// connections in transmission in this process: each may have its share in
+/// flight (one request larger than that still runs, alone). 8 MiB keeps a
+/// disk busy (a VDDK handle pipelines 16 requests, 4 MiB at nbdcopy's
+/// size) while bounding what clients that read their replies slowly make
+/// the server hold, whether they open one connection or four, and when
+/// many servers run side by side. Each connection checks only its own
+/// share, so a stalled client never holds up another.
+const IN_FLIGHT_BYTES_TOTAL: usize = 8 << 20;
+/// The smallest share, however many connections there are.
+const MIN_IN_FLIGHT_BYTES: usize = 1 << 20;
+
+/// Connections in transmission in this process.
+static TRANSMITTING: AtomicUsize = AtomicUsize::new(0);
+
+/// This connection's share of [`IN_FLIGHT_BYTES_TOTAL`].
+fn byte_share() -> usize {
+    share_of(TRANSMITTING.load(Ordering::Relaxed))
+}
+
+/// One share when `connections` connections transmit.
+fn share_of(connections: usize) -> usize {
+    (IN_FLIGHT_BYTES_TOTAL / connections.max(1)).max(MIN_IN_FLIGHT_BYTES)
+}
+
+/// Counts a connection in [`TRANSMITTING`] while it lives.
+struct Transmitting;
+
+impl Transmitting {
+    fn enter() -> Transmitting {
+        TRANSMITTING.fetch_add(1, Ordering::Relaxed);
+        Transmitting
+    }
+}
+
+impl Drop for Transmitting {
+    fn drop(&mut self) {
+        TRANSMITTING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Runs the handshake. Returns what was negotiated and any bytes already
 /// received past its end, or `None` when the client left or was refused.
@@ -80,7 +115,7 @@ struct InFlight {
 impl InFlight {
     fn acquire(&self, bytes: usize) {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while s.0 >= MAX_IN_FLIGHT || (s.0 > 0 && s.1 + bytes > MAX_IN_FLIGHT_BYTES) {
+        while s.0 >= MAX_IN_FLIGHT || (s.0 > 0 && s.1 + bytes > byte_share()) {
             s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
         s.0 += 1;
@@ -377,6 +412,7 @@ pub(crate) fn transmit<R: Read, W: Write + Send + 'static>(
     let writer = std::thread::Builder::new()
         .name("nbd-writer".into())
         .spawn(move || writer_loop(w, rx))?;
+    let _counted = Transmitting::enter();
     let inflight = Arc::new(InFlight::default());
     let result = reader_loop(&mut r, &tx, &inflight, backend.as_ref(), &limits);
     drop(tx);
@@ -517,6 +553,15 @@ fn reader_loop<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_shares_split_the_total_down_to_a_floor() {
+        assert_eq!(share_of(0), 8 << 20);
+        assert_eq!(share_of(1), 8 << 20);
+        assert_eq!(share_of(4), 2 << 20);
+        assert_eq!(share_of(8), 1 << 20);
+        assert_eq!(share_of(100), 1 << 20);
+    }
 
     #[test]
     fn descriptors_clip_merge_and_req_one() {

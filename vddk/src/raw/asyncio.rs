@@ -26,6 +26,11 @@ const CLAIMED: u8 = 2;
 
 pub(crate) struct AsyncSlot {
     state: AtomicU8,
+    /// For a read, the bytes a successful completion has filled: the
+    /// buffer is allocated but not initialised (zeroing it first would cost
+    /// as much as a fast copy), and gets this length only once VDDK has
+    /// written it. Zero for writes.
+    fill: usize,
     // Locked only to take the contents out, never across a VDDK call.
     inner: Mutex<Option<(Vec<u8>, Completion)>>,
 }
@@ -33,6 +38,19 @@ pub(crate) struct AsyncSlot {
 impl AsyncSlot {
     fn take(&self) -> Option<(Vec<u8>, Completion)> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The buffer as the completion sees it: a read's data on success,
+    /// empty after a failed read, a write's buffer unchanged.
+    fn finish(&self, mut buf: Vec<u8>, result: VixError) -> Vec<u8> {
+        if self.fill > 0 && vddk_sys::error_code(result) == u64::from(vddk_sys::VIX_OK) {
+            debug_assert!(buf.capacity() >= self.fill);
+            // SAFETY: the buffer was allocated with capacity `fill` and
+            // handed to ReadAsync for exactly `fill` bytes; a successful
+            // completion means VDDK wrote all of them.
+            unsafe { buf.set_len(self.fill) };
+        }
+        buf
     }
 }
 
@@ -45,6 +63,7 @@ extern "C" fn on_complete(data: *mut c_void, result: VixError) {
         .compare_exchange(PENDING, COMPLETED, Ordering::AcqRel, Ordering::Acquire);
     if won.is_ok() {
         if let Some((buf, done)) = slot.take() {
+            let buf = slot.finish(buf, result);
             // Nothing may unwind into VDDK.
             let _ = catch_unwind(AssertUnwindSafe(|| done(buf, result)));
         }
@@ -66,16 +85,17 @@ pub(crate) struct Rejected {
 }
 
 impl RawDisk {
-    /// Submits ReadAsync of `buf.len() / 512` sectors at `start`; `done`
-    /// receives the filled buffer and the result, unless the submission
-    /// itself is refused.
+    /// Submits ReadAsync of `len / 512` sectors at `start` into a new
+    /// buffer; `done` receives the filled buffer (empty if the read failed)
+    /// and the result, unless the submission itself is refused.
     pub(crate) fn submit_read(
         &self,
         start: u64,
-        buf: Vec<u8>,
+        len: usize,
         done: Completion,
     ) -> Result<(), Rejected> {
-        self.submit(Direction::Read, start, buf, done)
+        let len = len / 512 * 512;
+        self.submit(Direction::Read, start, Vec::with_capacity(len), len, done)
     }
 
     /// Submits WriteAsync of `buf` at `start`; `done` gets the buffer back.
@@ -85,20 +105,28 @@ impl RawDisk {
         buf: Vec<u8>,
         done: Completion,
     ) -> Result<(), Rejected> {
-        self.submit(Direction::Write, start, buf, done)
+        let len = buf.len() / 512 * 512;
+        self.submit(Direction::Write, start, buf, len, done)
     }
 
+    /// Submits `len` bytes (whole sectors, within `buf`'s capacity).
     fn submit(
         &self,
         dir: Direction,
         start: u64,
         mut buf: Vec<u8>,
+        len: usize,
         done: Completion,
     ) -> Result<(), Rejected> {
-        let sectors = (buf.len() / 512) as u64;
+        debug_assert!(buf.capacity() >= len && len % 512 == 0);
+        let sectors = (len / 512) as u64;
         let data = buf.as_mut_ptr();
         let slot = Arc::new(AsyncSlot {
             state: AtomicU8::new(PENDING),
+            fill: match dir {
+                Direction::Read => len,
+                Direction::Write => 0,
+            },
             inner: Mutex::new(None),
         });
         // The Vec moves into the slot; its heap block (where `data` points)
@@ -111,7 +139,9 @@ impl RawDisk {
             Direction::Read => ("VixDiskLib_ReadAsync", sectors * 512),
             Direction::Write => ("VixDiskLib_WriteAsync", sectors * 512),
         };
-        // SAFETY: `data` points to `sectors` whole sectors owned by the slot,
+        // SAFETY: `data` points to `sectors` whole sectors within the
+        // capacity of a buffer owned by the slot (a read's bytes are not
+        // initialised, which is fine for memory the library only writes),
         // which the callback's reference keeps alive until it has run;
         // `cb_ref` is that reference; `&self` guarantees no other call on
         // the handle overlaps this one. No lock is held here that
@@ -155,6 +185,7 @@ impl RawDisk {
             return Ok(());
         };
         if vddk_sys::error_code(err) == u64::from(vddk_sys::VIX_OK) {
+            let buf = slot.finish(buf, err);
             let _ = catch_unwind(AssertUnwindSafe(|| done(buf, err)));
             return Ok(());
         }
