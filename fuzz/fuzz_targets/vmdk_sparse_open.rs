@@ -1,7 +1,7 @@
 //! Opens arbitrary bytes as a hosted sparse (or streamOptimized) VMDK
 //! through `VmdkDisk::open`, reaching the sparse header, embedded
 //! descriptor, grain directory and grain table parsers, then reads,
-//! queries allocation and writes.
+//! queries allocation, writes and grows the disk.
 //!
 //! Input: 8 bytes (little endian) choosing the sector to probe, then the
 //! file. The scratch directory holds `base.vmdk` for embedded descriptors
@@ -13,13 +13,14 @@
 //!
 //! Checked: no panic (arithmetic overflow included when built with debug
 //! assertions); reads and allocation queries stay within the capacity;
-//! writes into the file either succeed or fail cleanly.
+//! writes into the file either succeed or fail cleanly; a disk that grew
+//! reopens with the capacity asked for.
 #![no_main]
 
 #[path = "common/vmdk_fixture.rs"]
 mod fixture;
 
-use fake_vddk::vmdk::VmdkDisk;
+use fake_vddk::vmdk::{self, VmdkDisk};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -58,6 +59,17 @@ fuzz_target!(|data: &[u8]| {
         if w.write(at, &pattern).is_ok() {
             let mut back = [0u8; 512];
             let _ = w.read(at, &mut back);
+        }
+    }
+    drop(w);
+
+    // Grow by up to 8 GiB, then reopen: the descriptor that grow rewrote
+    // must describe the new capacity.
+    let grown = cap.saturating_add(1 + (probe >> 16) % (1 << 24));
+    if vmdk::grow(&path, grown, probe & 2 != 0).is_ok() {
+        if let Ok(mut g) = VmdkDisk::open(&path, true, true) {
+            assert_eq!(g.capacity(), grown, "capacity after grow");
+            fixture::probe_reads(&mut g, probe);
         }
     }
 });

@@ -56,7 +56,9 @@ fn serve_copy(disk: &Path, fake_stats: &Path, extra: &[&str]) -> String {
 
 /// Table rows: name -> (µs, calls, bytes), in printed order.
 fn rows(stderr: &str) -> Vec<(String, u64, u64, u64)> {
-    let mut lines = stderr.lines().skip_while(|l| !l.contains("VDDK function stats"));
+    let mut lines = stderr
+        .lines()
+        .skip_while(|l| !l.contains("VDDK function stats"));
     assert!(lines.next().is_some(), "no stats table in:\n{stderr}");
     let header = lines.next().expect("header line");
     assert!(header.contains("VixDiskLib_...") && header.contains("calls"));
@@ -117,7 +119,11 @@ fn stats_table_matches_the_library_counts() {
     // Every function the library counted has the same calls and bytes here.
     for (name, (calls, bytes)) in &fake {
         if let Some(r) = table.iter().find(|r| &r.0 == name) {
-            assert_eq!((r.2, r.3), (*calls, *bytes), "{name}: ours vs the library's");
+            assert_eq!(
+                (r.2, r.3),
+                (*calls, *bytes),
+                "{name}: ours vs the library's"
+            );
         }
     }
     for name in ["ReadAsync", "QueryAllocatedBlocks", "Open", "GetInfo"] {

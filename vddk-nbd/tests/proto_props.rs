@@ -188,6 +188,27 @@ fn client_option() -> impl Strategy<Value = ClientOption> {
     ]
 }
 
+/// What a hostile client sends after its flags: option frames whose
+/// number, length and payload may disagree, or plain garbage.
+fn frame() -> impl Strategy<Value = Vec<u8>> {
+    let option = prop_oneof![1u32..12, any::<u32>()];
+    let length = prop_oneof![
+        Just(None),
+        any::<u32>().prop_map(Some),
+        (0u32..64).prop_map(Some)
+    ];
+    prop_oneof![
+        4 => (option, length, vec(any::<u8>(), 0..48)).prop_map(|(o, len, payload)| {
+            let mut b = option_request(o, &payload);
+            if let Some(len) = len {
+                b[12..16].copy_from_slice(&len.to_be_bytes());
+            }
+            b
+        }),
+        1 => vec(any::<u8>(), 0..24),
+    ]
+}
+
 // ---- drivers --------------------------------------------------------------
 
 /// Feeds `input` to `h` whole; returns (replies, consumed, last step).
@@ -404,13 +425,19 @@ proptest! {
     }
 
     #[test]
-    fn handshake_survives_arbitrary_bytes(e in export(), flags in 0u32..4, tail in vec(any::<u8>(), 0..400),
+    fn handshake_survives_hostile_bytes(e in export(), flags in 0u32..4, frames in vec(frame(), 0..8),
             chunks in vec(1usize..50, 1..8)) {
         let mut input = flags.to_be_bytes().to_vec();
-        input.extend_from_slice(&tail);
+        input.extend(frames.concat());
         let (out, used, step) = run(&mut Handshake::new(e.clone()), &input);
         if step == Step::NeedMore {
-            prop_assert!(input.len() - used < OPTION_HEADER_LEN + MAX_OPTION_LEN as usize);
+            // Given one option header plus the option cap, it must make
+            // progress or decide: a client cannot make it wait for (or
+            // buffer) more.
+            let mut padded = input.clone();
+            padded.resize(used + OPTION_HEADER_LEN + MAX_OPTION_LEN as usize, 0);
+            let (_, used_again, again) = run(&mut Handshake::new(e.clone()), &padded);
+            prop_assert!(again != Step::NeedMore || used_again > used, "still waiting after the cap");
         }
         let (out2, used2, step2) = run_chunked(&mut Handshake::new(e), &input, &chunks);
         prop_assert_eq!((out, used, step), (out2, used2, step2));

@@ -57,9 +57,6 @@ pub fn scratch() -> &'static Path {
             panic!("cannot create {}: {e}", dir.display());
         }
         make_helpers(&dir);
-        if let Err(e) = std::fs::create_dir(dir.join("bare")) {
-            panic!("cannot create {}/bare: {e}", dir.display());
-        }
         dir
     })
 }
@@ -69,7 +66,13 @@ pub fn scratch() -> &'static Path {
 /// writing through a helper would change what later inputs see).
 pub fn put(name: &str, bytes: &[u8], bare: bool) -> PathBuf {
     let dir = if bare {
-        scratch().join("bare")
+        // Emptied first: growing a split disk leaves new extent files.
+        let bare = scratch().join("bare");
+        let _ = std::fs::remove_dir_all(&bare);
+        if let Err(e) = std::fs::create_dir(&bare) {
+            panic!("cannot create {}: {e}", bare.display());
+        }
+        bare
     } else {
         scratch().to_path_buf()
     };

@@ -1,7 +1,10 @@
-//! Asynchronous reads and writes: one background thread completes requests
-//! when their simulated latency has passed, so requests submitted together
-//! complete together (a caller that pipelines gains, as with the real
-//! library).
+//! Asynchronous reads and writes: a few background threads complete
+//! requests when their simulated latency has passed, so requests submitted
+//! together complete together (a caller that pipelines gains, as with the
+//! real library). Reads wholly inside flat extents copy their data without
+//! holding the disk, so they overlap like a real library's transfers do;
+//! everything else takes the disk's lock in turn. Like VDDK, the fake does
+//! not order overlapping requests: that is the caller's job.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -74,28 +77,37 @@ static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     running: false,
 });
 static WAKE: Condvar = Condvar::new();
-static WORKER: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+static WORKERS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
 
-/// Starts the completion thread (InitEx).
+/// Completion threads: enough for reads to overlap on a small machine.
+const THREADS: usize = 4;
+
+/// Starts the completion threads (InitEx).
 pub fn start() {
     QUEUE.lock().unwrap_or_else(|e| e.into_inner()).running = true;
-    let spawned = std::thread::Builder::new()
-        .name("fake-vddk-aio".into())
-        .spawn(worker);
-    match spawned {
-        Ok(handle) => *WORKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
-        Err(e) => log::warn(&format!(
-            "cannot start the async completion thread: {e}; async I/O will complete inline"
-        )),
+    let mut workers = WORKERS.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..THREADS {
+        let spawned = std::thread::Builder::new()
+            .name("fake-vddk-aio".into())
+            .spawn(worker);
+        match spawned {
+            Ok(handle) => workers.push(handle),
+            Err(e) => log::warn(&format!("cannot start an async completion thread: {e}")),
+        }
+    }
+    if workers.is_empty() {
+        drop(workers);
+        log::warn("no async completion thread: async I/O will complete inline");
+        QUEUE.lock().unwrap_or_else(|e| e.into_inner()).running = false;
     }
 }
 
-/// Completes every queued request, then stops the thread (Exit).
+/// Completes every queued request, then stops the threads (Exit).
 pub fn stop() {
     QUEUE.lock().unwrap_or_else(|e| e.into_inner()).running = false;
     WAKE.notify_all();
-    let handle = WORKER.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(h) = handle {
+    let handles = std::mem::take(&mut *WORKERS.lock().unwrap_or_else(|e| e.into_inner()));
+    for h in handles {
         let _ = h.join();
     }
 }
@@ -112,7 +124,9 @@ pub fn submit(req: Request, due: Instant) {
     let seq = q.seq;
     q.heap.push(Queued { due, seq, req });
     drop(q);
-    WAKE.notify_all();
+    // One thread is enough: any of them takes any request, and waking all
+    // of them for each one costs more than the copy.
+    WAKE.notify_one();
 }
 
 fn worker() {
@@ -146,6 +160,7 @@ fn complete(req: Request) {
         Some(code) => code,
         None => run_io(&req),
     };
+    req.disk.release_slot();
     if let Some(cb) = req.callback {
         let data = req.data.0;
         // SAFETY: the caller passed `cb` and `data` to ReadAsync/WriteAsync
@@ -158,6 +173,15 @@ fn complete(req: Request) {
 
 fn run_io(req: &Request) -> VixError {
     let len = (req.sectors * SECTOR) as usize;
+    if !req.write {
+        let plan = req.disk.engine().flat_plan(req.sector, req.sectors);
+        if let Some(plan) = plan {
+            // SAFETY: as below, for a writable buffer the caller owns until
+            // the callback; the disk's lock is not needed for flat data.
+            let buf = unsafe { std::slice::from_raw_parts_mut(req.buf.0 as *mut u8, len) };
+            return read_flat(&plan, buf);
+        }
+    }
     let mut engine = req.disk.engine();
     let outcome = if req.write {
         // SAFETY: WriteAsync checked the buffer is non-NULL; the caller
@@ -184,4 +208,26 @@ fn run_io(req: &Request) -> VixError {
             code
         }
     }
+}
+
+/// Reads `buf` from the pieces of a flat plan, in order.
+fn read_flat(plan: &[crate::vmdk::FlatPiece], buf: &mut [u8]) -> VixError {
+    let mut at = 0;
+    for piece in plan {
+        let Some(dst) = buf.get_mut(at..at + piece.len) else {
+            return VIX_E_FAIL;
+        };
+        if let Err(e) = crate::vmdk::read_full(&piece.file, piece.pos, dst) {
+            let code = errors::from_vmdk(&e);
+            log::warn(&format!(
+                "VixDiskLib: async read of {} bytes at byte {} of a flat extent failed: {}",
+                piece.len,
+                piece.pos,
+                errors::describe(&e)
+            ));
+            return code;
+        }
+        at += piece.len;
+    }
+    VIX_OK
 }

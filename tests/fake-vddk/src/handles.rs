@@ -62,8 +62,13 @@ pub struct Disk {
     pub capacity: u64,
     pub open_thread: ThreadId,
     busy: AtomicBool,
+    /// Async requests until their callback has run (what Wait waits for).
     inflight: Mutex<usize>,
     idle: Condvar,
+    /// Async requests until their I/O is done: the ones that count against
+    /// FAKE_VDDK_MAX_IN_FLIGHT, so a callback (or a thread it wakes) may
+    /// submit the next request at once.
+    admitted: AtomicUsize,
 }
 
 /// Marks a disk busy for the duration of one API call.
@@ -96,6 +101,7 @@ impl Disk {
             busy: AtomicBool::new(false),
             inflight: Mutex::new(0),
             idle: Condvar::new(),
+            admitted: AtomicUsize::new(0),
         }
     }
 
@@ -119,19 +125,27 @@ impl Disk {
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Async requests submitted and not yet completed.
+    /// Async requests submitted whose I/O is not done yet.
     pub fn in_flight(&self) -> usize {
-        *self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+        self.admitted.load(Ordering::Acquire)
     }
 
     /// Counts a new async request, unless `limit` are already in flight.
     pub fn try_add_in_flight(&self, limit: Option<usize>) -> bool {
         let mut n = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        if limit.is_some_and(|l| *n >= l) {
+        if limit.is_some_and(|l| self.admitted.load(Ordering::Acquire) >= l) {
             return false;
         }
+        self.admitted.fetch_add(1, Ordering::AcqRel);
         *n += 1;
         true
+    }
+
+    /// Marks one async request's I/O done, before its callback runs.
+    pub fn release_slot(&self) {
+        let _ = self
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// Marks one async request completed (after its callback ran).

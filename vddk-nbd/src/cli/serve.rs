@@ -37,8 +37,8 @@ pub fn run(
     let p = &p;
 
     let want_stats = stats::requested(&opts.debug_flags);
-    let lib = vddk::Vddk::init(init_options(p).collect_stats(want_stats))
-        .map_err(|e| e.to_string())?;
+    let lib =
+        vddk::Vddk::init(init_options(p).collect_stats(want_stats)).map_err(|e| e.to_string())?;
     // Kept apart from the library so that the table, printed after Exit,
     // includes Exit as nbdkit's does.
     let stats_view = lib.stats_handle();

@@ -13,7 +13,7 @@ pub fn requested(flags: &[DebugFlag]) -> bool {
         .iter()
         .rev()
         .find(|f| f.scope == "vddk" && f.name == "stats")
-        .is_some_and(|f| f.value.trim().parse::<i64>().map_or(true, |n| n != 0))
+        .is_some_and(|f| f.value.trim().parse::<i64>() != Ok(0))
 }
 
 /// The table, one line per function that took any time; each line is

@@ -10,8 +10,8 @@
 //! answers, or reads its replies slower than the disk produces them.
 
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use crate::backend::{Backend, BackendError, ErrorKind, Extent, ReadChunk};
@@ -361,6 +361,36 @@ fn descriptors(extents: &[Extent], length: u32, req_one: bool) -> Vec<(u32, u32)
     out
 }
 
+/// Replies at least this big go out with one vectored write (header and
+/// data together) instead of through the buffer: copying them would cost
+/// more than the system call it saves.
+const DIRECT_REPLY: usize = 64 * 1024;
+
+/// Writes `parts` in order with as few system calls as `w` allows.
+fn write_parts<W: Write>(w: &mut W, parts: &[Vec<u8>]) -> io::Result<()> {
+    let (mut i, mut off) = (0, 0);
+    while i < parts.len() {
+        let mut slices = Vec::with_capacity(parts.len() - i);
+        slices.push(io::IoSlice::new(&parts[i][off..]));
+        slices.extend(parts[i + 1..].iter().map(|p| io::IoSlice::new(p)));
+        let mut n = match w.write_vectored(&slices) {
+            Ok(0) if slices.iter().any(|s| !s.is_empty()) => {
+                return Err(io::ErrorKind::WriteZero.into())
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while i < parts.len() && n >= parts[i].len() - off {
+            n -= parts[i].len() - off;
+            i += 1;
+            off = 0;
+        }
+        off += n;
+    }
+    Ok(())
+}
+
 fn writer_loop<W: Write>(w: W, rx: Receiver<Message>) {
     let mut w = io::BufWriter::with_capacity(256 * 1024, w);
     let mut broken = false;
@@ -368,12 +398,15 @@ fn writer_loop<W: Write>(w: W, rx: Receiver<Message>) {
         if *broken {
             return;
         }
-        for part in &m.parts {
-            if let Err(e) = w.write_all(part) {
-                log::debug!("client connection lost while replying: {e}");
-                *broken = true;
-                return;
-            }
+        let size: usize = m.parts.iter().map(Vec::len).sum();
+        let r = if size >= DIRECT_REPLY {
+            w.flush().and_then(|()| write_parts(w.get_mut(), &m.parts))
+        } else {
+            m.parts.iter().try_for_each(|part| w.write_all(part))
+        };
+        if let Err(e) = r {
+            log::debug!("client connection lost while replying: {e}");
+            *broken = true;
         }
     };
     while let Ok(m) = rx.recv() {
@@ -553,6 +586,60 @@ fn reader_loop<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Accepts at most `max` bytes per call, from the first slices only.
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[io::IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let k = b.len().min(self.max - n);
+                self.out.extend_from_slice(&b[..k]);
+                n += k;
+                if n == self.max {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_replies_survive_partial_writes() {
+        let parts = vec![vec![1u8; 16], Vec::new(), vec![2u8; 1000], vec![3u8; 5]];
+        let want: Vec<u8> = parts.concat();
+        for max in [1, 7, 16, 17, 500, 1021, 4096] {
+            let mut t = Trickle {
+                out: Vec::new(),
+                max,
+                calls: 0,
+            };
+            write_parts(&mut t, &parts).unwrap();
+            assert_eq!(t.out, want, "max {max}");
+            assert_eq!(t.calls, want.len().div_ceil(max), "max {max}");
+        }
+        let mut zero = Trickle {
+            out: Vec::new(),
+            max: 0,
+            calls: 0,
+        };
+        assert_eq!(
+            write_parts(&mut zero, &parts).unwrap_err().kind(),
+            io::ErrorKind::WriteZero
+        );
+    }
 
     #[test]
     fn byte_shares_split_the_total_down_to_a_floor() {

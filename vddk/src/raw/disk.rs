@@ -102,11 +102,13 @@ impl RawDisk {
         let sectors = (buf.len() / 512) as u64;
         // SAFETY: `buf` holds exactly `sectors` sectors and is exclusively
         // borrowed for the call.
-        let err = self.lib().timed("VixDiskLib_Read", buf.len() as u64, || unsafe {
-            self.lib()
-                .core()
-                .VixDiskLib_Read(self.handle, start, sectors, buf.as_mut_ptr())
-        });
+        let err = self
+            .lib()
+            .timed("VixDiskLib_Read", buf.len() as u64, || unsafe {
+                self.lib()
+                    .core()
+                    .VixDiskLib_Read(self.handle, start, sectors, buf.as_mut_ptr())
+            });
         self.check("VixDiskLib_Read", err)
     }
 
@@ -114,11 +116,13 @@ impl RawDisk {
     pub(crate) fn write(&self, start: u64, buf: &[u8]) -> Result<()> {
         let sectors = (buf.len() / 512) as u64;
         // SAFETY: `buf` holds exactly `sectors` sectors for the call.
-        let err = self.lib().timed("VixDiskLib_Write", buf.len() as u64, || unsafe {
-            self.lib()
-                .core()
-                .VixDiskLib_Write(self.handle, start, sectors, buf.as_ptr())
-        });
+        let err = self
+            .lib()
+            .timed("VixDiskLib_Write", buf.len() as u64, || unsafe {
+                self.lib()
+                    .core()
+                    .VixDiskLib_Write(self.handle, start, sectors, buf.as_ptr())
+            });
         self.check("VixDiskLib_Write", err)
     }
 

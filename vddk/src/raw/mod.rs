@@ -207,7 +207,9 @@ impl Drop for Lib {
         let _guard = global_lock();
         // SAFETY: every connection and disk holds an Arc<Lib>, so none is
         // left; InitEx succeeded (a failed one forgets the Lib).
-        self.timed("VixDiskLib_Exit", 0, || unsafe { self.core().VixDiskLib_Exit() });
+        self.timed("VixDiskLib_Exit", 0, || unsafe {
+            self.core().VixDiskLib_Exit()
+        });
         ::log::debug!(target: logsink::TARGET, "VixDiskLib_Exit done");
     }
 }

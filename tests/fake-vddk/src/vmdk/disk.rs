@@ -149,6 +149,18 @@ impl VmdkDisk {
         link::read_chain(&mut self.links, sector, buf)
     }
 
+    /// Where a read of `sectors` at `sector` lies when it is wholly in flat
+    /// extents of the top link (the pieces of its flat files); `None` for
+    /// anything else, or a range outside the disk, which [`read`](Self::read)
+    /// then serves (or refuses).
+    pub fn flat_plan(&self, sector: u64, sectors: u64) -> Option<Vec<link::FlatPiece>> {
+        let end = sector.checked_add(sectors)?;
+        if sectors == 0 || end > self.capacity() {
+            return None;
+        }
+        link::flat_plan(&self.links, sector, sectors)
+    }
+
     /// Writes whole sectors starting at `sector` to the top link.
     ///
     /// Sparse extents allocate grains at the end of their file (the part of

@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::descriptor::{Descriptor, ExtentKind, ExtentLine, Mode};
 use super::sparse::{self, SparseExtent, SECTOR};
@@ -32,8 +33,9 @@ pub enum DescPlace {
 
 /// The storage behind one extent.
 pub enum Store {
-    /// FLAT or VMFS: raw sectors at `offset` (sectors) in `file`.
-    Flat { file: File, offset: u64 },
+    /// FLAT or VMFS: raw sectors at `offset` (sectors) in `file` (shared,
+    /// so reads can run outside the disk's lock: see [`flat_plan`]).
+    Flat { file: Arc<File>, offset: u64 },
     /// ZERO: no file.
     Zero,
     /// Hosted sparse.
@@ -251,7 +253,7 @@ fn open_extent(
                     )));
                 }
                 Store::Flat {
-                    file,
+                    file: Arc::new(file),
                     offset: line.offset,
                 }
             }
@@ -309,6 +311,45 @@ impl Link {
             .partition_point(|e| e.start + e.sectors <= sector);
         (i < self.extents.len()).then_some(i)
     }
+}
+
+/// One piece of a read served straight from a flat extent's file:
+/// `len` bytes at byte `pos` of `file`.
+pub struct FlatPiece {
+    /// The extent's file.
+    pub file: Arc<File>,
+    /// Byte offset in the file.
+    pub pos: u64,
+    /// Bytes to read.
+    pub len: usize,
+}
+
+/// Where the `sectors` sectors at disk `sector` lie when all of them are in
+/// readable flat extents of the top link (`None` otherwise), so the read
+/// itself can be done without holding the disk: flat data needs no tables.
+pub fn flat_plan(links: &[Link], sector: u64, sectors: u64) -> Option<Vec<FlatPiece>> {
+    let top = links.first()?;
+    let mut plan = Vec::new();
+    let mut s = sector;
+    let end = sector.checked_add(sectors)?;
+    while s < end {
+        let e = &top.extents[top.extent_at(s)?];
+        if e.access == Mode::NoAccess {
+            return None;
+        }
+        let Store::Flat { file, offset } = &e.store else {
+            return None;
+        };
+        let rel = s - e.start;
+        let n = (end - s).min(e.sectors - rel);
+        plan.push(FlatPiece {
+            file: Arc::clone(file),
+            pos: (offset + rel) * SECTOR,
+            len: usize::try_from(n * SECTOR).ok()?,
+        });
+        s += n;
+    }
+    Some(plan)
 }
 
 /// Reads `buf` at disk `sector` from the chain `links` (top first): grains

@@ -127,6 +127,8 @@ mod disk;
 mod link;
 mod sparse;
 pub use disk::{default_geometry, VmdkDisk};
+pub use link::FlatPiece;
+pub use sparse::read_full;
 
 /// Creates a new, all-zero disk at `path` (VixDiskLib_Create).
 ///
