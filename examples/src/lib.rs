@@ -29,6 +29,31 @@ pub mod session;
 pub mod sha256;
 pub mod units;
 
+/// The whole life of an example program: parses its command line (exit
+/// status 2 on a usage error), answers `--help`, starts logging, runs
+/// `body`, and exits 0, or 1 after printing the error `body` returned.
+pub fn run_program(
+    program: &args::Program,
+    body: impl FnOnce(&args::Parsed) -> Result<(), String>,
+) -> ! {
+    let args = match program.parse(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{}: {e}", program.name);
+            std::process::exit(2);
+        }
+    };
+    if args.has("help") {
+        print!("{}", program.help());
+        std::process::exit(0);
+    }
+    logger::init(args.verbose());
+    match body(&args) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => std::process::exit(fail(program.name, &e)),
+    }
+}
+
 /// Prints `PROGRAM: error: MSG` on stderr and returns exit status 1.
 pub fn fail(program: &str, msg: &dyn std::fmt::Display) -> i32 {
     eprintln!("{program}: error: {msg}");

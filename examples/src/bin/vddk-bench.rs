@@ -2,14 +2,13 @@
 //! at chosen request sizes and queue depths (like the -readbench and
 //! -writebench of VMware's sample program).
 
-use std::process::exit;
 use std::time::Duration;
 
 use vddk::{DiskWorker, WorkerOptions};
 use vddk_examples::args::{Flag, Parsed, Program};
 use vddk_examples::bench::{self, Mode, Outcome, Run};
 use vddk_examples::json::{self, Object};
-use vddk_examples::{fail, logger, session, units};
+use vddk_examples::{session, units};
 
 const PROGRAM: Program = Program {
     name: "vddk-bench",
@@ -75,26 +74,7 @@ const PROGRAM: Program = Program {
 };
 
 fn main() {
-    exit(run());
-}
-
-fn run() -> i32 {
-    let args = match PROGRAM.parse(std::env::args_os().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("vddk-bench: {e}");
-            return 2;
-        }
-    };
-    if args.has("help") {
-        print!("{}", PROGRAM.help());
-        return 0;
-    }
-    logger::init(args.verbose());
-    match bench_main(&args) {
-        Ok(()) => 0,
-        Err(e) => fail(PROGRAM.name, &e),
-    }
+    vddk_examples::run_program(&PROGRAM, bench_main)
 }
 
 fn list_or<T>(

@@ -4,13 +4,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::exit;
 use std::time::Instant;
 
 use vddk::{DiskWorker, WorkerOptions};
 use vddk_examples::args::{Flag, Parsed, Program};
 use vddk_examples::copy::{self, CopyOptions, CopyReport, StateFile};
-use vddk_examples::{fail, logger, session, units};
+use vddk_examples::{session, units};
 use vddk_nbd::config::VddkParams;
 
 const PROGRAM: Program = Program {
@@ -94,26 +93,7 @@ const PROGRAM: Program = Program {
 };
 
 fn main() {
-    exit(run());
-}
-
-fn run() -> i32 {
-    let args = match PROGRAM.parse(std::env::args_os().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("vddk-copy: {e}");
-            return 2;
-        }
-    };
-    if args.has("help") {
-        print!("{}", PROGRAM.help());
-        return 0;
-    }
-    logger::init(args.verbose());
-    match copy_main(&args) {
-        Ok(()) => 0,
-        Err(e) => fail(PROGRAM.name, &e),
-    }
+    vddk_examples::run_program(&PROGRAM, copy_main)
 }
 
 enum Direction {

@@ -2,12 +2,11 @@
 //! fills it from a raw image.
 
 use std::fs::File;
-use std::process::exit;
 
 use vddk::{DiskWorker, WorkerOptions};
 use vddk_examples::args::{Flag, Parsed, Program};
 use vddk_examples::copy::{self, CopyOptions};
-use vddk_examples::{fail, logger, session, units};
+use vddk_examples::{session, units};
 use vddk_nbd::config::connect::{create_params, open_flags};
 
 const PROGRAM: Program = Program {
@@ -58,26 +57,7 @@ const PROGRAM: Program = Program {
 };
 
 fn main() {
-    exit(run());
-}
-
-fn run() -> i32 {
-    let args = match PROGRAM.parse(std::env::args_os().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("vddk-create: {e}");
-            return 2;
-        }
-    };
-    if args.has("help") {
-        print!("{}", PROGRAM.help());
-        return 0;
-    }
-    logger::init(args.verbose());
-    match create_main(&args) {
-        Ok(()) => 0,
-        Err(e) => fail(PROGRAM.name, &e),
-    }
+    vddk_examples::run_program(&PROGRAM, create_main)
 }
 
 /// The flags as `vddk-nbd`'s `create=true` parameters, so one parser

@@ -1,12 +1,10 @@
 //! `vddk-info`: what the VDDK library offers and, given a disk, what
 //! GetInfo, GetTransportMode and the metadata say about it.
 
-use std::process::exit;
-
 use vddk::{Disk, DiskInfo, Geometry, Vddk};
-use vddk_examples::args::{Flag, Program};
+use vddk_examples::args::{Flag, Parsed, Program};
 use vddk_examples::json::Object;
-use vddk_examples::{fail, logger, session};
+use vddk_examples::session;
 
 const PROGRAM: Program = Program {
     name: "vddk-info",
@@ -29,55 +27,29 @@ const PROGRAM: Program = Program {
 };
 
 fn main() {
-    exit(run());
+    vddk_examples::run_program(&PROGRAM, info_main)
 }
 
-fn run() -> i32 {
-    let args = match PROGRAM.parse(std::env::args_os().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("vddk-info: {e}");
-            return 2;
-        }
-    };
-    if args.has("help") {
-        print!("{}", PROGRAM.help());
-        return 0;
-    }
-    logger::init(args.verbose());
-    let params = match args.params() {
-        Ok(p) => p,
-        Err(e) => return fail(PROGRAM.name, &e),
-    };
+fn info_main(args: &Parsed) -> Result<(), String> {
+    let params = args.params().map_err(|e| e.to_string())?;
     if params.file.is_some() {
-        if let Err(e) = session::validate(&params) {
-            return fail(PROGRAM.name, &e);
-        }
+        session::validate(&params).map_err(|e| e.to_string())?;
     }
-    let lib = match session::load(&params) {
-        Ok(l) => l,
-        Err(e) => return fail(PROGRAM.name, &e),
-    };
+    let lib = session::load(&params).map_err(|e| e.to_string())?;
     let disk = match params.file {
         None => None,
-        Some(_) => match session::open_with(lib.clone(), &params, true) {
-            Ok(s) => Some(s),
-            Err(e) => return fail(PROGRAM.name, &e),
-        },
+        Some(_) => Some(session::open_with(lib.clone(), &params, true).map_err(|e| e.to_string())?),
     };
     let report = match &disk {
         None => Report::library(&lib),
-        Some(s) => match Report::disk(&lib, &s.path, &s.disk) {
-            Ok(r) => r,
-            Err(e) => return fail(PROGRAM.name, &e),
-        },
+        Some(s) => Report::disk(&lib, &s.path, &s.disk).map_err(|e| e.to_string())?,
     };
     if args.has("json") {
         println!("{}", report.json());
     } else {
         print!("{}", report.text());
     }
-    0
+    Ok(())
 }
 
 struct DiskReport {

@@ -6,6 +6,62 @@
 //! read-modify-write that unaligned requests need; [`MemoryBackend`] and
 //! [`VddkBackend`] are built on it.
 
+/// Implements [`Backend`] for a public newtype over a
+/// [`sectors::SectorBackend`] by forwarding every method, so the device
+/// type behind it stays private.
+macro_rules! forward_backend {
+    ($name:ident) => {
+        impl $crate::backend::Backend for $name {
+            fn size(&self) -> u64 {
+                self.0.size()
+            }
+            fn read_only(&self) -> bool {
+                self.0.read_only()
+            }
+            fn can_extents(&self) -> bool {
+                self.0.can_extents()
+            }
+            fn block_sizes(&self) -> $crate::backend::BlockSizes {
+                self.0.block_sizes()
+            }
+            fn read(
+                &self,
+                offset: u64,
+                length: u32,
+                done: $crate::backend::Done<Vec<$crate::backend::ReadChunk>>,
+            ) {
+                self.0.read(offset, length, done)
+            }
+            fn write(
+                &self,
+                offset: u64,
+                data: Vec<u8>,
+                fua: bool,
+                done: $crate::backend::Done<()>,
+            ) {
+                self.0.write(offset, data, fua, done)
+            }
+            fn zero(&self, offset: u64, length: u64, fua: bool, done: $crate::backend::Done<()>) {
+                self.0.zero(offset, length, fua, done)
+            }
+            fn flush(&self, done: $crate::backend::Done<()>) {
+                self.0.flush(done)
+            }
+            fn extents(
+                &self,
+                offset: u64,
+                length: u64,
+                done: $crate::backend::Done<Vec<$crate::backend::Extent>>,
+            ) {
+                self.0.extents(offset, length, done)
+            }
+            fn close(&self) -> Result<(), String> {
+                self.0.close()
+            }
+        }
+    };
+}
+
 mod memory;
 mod rangelock;
 mod sectors;

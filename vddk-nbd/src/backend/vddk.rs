@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::sectors::{SectorBackend, SectorDevice};
-use super::{Backend, BackendError, BlockSizes, Done, ErrorKind, Extent, ReadChunk};
+use super::{BackendError, Done, ErrorKind};
 
 /// Sectors per cached allocation window (32 GiB).
 const WINDOW: u64 = 1 << 26;
@@ -225,38 +225,7 @@ impl VddkBackend {
     }
 }
 
-impl Backend for VddkBackend {
-    fn size(&self) -> u64 {
-        self.0.size()
-    }
-    fn read_only(&self) -> bool {
-        self.0.read_only()
-    }
-    fn can_extents(&self) -> bool {
-        self.0.can_extents()
-    }
-    fn block_sizes(&self) -> BlockSizes {
-        self.0.block_sizes()
-    }
-    fn read(&self, offset: u64, length: u32, done: Done<Vec<ReadChunk>>) {
-        self.0.read(offset, length, done)
-    }
-    fn write(&self, offset: u64, data: Vec<u8>, fua: bool, done: Done<()>) {
-        self.0.write(offset, data, fua, done)
-    }
-    fn zero(&self, offset: u64, length: u64, fua: bool, done: Done<()>) {
-        self.0.zero(offset, length, fua, done)
-    }
-    fn flush(&self, done: Done<()>) {
-        self.0.flush(done)
-    }
-    fn extents(&self, offset: u64, length: u64, done: Done<Vec<Extent>>) {
-        self.0.extents(offset, length, done)
-    }
-    fn close(&self) -> Result<(), String> {
-        self.0.close()
-    }
-}
+forward_backend!(VddkBackend);
 
 #[cfg(test)]
 mod tests {
