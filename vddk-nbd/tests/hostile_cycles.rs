@@ -5,8 +5,8 @@
 //! and descriptors while they are counted.
 
 mod nbd_common;
-#[path = "support/rawclient.rs"]
-mod rawclient;
+
+use nbd_common::rawclient;
 
 use std::time::Duration;
 

@@ -18,8 +18,8 @@
 //! 24 ABORT, then the next client
 
 mod nbd_common;
-#[path = "support/rawclient.rs"]
-mod rawclient;
+
+use nbd_common::rawclient;
 
 use std::time::Duration;
 

@@ -17,8 +17,8 @@
 //! (55, 1000 connect/disconnect cycles, is in hostile_cycles.rs.)
 
 mod nbd_common;
-#[path = "support/rawclient.rs"]
-mod rawclient;
+
+use nbd_common::rawclient;
 
 use std::io::Write;
 use std::net::Shutdown;

@@ -19,8 +19,8 @@
 //! 44 duplicate cookies in flight
 
 mod nbd_common;
-#[path = "support/rawclient.rs"]
-mod rawclient;
+
+use nbd_common::rawclient;
 
 use std::sync::Arc;
 

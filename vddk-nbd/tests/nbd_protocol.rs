@@ -45,7 +45,7 @@ fn options_out_of_order_unknown_and_malformed() {
     // Meta contexts before structured replies: invalid.
     c.option(9, &RawClient::meta_payload("", &[]));
     assert_eq!(c.opt_reply().1, ERR_INVALID);
-    c.option(10, &RawClient::meta_payload("", &["base:allocation"]));
+    c.option(10, &RawClient::meta_payload("", &[b"base:allocation"]));
     assert_eq!(c.opt_reply().1, ERR_INVALID);
     // LIST with data, STRUCTURED_REPLY with data: invalid.
     c.option(3, b"x");
@@ -53,7 +53,7 @@ fn options_out_of_order_unknown_and_malformed() {
     c.option(8, b"x");
     assert_eq!(c.opt_reply().1, ERR_INVALID);
     // INFO whose name length lies.
-    let mut lie = RawClient::info_payload("e", &[]);
+    let mut lie = RawClient::info_payload(b"e", &[]);
     lie[3] = 50;
     c.option(6, &lie);
     assert_eq!(c.opt_reply().1, ERR_INVALID);
@@ -66,17 +66,17 @@ fn options_out_of_order_unknown_and_malformed() {
     // Now structured replies, then list meta contexts with the base: namespace.
     c.option(8, &[]);
     assert_eq!(c.opt_reply(), (8, 1, vec![]));
-    c.option(9, &RawClient::meta_payload("e", &["base:"]));
+    c.option(9, &RawClient::meta_payload("e", &[b"base:"]));
     let mut ctx = 0u32.to_be_bytes().to_vec();
     ctx.extend_from_slice(b"base:allocation");
     assert_eq!(c.opt_replies(), vec![(9, 4, ctx), (9, 1, vec![])]);
-    c.option(10, &RawClient::meta_payload("e", &["base:allocation"]));
+    c.option(10, &RawClient::meta_payload("e", &[b"base:allocation"]));
     let r = c.opt_replies();
     assert_eq!(r.len(), 2);
     assert_eq!(r[0].1, 4);
     let id = u32::from_be_bytes(r[0].2[..4].try_into().unwrap());
     // INFO then GO with NAME and BLOCK_SIZE requested.
-    c.option(6, &RawClient::info_payload("e", &[1, 3]));
+    c.option(6, &RawClient::info_payload(b"e", &[1, 3]));
     let info = c.opt_replies();
     assert_eq!(
         info.iter().map(|r| r.1).collect::<Vec<_>>(),
@@ -93,7 +93,7 @@ fn options_out_of_order_unknown_and_malformed() {
         bs.extend_from_slice(&v.to_be_bytes());
     }
     assert_eq!(info[2].2, bs);
-    c.option(7, &RawClient::info_payload("e", &[]));
+    c.option(7, &RawClient::info_payload(b"e", &[]));
     let go = c.opt_replies();
     assert_eq!(go.iter().map(|r| r.1).collect::<Vec<_>>(), vec![3, 3, 1]);
 
