@@ -43,6 +43,7 @@ pub mod exports;
 pub mod proto;
 pub mod server;
 pub mod thumbprint;
+pub mod tls;
 pub mod vmx;
 
 pub use server::{Listener, Server, ServerConfig, ShutdownHandle};

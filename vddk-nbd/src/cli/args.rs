@@ -10,6 +10,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 
+use vddk_nbd::tls::TlsMode;
+
 /// The default NBD port (IANA-assigned), as nbdkit uses.
 pub const DEFAULT_PORT: u16 = 10809;
 
@@ -71,6 +73,12 @@ pub struct Options {
     pub run: Option<String>,
     /// `--exit-with-parent`: stop when the process that started us exits.
     pub exit_with_parent: bool,
+    /// `--tls`, if given.
+    pub tls: Option<TlsMode>,
+    /// `--tls-certificates DIR`.
+    pub tls_certificates: Option<PathBuf>,
+    /// `--tls-verify-peer`: clients must present a certificate the CA signed.
+    pub tls_verify_peer: bool,
     /// The plugin parameters: `(key, value)` in order; a bare argument is
     /// recorded with the key `file`.
     pub params: Vec<(String, String)>,
@@ -142,6 +150,10 @@ enum Opt {
     NewStyle,
     ExitWithParent,
     Filter,
+    Tls,
+    TlsCertificates,
+    TlsVerifyPeer,
+    TlsPsk,
     Unsupported(&'static str),
 }
 
@@ -158,6 +170,9 @@ impl Opt {
                 | Opt::Threads
                 | Opt::Run
                 | Opt::Filter
+                | Opt::Tls
+                | Opt::TlsCertificates
+                | Opt::TlsPsk
         )
     }
 }
@@ -212,7 +227,10 @@ fn long_opt(name: &str) -> Option<Opt> {
         "user" => Opt::Unsupported("--user"),
         "group" => Opt::Unsupported("--group"),
         "exit-with-parent" => Opt::ExitWithParent,
-        "tls" | "tls-certificates" | "tls-psk" | "tls-verify-peer" => Opt::Unsupported("TLS"),
+        "tls" => Opt::Tls,
+        "tls-certificates" => Opt::TlsCertificates,
+        "tls-verify-peer" => Opt::TlsVerifyPeer,
+        "tls-psk" => Opt::TlsPsk,
         "vsock" => Opt::Unsupported("--vsock"),
         "swap" => Opt::Unsupported("--swap"),
         "selinux-label" => Opt::Unsupported("--selinux-label"),
@@ -265,6 +283,9 @@ where
         threads: None,
         run: None,
         exit_with_parent: false,
+        tls: None,
+        tls_certificates: None,
+        tls_verify_peer: false,
         params: Vec::new(),
     };
     let mut positionals = Vec::new();
@@ -290,9 +311,6 @@ where
             };
             let opt =
                 long_opt(name).ok_or_else(|| usage(format!("unrecognized option '--{name}'")))?;
-            if name == "tls" && inline.as_deref() == Some("off") {
-                continue;
-            }
             let value =
                 if opt.takes_value() {
                     match inline {
@@ -446,11 +464,42 @@ fn apply(
                  (use nbdkit to stack filters)"
             )))
         }
+        Opt::Tls => o.tls = Some(parse_tls_mode(spelled, &v)?),
+        Opt::TlsCertificates => {
+            if v.is_empty() {
+                return Err(usage(format!("{spelled}: the directory is empty")));
+            }
+            o.tls_certificates = Some(PathBuf::from(v))
+        }
+        Opt::TlsVerifyPeer => o.tls_verify_peer = true,
+        Opt::TlsPsk => {
+            return Err(usage(format!(
+                "{spelled}: TLS with pre-shared keys is not supported by vddk-nbd; use X.509 \
+                 certificates (--tls-certificates DIR, see the TLS section of the README), \
+                 or nbdkit for PSK"
+            )))
+        }
         Opt::Unsupported(what) => {
             return Err(usage(format!("{what} is not supported by vddk-nbd")));
         }
     }
     Ok(())
+}
+
+/// `--tls` values as nbdkit reads them: `require` (or `required`,
+/// `force`), or a boolean (`on`, `yes`, `true`, `1`, ... / `off`, ...).
+fn parse_tls_mode(spelled: &str, v: &str) -> Result<TlsMode, UsageError> {
+    let lower = v.to_ascii_lowercase();
+    Ok(match lower.as_str() {
+        "require" | "required" | "force" => TlsMode::Require,
+        "1" | "true" | "t" | "yes" | "y" | "on" => TlsMode::On,
+        "0" | "false" | "f" | "no" | "n" | "off" => TlsMode::Off,
+        _ => {
+            return Err(usage(format!(
+                "{spelled}: '{v}' is not a TLS mode: use off, on or require"
+            )))
+        }
+    })
 }
 
 /// Parses `SCOPE.FLAG=VALUE` as nbdkit's `-D` does.
@@ -602,11 +651,45 @@ mod tests {
             .unwrap_err()
             .0
             .contains("more than one bare"));
-        assert!(p(&["--tls=on", "/a.vmdk"])
+        assert!(p(&["--tls-psk=/k.psk", "/a.vmdk"])
             .unwrap_err()
             .0
-            .contains("TLS is not supported"));
-        assert!(p(&["--tls=off", "/a.vmdk"]).is_ok());
+            .contains("pre-shared keys are not supported"));
+        assert!(p(&["--tls=maybe", "/a.vmdk"])
+            .unwrap_err()
+            .0
+            .contains("'maybe' is not a TLS mode"));
+        assert!(p(&["--tls", "/a.vmdk"]).unwrap_err().0.contains("TLS mode"));
+    }
+
+    #[test]
+    fn tls_options_as_nbdkit_spells_them() {
+        for (args, mode) in [
+            (&["--tls=off"][..], TlsMode::Off),
+            (&["--tls", "no"], TlsMode::Off),
+            (&["--tls=on"], TlsMode::On),
+            (&["--tls=YES"], TlsMode::On),
+            (&["--tls", "1"], TlsMode::On),
+            (&["--tls=require"], TlsMode::Require),
+            (&["--tls=required"], TlsMode::Require),
+            (&["--tls", "force"], TlsMode::Require),
+        ] {
+            let mut a = args.to_vec();
+            a.push("/a.vmdk");
+            assert_eq!(p(&a).unwrap().tls, Some(mode), "{args:?}");
+        }
+        let o = p(&[
+            "--tls-certificates",
+            "/certs",
+            "--tls-verify-peer",
+            "/a.vmdk",
+        ])
+        .unwrap();
+        assert_eq!(o.tls, None);
+        assert_eq!(o.tls_certificates, Some(PathBuf::from("/certs")));
+        assert!(o.tls_verify_peer);
+        assert_eq!(o.params, vec![("file".into(), "/a.vmdk".into())]);
+        assert!(p(&["--tls-verify-peer=yes", "/a.vmdk"]).is_err());
     }
 
     #[test]

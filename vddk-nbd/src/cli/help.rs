@@ -31,6 +31,12 @@ Server flags:
                              and $exportname set; exit with its status
       --dump-plugin          print the library's properties and exit
       --exit-with-parent     stop when the parent process exits
+      --tls=off|on|require   TLS (NBD_OPT_STARTTLS): off (default), allowed,
+                             or required of every client
+      --tls-certificates DIR server-cert.pem, server-key.pem (and ca-cert.pem)
+                             (default /etc/pki/nbdkit, or ~/.pki/nbdkit)
+      --tls-verify-peer      clients must present a certificate signed by
+                             ca-cert.pem
 
 Disk parameters (as nbdkit-vddk-plugin(1)):
   [file=]DISK                absolute path, or \"[datastore] dir/disk.vmdk\"

@@ -32,6 +32,8 @@ pub struct Listening {
     pub host: Option<String>,
     /// The Unix socket's path, when listening on one.
     pub unix_path: Option<PathBuf>,
+    /// Listening on every network interface (no `-i`, or a wildcard one).
+    pub all_interfaces: bool,
     /// Files and directories to remove at exit (sockets we created).
     pub cleanup: Cleanup,
 }
@@ -123,6 +125,7 @@ pub fn open(opts: &Options) -> Result<Listening, String> {
                 port: None,
                 host: None,
                 unix_path: Some(path),
+                all_interfaces: false,
                 cleanup,
             })
         }
@@ -134,11 +137,16 @@ pub fn open(opts: &Options) -> Result<Listening, String> {
                 Some(a) => a.to_string(),
                 None => "localhost".to_string(),
             };
+            let all_interfaces = sockets.iter().any(|s| match s {
+                Bound::Tcp(l) => l.local_addr().is_ok_and(|a| a.ip().is_unspecified()),
+                Bound::Unix(_) => false,
+            });
             Ok(Listening {
                 sockets,
                 port: Some(port),
                 host: Some(host),
                 unix_path: None,
+                all_interfaces,
                 cleanup,
             })
         }
@@ -248,11 +256,13 @@ fn from_systemd(opts: &Options) -> Result<Listening, String> {
     }
     log::debug!("socket activation: {} listening socket(s)", sockets.len());
     let host = port.map(|_| "localhost".to_string());
+    // systemd chose the addresses; whether they are public is its call.
     Ok(Listening {
         sockets,
         port,
         host,
         unix_path,
+        all_interfaces: false,
         cleanup: Cleanup::default(),
     })
 }
@@ -298,22 +308,24 @@ fn uri_quote(s: &str) -> String {
 }
 
 impl Listening {
-    /// The NBD URI for `export` (as `--run`'s `$uri` gives it).
-    pub fn uri(&self, export: &str) -> String {
+    /// The NBD URI for `export` (as `--run`'s `$uri` gives it): `nbds`
+    /// when the server requires TLS, as nbdkit writes it.
+    pub fn uri(&self, export: &str, tls: bool) -> String {
         let export = uri_quote(export);
+        let scheme = if tls { "nbds" } else { "nbd" };
         match (&self.unix_path, self.port) {
             (Some(path), _) => {
                 format!(
-                    "nbd+unix:///{export}?socket={}",
+                    "{scheme}+unix:///{export}?socket={}",
                     uri_quote(&path.to_string_lossy())
                 )
             }
             (None, Some(port)) => {
                 let host = self.host.as_deref().unwrap_or("localhost");
                 if export.is_empty() {
-                    format!("nbd://{host}:{port}")
+                    format!("{scheme}://{host}:{port}")
                 } else {
-                    format!("nbd://{host}:{port}/{export}")
+                    format!("{scheme}://{host}:{port}/{export}")
                 }
             }
             (None, None) => String::new(),
@@ -331,6 +343,7 @@ mod tests {
             port,
             host: port.map(|_| "localhost".to_string()),
             unix_path: unix.map(PathBuf::from),
+            all_interfaces: false,
             cleanup: Cleanup::default(),
         }
     }
@@ -338,20 +351,28 @@ mod tests {
     #[test]
     fn uris() {
         assert_eq!(
-            listening(Some(10809), None).uri(""),
+            listening(Some(10809), None).uri("", false),
             "nbd://localhost:10809"
         );
         assert_eq!(
-            listening(Some(1234), None).uri("a b"),
+            listening(Some(1234), None).uri("a b", false),
             "nbd://localhost:1234/a%20b"
         );
         assert_eq!(
-            listening(None, Some("/tmp/x y/socket")).uri(""),
+            listening(None, Some("/tmp/x y/socket")).uri("", false),
             "nbd+unix:///?socket=/tmp/x%20y/socket"
         );
         assert_eq!(
-            listening(None, Some("/s")).uri("exp"),
+            listening(None, Some("/s")).uri("exp", false),
             "nbd+unix:///exp?socket=/s"
+        );
+        assert_eq!(
+            listening(None, Some("/s")).uri("exp", true),
+            "nbds+unix:///exp?socket=/s"
+        );
+        assert_eq!(
+            listening(Some(1234), None).uri("", true),
+            "nbds://localhost:1234"
         );
     }
 

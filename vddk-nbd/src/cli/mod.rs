@@ -19,6 +19,7 @@ mod serve;
 mod signals;
 mod stats;
 mod thumbprint;
+mod tls;
 
 use args::Action;
 use daemon::Readiness;
@@ -90,6 +91,13 @@ pub fn main() -> i32 {
         return error(&e);
     }
 
+    // Checked before going to the background, so that a certificate
+    // problem reaches the terminal; the serving process loads them again.
+    let tls = match tls::load(&opts) {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+
     let readiness = Readiness::current();
     let foreground = opts.stays_in_foreground()
         || readiness == Readiness::DaemonChild
@@ -108,7 +116,7 @@ pub fn main() -> i32 {
     if !foreground {
         return daemon::start(secret.as_deref(), opts.verbose);
     }
-    match serve::run(&opts, &params, secret, readiness) {
+    match serve::run(&opts, &params, secret, tls, readiness) {
         Ok(code) => code,
         Err(e) => {
             readiness.failed(&e);

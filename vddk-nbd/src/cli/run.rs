@@ -4,13 +4,21 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus};
 
+use vddk_nbd::tls::TlsMode;
+
 use super::daemon;
 use super::listen::Listening;
 
-/// Starts `sh -c CMD` with `$uri`, `$nbd`, `$port`, `$unixsocket` and
-/// `$exportname` set, and the user's own `LD_LIBRARY_PATH`.
-pub fn spawn(cmd: &str, listening: &Listening, export: &str) -> Result<Child, String> {
-    let uri = listening.uri(export);
+/// Starts `sh -c CMD` with `$uri`, `$nbd`, `$port`, `$unixsocket`,
+/// `$exportname` and `$tls` (0 off, 1 on, 2 required) set, and the
+/// user's own `LD_LIBRARY_PATH`.
+pub fn spawn(
+    cmd: &str,
+    listening: &Listening,
+    export: &str,
+    tls: TlsMode,
+) -> Result<Child, String> {
+    let uri = listening.uri(export, tls == TlsMode::Require);
     let mut c = Command::new("/bin/sh");
     c.arg("-c").arg(cmd);
     c.env("uri", &uri)
@@ -28,7 +36,12 @@ pub fn spawn(cmd: &str, listening: &Listening, export: &str) -> Result<Child, St
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
     );
-    c.env_remove("tls");
+    let level = match tls {
+        TlsMode::Off => "0",
+        TlsMode::On => "1",
+        TlsMode::Require => "2",
+    };
+    c.env("tls", level);
     daemon::scrub_env(&mut c);
     log::debug!("--run: sh -c {cmd:?} with uri={uri}");
     c.spawn()
@@ -57,16 +70,26 @@ mod tests {
             port: Some(4321),
             host: Some("localhost".into()),
             unix_path: None,
+            all_interfaces: false,
             cleanup: Cleanup::default(),
         };
         let mut child = spawn(
-            r#"test "$uri" = nbd://localhost:4321/e && test "$nbd" = "$uri" && test "$port" = 4321 && test -z "$unixsocket" && test "$exportname" = e && exit 7"#,
+            r#"test "$uri" = nbd://localhost:4321/e && test "$nbd" = "$uri" && test "$port" = 4321 && test -z "$unixsocket" && test "$exportname" = e && test "$tls" = 0 && exit 7"#,
             &l,
             "e",
+            TlsMode::Off,
         )
         .unwrap();
         assert_eq!(exit_code(child.wait().unwrap()), 7);
-        let mut child = spawn("kill -9 $$", &l, "").unwrap();
+        let mut child = spawn(
+            r#"test "$uri" = nbds://localhost:4321 && test "$tls" = 2 && exit 8"#,
+            &l,
+            "",
+            TlsMode::Require,
+        )
+        .unwrap();
+        assert_eq!(exit_code(child.wait().unwrap()), 8);
+        let mut child = spawn("kill -9 $$", &l, "", TlsMode::Off).unwrap();
         assert_eq!(exit_code(child.wait().unwrap()), 128 + 9);
     }
 }

@@ -6,6 +6,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
+use vddk_nbd::tls::{Tls, TlsMode};
 use vddk_nbd::{Listener, Server, ServerConfig};
 
 use super::args::Options;
@@ -21,6 +22,7 @@ pub fn run(
     opts: &Options,
     p: &VddkParams,
     secret: Option<String>,
+    tls: Option<Tls>,
     readiness: Readiness,
 ) -> Result<i32, String> {
     let file = p.file.clone().unwrap_or_default();
@@ -62,6 +64,7 @@ pub fn run(
         export_name: opts.export_name.clone(),
         description: Some(file.clone()),
         read_only,
+        tls,
         ..ServerConfig::default()
     };
     let server = Server::with_exports(Arc::clone(&exports), config);
@@ -145,6 +148,20 @@ fn serve_sockets(
 ) -> Result<i32, String> {
     let mut listening = listen::open(opts)?;
     cleanup.take_from(&mut listening.cleanup);
+    let tls_mode = super::tls::mode(opts);
+    if listening.all_interfaces && tls_mode != TlsMode::Require {
+        log::warn!(
+            "listening on all network interfaces (port {}) without --tls=require: any host \
+             that can reach this one can {} the disk; listen on one address with -i \
+             (e.g. -i 127.0.0.1), or require TLS with --tls=require",
+            listening.port.unwrap_or_default(),
+            if opts.read_only {
+                "read"
+            } else {
+                "read and write"
+            }
+        );
+    }
     write_pidfile(opts, cleanup)?;
     let sockets = std::mem::take(&mut listening.sockets)
         .into_iter()
@@ -156,7 +173,7 @@ fn serve_sockets(
 
     let status = Arc::new(Mutex::new(None));
     if let Some(cmd) = &opts.run {
-        let mut child = run::spawn(cmd, &listening, &opts.export_name)?;
+        let mut child = run::spawn(cmd, &listening, &opts.export_name, tls_mode)?;
         let handle = server.shutdown_handle();
         let status = status.clone();
         std::thread::Builder::new()

@@ -56,7 +56,7 @@ pub mod opt {
     pub const ABORT: u32 = 2;
     /// List the exports.
     pub const LIST: u32 = 3;
-    /// TLS upgrade (not supported here).
+    /// Upgrade the connection to TLS.
     pub const STARTTLS: u32 = 5;
     /// Describe an export.
     pub const INFO: u32 = 6;
@@ -86,6 +86,8 @@ pub mod rep {
     pub const ERR_POLICY: u32 = (1 << 31) + 2;
     /// Syntactically invalid, or out of order.
     pub const ERR_INVALID: u32 = (1 << 31) + 3;
+    /// The server refuses the option until the client has upgraded to TLS.
+    pub const ERR_TLS_REQD: u32 = (1 << 31) + 5;
     /// No such export.
     pub const ERR_UNKNOWN: u32 = (1 << 31) + 6;
     /// The server is shutting down.

@@ -65,6 +65,21 @@ impl Exports for ExportDesc {
     }
 }
 
+/// Whether a server offers TLS (NBD_OPT_STARTTLS), in the spec's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// NOTLS: STARTTLS is answered NBD_REP_ERR_UNSUP (`--tls=off`).
+    #[default]
+    Off,
+    /// Clients may upgrade to TLS or go on in plain text (`--tls=on`).
+    On,
+    /// FORCEDTLS: until the client has upgraded, every option but
+    /// STARTTLS and ABORT is answered NBD_REP_ERR_TLS_REQD, and
+    /// NBD_OPT_EXPORT_NAME, which has no error reply, closes
+    /// (`--tls=require`).
+    Require,
+}
+
 /// The outcome of a successful negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -89,6 +104,12 @@ pub enum Step {
     Continue,
     /// Negotiation is over; transmission starts with the next byte.
     Transmission(Negotiated),
+    /// Send what was written to `out` (NBD_REP_ACK to STARTTLS), then run
+    /// the TLS handshake as the server; negotiation goes on over TLS with
+    /// the next call. No input is left over: a client that sent more
+    /// bytes behind STARTTLS gets [`Step::Close`] instead, since those
+    /// bytes were sent in plain text and cannot be trusted.
+    StartTls,
     /// Send what was written to `out`, then close; the reason is for the log.
     Close(String),
 }
@@ -108,6 +129,8 @@ pub struct Handshake {
     structured: bool,
     base_allocation: bool,
     options_seen: u32,
+    tls_mode: TlsMode,
+    tls_active: bool,
 }
 
 impl std::fmt::Debug for Handshake {
@@ -116,6 +139,8 @@ impl std::fmt::Debug for Handshake {
             .field("state", &self.state)
             .field("structured", &self.structured)
             .field("options_seen", &self.options_seen)
+            .field("tls_mode", &self.tls_mode)
+            .field("tls_active", &self.tls_active)
             .finish_non_exhaustive()
     }
 }
@@ -135,7 +160,20 @@ impl Handshake {
             structured: false,
             base_allocation: false,
             options_seen: 0,
+            tls_mode: TlsMode::Off,
+            tls_active: false,
         }
+    }
+
+    /// Offers TLS as `mode` says (the default is [`TlsMode::Off`]).
+    pub fn with_tls(mut self, mode: TlsMode) -> Handshake {
+        self.tls_mode = mode;
+        self
+    }
+
+    /// Whether the client has upgraded to TLS.
+    pub fn tls_active(&self) -> bool {
+        self.tls_active
     }
 
     /// The bytes the server sends first.
@@ -201,8 +239,14 @@ impl Handshake {
             );
         }
         let payload = &input[OPTION_HEADER_LEN..total];
-        let step = self.dispatch(header.option, payload, out);
-        if !matches!(step, Step::Continue) {
+        let step = if header.option == opt::STARTTLS {
+            self.starttls(payload, input.len() > total, out)
+        } else if self.tls_mode == TlsMode::Require && !self.tls_active {
+            self.tls_required(header.option, payload, out)
+        } else {
+            self.dispatch(header.option, payload, out)
+        };
+        if !matches!(step, Step::Continue | Step::StartTls) {
             self.state = State::Finished;
         }
         (total, step)
@@ -224,6 +268,51 @@ impl Handshake {
             _ => {
                 let msg = format!("option {option} is not supported by this server");
                 wire::encode_option_reply(out, option, rep::ERR_UNSUP, msg.as_bytes());
+                Step::Continue
+            }
+        }
+    }
+
+    fn starttls(&mut self, payload: &[u8], pipelined: bool, out: &mut Vec<u8>) -> Step {
+        let option = opt::STARTTLS;
+        if self.tls_mode == TlsMode::Off {
+            let msg = "this server does not offer TLS";
+            wire::encode_option_reply(out, option, rep::ERR_UNSUP, msg.as_bytes());
+            return Step::Continue;
+        }
+        if self.tls_active {
+            return Self::invalid(option, "TLS is already active on this connection", out);
+        }
+        if !payload.is_empty() {
+            return Self::invalid(option, "NBD_OPT_STARTTLS takes no data", out);
+        }
+        if pipelined {
+            // Whatever follows was sent in plain text yet would be read as
+            // if it came over TLS: a man in the middle could inject it.
+            return Step::Close(
+                "the client sent more data behind NBD_OPT_STARTTLS before the TLS handshake".into(),
+            );
+        }
+        wire::encode_option_reply(out, option, rep::ACK, &[]);
+        self.tls_active = true;
+        // Options negotiated in plain text may have been injected by a man
+        // in the middle: the client renegotiates what it wants over TLS.
+        self.structured = false;
+        self.base_allocation = false;
+        Step::StartTls
+    }
+
+    fn tls_required(&mut self, option: u32, payload: &[u8], out: &mut Vec<u8>) -> Step {
+        match option {
+            opt::ABORT => self.dispatch(option, payload, out),
+            // This option has no error reply: the only answer is to hang up.
+            opt::EXPORT_NAME => {
+                Step::Close("the client chose an export without TLS, which is required".into())
+            }
+            _ => {
+                let msg = "this server requires TLS: upgrade with NBD_OPT_STARTTLS first \
+                           (e.g. an nbds:// URI)";
+                wire::encode_option_reply(out, option, rep::ERR_TLS_REQD, msg.as_bytes());
                 Step::Continue
             }
         }
@@ -718,6 +807,138 @@ mod tests {
         let (out, step, _) = run(&mut h, &option(opt::EXPORT_NAME, b"nope"));
         assert!(out.is_empty());
         assert!(matches!(step, Step::Close(why) if why.contains("no such export")));
+    }
+
+    fn started_tls(mode: TlsMode) -> Handshake {
+        let mut h = Handshake::new(export(false)).with_tls(mode);
+        let (_, step, _) = run(&mut h, &3u32.to_be_bytes());
+        assert_eq!(step, Step::NeedMore);
+        h
+    }
+
+    fn reply_types(out: &[u8]) -> Vec<(u32, u32)> {
+        replies(out).iter().map(|(o, t, _)| (*o, *t)).collect()
+    }
+
+    #[test]
+    fn tls_off_refuses_starttls() {
+        let mut h = started_tls(TlsMode::Off);
+        let (out, step, _) = run(&mut h, &option(opt::STARTTLS, &[]));
+        assert_eq!(reply_types(&out), [(opt::STARTTLS, rep::ERR_UNSUP)]);
+        assert_eq!(step, Step::NeedMore);
+        assert!(!h.tls_active());
+    }
+
+    #[test]
+    fn tls_required_refuses_every_other_option_first() {
+        let mut h = started_tls(TlsMode::Require);
+        let mut input = Vec::new();
+        for o in [opt::LIST, opt::STRUCTURED_REPLY, 42] {
+            input.extend(option(o, &[]));
+        }
+        input.extend(option(opt::INFO, &Raw::info(b"")));
+        input.extend(option(opt::GO, &Raw::info(b"")));
+        input.extend(option(opt::SET_META_CONTEXT, &meta("", &[BASE_ALLOCATION])));
+        input.extend(option(opt::ABORT, &[]));
+        let (out, step, used) = run(&mut h, &input);
+        assert_eq!(used, input.len());
+        let r = replies(&out);
+        let types: Vec<(u32, u32)> = r.iter().map(|(o, t, _)| (*o, *t)).collect();
+        assert_eq!(
+            types,
+            [
+                (opt::LIST, rep::ERR_TLS_REQD),
+                (opt::STRUCTURED_REPLY, rep::ERR_TLS_REQD),
+                (42, rep::ERR_TLS_REQD),
+                (opt::INFO, rep::ERR_TLS_REQD),
+                (opt::GO, rep::ERR_TLS_REQD),
+                (opt::SET_META_CONTEXT, rep::ERR_TLS_REQD),
+                (opt::ABORT, rep::ACK),
+            ]
+        );
+        assert!(String::from_utf8_lossy(&r[0].2).contains("requires TLS"));
+        assert!(matches!(step, Step::Close(_)));
+
+        // EXPORT_NAME has no error reply: without TLS it closes, silently.
+        let mut h = started_tls(TlsMode::Require);
+        let (out, step, _) = run(&mut h, &option(opt::EXPORT_NAME, b""));
+        assert!(out.is_empty());
+        assert!(matches!(step, Step::Close(why) if why.contains("without TLS")));
+    }
+
+    #[test]
+    fn starttls_then_options_go_on_over_tls() {
+        let mut h = started_tls(TlsMode::Require);
+        // With data: invalid, and still waiting for a proper STARTTLS.
+        let (out, step, _) = run(&mut h, &option(opt::STARTTLS, b"x"));
+        assert_eq!(reply_types(&out), [(opt::STARTTLS, rep::ERR_INVALID)]);
+        assert_eq!(step, Step::NeedMore);
+        assert!(!h.tls_active());
+
+        let (out, step, used) = run(&mut h, &option(opt::STARTTLS, &[]));
+        assert_eq!(replies(&out), [(opt::STARTTLS, rep::ACK, vec![])]);
+        assert_eq!((step, used), (Step::StartTls, OPTION_HEADER_LEN));
+        assert!(h.tls_active());
+
+        // Over TLS: a second STARTTLS is invalid, and nothing is TLS_REQD.
+        let mut input = option(opt::STARTTLS, &[]);
+        input.extend(option(opt::LIST, &[]));
+        input.extend(option(opt::GO, &Raw::info(b"")));
+        let (out, step, _) = run(&mut h, &input);
+        let types = reply_types(&out);
+        assert_eq!(types[0], (opt::STARTTLS, rep::ERR_INVALID));
+        assert_eq!(types[1], (opt::LIST, rep::SERVER));
+        assert_eq!(types[2], (opt::LIST, rep::ACK));
+        assert_eq!(types.last(), Some(&(opt::GO, rep::ACK)));
+        assert!(types.iter().all(|t| t.1 != rep::ERR_TLS_REQD));
+        assert!(matches!(step, Step::Transmission(_)));
+    }
+
+    #[test]
+    fn bytes_pipelined_behind_starttls_close_without_ack() {
+        for mode in [TlsMode::On, TlsMode::Require] {
+            let mut h = started_tls(mode);
+            let mut input = option(opt::STARTTLS, &[]);
+            input.push(0x16);
+            let (out, step, _) = run(&mut h, &input);
+            assert!(out.is_empty(), "{mode:?}: no ACK is sent");
+            assert!(matches!(step, Step::Close(why) if why.contains("behind NBD_OPT_STARTTLS")));
+            assert!(matches!(h.receive(&[], &mut Vec::new()).1, Step::Close(_)));
+        }
+    }
+
+    #[test]
+    fn plain_text_negotiation_is_forgotten_at_starttls() {
+        let mut h = started_tls(TlsMode::On);
+        let mut input = option(opt::STRUCTURED_REPLY, &[]);
+        input.extend(option(opt::SET_META_CONTEXT, &meta("", &[BASE_ALLOCATION])));
+        input.extend(option(opt::STARTTLS, &[]));
+        let (out, step, _) = run(&mut h, &input);
+        assert_eq!(step, Step::StartTls);
+        assert_eq!(reply_types(&out).last(), Some(&(opt::STARTTLS, rep::ACK)));
+        let (_, step, _) = run(&mut h, &option(opt::GO, &Raw::info(b"")));
+        let Step::Transmission(n) = step else {
+            panic!("{step:?}")
+        };
+        assert!(
+            !n.structured,
+            "structured replies must be asked for again over TLS"
+        );
+        assert_eq!(n.base_allocation, None);
+        assert_eq!(n.transmission_flags & tflag::SEND_DF, 0);
+    }
+
+    #[test]
+    fn tls_on_still_serves_plain_clients() {
+        let mut h = started_tls(TlsMode::On);
+        let mut input = option(opt::STRUCTURED_REPLY, &[]);
+        input.extend(option(opt::GO, &Raw::info(b"")));
+        let (_, step, _) = run(&mut h, &input);
+        let Step::Transmission(n) = step else {
+            panic!("{step:?}")
+        };
+        assert!(n.structured);
+        assert!(!h.tls_active());
     }
 
     /// Payload helpers for INFO/GO.

@@ -2,6 +2,7 @@
 
 mod connection;
 mod listener;
+mod tls_stream;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -13,6 +14,7 @@ use crate::backend::Backend;
 use crate::exports::{ExportRegistry, Resolved};
 use crate::proto::handshake::{ExportDesc, Exports};
 use crate::proto::request::Limits;
+use crate::tls::Tls;
 
 pub use listener::Listener;
 
@@ -31,7 +33,10 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// A client that has not finished negotiating by then is dropped
     /// (sockets only; `serve_stream` has no timeout). Zero disables it.
+    /// It covers the TLS handshake too.
     pub handshake_timeout: Duration,
+    /// TLS offered through NBD_OPT_STARTTLS; `None` refuses it.
+    pub tls: Option<Tls>,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +47,7 @@ impl Default for ServerConfig {
             read_only: false,
             max_connections: None,
             handshake_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -163,15 +169,19 @@ impl Inner {
     /// Negotiates and serves one connection to its end.
     fn run<R: Read, W: Write + Send + 'static>(
         &self,
-        mut r: R,
-        mut w: W,
+        r: R,
+        w: W,
         after_handshake: impl FnOnce(),
     ) -> io::Result<()> {
         let lookup = Lookup {
             exports: Arc::clone(&self.exports),
             read_only: self.config.read_only,
         };
-        let Some((negotiated, leftover)) = connection::negotiate(&mut r, &mut w, Box::new(lookup))?
+        let Some(connection::Negotiation {
+            negotiated,
+            leftover,
+            link,
+        }) = connection::negotiate(r, w, Box::new(lookup), self.config.tls.as_ref())?
         else {
             return Ok(());
         };
@@ -191,13 +201,26 @@ impl Inner {
             base_allocation: negotiated.base_allocation,
         };
         log::debug!(
-            "client negotiated export {:?}, structured replies {}, block status {}",
+            "client negotiated export {:?}, structured replies {}, block status {}, TLS {}",
             negotiated.export_name,
             negotiated.structured,
-            negotiated.base_allocation.is_some()
+            negotiated.base_allocation.is_some(),
+            matches!(link, connection::Link::Tls(..))
         );
-        let r = io::Cursor::new(leftover).chain(r);
-        connection::transmit(r, w, backend, limits)
+        match link {
+            connection::Link::Plain(r, w) => {
+                connection::transmit(io::Cursor::new(leftover).chain(r), w, backend, limits)
+            }
+            connection::Link::Tls(r, w) => {
+                let closer = w.clone();
+                let r = io::Cursor::new(leftover).chain(r);
+                let result = connection::transmit(r, w, backend, limits);
+                if result.is_ok() {
+                    closer.close();
+                }
+                result
+            }
+        }
     }
 }
 

@@ -1,0 +1,58 @@
+//! `--tls`, `--tls-certificates` and `--tls-verify-peer`: from the
+//! command line to the server's TLS settings, read once at start-up.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use vddk_nbd::tls::{default_certificates_dir, Tls, TlsMode};
+
+use super::args::Options;
+
+/// The mode the command line asks for. Without `--tls`, giving
+/// certificates or `--tls-verify-peer` turns TLS on, as it does for
+/// nbdkit once its certificates load; otherwise TLS is off.
+pub fn mode(opts: &Options) -> TlsMode {
+    match opts.tls {
+        Some(m) => m,
+        None if opts.tls_certificates.is_some() || opts.tls_verify_peer => TlsMode::On,
+        None => TlsMode::Off,
+    }
+}
+
+/// Loads the certificates when TLS is on; a missing or unusable file is
+/// an error naming it.
+pub fn load(opts: &Options) -> Result<Option<Tls>, String> {
+    let mode = mode(opts);
+    if mode == TlsMode::Off {
+        if opts.tls_certificates.is_some() || opts.tls_verify_peer {
+            log::debug!("--tls=off: --tls-certificates and --tls-verify-peer have no effect");
+        }
+        return Ok(None);
+    }
+    let dir = opts.tls_certificates.clone().unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        default_certificates_dir(is_root(), home.as_deref())
+    });
+    let tls = Tls::load(mode, &dir, opts.tls_verify_peer).map_err(|e| e.to_string())?;
+    log::debug!(
+        "TLS {} with the certificates in {}{}",
+        if mode == TlsMode::Require {
+            "required"
+        } else {
+            "allowed"
+        },
+        dir.display(),
+        if opts.tls_verify_peer {
+            "; client certificates are checked"
+        } else {
+            ""
+        }
+    );
+    Ok(Some(tls))
+}
+
+/// Whether we run as root. /proc/self belongs to the effective user; where
+/// it cannot be read, the user's own directory is the safer guess.
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
