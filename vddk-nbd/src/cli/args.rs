@@ -654,7 +654,7 @@ mod tests {
         assert!(p(&["--tls-psk=/k.psk", "/a.vmdk"])
             .unwrap_err()
             .0
-            .contains("pre-shared keys are not supported"));
+            .contains("pre-shared keys is not supported"));
         assert!(p(&["--tls=maybe", "/a.vmdk"])
             .unwrap_err()
             .0
