@@ -93,7 +93,7 @@ impl Tls {
         let builder = if verify_peer {
             let ca_path = dir.join(CA_CERT);
             let mut roots = RootCertStore::empty();
-            for cert in certificates(&ca_path, "CA certificate (needed by --tls-verify-peer)")? {
+            for cert in certificates(&ca_path, "CA certificate that --tls-verify-peer needs,")? {
                 roots.add(cert).map_err(|e| {
                     TlsError(format!(
                         "{}: not a usable CA certificate: {e}; {HOW_TO_MAKE}",
@@ -179,8 +179,8 @@ fn pem_error(path: &Path, what: &str, e: pem::Error) -> TlsError {
         other => format!("not valid PEM: {other}"),
     };
     TlsError(format!(
-        "cannot load the {what} {}: {why}; give the directory with --tls-certificates \
-         ({HOW_TO_MAKE})",
+        "cannot load the {what} {}: {why}; check that --tls-certificates names the \
+         directory that holds it ({HOW_TO_MAKE})",
         path.display()
     ))
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::io;
+use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,6 +20,8 @@ pub struct TestServer {
     pub dir: PathBuf,
     /// The Unix socket.
     pub socket: PathBuf,
+    /// The TCP port on 127.0.0.1 ([`TestServer::tcp`]), or 0.
+    pub port: u16,
     server: Arc<Server>,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -31,6 +34,17 @@ impl TestServer {
         let socket = dir.join("nbd.sock");
         let listener = UnixListener::bind(&socket).expect("bind the test socket");
         TestServer::start(dir, socket, backend, config, vec![Listener::Unix(listener)])
+    }
+
+    /// Serves `backend` on 127.0.0.1, on a port the system chooses.
+    pub fn tcp(name: &str, backend: Arc<dyn Backend>, config: ServerConfig) -> TestServer {
+        let dir = vddk_tests::scratch_dir(name);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test port");
+        let port = listener.local_addr().expect("the test port").port();
+        let socket = dir.join("no-unix-socket");
+        let mut s = TestServer::start(dir, socket, backend, config, vec![Listener::Tcp(listener)]);
+        s.port = port;
+        s
     }
 
     /// Serves with the given listeners.
@@ -48,6 +62,7 @@ impl TestServer {
         TestServer {
             dir,
             socket,
+            port: 0,
             server,
             handle,
             thread: Some(thread),

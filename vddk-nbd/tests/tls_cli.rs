@@ -1,0 +1,191 @@
+//! The `vddk-nbd` binary on the fake VDDK with nbdkit's TLS flags: a disk
+//! copied out over `nbds://` by nbdcopy, start-up errors that name the
+//! certificate file at fault, and the warning about listening on every
+//! interface without `--tls=require`.
+
+#[path = "support/certs.rs"]
+mod certs;
+#[path = "support/process.rs"]
+mod process;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use process::{check, make_vmdk, path_env, raw_contents, BIN};
+
+fn certs() -> &'static certs::Certs {
+    static CERTS: OnceLock<certs::Certs> = OnceLock::new();
+    CERTS.get_or_init(|| certs::make(&vddk_tests::scratch_dir("tls-cli-certs")))
+}
+
+/// A 16 MiB sparse VMDK with data at 1 MiB and 9 MiB.
+fn disk(dir: &Path) -> std::path::PathBuf {
+    let disk = make_vmdk(dir, "disk.vmdk", 16 << 20, "monolithicSparse");
+    check(
+        Command::new("qemu-io")
+            .args([
+                "-f",
+                "vmdk",
+                "-c",
+                "write -P 0x5a 1M 64k",
+                "-c",
+                "write -P 0xc3 9M 1M",
+            ])
+            .arg(&disk),
+    );
+    disk
+}
+
+/// Runs `vddk-nbd FLAGS vddk libdir=... DISK` to completion.
+fn vddk_nbd(disk: &Path, flags: &[&str]) -> Output {
+    Command::new(BIN)
+        .env("PATH", path_env())
+        .env_remove("LD_LIBRARY_PATH")
+        .args(flags)
+        .arg("vddk")
+        .arg(format!("libdir={}", vddk_tests::fake_libdir().display()))
+        .arg(disk)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vddk-nbd")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn disk_copied_out_over_nbds() {
+    let dir = vddk_tests::scratch_dir("tls-cli-copy");
+    let disk = disk(&dir);
+    let out = dir.join("out.raw");
+    let client = certs().anonymous.display().to_string();
+    let script = format!(
+        r#"set -e
+test "$tls" = 2
+case "$uri" in nbds://127.0.0.1:*) ;; *) echo "bad uri $uri"; exit 3;; esac
+nbdcopy "nbds://localhost:$port/?tls-certificates={client}" {out}
+if nbdinfo --size "nbd://localhost:$port" 2>/dev/null; then echo "plain client served"; exit 4; fi
+"#,
+        out = out.display()
+    );
+    let server = certs().server.display().to_string();
+    let o = vddk_nbd(
+        &disk,
+        &[
+            "--tls=require",
+            "--tls-certificates",
+            &server,
+            "-p",
+            "0",
+            "-i",
+            "127.0.0.1",
+            "--run",
+            &script,
+        ],
+    );
+    assert!(o.status.success(), "{o:?}\nstderr: {}", text(&o.stderr));
+    let copied = std::fs::read(&out).expect("read the copy");
+    assert!(
+        copied == raw_contents(&disk),
+        "the copy over TLS differs from the disk"
+    );
+}
+
+#[test]
+fn certificate_problems_stop_the_server_naming_the_file() {
+    let dir = vddk_tests::scratch_dir("tls-cli-errors");
+    let disk = disk(&dir);
+    let empty = dir.join("no-certs");
+    std::fs::create_dir_all(&empty).expect("make an empty directory");
+    let broken = dir.join("broken-key");
+    std::fs::create_dir_all(&broken).expect("make a directory");
+    for f in ["server-cert.pem", "ca-cert.pem"] {
+        std::fs::copy(certs().server.join(f), broken.join(f)).expect("copy a certificate");
+    }
+    std::fs::write(broken.join("server-key.pem"), "not a key\n").expect("write a bad key");
+    let no_ca = dir.join("no-ca");
+    std::fs::create_dir_all(&no_ca).expect("make a directory");
+    for f in ["server-cert.pem", "server-key.pem"] {
+        std::fs::copy(certs().server.join(f), no_ca.join(f)).expect("copy");
+    }
+
+    let cases: [(&Path, &[&str], &str); 3] = [
+        (&empty, &["--tls=on"], "server-cert.pem"),
+        (&broken, &["--tls=require"], "server-key.pem"),
+        (&no_ca, &["--tls-verify-peer"], "ca-cert.pem"),
+    ];
+    for (certs_dir, flags, file) in cases {
+        let d = certs_dir.display().to_string();
+        let mut all = flags.to_vec();
+        // --run ends a server that wrongly starts, so the test fails
+        // rather than waits.
+        all.extend([
+            "--tls-certificates",
+            &d,
+            "-p",
+            "0",
+            "-i",
+            "127.0.0.1",
+            "--run",
+            "true",
+        ]);
+        let o = vddk_nbd(&disk, &all);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(
+            err.contains(&format!("{d}/{file}")),
+            "{flags:?}: the error names {file}: {err}"
+        );
+        assert!(
+            err.contains("README"),
+            "the error says how to make one: {err}"
+        );
+    }
+}
+
+/// The server's warnings when it starts with `flags`, listening on a
+/// port of the system's choosing, and stopping at once.
+fn warnings(disk: &Path, flags: &[&str]) -> String {
+    let mut all = vec!["-p", "0", "--run", "true"];
+    all.extend_from_slice(flags);
+    let o = vddk_nbd(disk, &all);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{flags:?}: {err}");
+    err
+}
+
+#[test]
+fn warns_once_when_listening_everywhere_without_required_tls() {
+    let dir = vddk_tests::scratch_dir("tls-cli-warning");
+    let disk = disk(&dir);
+    let server = certs().server.display().to_string();
+    let warning = "listening on all network interfaces";
+    for flags in [
+        &[][..],
+        &["-i", "0.0.0.0"],
+        &["--tls=on", "--tls-certificates", &server],
+    ] {
+        let err = warnings(&disk, flags);
+        assert_eq!(
+            err.matches(warning).count(),
+            1,
+            "{flags:?}: one warning expected in {err}"
+        );
+        assert!(
+            err.contains("-i 127.0.0.1") && err.contains("--tls=require"),
+            "{flags:?}: the warning says how to restrict: {err}"
+        );
+    }
+    for flags in [
+        &["-i", "127.0.0.1"][..],
+        &["--tls=require", "--tls-certificates", &server],
+    ] {
+        let err = warnings(&disk, flags);
+        assert!(
+            !err.contains(warning),
+            "{flags:?}: no warning expected: {err}"
+        );
+    }
+}
