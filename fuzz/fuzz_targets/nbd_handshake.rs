@@ -95,6 +95,7 @@ fn step(h: &mut Handshake, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
             assert!(neg.base_allocation.is_none() || neg.structured);
         }
         Step::Close(why) => assert!(!why.is_empty(), "a close needs a reason for the log"),
+        Step::StartTls => panic!("STARTTLS accepted although TLS is off"),
     }
     (n, s)
 }

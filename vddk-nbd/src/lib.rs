@@ -11,7 +11,13 @@
 //!
 //! - Fixed newstyle only, NO_ZEROES honoured. Options: EXPORT_NAME, INFO,
 //!   GO, LIST, ABORT, STRUCTURED_REPLY, LIST/SET_META_CONTEXT
-//!   (`base:allocation`); anything else gets NBD_REP_ERR_UNSUP. With one
+//!   (`base:allocation`), and STARTTLS when [`ServerConfig::tls`] is set;
+//!   anything else gets NBD_REP_ERR_UNSUP.
+//! - TLS ([`tls`]): with [`tls::TlsMode::Require`] every option before
+//!   STARTTLS but ABORT gets NBD_REP_ERR_TLS_REQD and EXPORT_NAME closes.
+//!   Structured replies and metadata contexts agreed in plain text are
+//!   forgotten at the upgrade; bytes pipelined behind STARTTLS close the
+//!   connection; the session ends with close_notify. With one
 //!   export ([`Server::new`]) every export name is accepted and served as
 //!   it, as nbdkit does; LIST and NBD_INFO_NAME report the configured name.
 //!   With an [`exports::ExportRegistry`] ([`Server::with_exports`]) names

@@ -293,3 +293,24 @@ fn handshake_timeout_covers_the_tls_handshake() {
         "dropped after {waited:?}, expected about 1 s"
     );
 }
+
+#[test]
+fn shutdown_ends_tls_connections_with_close_notify() {
+    let (srv, _) = server(
+        "tls-proto-shutdown",
+        TlsMode::Require,
+        Duration::from_secs(60),
+    );
+    let mut s = starttls(connect(&srv.socket));
+    send_option(&mut s, OPT_GO, &RawClient::info_payload(b"", &[]));
+    assert_eq!(opt_replies(&mut s).last().map(|r| r.1), Some(REP_ACK));
+    let req = RawClient::request_bytes(CMD_READ, 0, 3, 0, 512, &[]);
+    s.write_all(&req).expect("send a read");
+    assert_eq!(read_exact(&mut s, 16)[..4], SIMPLE_MAGIC.to_be_bytes());
+    read_exact(&mut s, 512);
+    srv.begin_shutdown();
+    let mut b = [0u8; 1];
+    let end = s.read(&mut b);
+    assert!(matches!(end, Ok(0)), "expected close_notify, got {end:?}");
+    srv.stop();
+}
