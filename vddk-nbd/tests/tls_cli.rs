@@ -1,5 +1,5 @@
 //! The `vddk-nbd` binary on the fake VDDK with nbdkit's TLS flags: a disk
-//! copied out over `nbds://` by nbdcopy, start-up errors that name the
+//! copied out over `nbds://` by nbdcopy, `-s` upgraded by nbdsh, start-up errors that name the
 //! certificate file at fault, and the warning about listening on every
 //! interface without `--tls=require`.
 
@@ -188,4 +188,34 @@ fn warns_once_when_listening_everywhere_without_required_tls() {
             "{flags:?}: no warning expected: {err}"
         );
     }
+}
+
+#[test]
+fn single_connection_on_stdio_upgrades_to_tls() {
+    let dir = vddk_tests::scratch_dir("tls-cli-stdio");
+    let disk = disk(&dir);
+    let script = format!(
+        r#"
+h.set_tls(nbd.TLS_REQUIRE)
+h.set_tls_certificates({client:?})
+h.connect_command([{bin:?}, "-s", "--tls=require", "--tls-certificates", {server:?},
+                   "vddk", "libdir={libdir}", {disk:?}])
+assert h.get_tls_negotiated()
+assert h.pread(65536, 1 << 20) == b"\x5a" * 65536
+h.shutdown()
+print("ok")
+"#,
+        client = certs().anonymous.display().to_string(),
+        bin = BIN,
+        server = certs().server.display().to_string(),
+        libdir = vddk_tests::fake_libdir().display(),
+        disk = disk.display().to_string(),
+    );
+    let out = check(
+        Command::new("nbdsh")
+            .env_remove("LD_LIBRARY_PATH")
+            .arg("-c")
+            .arg(script),
+    );
+    assert_eq!(out.trim(), "ok");
 }
