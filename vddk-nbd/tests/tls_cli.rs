@@ -1,7 +1,7 @@
 //! The `vddk-nbd` binary on the fake VDDK with nbdkit's TLS flags: a disk
-//! copied out over `nbds://` by nbdcopy, `-s` upgraded by nbdsh, start-up errors that name the
-//! certificate file at fault, and the warning about listening on every
-//! interface without `--tls=require`.
+//! copied out over `nbds://` by nbdcopy, `-s` upgraded by nbdsh, start-up
+//! errors that name the certificate file at fault, and the warning about
+//! listening on every interface without `--tls=require`.
 
 #[path = "support/certs.rs"]
 mod certs;
