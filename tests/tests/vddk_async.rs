@@ -267,3 +267,59 @@ fn bad_requests_fail_without_reaching_vddk() {
         .unwrap()
         .expect("8 sectors is within the limit");
 }
+
+#[test]
+fn inline_completions_run_on_the_worker_and_keep_ordering() {
+    let (dir, vmdk, mut expect) = image("vddk-async-inline", 128 * 16, 28);
+    let conn = Connection::connect(&vddk(), &ConnectParams::local()).unwrap();
+    let disk = conn.open(s(&vmdk), OpenFlags::empty()).unwrap();
+    let w = DiskWorker::spawn(
+        disk,
+        WorkerOptions::new()
+            .max_in_flight(8)
+            .inline_completions(true),
+    )
+    .unwrap();
+
+    // Pipelining still overlaps: 16 reads of 20 ms latency with 8 in flight.
+    let (data, t) = read_pipelined(&w, 16);
+    assert!(data == expect, "inline reads differ from the image");
+    assert!(t < LATENCY * 8, "16 reads with 8 in flight took {t:?}");
+
+    // A completion runs on the worker thread, may submit more work, and
+    // gets a clear error instead of a deadlock if it tries to close.
+    let (tx, rx) = mpsc::channel();
+    let w2 = w.clone();
+    w.write(3, vec![0x5A; 512 * 2], move |r| {
+        r.unwrap();
+        let name = std::thread::current().name().map(str::to_owned);
+        let close = w2.close();
+        let tx2 = tx.clone();
+        w2.read(3, 2, move |r| tx2.send(Ok(r.unwrap())).unwrap());
+        tx.send(Err((name, close.err().map(|e| e.to_string()))))
+            .unwrap();
+    });
+    let mut saw_close = false;
+    let mut saw_read = false;
+    for _ in 0..2 {
+        match rx.recv_timeout(Duration::from_secs(10)).expect("completion") {
+            Err((name, close_err)) => {
+                assert_eq!(name.as_deref(), Some("vddk-disk"));
+                let msg = close_err.expect("close from a completion must fail");
+                assert!(msg.contains("inline_completions"), "{msg}");
+                saw_close = true;
+            }
+            Ok(data) => {
+                assert!(data.iter().all(|&b| b == 0x5A), "read after write");
+                saw_read = true;
+            }
+        }
+    }
+    assert!(saw_close && saw_read);
+    w.close().unwrap();
+    expect[3 * 512..5 * 512].fill(0x5A);
+    assert!(
+        qemu_raw(&vmdk, &dir) == expect,
+        "the inline write is not on disk"
+    );
+}

@@ -20,7 +20,10 @@
 //!
 //! Callers' `done` closures run on a separate completion thread, never on
 //! the VDDK thread and never under a lock of ours; a panic in one is caught
-//! and logged. They may submit further requests.
+//! and logged. They may submit further requests. A caller whose closures
+//! are short and never block can ask for them to run on the worker thread
+//! instead ([`WorkerOptions::inline_completions`]), which saves a thread
+//! switch per request.
 //!
 //! [`DiskWorker::close`], or dropping the last clone, drains the queue,
 //! flushes if anything was written, and closes the handle. Dropping the
@@ -54,6 +57,7 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct WorkerOptions {
     max_in_flight: usize,
     max_request_sectors: u64,
+    inline_completions: bool,
 }
 
 impl Default for WorkerOptions {
@@ -61,6 +65,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             max_in_flight: 16,
             max_request_sectors: 64 << 20 >> 9,
+            inline_completions: false,
         }
     }
 }
@@ -82,6 +87,25 @@ impl WorkerOptions {
     /// allocating without bound. Rounded down to whole sectors, at least one.
     pub fn max_request_bytes(mut self, bytes: u64) -> Self {
         self.max_request_sectors = (bytes / SECTOR_SIZE).max(1);
+        self
+    }
+
+    /// Runs `done` closures on the worker thread, as soon as their request
+    /// completes, instead of handing them to a completion thread (default
+    /// `false`). Each request then costs one thread switch less, which
+    /// matters at thousands of requests a second on a local disk.
+    ///
+    /// Only for closures that return quickly and never block: while one
+    /// runs, no request on this disk is issued or completed. They may still
+    /// submit further requests, but [`DiskWorker::close`] called from one
+    /// fails with [`Error::InvalidArgument`] instead of waiting for itself.
+    ///
+    /// ```
+    /// let opts = vddk::WorkerOptions::new().inline_completions(true);
+    /// # let _ = opts;
+    /// ```
+    pub fn inline_completions(mut self, inline: bool) -> Self {
+        self.inline_completions = inline;
         self
     }
 }
@@ -163,7 +187,8 @@ struct Shared {
     closed: Arc<AtomicBool>,
     worker: Mutex<Option<JoinHandle<()>>>,
     worker_id: ThreadId,
-    completion_id: ThreadId,
+    /// `None` when completions run inline on the worker thread.
+    completion_id: Option<ThreadId>,
 }
 
 impl DiskWorker {
@@ -174,17 +199,22 @@ impl DiskWorker {
     pub fn spawn(disk: Disk, opts: WorkerOptions) -> Result<DiskWorker> {
         let info = disk.info()?;
         let (tx, rx) = mpsc::channel::<Msg>();
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let completion = thread::Builder::new()
-            .name("vddk-completion".into())
-            .spawn(move || run_completions(jobs_rx))?;
-        let completion_id = completion.thread().id();
+        let (jobs, completion) = if opts.inline_completions {
+            (None, None)
+        } else {
+            let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+            let completion = thread::Builder::new()
+                .name("vddk-completion".into())
+                .spawn(move || run_completions(jobs_rx))?;
+            (Some(jobs_tx), Some(completion))
+        };
+        let completion_id = completion.as_ref().map(|c| c.thread().id());
         let closed = Arc::new(AtomicBool::new(false));
         let state = Worker {
             disk: Some(disk),
             rx,
             self_tx: tx.clone(),
-            jobs: jobs_tx,
+            jobs,
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
             next_id: 0,
@@ -204,7 +234,9 @@ impl DiskWorker {
             .spawn(move || {
                 state.run();
                 // Every job is queued by now; let the completion thread finish them.
-                let _ = completion.join();
+                if let Some(c) = completion {
+                    let _ = c.join();
+                }
             })?;
         let worker_id = worker.thread().id();
         Ok(DiskWorker {
@@ -281,8 +313,17 @@ impl DiskWorker {
     /// Calling it again returns `Ok`.
     ///
     /// # Errors
-    /// The flush's or Close's error.
+    /// The flush's or Close's error; [`Error::InvalidArgument`] when called
+    /// from a `done` closure running inline on the worker thread.
     pub fn close(&self) -> Result<()> {
+        if thread::current().id() == self.shared.worker_id {
+            return Err(Error::InvalidArgument(
+                "DiskWorker::close was called from a completion running on the worker thread \
+                 (WorkerOptions::inline_completions), which would wait for itself; drop the \
+                 worker there instead, or close it from another thread"
+                    .into(),
+            ));
+        }
         let (reply_tx, reply_rx) = mpsc::channel();
         if self
             .shared
@@ -326,7 +367,7 @@ impl Drop for Shared {
         // goes, the library can Exit in order. Not from the worker's own
         // threads, which would wait for themselves.
         let me = thread::current().id();
-        if me != self.worker_id && me != self.completion_id {
+        if me != self.worker_id && Some(me) != self.completion_id {
             let handle = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(h) = handle {
                 let _ = h.join();
@@ -385,7 +426,8 @@ struct Worker {
     disk: Option<Disk>,
     rx: Receiver<Msg>,
     self_tx: Sender<Msg>,
-    jobs: Sender<Job>,
+    /// The completion thread's queue; `None` runs completions inline.
+    jobs: Option<Sender<Job>>,
     queue: VecDeque<Op>,
     in_flight: HashMap<u64, InFlight>,
     next_id: u64,
@@ -458,10 +500,17 @@ impl Worker {
     }
 
     fn deliver(&self, job: Job) {
-        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            // The completion thread died (it cannot: it catches panics);
-            // run the callback here rather than lose it.
-            let _ = catch_unwind(AssertUnwindSafe(job));
+        let job = match &self.jobs {
+            Some(jobs) => match jobs.send(job) {
+                Ok(()) => return,
+                // The completion thread died (it cannot: it catches
+                // panics); run the callback here rather than lose it.
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+            log::error!(target: "vddk::worker", "a completion callback panicked; the worker carries on");
         }
     }
 
