@@ -302,7 +302,10 @@ fn inline_completions_run_on_the_worker_and_keep_ordering() {
     let mut saw_close = false;
     let mut saw_read = false;
     for _ in 0..2 {
-        match rx.recv_timeout(Duration::from_secs(10)).expect("completion") {
+        match rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("completion")
+        {
             Err((name, close_err)) => {
                 assert_eq!(name.as_deref(), Some("vddk-disk"));
                 let msg = close_err.expect("close from a completion must fail");
