@@ -13,14 +13,14 @@ use super::daemon::Readiness;
 use super::listen::{self, Bound};
 use super::{run, signals, stats};
 use vddk_nbd::config::connect::{connect_params, create_params, init_options};
-use vddk_nbd::config::VddkParams;
+use vddk_nbd::config::{Secrets, VddkParams};
 
 /// Opens the disk, listens, and serves until told to stop; returns the
 /// exit status.
 pub fn run(
     opts: &Options,
     p: &VddkParams,
-    secret: Option<String>,
+    secrets: &Secrets,
     readiness: Readiness,
 ) -> Result<i32, String> {
     let file = p.file.clone().unwrap_or_default();
@@ -48,7 +48,7 @@ pub fn run(
         lib.major_version()
     );
 
-    let params = connect_params(p, secret, read_only)?;
+    let params = connect_params(p, secrets, read_only)?;
     let conn = vddk::Connection::connect(&lib, &params).map_err(|e| e.to_string())?;
     if let Some(c) = &p.create {
         conn.create(&file, &create_params(c))
