@@ -302,6 +302,19 @@ fn unusable_secrets_are_not_repeated() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Sends SIGTERM to a background server when dropped, so a failed test
+/// does not leave it running.
+struct StopOnDrop(String);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// The background server gets the secret through a pipe too: its command
 /// line and environment never hold it.
 #[test]
@@ -328,6 +341,7 @@ fn background_server_never_shows_the_secret() {
         .unwrap();
     assert!(status.success(), "{}", read(&dir, "launcher.err"));
     let pid = read(&dir, "pid").trim().to_string();
+    let _stop = StopOnDrop(pid.clone());
     let cmdline = text(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap());
     assert!(cmdline.contains("\0password=-"), "{cmdline:?}");
     assert_clean("the background server's cmdline", &cmdline);

@@ -101,6 +101,16 @@ impl Terminal {
     }
 }
 
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // A failed test must not leave the program running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The method itself: on this terminal, a line typed at a plain `read`
 /// is echoed back, so a password echoed at the prompt would be seen.
 #[test]

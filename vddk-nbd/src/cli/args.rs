@@ -71,6 +71,10 @@ pub struct Options {
     pub run: Option<String>,
     /// `--exit-with-parent`: stop when the process that started us exits.
     pub exit_with_parent: bool,
+    /// `-u USER`: the user to become once the sockets are bound.
+    pub user: Option<String>,
+    /// `-g GROUP`: the group to become once the sockets are bound.
+    pub group: Option<String>,
     /// The plugin parameters: `(key, value)` in order; a bare argument is
     /// recorded with the key `file`.
     pub params: Vec<(String, String)>,
@@ -142,6 +146,8 @@ enum Opt {
     NewStyle,
     ExitWithParent,
     Filter,
+    User,
+    Group,
     Unsupported(&'static str),
 }
 
@@ -158,6 +164,8 @@ impl Opt {
                 | Opt::Threads
                 | Opt::Run
                 | Opt::Filter
+                | Opt::User
+                | Opt::Group
         )
     }
 }
@@ -181,8 +189,8 @@ fn short_opt(c: char) -> Option<Opt> {
         'h' => Opt::Help,
         'n' => Opt::NewStyle,
         'o' => Opt::Unsupported("-o (oldstyle protocol)"),
-        'g' => Opt::Unsupported("-g (change group)"),
-        'u' => Opt::Unsupported("-u (change user)"),
+        'g' => Opt::Group,
+        'u' => Opt::User,
         _ => return None,
     })
 }
@@ -209,8 +217,8 @@ fn long_opt(name: &str) -> Option<Opt> {
         "newstyle" | "new-style" => Opt::NewStyle,
         "filter" => Opt::Filter,
         "oldstyle" | "old-style" => Opt::Unsupported("--oldstyle"),
-        "user" => Opt::Unsupported("--user"),
-        "group" => Opt::Unsupported("--group"),
+        "user" => Opt::User,
+        "group" => Opt::Group,
         "exit-with-parent" => Opt::ExitWithParent,
         "tls" | "tls-certificates" | "tls-psk" | "tls-verify-peer" => Opt::Unsupported("TLS"),
         "vsock" => Opt::Unsupported("--vsock"),
@@ -265,6 +273,8 @@ where
         threads: None,
         run: None,
         exit_with_parent: false,
+        user: None,
+        group: None,
         params: Vec::new(),
     };
     let mut positionals = Vec::new();
@@ -440,6 +450,11 @@ fn apply(
         Opt::Help => *help = true,
         Opt::NewStyle => {}
         Opt::ExitWithParent => o.exit_with_parent = true,
+        Opt::User | Opt::Group if v.is_empty() => {
+            return Err(usage(format!("{spelled}: the name is empty")));
+        }
+        Opt::User => o.user = Some(v),
+        Opt::Group => o.group = Some(v),
         Opt::Filter => {
             return Err(usage(format!(
                 "--filter={v}: filters are not supported; vddk-nbd serves the vddk plugin only \
@@ -624,6 +639,17 @@ mod tests {
         assert_eq!(o.debug_flags[0].value, "1");
         assert_eq!(o.debug_flags[1].name, "backend.datapath");
         assert!(p(&["-D", "stats", "/d.vmdk"]).is_err());
+    }
+
+    #[test]
+    fn user_and_group() {
+        let o = p(&["-u", "nobody", "--group=nogroup", "/d.vmdk"]).unwrap();
+        assert_eq!(o.user.as_deref(), Some("nobody"));
+        assert_eq!(o.group.as_deref(), Some("nogroup"));
+        let o = p(&["--user", "65534", "-g65534", "/d.vmdk"]).unwrap();
+        assert_eq!(o.user.as_deref(), Some("65534"));
+        assert_eq!(o.group.as_deref(), Some("65534"));
+        assert!(p(&["-u", "", "/d.vmdk"]).unwrap_err().0.contains("empty"));
     }
 
     #[test]

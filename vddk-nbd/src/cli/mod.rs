@@ -14,6 +14,7 @@ mod exports;
 mod help;
 mod listen;
 mod logger;
+mod privileges;
 
 mod run;
 mod secrets;
@@ -106,6 +107,13 @@ pub fn main() -> i32 {
         return error(&e);
     }
 
+    // Checked before anything starts, so a typo fails at once.
+    let identity =
+        match privileges::Identity::from_flags(opts.user.as_deref(), opts.group.as_deref()) {
+            Ok(i) => i,
+            Err(e) => return error(&e),
+        };
+
     let readiness = Readiness::current();
     let foreground = opts.stays_in_foreground()
         || readiness == Readiness::DaemonChild
@@ -124,7 +132,7 @@ pub fn main() -> i32 {
     if !foreground {
         return daemon::start(&secrets, opts.verbose);
     }
-    match serve::run(&opts, &params, &secrets, readiness) {
+    match serve::run(&opts, &params, &secrets, identity.as_ref(), readiness) {
         Ok(code) => code,
         Err(e) => {
             readiness.failed(&e);
