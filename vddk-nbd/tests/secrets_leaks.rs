@@ -155,6 +155,7 @@ fn clean_session(name: &str, creds: &[String], fd3_contents: Option<&str>) -> St
     // the statistics table come through), so a leak would show.
     assert!(stderr.contains("debug:"), "{stderr}");
     assert!(stderr.contains("VixDiskLib: Opened"), "{stderr}");
+    assert!(stderr.contains("VDDK function stats"), "{stderr}");
     assert!(stdout.contains("export-size: 16777216"), "{stdout}");
     assert_clean("the server's stdout", &stdout);
     assert_clean("the server's stderr", &stderr);
