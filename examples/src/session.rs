@@ -58,8 +58,8 @@ pub fn validate(p: &VddkParams) -> Result<(), String> {
 /// # Errors
 /// A bad parameter, an unreadable password, or ConnectEx's failure.
 pub fn connect(lib: &Vddk, p: &VddkParams, read_only: bool) -> Result<Connection, String> {
-    let secret = p.password.as_ref().map(|pw| pw.resolve()).transpose()?;
-    let cp = cc::connect_params(p, secret, read_only)?;
+    let secrets = vddk_nbd::config::Secrets::resolve(p)?;
+    let cp = cc::connect_params(p, &secrets, read_only)?;
     Connection::connect(lib, &cp).map_err(|e| {
         let where_ = p.server.as_deref().unwrap_or("the local host");
         format!("cannot connect to {where_}: {e}")

@@ -79,6 +79,10 @@ pub struct Options {
     pub tls_certificates: Option<PathBuf>,
     /// `--tls-verify-peer`: clients must present a certificate the CA signed.
     pub tls_verify_peer: bool,
+    /// `-u USER`: the user to become once the sockets are bound.
+    pub user: Option<String>,
+    /// `-g GROUP`: the group to become once the sockets are bound.
+    pub group: Option<String>,
     /// The plugin parameters: `(key, value)` in order; a bare argument is
     /// recorded with the key `file`.
     pub params: Vec<(String, String)>,
@@ -154,6 +158,8 @@ enum Opt {
     TlsCertificates,
     TlsVerifyPeer,
     TlsPsk,
+    User,
+    Group,
     Unsupported(&'static str),
 }
 
@@ -173,6 +179,8 @@ impl Opt {
                 | Opt::Tls
                 | Opt::TlsCertificates
                 | Opt::TlsPsk
+                | Opt::User
+                | Opt::Group
         )
     }
 }
@@ -196,8 +204,8 @@ fn short_opt(c: char) -> Option<Opt> {
         'h' => Opt::Help,
         'n' => Opt::NewStyle,
         'o' => Opt::Unsupported("-o (oldstyle protocol)"),
-        'g' => Opt::Unsupported("-g (change group)"),
-        'u' => Opt::Unsupported("-u (change user)"),
+        'g' => Opt::Group,
+        'u' => Opt::User,
         _ => return None,
     })
 }
@@ -224,8 +232,8 @@ fn long_opt(name: &str) -> Option<Opt> {
         "newstyle" | "new-style" => Opt::NewStyle,
         "filter" => Opt::Filter,
         "oldstyle" | "old-style" => Opt::Unsupported("--oldstyle"),
-        "user" => Opt::Unsupported("--user"),
-        "group" => Opt::Unsupported("--group"),
+        "user" => Opt::User,
+        "group" => Opt::Group,
         "exit-with-parent" => Opt::ExitWithParent,
         "tls" => Opt::Tls,
         "tls-certificates" => Opt::TlsCertificates,
@@ -286,6 +294,8 @@ where
         tls: None,
         tls_certificates: None,
         tls_verify_peer: false,
+        user: None,
+        group: None,
         params: Vec::new(),
     };
     let mut positionals = Vec::new();
@@ -458,6 +468,11 @@ fn apply(
         Opt::Help => *help = true,
         Opt::NewStyle => {}
         Opt::ExitWithParent => o.exit_with_parent = true,
+        Opt::User | Opt::Group if v.is_empty() => {
+            return Err(usage(format!("{spelled}: the name is empty")));
+        }
+        Opt::User => o.user = Some(v),
+        Opt::Group => o.group = Some(v),
         Opt::Filter => {
             return Err(usage(format!(
                 "--filter={v}: filters are not supported; vddk-nbd serves the vddk plugin only \
@@ -707,6 +722,17 @@ mod tests {
         assert_eq!(o.debug_flags[0].value, "1");
         assert_eq!(o.debug_flags[1].name, "backend.datapath");
         assert!(p(&["-D", "stats", "/d.vmdk"]).is_err());
+    }
+
+    #[test]
+    fn user_and_group() {
+        let o = p(&["-u", "nobody", "--group=nogroup", "/d.vmdk"]).unwrap();
+        assert_eq!(o.user.as_deref(), Some("nobody"));
+        assert_eq!(o.group.as_deref(), Some("nogroup"));
+        let o = p(&["--user", "65534", "-g65534", "/d.vmdk"]).unwrap();
+        assert_eq!(o.user.as_deref(), Some("65534"));
+        assert_eq!(o.group.as_deref(), Some("65534"));
+        assert!(p(&["-u", "", "/d.vmdk"]).unwrap_err().0.contains("empty"));
     }
 
     #[test]

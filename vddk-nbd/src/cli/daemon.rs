@@ -1,5 +1,6 @@
 //! Going to the background without fork: we start a copy of ourselves in
-//! its own process group, hand it the password over a pipe, and exit 0
+//! its own process group, hand it the secrets through inherited pipes
+//! (`password=-N`, never its command line), and exit 0
 //! only once it says it is listening (or 1 with its start-up error), so
 //! `vddk-nbd ... && nbdinfo nbd://localhost` works.
 //!
@@ -11,7 +12,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use vddk_nbd::config::reexec;
+use vddk_nbd::config::{reexec, Secrets};
+
+use super::secrets::moved_off_argv;
 
 /// Set (to `1`) in the background copy.
 pub const DAEMON_CHILD: &str = "VDDK_NBD_DAEMON_CHILD";
@@ -62,22 +65,9 @@ impl Readiness {
     }
 }
 
-/// The arguments for the copy: ours, with any `password=` replaced by
-/// `password=-0` (the copy's stdin, which carries the resolved secret).
-fn child_args(args: impl Iterator<Item = OsString>, has_password: bool) -> Vec<OsString> {
-    args.map(|a| {
-        if has_password && a.to_str().is_some_and(|s| s.starts_with("password=")) {
-            OsString::from("password=-0")
-        } else {
-            a
-        }
-    })
-    .collect()
-}
-
 /// Starts the background copy and waits for its report; returns the
 /// exit status for this (parent) process.
-pub fn start(password: Option<&str>, verbose: bool) -> i32 {
+pub fn start(secrets: &Secrets, verbose: bool) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -85,10 +75,19 @@ pub fn start(password: Option<&str>, verbose: bool) -> i32 {
             return 1;
         }
     };
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    // Open until the copy has started (it inherits them), closed after.
+    let (args, _handovers) = match moved_off_argv(&argv, secrets) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("vddk-nbd: error: cannot start the background server: {e} (use -f)");
+            return 1;
+        }
+    };
     let mut cmd = Command::new(&exe);
-    cmd.args(child_args(std::env::args_os().skip(1), password.is_some()))
+    cmd.args(args)
         .env(DAEMON_CHILD, "1")
-        .stdin(Stdio::piped())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(if verbose {
             Stdio::inherit()
@@ -103,14 +102,7 @@ pub fn start(password: Option<&str>, verbose: bool) -> i32 {
             return 1;
         }
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Some(pw) = password {
-            // The copy strips one trailing newline, as for any -FD.
-            if let Err(e) = writeln!(stdin, "{pw}") {
-                log::debug!("passing the password to the background server: {e}");
-            }
-        }
-    }
+    drop(_handovers);
     let Some(stdout) = child.stdout.take() else {
         eprintln!("vddk-nbd: error: no pipe to the background server");
         return 1;
@@ -141,19 +133,4 @@ pub fn start(password: Option<&str>, verbose: bool) -> i32 {
 pub fn scrub_env(cmd: &mut Command) {
     cmd.env_remove(DAEMON_CHILD);
     reexec::restore_user_env(cmd);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn password_is_replaced_by_stdin_form() {
-        let args = ["-P", "/p", "vddk", "password=+/f", "user=u"].map(OsString::from);
-        let got = child_args(args.clone().into_iter(), true);
-        assert_eq!(got[3], "password=-0");
-        assert_eq!(got[4], "user=u");
-        let got = child_args(args.into_iter(), false);
-        assert_eq!(got[3], "password=+/f");
-    }
 }

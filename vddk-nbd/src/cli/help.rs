@@ -19,7 +19,8 @@ Server flags:
   -r, --readonly             serve read-only
   -p, --port PORT            TCP port (default 10809)
   -i, --ipaddr ADDR          listen on ADDR only (-4/-6 restrict resolution)
-  -U, --unix SOCKET          listen on a Unix socket; -U - makes a private one
+  -U, --unix SOCKET          listen on a Unix socket (mode 0600); -U - makes
+                             a private one
   -s, --single               serve one connection on stdin/stdout
   -e, --exportname NAME      export name (also used in --run's $uri)
   -f, --foreground           do not go to the background
@@ -37,13 +38,15 @@ Server flags:
                              (default /etc/pki/nbdkit, or ~/.pki/nbdkit)
       --tls-verify-peer      clients must present a certificate signed by
                              ca-cert.pem
+  -u, --user USER            become USER (and its groups) once listening
+  -g, --group GROUP          become GROUP once listening
 
 Disk parameters (as nbdkit-vddk-plugin(1)):
   [file=]DISK                absolute path, or \"[datastore] dir/disk.vmdk\"
   libdir=DIR                 VDDK distribution directory
   config=FILE                VDDK configuration file
   server=HOST port=PORT nfchostport=PORT thumbprint=XX:XX:...
-  user=USER password=PASSWORD|-|+FILE|-FD cookie=COOKIE
+  user=USER password=PASSWORD|-|+FILE|-FD cookie=COOKIE|-|+FILE|-FD
   vm=moref=ID snapshot=MOREF transports=MODE:MODE:...
   compression=none|zlib|fastlz|skipz single-link=true unbuffered=true
   create=true create-size=SIZE create-type=monolithic-sparse|...

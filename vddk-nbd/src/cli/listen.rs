@@ -6,11 +6,12 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use super::args::{IpFamily, Options, UnixSocket, DEFAULT_PORT};
+use super::privileges::Identity;
 
 /// A bound, listening socket.
 #[derive(Debug)]
@@ -94,30 +95,28 @@ pub fn socket_activated() -> bool {
     pid_matches && fds > 0
 }
 
-/// Opens the sockets `opts` asks for.
-pub fn open(opts: &Options) -> Result<Listening, String> {
+/// Opens the sockets `opts` asks for. Unix sockets are owner-only
+/// (mode 0600) and, with `-u`/`-g`, belong to `owner`.
+pub fn open(opts: &Options, owner: Option<&Identity>) -> Result<Listening, String> {
     if socket_activated() {
         return from_systemd(opts);
     }
     let mut cleanup = Cleanup::default();
     match &opts.unix {
         Some(which) => {
-            let path = match which {
-                UnixSocket::Path(p) => p.clone(),
+            let (path, listener) = match which {
+                UnixSocket::Path(p) => (p.clone(), bind_owner_only(p, owner)?),
                 UnixSocket::Private => {
-                    let dir = private_dir()?;
+                    let dir = private_dir(&temp_base(), "vddk-nbd", "-U -")?;
                     cleanup.dir(dir.clone());
-                    dir.join("socket")
+                    if let Some(o) = owner {
+                        o.chown(&dir)?;
+                    }
+                    let path = dir.join("socket");
+                    let listener = bind_private(&path, owner)?;
+                    (path, listener)
                 }
             };
-            let listener = UnixListener::bind(&path).map_err(|e| {
-                let hint = if e.kind() == io::ErrorKind::AddrInUse {
-                    " (a socket file is left there: remove it if no server uses it)"
-                } else {
-                    ""
-                };
-                format!("cannot listen on Unix socket {}: {e}{hint}", path.display())
-            })?;
             cleanup.file(path.clone());
             log::debug!("listening on Unix socket {}", path.display());
             Ok(Listening {
@@ -267,31 +266,76 @@ fn from_systemd(opts: &Options) -> Result<Listening, String> {
     })
 }
 
-/// Creates a fresh directory only we can enter, for `-U -`.
-fn private_dir() -> Result<PathBuf, String> {
-    let base = std::env::var_os("TMPDIR")
+fn temp_base() -> PathBuf {
+    std::env::var_os("TMPDIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| "/tmp".into());
+        .unwrap_or_else(|| "/tmp".into())
+}
+
+/// Creates a fresh directory in `base` that only we can enter: for
+/// `-U -`, and to stage a socket before it appears at its path.
+fn private_dir(base: &Path, prefix: &str, what: &str) -> Result<PathBuf, String> {
     let mut last = None;
     for _ in 0..16 {
         let mut h = RandomState::new().build_hasher();
         h.write_u32(std::process::id());
-        let dir = base.join(format!("vddk-nbd{:012x}", h.finish() & 0xffff_ffff_ffff));
+        let dir = base.join(format!("{prefix}{:012x}", h.finish() & 0xffff_ffff_ffff));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => {
                 return Err(format!(
-                    "-U -: cannot create a private directory in {}: {e} (set TMPDIR)",
+                    "{what}: cannot create a private directory in {}: {e}",
                     base.display()
                 ))
             }
         }
     }
     Err(format!(
-        "-U -: cannot create a private directory in {}: {last:?}",
+        "{what}: cannot create a private directory in {}: {last:?}",
         base.display()
     ))
+}
+
+/// Binds a Unix socket at `path` (inside a directory only we can enter)
+/// and makes it owner-only, and `owner`'s when given.
+fn bind_private(path: &Path, owner: Option<&Identity>) -> Result<UnixListener, String> {
+    let fail =
+        |e: &dyn std::fmt::Display| format!("cannot listen on Unix socket {}: {e}", path.display());
+    let listener = UnixListener::bind(path).map_err(|e| fail(&e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| fail(&e))?;
+    if let Some(o) = owner {
+        o.chown(path)?;
+    }
+    Ok(listener)
+}
+
+/// Binds the Unix socket `-U PATH` so that it is never reachable with
+/// wider permissions than 0600, whatever the umask: it is bound, given
+/// its mode and owner inside a fresh private directory next to `path`,
+/// then hard-linked into place. Unlike a rename, the link never
+/// replaces a file already at `path`.
+fn bind_owner_only(path: &Path, owner: Option<&Identity>) -> Result<UnixListener, String> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let staging = private_dir(&parent, ".vddk-nbd-bind", &format!("-U {}", path.display()))?;
+    let staged = staging.join("socket");
+    let result = bind_private(&staged, owner).and_then(|listener| {
+        std::fs::hard_link(&staged, path).map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::AlreadyExists {
+                " (a socket file is left there: remove it if no server uses it)"
+            } else {
+                ""
+            };
+            format!("cannot listen on Unix socket {}: {e}{hint}", path.display())
+        })?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    result
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
@@ -379,8 +423,8 @@ mod tests {
     #[test]
     fn private_dir_is_fresh_and_private() {
         use std::os::unix::fs::PermissionsExt;
-        let a = private_dir().unwrap();
-        let b = private_dir().unwrap();
+        let a = private_dir(&temp_base(), "vddk-nbd", "test").unwrap();
+        let b = private_dir(&temp_base(), "vddk-nbd", "test").unwrap();
         assert_ne!(a, b);
         let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);

@@ -2,9 +2,10 @@
 //! print something (`--help`, `--version`, `--dump-plugin`), go to the
 //! background, or serve.
 //!
-//! Order matters: the re-exec happens before any secret is read, and
-//! VDDK is initialised only in the process that serves (after the
-//! background copy has been started).
+//! Order matters: the re-exec happens before any secret is read (and
+//! takes any secret off the command line), and VDDK is initialised only
+//! in the process that serves (after the background copy has been
+//! started).
 
 mod args;
 mod daemon;
@@ -13,8 +14,10 @@ mod exports;
 mod help;
 mod listen;
 mod logger;
+mod privileges;
 
 mod run;
+mod secrets;
 mod serve;
 mod signals;
 mod stats;
@@ -23,7 +26,7 @@ mod tls;
 
 use args::Action;
 use daemon::Readiness;
-use vddk_nbd::config;
+use vddk_nbd::config::{self, reexec, Secrets, VddkParams};
 
 fn usage_error(msg: &dyn std::fmt::Display) -> i32 {
     eprintln!("vddk-nbd: {msg}");
@@ -38,11 +41,22 @@ fn error(msg: &str) -> i32 {
 
 /// Runs the program; returns its exit status.
 pub fn main() -> i32 {
-    let words: Vec<String> = std::env::args().skip(1).collect();
-    if words.first().map(String::as_str) == Some("thumbprint") {
-        return thumbprint::run(&words[1..]);
+    // args_os: `std::env::args` panics on a word that is not UTF-8, and
+    // its message would repeat the word, secret or not.
+    let words: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if words.first().is_some_and(|w| w == "thumbprint") {
+        let rest: Vec<String> = words[1..]
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        return thumbprint::run(&rest);
     }
-    let opts = match args::parse(std::env::args_os().skip(1)) {
+    if let Some(key) = secrets::non_utf8_secret(&words) {
+        return usage_error(&format!(
+            "{key}=: the value is not valid UTF-8 (VDDK takes UTF-8 credentials)"
+        ));
+    }
+    let opts = match args::parse(words) {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
     };
@@ -63,10 +77,13 @@ pub fn main() -> i32 {
         Ok(p) => p,
         Err(e) => return error(&e.to_string()),
     };
-    if let Some(libdir) = &params.libdir {
-        if let Err(e) = config::reexec::reexec_if_needed(libdir) {
+    if params.has_secret() {
+        if let Err(e) = secrets::no_core_dumps() {
             return error(&e);
         }
+    }
+    if let Err(e) = reexec_if_needed(&params) {
+        return error(&e);
     }
     for f in &opts.debug_flags {
         match (f.scope.as_str(), f.name.as_str()) {
@@ -97,15 +114,21 @@ pub fn main() -> i32 {
         Ok(t) => t,
         Err(e) => return error(&e),
     };
+    // Checked before anything starts, so a typo fails at once.
+    let identity =
+        match privileges::Identity::from_flags(opts.user.as_deref(), opts.group.as_deref()) {
+            Ok(i) => i,
+            Err(e) => return error(&e),
+        };
 
     let readiness = Readiness::current();
     let foreground = opts.stays_in_foreground()
         || readiness == Readiness::DaemonChild
         || listen::socket_activated();
 
-    // Read the secret once: in the background case here, in the process
+    // Read the secrets once: in the background case here, in the process
     // that still has the user's terminal and descriptors.
-    let secret = match params.password.as_ref().map(|p| p.resolve()).transpose() {
+    let secrets = match Secrets::resolve(&params) {
         Ok(s) => s,
         Err(e) => {
             readiness.failed(&e);
@@ -114,13 +137,52 @@ pub fn main() -> i32 {
     };
 
     if !foreground {
-        return daemon::start(secret.as_deref(), opts.verbose);
+        return daemon::start(&secrets, opts.verbose);
     }
-    match serve::run(&opts, &params, secret, tls, readiness) {
+    match serve::run(&opts, &params, &secrets, tls, identity.as_ref(), readiness) {
         Ok(code) => code,
         Err(e) => {
             readiness.failed(&e);
             error(&e)
+        }
+    }
+}
+
+/// Re-executes once if `LD_LIBRARY_PATH` needs VDDK's `lib64` first, or
+/// a password or cookie is written on the command line: the new process
+/// gets the secret through a pipe instead ([`secrets::moved_off_argv`]).
+/// Returns only when no re-exec happened; an error only when the library
+/// path could not be set.
+fn reexec_if_needed(params: &VddkParams) -> Result<(), String> {
+    let lib_dir = params
+        .libdir
+        .as_deref()
+        .and_then(reexec::library_path_change);
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // Kept open until the exec: the new process reads them.
+    let mut handovers = Vec::new();
+    if params.has_literal_secret() {
+        secrets::warn_about_literals(params);
+        match secrets::literals(params).and_then(|s| secrets::moved_off_argv(&argv, &s)) {
+            Ok((scrubbed, pipes)) => {
+                argv = scrubbed;
+                handovers = pipes;
+            }
+            Err(e) => log::warn!("the secret stays on the command line: {e}"),
+        }
+    }
+    if lib_dir.is_none() && handovers.is_empty() {
+        return Ok(());
+    }
+    let e = reexec::exec(argv, lib_dir.as_deref());
+    match lib_dir {
+        Some(dir) => Err(format!(
+            "{e}; set LD_LIBRARY_PATH={} yourself",
+            dir.display()
+        )),
+        None => {
+            log::warn!("the secret stays on the command line: {e}");
+            Ok(())
         }
     }
 }

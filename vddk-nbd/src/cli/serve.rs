@@ -12,17 +12,19 @@ use vddk_nbd::{Listener, Server, ServerConfig};
 use super::args::Options;
 use super::daemon::Readiness;
 use super::listen::{self, Bound};
+use super::privileges::Identity;
 use super::{run, signals, stats};
 use vddk_nbd::config::connect::{connect_params, create_params, init_options};
-use vddk_nbd::config::VddkParams;
+use vddk_nbd::config::{Secrets, VddkParams};
 
 /// Opens the disk, listens, and serves until told to stop; returns the
 /// exit status.
 pub fn run(
     opts: &Options,
     p: &VddkParams,
-    secret: Option<String>,
+    secrets: &Secrets,
     tls: Option<Tls>,
+    identity: Option<&Identity>,
     readiness: Readiness,
 ) -> Result<i32, String> {
     let file = p.file.clone().unwrap_or_default();
@@ -50,7 +52,7 @@ pub fn run(
         lib.major_version()
     );
 
-    let params = connect_params(p, secret, read_only)?;
+    let params = connect_params(p, secrets, read_only)?;
     let conn = vddk::Connection::connect(&lib, &params).map_err(|e| e.to_string())?;
     if let Some(c) = &p.create {
         conn.create(&file, &create_params(c))
@@ -83,9 +85,9 @@ pub fn run(
     // means the data is on disk.
     let mut cleanup = listen::Cleanup::default();
     let result = if opts.single {
-        serve_stdio(&server, opts, readiness, &mut cleanup)
+        serve_stdio(&server, opts, identity, readiness, &mut cleanup)
     } else {
-        serve_sockets(&server, opts, readiness, &mut cleanup)
+        serve_sockets(&server, opts, identity, readiness, &mut cleanup)
     };
     drop(server);
     let closed = exports.close_all();
@@ -122,6 +124,7 @@ fn write_pidfile(opts: &Options, cleanup: &mut listen::Cleanup) -> Result<(), St
 fn serve_stdio(
     server: &Server,
     opts: &Options,
+    identity: Option<&Identity>,
     readiness: Readiness,
     cleanup: &mut listen::Cleanup,
 ) -> Result<i32, String> {
@@ -133,6 +136,9 @@ fn serve_stdio(
     let input = dup(std::io::stdin().as_fd())?;
     let output = dup(std::io::stdout().as_fd())?;
     write_pidfile(opts, cleanup)?;
+    if let Some(id) = identity {
+        id.drop_privileges()?;
+    }
     readiness.ready();
     server
         .serve_stream(input, output)
@@ -143,10 +149,11 @@ fn serve_stdio(
 fn serve_sockets(
     server: &Server,
     opts: &Options,
+    identity: Option<&Identity>,
     readiness: Readiness,
     cleanup: &mut listen::Cleanup,
 ) -> Result<i32, String> {
-    let mut listening = listen::open(opts)?;
+    let mut listening = listen::open(opts, identity)?;
     cleanup.take_from(&mut listening.cleanup);
     let tls_mode = super::tls::mode(opts);
     if listening.all_interfaces && tls_mode != TlsMode::Require {
@@ -191,6 +198,11 @@ fn serve_sockets(
                 handle.shutdown();
             })
             .map_err(|e| format!("--run: cannot start the waiting thread: {e}"))?;
+    }
+    // After `--run` has started, so that the command runs as the user who
+    // gave it; before anything is served or reported ready.
+    if let Some(id) = identity {
+        id.drop_privileges()?;
     }
     readiness.ready();
     server.serve(sockets).map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@
 use std::str::FromStr;
 
 use super::params::{Compression, CreateAdapter, CreateOptions, CreateType, VddkParams};
+use super::password::Secrets;
 
 /// The library options for `libdir=` and `config=`.
 pub fn init_options(p: &VddkParams) -> vddk::InitOptions {
@@ -27,12 +28,12 @@ where
     v.parse::<T>().map_err(|e| format!("{key}={v}: {e}"))
 }
 
-/// Builds the connection parameters; `secret` is the resolved password
-/// ([`Password::resolve`](super::Password::resolve)), or the session
-/// key when `cookie=` is used.
+/// Builds the connection parameters with the secrets already read
+/// ([`Secrets::resolve`]); with `cookie=`, the password is the session
+/// key, as in nbdkit.
 pub fn connect_params(
     p: &VddkParams,
-    secret: Option<String>,
+    secrets: &Secrets,
     read_only: bool,
 ) -> Result<vddk::ConnectParams, String> {
     if !p.is_remote() {
@@ -46,15 +47,18 @@ pub fn connect_params(
     if let Some(port) = p.nfc_host_port {
         c = c.nfc_host_port(port);
     }
-    let creds = match &p.cookie {
-        Some(cookie) => vddk::Credentials::SessionCookie {
-            cookie: vddk::Secret::new(cookie.clone()),
+    let creds = match (&p.cookie, &secrets.cookie) {
+        (Some(_), cookie) => vddk::Credentials::SessionCookie {
+            cookie: cookie.clone().unwrap_or_else(|| vddk::Secret::from("")),
             user: p.user.clone(),
-            key: secret.map(vddk::Secret::new),
+            key: secrets.password.clone(),
         },
-        None => vddk::Credentials::UserPassword {
+        (None, _) => vddk::Credentials::UserPassword {
             user: p.user.clone().unwrap_or_default(),
-            password: vddk::Secret::new(secret.unwrap_or_default()),
+            password: secrets
+                .password
+                .clone()
+                .unwrap_or_else(|| vddk::Secret::from("")),
         },
     };
     c = c.credentials(creds);
@@ -76,7 +80,7 @@ pub fn connect_params(
 /// Checks the values the `vddk` crate parses (thumbprint, vm, snapshot,
 /// transports, compression), so mistakes show before anything starts.
 pub fn check(p: &VddkParams) -> Result<(), String> {
-    connect_params(p, None, false).map(drop)?;
+    connect_params(p, &Secrets::default(), false).map(drop)?;
     open_flags(p, false).map(drop)
 }
 

@@ -4,8 +4,10 @@
 //! - [`params`]: `key=value` pairs into a typed [`VddkParams`], checked
 //!   with nbdkit's rules ([`params::validate`]).
 //! - [`size`]: nbdkit's size syntax (`512`, `64K`, `1G`).
-//! - [`password`]: the four forms of `password=` ([`Password`]), read
-//!   only when needed.
+//! - [`password`]: the four forms of `password=` and `cookie=`
+//!   ([`Password`]), read only when needed into zeroizing [`Secrets`].
+//! - [`handover`]: passing a secret to a program we exec or spawn through
+//!   an inherited pipe, never its command line or environment.
 //! - [`reexec`]: re-running the program once with `libdir/lib64` on
 //!   `LD_LIBRARY_PATH`, which VDDK needs from the start of the process.
 //! - [`connect`]: the typed parameters turned into the `vddk` crate's
@@ -27,6 +29,7 @@
 //! ```
 
 pub mod connect;
+pub mod handover;
 pub mod params;
 pub mod password;
 pub mod reexec;
@@ -35,7 +38,7 @@ pub mod trust;
 pub mod uri;
 
 pub use params::{ParamError, VddkParams};
-pub use password::Password;
+pub use password::{Password, Secrets};
 pub use size::parse_size;
 
 /// Whether a command-line word is a `key=value` parameter, and if so its

@@ -176,8 +176,8 @@ pub struct VddkParams {
     pub user: Option<String>,
     /// `password=`, unresolved.
     pub password: Option<Password>,
-    /// `cookie=`.
-    pub cookie: Option<String>,
+    /// `cookie=`, unresolved (it takes the same forms as `password=`).
+    pub cookie: Option<Password>,
     /// `thumbprint=`.
     pub thumbprint: Option<String>,
     /// `vm=` (its value, e.g. `moref=vm-16`).
@@ -224,6 +224,18 @@ impl VddkParams {
             || self.port.is_some()
             || self.nfc_host_port.is_some()
             || self.uri.is_some()
+    }
+
+    /// Whether a password or cookie is given, in any form.
+    pub fn has_secret(&self) -> bool {
+        self.password.is_some() || self.cookie.is_some()
+    }
+
+    /// Whether a password or cookie is written on the command line itself.
+    pub fn has_literal_secret(&self) -> bool {
+        [&self.password, &self.cookie]
+            .iter()
+            .any(|s| s.as_ref().is_some_and(Password::is_literal))
     }
 
     /// Whether several disks are served (`export=` or `vmx=`).
@@ -298,7 +310,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
             "nfchostport" => p.nfc_host_port = Some(parse_port(k, v)?),
             "user" => p.user = Some(v.to_string()),
             "password" => p.password = Some(Password::parse(v)),
-            "cookie" => p.cookie = Some(v.to_string()),
+            "cookie" => p.cookie = Some(Password::parse(v)),
             "thumbprint" if v.eq_ignore_ascii_case("auto") => {
                 p.thumbprint = None;
                 p.fetch_thumbprint = true;
@@ -552,7 +564,8 @@ mod tests {
         ];
         let p = check(&full).unwrap();
         assert!(p.is_remote());
-        assert_eq!(p.password, Some(Password::Literal("secret".into())));
+        assert_eq!(p.password, Some(Password::parse("secret")));
+        assert!(p.has_literal_secret());
         for drop in ["server", "user", "password", "vm"] {
             let partial: Vec<_> = full.iter().copied().filter(|(k, _)| *k != drop).collect();
             let e = check(&partial).unwrap_err();

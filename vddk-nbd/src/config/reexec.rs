@@ -6,6 +6,10 @@
 //! ourselves once, early, before any secret is read, with the directory
 //! prepended, and remember the user's original value so that programs we
 //! start (`--run`) see their own environment again.
+//!
+//! The same [`exec`] also serves to take a secret off the command line
+//! (see [`super::handover`]): the new program's arguments are whatever
+//! the caller gives.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -47,48 +51,71 @@ pub fn prepended(current: Option<&OsStr>, dir: &Path) -> OsString {
     v
 }
 
-/// Re-executes the program with `libdir/lib64` leading `LD_LIBRARY_PATH`,
-/// unless it already does (or has been tried). Returns only when no
-/// re-exec was needed, or with the error of a failed exec.
-pub fn reexec_if_needed(libdir: &Path) -> Result<(), String> {
+/// The directory to put first on `LD_LIBRARY_PATH` by re-executing, or
+/// `None` when it already leads (or a re-exec has already been tried).
+pub fn library_path_change(libdir: &Path) -> Option<PathBuf> {
     let Some(dir) = wanted_dir(libdir) else {
         log::debug!(
             "{} has no lib64 directory; not adjusting {LD_LIBRARY_PATH}",
             libdir.display()
         );
-        return Ok(());
+        return None;
     };
     let dir = std::path::absolute(&dir).unwrap_or(dir);
-    let current = std::env::var_os(LD_LIBRARY_PATH);
-    if is_first(current.as_deref(), &dir) {
-        return Ok(());
+    if is_first(std::env::var_os(LD_LIBRARY_PATH).as_deref(), &dir) {
+        return None;
     }
     if std::env::var_os(REEXEC_MARKER).is_some() {
         log::warn!(
             "{LD_LIBRARY_PATH} still does not start with {} after re-executing; continuing",
             dir.display()
         );
-        return Ok(());
+        return None;
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find our own executable to re-execute it: {e}"))?;
-    log::debug!(
-        "re-executing {} with {} first on {LD_LIBRARY_PATH}",
-        exe.display(),
-        dir.display()
-    );
-    let mut cmd = Command::new(&exe);
-    cmd.args(std::env::args_os().skip(1))
-        .env(LD_LIBRARY_PATH, prepended(current.as_deref(), &dir))
-        .env(REEXEC_MARKER, "1");
-    match &current {
-        Some(v) => cmd.env(ORIGINAL_LD_LIBRARY_PATH, v),
-        None => cmd.env_remove(ORIGINAL_LD_LIBRARY_PATH),
+    Some(dir)
+}
+
+/// Replaces this process with a fresh run of the program with `args`
+/// (the arguments after the program name) and, when `lib_dir` is given,
+/// that directory first on `LD_LIBRARY_PATH`. The pid stays the same.
+/// Returns only if the exec failed, with the reason.
+pub fn exec(args: Vec<OsString>, lib_dir: Option<&Path>) -> String {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return format!("cannot find our own executable to re-execute it: {e}"),
     };
+    let mut cmd = Command::new(&exe);
+    cmd.args(args);
+    if let Some(dir) = lib_dir {
+        log::debug!(
+            "re-executing {} with {} first on {LD_LIBRARY_PATH}",
+            exe.display(),
+            dir.display()
+        );
+        let current = std::env::var_os(LD_LIBRARY_PATH);
+        cmd.env(LD_LIBRARY_PATH, prepended(current.as_deref(), dir))
+            .env(REEXEC_MARKER, "1");
+        match &current {
+            Some(v) => cmd.env(ORIGINAL_LD_LIBRARY_PATH, v),
+            None => cmd.env_remove(ORIGINAL_LD_LIBRARY_PATH),
+        };
+    } else {
+        log::debug!("re-executing {}", exe.display());
+    }
     let e = cmd.exec();
+    format!("cannot re-execute {}: {e}", exe.display())
+}
+
+/// Re-executes the program with `libdir/lib64` leading `LD_LIBRARY_PATH`,
+/// unless it already does (or has been tried). Returns only when no
+/// re-exec was needed, or with the error of a failed exec.
+pub fn reexec_if_needed(libdir: &Path) -> Result<(), String> {
+    let Some(dir) = library_path_change(libdir) else {
+        return Ok(());
+    };
+    let e = exec(std::env::args_os().skip(1).collect(), Some(&dir));
     Err(format!(
-        "cannot re-execute {} to set {LD_LIBRARY_PATH}: {e}; set {LD_LIBRARY_PATH}={} yourself",
-        exe.display(),
+        "{e}; set {LD_LIBRARY_PATH}={} yourself",
         dir.display()
     ))
 }

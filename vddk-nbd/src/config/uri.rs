@@ -44,8 +44,26 @@ fn bad(uri: &str, why: &str) -> String {
     )
 }
 
+/// Refuses `scheme://user:password@host`, before any other message could
+/// repeat the URI: libvirt takes no password there, and one written on
+/// the command line is visible to every user of the machine.
+fn refuse_password(uri: &str) -> Result<(), String> {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => Err(
+            "uri=: the URI holds a password (user:password@host), which is refused \
+             (it would be visible to other users in the process list): remove it and \
+             give password=+FILE or password=- instead"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a libvirt ESX driver URI.
 pub fn parse(uri: &str) -> Result<EsxUri, String> {
+    refuse_password(uri)?;
     let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad(uri, "no scheme"))?;
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "esx" => Scheme::Esx,
@@ -245,5 +263,21 @@ mod tests {
         assert!(host_port(":1").is_err());
         assert!(host_port("h:0").is_err());
         assert!(host_port("h:99999").is_err());
+    }
+
+    #[test]
+    fn a_password_in_the_uri_is_refused_without_repeating_it() {
+        for uri in [
+            "esx://root:hunter2@esx1/",
+            "vpx://admin%40vsphere.local:hunter2@vc/DC/h?no_verify=1",
+            "gsx://root:hunter2@h/",
+            "esx://root:hunter2@h/#frag",
+        ] {
+            let e = parse(uri).unwrap_err();
+            assert!(e.contains("holds a password"), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        // A colon after the host is a port, not a password.
+        assert_eq!(parse("esx://root@esx1:8443/").unwrap().port, Some(8443));
     }
 }

@@ -17,6 +17,13 @@ struct CBuf(Zeroizing<Vec<u8>>);
 
 impl CBuf {
     fn new(what: &str, s: &str) -> Result<CBuf> {
+        // Checked here so that neither the error message nor the vector
+        // inside CString's error holds a copy of a secret.
+        if SECRET_FIELDS.contains(&what) && s.contains('\0') {
+            return Err(crate::Error::InvalidArgument(format!(
+                "the {what} contains a NUL byte, which VDDK cannot take"
+            )));
+        }
         let c = c_string(what, s)?;
         Ok(CBuf(Zeroizing::new(c.into_bytes_with_nul())))
     }
@@ -26,6 +33,9 @@ impl CBuf {
         self.0.as_ptr().cast_mut().cast()
     }
 }
+
+/// Fields whose values never appear in an error message.
+const SECRET_FIELDS: &[&str] = &["password", "cookie", "key"];
 
 /// Who allocated a [`RawParams`] struct, which decides how it is freed.
 #[derive(Clone, Copy)]
@@ -418,5 +428,20 @@ impl Lib {
                 ..CallContext::default()
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_secret_is_not_repeated_in_the_error() {
+        for what in SECRET_FIELDS {
+            let e = CBuf::new(what, "hunter\0x2").err().unwrap().to_string();
+            assert!(e.contains("NUL") && !e.contains("hunter"), "{e}");
+        }
+        let e = CBuf::new("user", "ro\0ot").err().unwrap().to_string();
+        assert!(e.contains("ro\\0ot"), "{e}");
     }
 }

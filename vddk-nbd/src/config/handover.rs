@@ -1,0 +1,98 @@
+//! Handing a secret to a program we become (exec) or start (spawn)
+//! without putting it on its command line or in its environment: the
+//! secret goes into a pipe whose read end the new program inherits, and
+//! its command line says `password=-N` (or `cookie=-N`).
+//!
+//! The pipe is filled and its write end closed before the new program
+//! starts, so the reader sees the secret then end-of-file; the read end
+//! is the only descriptor made inheritable, and [`Password::resolve`]
+//! closes it once read.
+//!
+//! [`Password::resolve`]: super::Password::resolve
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use vddk::Secret;
+
+/// A secret waiting in a pipe for the next program to read it.
+#[derive(Debug)]
+pub struct Handover {
+    key: &'static str,
+    read: OwnedFd,
+}
+
+impl Handover {
+    /// Puts `secret` in a new pipe for the parameter `key` (`password`
+    /// or `cookie`). The reader strips one trailing newline, so one is
+    /// added: a secret that itself ends in a newline arrives intact.
+    pub fn new(key: &'static str, secret: &Secret) -> Result<Handover, String> {
+        let fail = |e: &dyn std::fmt::Display| {
+            format!("cannot pass the {key} to the new process through a pipe: {e}")
+        };
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| fail(&e))?;
+        // Nobody reads until the new program runs, so a secret larger than
+        // the pipe must fail here rather than block forever.
+        fcntl(&write, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| fail(&e))?;
+        let mut w = File::from(write);
+        w.write_all(secret.expose().as_bytes())
+            .and_then(|()| w.write_all(b"\n"))
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    fail(&format!(
+                        "the {key} does not fit in a pipe; give it with {key}=+FILE"
+                    ))
+                } else {
+                    fail(&e)
+                }
+            })?;
+        drop(w);
+        fcntl(&read, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| fail(&e))?;
+        Ok(Handover { key, read })
+    }
+
+    /// The command-line word that tells the new program where to read:
+    /// `password=-N`.
+    pub fn arg(&self) -> String {
+        format!("{}=-{}", self.key, self.read.as_raw_fd())
+    }
+
+    /// The parameter this secret is for.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Password;
+
+    #[test]
+    fn the_reader_gets_the_secret_exactly() {
+        for s in ["pa ss", "ends in newline\n", ""] {
+            let h = Handover::new("password", &Secret::from(s)).unwrap();
+            let word = h.arg();
+            let (key, value) = word.split_once('=').unwrap();
+            assert_eq!(key, "password");
+            let p = Password::parse(value);
+            assert!(matches!(p, Password::Fd(_)), "{word}");
+            // Reading closes the descriptor the Handover owns: forget the
+            // owner so it does not close the number a second time.
+            let fd = h.read.as_raw_fd();
+            std::mem::forget(h);
+            assert_eq!(p.resolve("password").unwrap().expose(), s);
+            assert!(!std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists());
+        }
+    }
+
+    #[test]
+    fn only_the_read_end_is_inheritable() {
+        let h = Handover::new("cookie", &Secret::from("c")).unwrap();
+        let flags = fcntl(&h.read, FcntlArg::F_GETFD).unwrap();
+        assert_eq!(flags & libc::FD_CLOEXEC, 0);
+        assert!(h.arg().starts_with("cookie=-"));
+    }
+}

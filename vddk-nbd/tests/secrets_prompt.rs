@@ -1,0 +1,196 @@
+//! `password=-` on a real terminal: `script` gives the server a
+//! pseudo-terminal with echo on, the test types at the prompt, and what
+//! the terminal shows must hold the prompt but not the password, while
+//! the session works (so the password typed is the one VDDK got).
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vddk_tests::{fake_libdir, scratch_dir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
+const PASSWORD: &str = "typed 9b4e2d71";
+const MARK: &str = "9b4e2d71";
+const THUMBPRINT: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
+
+/// A program running on a pseudo-terminal (util-linux `script`, with the
+/// terminal's echo on as a login terminal has it), its screen collected.
+struct Terminal {
+    child: Child,
+    input: ChildStdin,
+    screen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    fn start(shell_command: &str, env: &[(&str, &Path)]) -> Terminal {
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-E", "always", "-c", shell_command, "/dev/null"])
+            .env(
+                "PATH",
+                format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
+            )
+            .env_remove("LD_LIBRARY_PATH")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run script (util-linux)");
+        let input = child.stdin.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let sink = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Terminal {
+            child,
+            input,
+            screen,
+        }
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    fn wait_for(&self, text: &str) {
+        let t = Instant::now();
+        while !self.screen().contains(text) {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{text:?} never appeared; the screen shows:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.input
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+        self.input.flush().unwrap();
+    }
+
+    /// Waits for the program to end; returns its success and the screen.
+    fn finish(mut self) -> (bool, String) {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("still running; the screen shows:\n{}", self.screen());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread sees end-of-file once script has gone.
+        std::thread::sleep(Duration::from_millis(100));
+        (status.success(), self.screen())
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // A failed test must not leave the program running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The method itself: on this terminal, a line typed at a plain `read`
+/// is echoed back, so a password echoed at the prompt would be seen.
+#[test]
+fn the_terminal_echoes_what_is_typed() {
+    let mut term = Terminal::start("echo ready; read x; echo got", &[]);
+    term.wait_for("ready");
+    term.type_line("visible 5c1f");
+    let (ok, screen) = term.finish();
+    assert!(ok, "{screen}");
+    assert!(screen.contains("visible 5c1f"), "{screen}");
+    assert!(screen.contains("got"), "{screen}");
+}
+
+#[test]
+fn prompt_reads_the_password_without_echo() {
+    let dir = scratch_dir("secrets-prompt");
+    let web = dir.join("ds1/web");
+    std::fs::create_dir_all(&web).unwrap();
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "vmdk"])
+        .arg(web.join("web.vmdk"))
+        .arg("8M")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let inv = dir.join("inventory");
+    std::fs::write(
+        &inv,
+        format!(
+            "[server esx1]\nthumbprint = {THUMBPRINT}\nuser = root:{PASSWORD}\n\n\
+             [datastore ds1]\ndir = {}\n\n[vm esx1 42]\ndisk = [ds1] web/web.vmdk\n",
+            dir.join("ds1").display()
+        ),
+    )
+    .unwrap();
+    let command = format!(
+        "'{BIN}' -v -U - libdir='{}' server=esx1 user=root password=- \
+         thumbprint={THUMBPRINT} vm=moref=42 '[ds1] web/web.vmdk' \
+         --run 'nbdinfo --size \"$uri\"'; rc=$?; \
+         stty -a | tr ' ;' '\\n\\n' | grep -x -e echo -e -echo | sed 's/^/state: /'; exit $rc",
+        fake_libdir().display()
+    );
+    let mut term = Terminal::start(&command, &[("FAKE_VDDK_INVENTORY", &inv)]);
+    term.wait_for("password: ");
+    term.type_line(PASSWORD);
+    let (ok, screen) = term.finish();
+    assert!(ok, "the session failed:\n{screen}");
+    assert!(screen.contains("8388608"), "{screen}");
+    assert!(!screen.contains(MARK), "the password was echoed:\n{screen}");
+    // Echo is back on afterwards: the terminal is left as it was found.
+    assert!(screen.contains("state: echo"), "{screen}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A wrong password typed at the prompt fails with the credentials hint.
+#[test]
+fn prompt_with_a_wrong_password_fails_clearly() {
+    let dir = scratch_dir("secrets-prompt-wrong");
+    let inv = dir.join("inventory");
+    std::fs::create_dir_all(dir.join("ds1")).unwrap();
+    std::fs::write(
+        &inv,
+        format!(
+            "[server esx1]\nthumbprint = {THUMBPRINT}\nuser = root:{PASSWORD}\n\n\
+             [datastore ds1]\ndir = {}\n\n[vm esx1 42]\ndisk = [ds1] web/web.vmdk\n",
+            dir.join("ds1").display()
+        ),
+    )
+    .unwrap();
+    let command = format!(
+        "'{BIN}' -f -U - libdir='{}' server=esx1 user=root password=- \
+         thumbprint={THUMBPRINT} vm=moref=42 '[ds1] web/web.vmdk'",
+        fake_libdir().display()
+    );
+    let mut term = Terminal::start(&command, &[("FAKE_VDDK_INVENTORY", &inv)]);
+    term.wait_for("password: ");
+    term.type_line("wrong 9b4e2d71");
+    let (ok, screen) = term.finish();
+    assert!(!ok, "{screen}");
+    assert!(screen.contains("check the credentials"), "{screen}");
+    assert!(!screen.contains(MARK), "{screen}");
+    std::fs::remove_dir_all(&dir).ok();
+}
