@@ -2,8 +2,9 @@
 //!
 //! Input: byte 0 picks the export (read-only, with a description or not,
 //! of the largest size) or, with bit 3, a table of two named exports whose
-//! lookup fails for any other name; byte 1 seeds the chunk sizes for the
-//! incremental run; the rest is what the client sends after the greeting.
+//! lookup fails for any other name, and with bits 4-5 the TLS mode (off,
+//! on, require); byte 1 seeds the chunk sizes for the incremental run; the
+//! rest is what the client sends after the greeting.
 //!
 //! Checked: no panic; every step consumes no more than it was given and a
 //! `Continue` always consumes something (no livelock); the machine never
@@ -12,12 +13,16 @@
 //! writes is a well-formed option reply (or the EXPORT_NAME answer that ends
 //! negotiation); feeding the same bytes in small chunks gives exactly the
 //! same replies and outcome as feeding them at once; the export served is
-//! the one its name selects.
+//! the one its name selects. With TLS offered, a third run feeds one
+//! option at a time and carries on after STARTTLS as a server whose TLS
+//! handshake succeeded would, so the upgraded state is explored too; under
+//! `require`, nothing but STARTTLS and ABORT gets anything but
+//! NBD_REP_ERR_TLS_REQD before the upgrade.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vddk_nbd::proto::consts::*;
-use vddk_nbd::proto::handshake::{ExportDesc, Exports, Handshake, Step, MAX_OPTIONS};
+use vddk_nbd::proto::handshake::{ExportDesc, Exports, Handshake, Step, TlsMode, MAX_OPTIONS};
 
 /// Largest set of replies one option may produce: INFO/GO sends at most
 /// five short replies, the rest one or two; error messages are short.
@@ -53,13 +58,23 @@ impl Exports for Table {
     }
 }
 
+/// Byte 0, bits 4-5: how TLS is offered.
+fn tls_mode(sel: u8) -> TlsMode {
+    match (sel >> 4) & 3 {
+        2 => TlsMode::On,
+        3 => TlsMode::Require,
+        _ => TlsMode::Off,
+    }
+}
+
 /// Byte 0, bit 3: a table of exports instead of one that takes every name.
 fn handshake(sel: u8) -> Handshake {
-    if sel & 8 != 0 {
+    let h = if sel & 8 != 0 {
         Handshake::with_exports(Box::new(Table(sel)))
     } else {
         Handshake::new(export(sel))
-    }
+    };
+    h.with_tls(tls_mode(sel))
 }
 
 /// The outcome of one run: replies written, bytes consumed, last step.
@@ -95,9 +110,82 @@ fn step(h: &mut Handshake, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
             assert!(neg.base_allocation.is_none() || neg.structured);
         }
         Step::Close(why) => assert!(!why.is_empty(), "a close needs a reason for the log"),
-        Step::StartTls => panic!("STARTTLS accepted although TLS is off"),
+        Step::StartTls => {
+            assert!(
+                h.tls_active(),
+                "STARTTLS accepted without TLS becoming active"
+            );
+            let ack = &out[before..];
+            assert!(
+                ack.len() == 20 && ack[12..16] == rep::ACK.to_be_bytes(),
+                "STARTTLS accepted without a bare ACK"
+            );
+        }
     }
     (n, s)
+}
+
+/// Feeds one option at a time (the client flags first), going on after
+/// STARTTLS as if the TLS handshake had succeeded. Checks what `require`
+/// promises: before the upgrade, every reply to an option other than
+/// STARTTLS and ABORT is NBD_REP_ERR_TLS_REQD, and nothing is served.
+fn run_upgraded(sel: u8, input: &[u8]) {
+    let mode = tls_mode(sel);
+    let mut h = handshake(sel);
+    let mut used = 0;
+    let mut upgrades = 0;
+    for _ in 0..=MAX_OPTIONS + 2 {
+        let rest = &input[used..];
+        let end = if used == 0 {
+            4
+        } else if rest.len() >= OPTION_HEADER_LEN {
+            let len = u32::from_be_bytes([rest[12], rest[13], rest[14], rest[15]]) as usize;
+            OPTION_HEADER_LEN.saturating_add(len)
+        } else {
+            rest.len()
+        };
+        let option = (used > 0 && rest.len() >= 12)
+            .then(|| u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]));
+        let plain = !h.tls_active();
+        let mut out = Vec::new();
+        let (n, s) = step(&mut h, &rest[..end.min(rest.len())], &mut out);
+        used += n;
+        if mode == TlsMode::Off {
+            assert!(s != Step::StartTls);
+        }
+        // An oversized claim is refused as such (and the connection
+        // closed) before its option is even looked at.
+        let framed = end.saturating_sub(OPTION_HEADER_LEN) <= MAX_OPTION_LEN as usize;
+        if mode == TlsMode::Require && plain && n > 0 && framed {
+            match option {
+                Some(opt::STARTTLS | opt::ABORT) | None => {}
+                Some(_) => {
+                    assert!(
+                        !matches!(s, Step::Transmission(_)),
+                        "served an export before TLS under require"
+                    );
+                    let mut o = &out[..];
+                    while o.len() >= 20 {
+                        assert_eq!(
+                            o[12..16],
+                            rep::ERR_TLS_REQD.to_be_bytes(),
+                            "a plain option got something other than TLS_REQD"
+                        );
+                        let len = u32::from_be_bytes([o[16], o[17], o[18], o[19]]) as usize;
+                        o = &o[(20 + len).min(o.len())..];
+                    }
+                }
+            }
+        }
+        match s {
+            Step::Continue => {}
+            Step::StartTls => {
+                upgrades += 1;
+                assert_eq!(upgrades, 1, "STARTTLS accepted twice");
+            }
+            _ => return,
+        }
+    }
 }
 
 fn run_whole(sel: u8, input: &[u8]) -> Outcome {
@@ -112,7 +200,7 @@ fn run_whole(sel: u8, input: &[u8]) -> Outcome {
             options += 1;
         }
         if s != Step::Continue {
-            if s != Step::NeedMore {
+            if s != Step::NeedMore && s != Step::StartTls {
                 // Finished: the machine refuses to go on.
                 let (n2, again) = h.receive(&input[used..], &mut Vec::new());
                 assert_eq!(n2, 0);
@@ -192,6 +280,9 @@ fuzz_target!(|data: &[u8]| {
         [a, b, rest @ ..] => (*a, *b, rest),
         _ => return,
     };
+    if tls_mode(sel) != TlsMode::Off {
+        run_upgraded(sel, input);
+    }
     let whole = run_whole(sel, input);
     assert!(
         whole.options <= MAX_OPTIONS + 1,
@@ -230,6 +321,11 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let chunked = run_chunked(sel, seed, input);
+    if chunked.step == Step::StartTls && matches!(whole.step, Step::Close(_)) {
+        // Bytes behind STARTTLS close the connection only if they arrived
+        // with it; a split right after the option is a legitimate upgrade.
+        return;
+    }
     assert_eq!(
         whole.step, chunked.step,
         "outcome depends on how the bytes were split"
