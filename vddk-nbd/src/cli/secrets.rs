@@ -102,7 +102,7 @@ fn secret_words(argv: &[OsString]) -> Vec<(usize, &'static str)> {
 
 /// `argv` with every `password=` and `cookie=` parameter replaced by the
 /// word of the handover for its key; other words are left as they are.
-pub fn replace_secret_words(argv: &[OsString], handovers: &[Handover]) -> Vec<OsString> {
+fn replace_secret_words(argv: &[OsString], handovers: &[Handover]) -> Vec<OsString> {
     let mut out = argv.to_vec();
     for (i, key) in secret_words(argv) {
         if let Some(h) = handovers.iter().find(|h| h.key() == key) {

@@ -1,8 +1,9 @@
 //! `--tls`, `--tls-certificates` and `--tls-verify-peer`: from the
 //! command line to the server's TLS settings, read once at start-up.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+
+use nix::unistd::Uid;
 
 use vddk_nbd::tls::{default_certificates_dir, Tls, TlsMode};
 
@@ -31,7 +32,7 @@ pub fn load(opts: &Options) -> Result<Option<Tls>, String> {
     }
     let dir = opts.tls_certificates.clone().unwrap_or_else(|| {
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        default_certificates_dir(is_root(), home.as_deref())
+        default_certificates_dir(Uid::effective().is_root(), home.as_deref())
     });
     let tls = Tls::load(mode, &dir, opts.tls_verify_peer).map_err(|e| e.to_string())?;
     log::debug!(
@@ -49,10 +50,4 @@ pub fn load(opts: &Options) -> Result<Option<Tls>, String> {
         }
     );
     Ok(Some(tls))
-}
-
-/// Whether we run as root. /proc/self belongs to the effective user; where
-/// it cannot be read, the user's own directory is the safer guess.
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
