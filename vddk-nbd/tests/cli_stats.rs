@@ -34,8 +34,9 @@ fn sample_disk(dir: &Path) -> PathBuf {
     disk
 }
 
-/// Copies the whole disk to nothing through the server; returns stderr.
-fn serve_copy(disk: &Path, fake_stats: &Path, extra: &[&str]) -> String {
+/// Copies the whole disk to nothing through the server, with `io=`
+/// choosing how it calls VDDK; returns stderr.
+fn serve_copy(disk: &Path, fake_stats: &Path, extra: &[&str], io: &str) -> String {
     let o = check(
         Command::new(BIN)
             .env(
@@ -49,7 +50,8 @@ fn serve_copy(disk: &Path, fake_stats: &Path, extra: &[&str]) -> String {
             .args(extra)
             .args(["-r", "-U", "-", "--run", "nbdcopy \"$uri\" null:", "vddk"])
             .arg(format!("libdir={}", fake_libdir().display()))
-            .arg(format!("file={}", disk.display())),
+            .arg(format!("file={}", disk.display()))
+            .arg(format!("io={io}")),
     );
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -87,10 +89,16 @@ fn fake_counts(path: &Path) -> HashMap<String, (u64, u64)> {
 
 #[test]
 fn stats_table_matches_the_library_counts() {
+    for (io, read) in [("direct", "Read"), ("pipelined", "ReadAsync")] {
+        stats_table_matches(io, read);
+    }
+}
+
+fn stats_table_matches(io: &str, read: &str) {
     let dir = scratch_dir("cli-stats");
     let disk = sample_disk(&dir);
     let fake_stats = dir.join("fake.stats");
-    let stderr = serve_copy(&disk, &fake_stats, &["-D", "vddk.stats=1"]);
+    let stderr = serve_copy(&disk, &fake_stats, &["-D", "vddk.stats=1"], io);
     let table = rows(&stderr);
     let fake = fake_counts(&fake_stats);
 
@@ -110,8 +118,11 @@ fn stats_table_matches_the_library_counts() {
         assert_eq!(get(name).2, 1, "{name} calls\n{stderr}");
     }
     // The copy read the data MiB (and maybe more), never beyond the disk.
-    let read = get("ReadAsync");
-    assert!(read.3 >= 1 << 20 && read.3 <= 64 << 20, "{read:?}");
+    let read_row = get(read);
+    assert!(
+        read_row.3 >= 1 << 20 && read_row.3 <= 64 << 20,
+        "{io}: {read_row:?}"
+    );
     // Each query costs QUERY_COST_MS in the library: the time is measured.
     let q = get("QueryAllocatedBlocks");
     assert!(q.1 >= q.2 * QUERY_COST_MS * 1000, "{q:?}");
@@ -126,8 +137,11 @@ fn stats_table_matches_the_library_counts() {
             );
         }
     }
-    for name in ["ReadAsync", "QueryAllocatedBlocks", "Open", "GetInfo"] {
-        assert!(fake.contains_key(name), "the fake did not count {name}");
+    for name in [read, "QueryAllocatedBlocks", "Open", "GetInfo"] {
+        assert!(
+            fake.contains_key(name),
+            "{io}: the fake did not count {name}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -136,7 +150,12 @@ fn stats_table_matches_the_library_counts() {
 fn no_table_without_the_flag() {
     let dir = scratch_dir("cli-stats-off");
     let disk = sample_disk(&dir);
-    let stderr = serve_copy(&disk, &dir.join("fake.stats"), &["-D", "vddk.stats=0"]);
+    let stderr = serve_copy(
+        &disk,
+        &dir.join("fake.stats"),
+        &["-D", "vddk.stats=0"],
+        "auto",
+    );
     assert!(!stderr.contains("VDDK function stats"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,7 +3,9 @@
 //! read, write or flush reaches the client as an NBD error with a
 //! structured message, the same client and others keep being served, and
 //! the server logs the failure exactly once with the VIX code and text. A
-//! failed open ends the program with status 1 and a clear message.
+//! failed open ends the program with status 1 and a clear message. Each
+//! runs with both ways of calling VDDK (`io=direct`, the default for local
+//! disks, and `io=pipelined`, the default for remote ones).
 
 #[path = "support/process.rs"]
 mod process;
@@ -23,18 +25,31 @@ fn fill(disk: &std::path::Path) {
     );
 }
 
+/// The read and write functions each way calls.
+const WAYS: [(&str, &str, &str); 2] = [
+    ("io=direct", "Read", "Write"),
+    ("io=pipelined", "ReadAsync", "WriteAsync"),
+];
+
 #[test]
 fn failing_read_write_flush_are_reported_and_survived() {
+    for (io, read, write) in WAYS {
+        failing_read_write_flush(io, read, write);
+    }
+}
+
+fn failing_read_write_flush(io: &str, read: &str, write: &str) {
     let dir = vddk_tests::scratch_dir("faults-rwf");
     let disk = make_vmdk(&dir, "f.vmdk", SIZE, "monolithicSparse");
     fill(&disk);
-    let srv = ServerProcess::start(
+    let srv = ServerProcess::start_with(
         &dir,
         &disk,
         &[(
             "FAKE_VDDK_FAIL",
             "read:2,write:2:DISK_FULL,write:3:FILE_READ_ONLY,flush:1",
         )],
+        &[io],
     );
     // A bystander connected before the faults, used after them.
     let mut other = Raw::go(&srv.socket, false, false);
@@ -89,15 +104,16 @@ fn failing_read_write_flush_are_reported_and_survived() {
 
     let log = srv.stop();
     for (call, code) in [
-        ("ReadAsync", "VIX_E_FAIL (1): Unknown error"),
-        ("WriteAsync", "VIX_E_DISK_FULL (8)"),
-        ("WriteAsync", "VIX_E_FILE_READ_ONLY"),
+        (read, "VIX_E_FAIL (1): Unknown error"),
+        (write, "VIX_E_DISK_FULL (8)"),
+        (write, "VIX_E_FILE_READ_ONLY"),
         ("Flush", "VIX_E_FAIL (1): Unknown error"),
     ] {
+        let call = format!("VixDiskLib_{call} failed");
         assert_eq!(
-            lines_with(&log, &[call, code, "failed"]),
+            lines_with(&log, &[&call, code]),
             1,
-            "{call} {code} logged exactly once:\n{log}"
+            "{io}: {call} {code} logged exactly once:\n{log}"
         );
     }
     assert_eq!(
@@ -119,10 +135,21 @@ fn failing_read_write_flush_are_reported_and_survived() {
 
 #[test]
 fn random_read_faults_under_load_stay_in_step() {
+    for (io, read, _) in WAYS {
+        random_read_faults(io, read);
+    }
+}
+
+fn random_read_faults(io: &str, read: &str) {
     let dir = vddk_tests::scratch_dir("faults-prob");
     let disk = make_vmdk(&dir, "p.vmdk", SIZE, "monolithicSparse");
     fill(&disk);
-    let srv = ServerProcess::start(&dir, &disk, &[("FAKE_VDDK_FAIL_PROB", "read:0.25:7")]);
+    let srv = ServerProcess::start_with(
+        &dir,
+        &disk,
+        &[("FAKE_VDDK_FAIL_PROB", "read:0.25:7")],
+        &[io],
+    );
     let failures: u32 = std::thread::scope(|s| {
         let workers: Vec<_> = (0..3)
             .map(|_| {
@@ -169,10 +196,11 @@ fn random_read_faults_under_load_stay_in_step() {
     served_read_after_faults(&srv.socket);
     let log = srv.stop();
     // Reads of the final check may fail too; count only what is logged.
-    let logged = lines_with(&log, &["ReadAsync failed", "VIX_E_FAIL (1)"]) as u32;
+    let call = format!("VixDiskLib_{read} failed");
+    let logged = lines_with(&log, &[&call, "VIX_E_FAIL (1)"]) as u32;
     assert!(
         logged >= failures && logged <= failures + 20,
-        "{failures} failures seen, {logged} logged:\n{log}"
+        "{io}: {failures} failures seen, {logged} logged:\n{log}"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

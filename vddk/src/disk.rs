@@ -231,6 +231,38 @@ impl Disk {
         self.raw.read(start_sector, buf)
     }
 
+    /// Reads `sectors` sectors starting at `start_sector` into a new buffer.
+    ///
+    /// The same as [`Disk::read`] into `vec![0; sectors * 512]`, without
+    /// zeroing the buffer first.
+    ///
+    /// ```no_run
+    /// # fn demo(disk: &vddk::Disk) -> vddk::Result<()> {
+    /// let first_mib = disk.read_vec(0, 2048)?;
+    /// assert_eq!(first_mib.len(), 1 << 20);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `sectors * 512` does not fit in
+    /// memory; [`Error::Vix`] from Read.
+    pub fn read_vec(&self, start_sector: u64, sectors: u64) -> Result<Vec<u8>> {
+        let len = sectors
+            .checked_mul(SECTOR_SIZE)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "a read of {sectors} sectors does not fit in memory"
+                ))
+            })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.raw.read_vec(start_sector, len)
+    }
+
     /// Writes `buf` (a whole number of sectors) at `start_sector`.
     ///
     /// # Errors

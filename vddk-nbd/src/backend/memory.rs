@@ -94,6 +94,9 @@ impl SectorDevice for MemoryDisk {
     fn read_only(&self) -> bool {
         self.read_only
     }
+    fn completes_inline(&self) -> bool {
+        true
+    }
     fn read(&self, start: u64, count: u64, done: Done<Vec<u8>>) {
         done(self.check(start, count).map(|()| {
             let mut out = vec![0u8; (count * SECTOR) as usize];

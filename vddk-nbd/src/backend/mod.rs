@@ -24,6 +24,9 @@ macro_rules! forward_backend {
             fn block_sizes(&self) -> $crate::backend::BlockSizes {
                 self.0.block_sizes()
             }
+            fn completes_inline(&self) -> bool {
+                self.0.completes_inline()
+            }
             fn read(
                 &self,
                 offset: u64,
@@ -62,6 +65,7 @@ macro_rules! forward_backend {
     };
 }
 
+mod engine;
 mod memory;
 mod rangelock;
 mod sectors;
@@ -172,6 +176,15 @@ pub trait Backend: Send + Sync + 'static {
     fn can_extents(&self) -> bool;
     /// Block sizes to advertise.
     fn block_sizes(&self) -> BlockSizes;
+    /// Whether requests are served in short synchronous calls on the
+    /// caller's thread (a local disk), so that completions normally run
+    /// before the call returns. The server then writes each reply from the
+    /// thread that completes it instead of handing it to a writer thread.
+    /// Completions may still come from other threads (e.g. a write waiting
+    /// for an overlapping one); only speed depends on this answer.
+    fn completes_inline(&self) -> bool {
+        false
+    }
     /// Reads `length` bytes at `offset`.
     fn read(&self, offset: u64, length: u32, done: Done<Vec<ReadChunk>>);
     /// Writes `data` at `offset`; with `fua` the data is durable before `done`.

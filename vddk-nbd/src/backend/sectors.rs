@@ -27,6 +27,11 @@ pub trait SectorDevice: Send + Sync + 'static {
     fn physical_sector_size(&self) -> Option<u32>;
     /// Whether writes are refused.
     fn read_only(&self) -> bool;
+    /// Whether calls complete on the caller's thread before returning
+    /// (see [`Backend::completes_inline`]).
+    fn completes_inline(&self) -> bool {
+        false
+    }
     /// Reads `count` sectors at `start`.
     fn read(&self, start: u64, count: u64, done: Done<Vec<u8>>);
     /// Writes whole sectors at `start`.
@@ -223,6 +228,10 @@ impl<D: SectorDevice> Backend for SectorBackend<D> {
 
     fn can_extents(&self) -> bool {
         self.device.can_allocated()
+    }
+
+    fn completes_inline(&self) -> bool {
+        self.device.completes_inline()
     }
 
     fn block_sizes(&self) -> BlockSizes {

@@ -1,6 +1,8 @@
-//! The export over a VMware disk: a [`SectorDevice`] on a
-//! [`vddk::DiskWorker`], which pipelines VDDK's async reads and writes on
-//! the handle's own thread.
+//! The export over a VMware disk: a [`SectorDevice`] on a VDDK handle,
+//! driven either by a [`vddk::DiskWorker`], which pipelines VDDK's async
+//! reads and writes on the handle's own thread (remote disks), or by
+//! synchronous calls from the serving thread (local files); see
+//! [`super::engine`].
 //!
 //! Allocation comes from QueryAllocatedBlocks, which costs about a second
 //! per call on remote disks, so it is asked for in 32 GiB windows and
@@ -11,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::engine::{Direct, Engine};
 use super::sectors::{SectorBackend, SectorDevice};
 use super::{BackendError, Done, ErrorKind};
 
@@ -92,7 +95,7 @@ where
 
 /// The sector device behind [`VddkBackend`].
 pub struct VddkDisk {
-    worker: vddk::DiskWorker,
+    engine: Engine,
     read_only: bool,
     cache: Arc<Mutex<Cache>>,
 }
@@ -105,29 +108,33 @@ impl VddkDisk {
 
 impl SectorDevice for VddkDisk {
     fn capacity_sectors(&self) -> u64 {
-        self.worker.info().capacity_sectors
+        self.engine.info().capacity_sectors
     }
 
     fn physical_sector_size(&self) -> Option<u32> {
-        self.worker.info().physical_sector_size
+        self.engine.info().physical_sector_size
     }
 
     fn read_only(&self) -> bool {
         self.read_only
     }
 
+    fn completes_inline(&self) -> bool {
+        self.engine.inline()
+    }
+
     fn read(&self, start: u64, count: u64, done: Done<Vec<u8>>) {
-        self.worker.read(start, count, adapt(done));
+        self.engine.read(start, count, adapt(done));
     }
 
     fn write(&self, start: u64, data: Vec<u8>, done: Done<()>) {
         let end = start + data.len() as u64 / super::SECTOR;
         self.cache().mark_allocated(start, end);
-        self.worker.write(start, data, adapt(done));
+        self.engine.write(start, data, adapt(done));
     }
 
     fn flush(&self, done: Done<()>) {
-        self.worker.flush(adapt(done));
+        self.engine.flush(adapt(done));
     }
 
     fn can_allocated(&self) -> bool {
@@ -160,7 +167,7 @@ impl SectorDevice for VddkDisk {
             let (ws, we) = (w * WINDOW, ((w + 1) * WINDOW).min(capacity));
             let cache = Arc::clone(&self.cache);
             let state = Arc::clone(&state);
-            self.worker
+            self.engine
                 .allocated_blocks(ws, we - ws, vddk::MIN_CHUNK, move |r| {
                     let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
                     match r {
@@ -206,7 +213,7 @@ impl SectorDevice for VddkDisk {
     }
 
     fn close(&self) -> Result<(), String> {
-        self.worker.close().map_err(|e| e.to_string())
+        self.engine.close().map_err(|e| e.to_string())
     }
 }
 
@@ -214,11 +221,29 @@ impl SectorDevice for VddkDisk {
 pub struct VddkBackend(SectorBackend<VddkDisk>);
 
 impl VddkBackend {
-    /// Exports the disk `worker` drives; `read_only` refuses writes (open
-    /// the disk read-only too, so VDDK enforces it as well).
+    /// Exports the disk `worker` drives, with its requests pipelined: the
+    /// way for remote disks. `read_only` refuses writes (open the disk
+    /// read-only too, so VDDK enforces it as well).
     pub fn new(worker: vddk::DiskWorker, read_only: bool) -> VddkBackend {
+        VddkBackend::with_engine(Engine::Pipelined(worker), read_only)
+    }
+
+    /// Exports `disk` with synchronous calls from the threads serving
+    /// requests, one at a time: the way for local files, where a call
+    /// takes microseconds and a hand-off to a worker thread costs more.
+    ///
+    /// # Errors
+    /// GetInfo's.
+    pub fn direct(disk: vddk::Disk, read_only: bool) -> vddk::Result<VddkBackend> {
+        Ok(VddkBackend::with_engine(
+            Engine::Direct(Direct::new(disk)?),
+            read_only,
+        ))
+    }
+
+    fn with_engine(engine: Engine, read_only: bool) -> VddkBackend {
         VddkBackend(SectorBackend::new(VddkDisk {
-            worker,
+            engine,
             read_only,
             cache: Arc::default(),
         }))

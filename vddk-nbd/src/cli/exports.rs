@@ -28,7 +28,13 @@ impl DiskOpener {
             .conn
             .open(path, open_flags(&self.params, self.read_only)?)
             .map_err(|e| trust::open_error(&self.params, path, &e))?;
-        log::debug!("opened {path}, transport mode {}", disk.transport_mode());
+        let mode = disk.transport_mode();
+        if self.params.io.direct_for(&mode) {
+            log::debug!("opened {path}, transport mode {mode}: calls made by the serving threads");
+            let backend = VddkBackend::direct(disk, self.read_only).map_err(|e| e.to_string())?;
+            return Ok(Arc::new(backend));
+        }
+        log::debug!("opened {path}, transport mode {mode}: calls pipelined on a worker thread");
         // The server's completions only queue a reply for the writer
         // thread, so they can run on the disk's own thread: one thread
         // switch less per request.

@@ -54,6 +54,12 @@ Disk parameters (as nbdkit-vddk-plugin(1)):
   create-hwversion=workstation4|...|esx65|N
   vimapiver=VERSION          accepted and ignored
 
+How requests reach VDDK:
+  io=auto|direct|pipelined   direct: synchronous calls from the serving
+                             threads; pipelined: async calls, many in flight,
+                             from a thread per disk (-t bounds them); auto
+                             (default): direct for the file transport
+
 Several disks, chosen by the client's export name:
   export=WILDCARD            serve disk paths matching WILDCARD (* stays in
                              one path component), e.g. \"[ds1] web/*.vmdk\"

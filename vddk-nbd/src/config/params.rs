@@ -13,8 +13,8 @@ use super::size::parse_size;
 use super::uri::{self, EsxUri};
 use crate::datastore::DatastorePath;
 
-/// Every key accepted: those of `nbdkit vddk`, plus `uri`, `export` and
-/// `vmx`, in alphabetical order after `file`.
+/// Every key accepted: those of `nbdkit vddk`, plus `uri`, `export`,
+/// `vmx` and `io`, in alphabetical order after `file`.
 pub const VALID_KEYS: &[&str] = &[
     "file",
     "compression",
@@ -26,6 +26,7 @@ pub const VALID_KEYS: &[&str] = &[
     "create-size",
     "create-type",
     "export",
+    "io",
     "libdir",
     "nfchostport",
     "password",
@@ -81,6 +82,40 @@ impl Compression {
             Compression::Zlib => "zlib",
             Compression::Fastlz => "fastlz",
             Compression::Skipz => "skipz",
+        }
+    }
+}
+
+/// `io=`: how requests reach VDDK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// `direct` for the `file` transport (a local disk), `pipelined` for
+    /// every other (the default).
+    #[default]
+    Auto,
+    /// Synchronous calls from the threads serving the clients, one at a
+    /// time per disk: no thread switch per request, for disks that answer
+    /// in microseconds.
+    Direct,
+    /// Async calls from a worker thread per disk, many in flight: for
+    /// disks that answer in milliseconds.
+    Pipelined,
+}
+
+const IO_MODES: &[(&str, IoMode)] = &[
+    ("auto", IoMode::Auto),
+    ("direct", IoMode::Direct),
+    ("pipelined", IoMode::Pipelined),
+];
+
+impl IoMode {
+    /// Whether a disk opened with `transport` (as GetTransportMode names
+    /// it) is served directly.
+    pub fn direct_for(self, transport: &str) -> bool {
+        match self {
+            IoMode::Auto => transport == "file",
+            IoMode::Direct => true,
+            IoMode::Pipelined => false,
         }
     }
 }
@@ -209,6 +244,8 @@ pub struct VddkParams {
     pub export: Option<String>,
     /// `vmx=`: serve every disk of this local VM, named by device.
     pub vmx: Option<PathBuf>,
+    /// `io=`: how requests reach VDDK.
+    pub io: IoMode,
 }
 
 impl VddkParams {
@@ -322,6 +359,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
             "uri" => p.uri = Some(uri::parse(v).map_err(err)?),
             "export" => p.export = Some(v.to_string()),
             "vmx" => p.vmx = Some(PathBuf::from(v)),
+            "io" => p.io = lookup(k, v, IO_MODES)?,
             "vm" => p.vm = Some(v.to_string()),
             "snapshot" => p.snapshot = Some(v.to_string()),
             "transports" => p.transports = Some(v.to_string()),

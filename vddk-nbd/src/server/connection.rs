@@ -1,13 +1,18 @@
 //! One client connection: the handshake driven over a byte stream, then
-//! transmission with a reader (this thread) and a writer thread.
+//! transmission with a reader (this thread) and, for backends that
+//! complete on threads of their own, a writer thread.
 //!
 //! The reader decodes and validates each request and hands it to the
 //! backend with a completion; completions encode their reply and pass it
 //! to the writer through a channel, so replies go out whole, in the order
-//! requests complete. Requests in flight are bounded in number and bytes
-//! from the moment they are read until their reply has been written, which
-//! is the back-pressure on a client that pipelines faster than the disk
-//! answers, or reads its replies slower than the disk produces them.
+//! requests complete. A backend that serves requests in short calls on the
+//! reader's own thread (a local disk) has its replies written at once, by
+//! the completing thread under the connection's output lock: a hand-off to
+//! a writer thread would cost more than the request. Requests in flight are
+//! bounded in number and bytes from the moment they are read until their
+//! reply has been written, which is the back-pressure on a client that
+//! pipelines faster than the disk answers, or reads its replies slower
+//! than the disk produces them.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -205,6 +210,56 @@ impl InFlight {
         drop(s);
         self.changed.notify_all();
     }
+
+    /// Waits until every request has been answered.
+    fn drain(&self) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while s.0 > 0 {
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The connection's output, written by whichever thread completes a
+/// request.
+struct Output {
+    w: Box<dyn Write + Send>,
+    /// Set at the first failed write: the client is gone, and any later
+    /// reply could only go out partially after a lost one.
+    broken: bool,
+}
+
+/// Where replies go.
+#[derive(Clone)]
+enum Sink {
+    /// To the writer thread, which batches them (completions on backend threads).
+    Queue(Sender<Message>),
+    /// Straight to the socket (completions on the reader's thread).
+    Direct(Arc<Mutex<Output>>),
+}
+
+impl Sink {
+    fn send(&self, m: Message) {
+        match self {
+            // The writer is gone only when the client is; nothing to tell.
+            Sink::Queue(tx) => {
+                let _ = tx.send(m);
+            }
+            Sink::Direct(out) => {
+                let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+                if out.broken {
+                    return;
+                }
+                if let Err(e) = write_parts(&mut out.w, &m.parts).and_then(|()| out.w.flush()) {
+                    log::debug!("client connection lost while replying: {e}");
+                    out.broken = true;
+                }
+                // `m`, and with it the request's in-flight share, is
+                // released only once the reply is out.
+                drop(out);
+            }
+        }
+    }
 }
 
 /// A reply: the pieces to write in order (headers and data buffers), and
@@ -229,7 +284,7 @@ impl Drop for Slot {
 /// The right to answer one request. Dropping it without answering sends
 /// EIO, so a backend that loses a completion cannot leave a client waiting.
 struct Replier {
-    tx: Option<Sender<Message>>,
+    tx: Option<Sink>,
     slot: Option<Slot>,
     cookie: u64,
     structured: bool,
@@ -238,8 +293,7 @@ struct Replier {
 impl Replier {
     fn send(mut self, parts: Vec<Vec<u8>>) {
         if let Some(tx) = self.tx.take() {
-            // The writer is gone only when the client is; nothing to tell.
-            let _ = tx.send(Message {
+            tx.send(Message {
                 parts,
                 _slot: self.slot.take(),
             });
@@ -389,7 +443,7 @@ impl Drop for Replier {
             } else {
                 wire::encode_simple_reply(&mut h, nbd_errno(Failure::Io, false), self.cookie);
             }
-            let _ = tx.send(Message {
+            tx.send(Message {
                 parts: vec![h],
                 _slot: self.slot.take(),
             });
@@ -517,14 +571,26 @@ pub(crate) fn transmit<R: Read, W: Write + Send + 'static>(
     backend: Arc<dyn Backend>,
     limits: Limits,
 ) -> io::Result<()> {
+    let _counted = Transmitting::enter();
+    let inflight = Arc::new(InFlight::default());
+    if backend.completes_inline() {
+        let sink = Sink::Direct(Arc::new(Mutex::new(Output {
+            w: Box::new(w),
+            broken: false,
+        })));
+        let result = reader_loop(&mut r, &sink, &inflight, backend.as_ref(), &limits);
+        // A completion that runs on another thread (a write that waited
+        // for an overlapping one) may still be writing its reply.
+        inflight.drain();
+        return result;
+    }
     let (tx, rx) = mpsc::channel::<Message>();
     let writer = std::thread::Builder::new()
         .name("nbd-writer".into())
         .spawn(move || writer_loop(w, rx))?;
-    let _counted = Transmitting::enter();
-    let inflight = Arc::new(InFlight::default());
-    let result = reader_loop(&mut r, &tx, &inflight, backend.as_ref(), &limits);
-    drop(tx);
+    let sink = Sink::Queue(tx);
+    let result = reader_loop(&mut r, &sink, &inflight, backend.as_ref(), &limits);
+    drop(sink);
     // The writer ends once every completion has sent its reply.
     if writer.join().is_err() {
         log::error!("the reply writer thread panicked");
@@ -534,7 +600,7 @@ pub(crate) fn transmit<R: Read, W: Write + Send + 'static>(
 
 fn reader_loop<R: Read>(
     r: &mut R,
-    tx: &Sender<Message>,
+    tx: &Sink,
     inflight: &Arc<InFlight>,
     backend: &dyn Backend,
     limits: &Limits,
@@ -715,6 +781,117 @@ mod tests {
             write_parts(&mut zero, &parts).unwrap_err().kind(),
             io::ErrorKind::WriteZero
         );
+    }
+
+    /// Says it completes inline, but finishes writes on another thread
+    /// later, as a write waiting for an overlapping one does.
+    #[derive(Default)]
+    struct Deferring {
+        applied: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Backend for Deferring {
+        fn size(&self) -> u64 {
+            1 << 20
+        }
+        fn read_only(&self) -> bool {
+            false
+        }
+        fn can_extents(&self) -> bool {
+            false
+        }
+        fn block_sizes(&self) -> crate::backend::BlockSizes {
+            crate::backend::BlockSizes {
+                minimum: 1,
+                preferred: 4096,
+                maximum: 1 << 20,
+            }
+        }
+        fn completes_inline(&self) -> bool {
+            true
+        }
+        fn read(&self, _: u64, _: u32, done: crate::backend::Done<Vec<ReadChunk>>) {
+            done(Err(BackendError::new(ErrorKind::Unsupported, "no reads")));
+        }
+        fn write(&self, offset: u64, _: Vec<u8>, _: bool, done: crate::backend::Done<()>) {
+            let applied = Arc::clone(&self.applied);
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                applied.lock().unwrap().push(offset);
+                done(Ok(()));
+            });
+        }
+        fn zero(&self, _: u64, _: u64, _: bool, done: crate::backend::Done<()>) {
+            done(Ok(()));
+        }
+        fn flush(&self, done: crate::backend::Done<()>) {
+            done(Ok(()));
+        }
+        fn extents(&self, _: u64, _: u64, done: crate::backend::Done<Vec<Extent>>) {
+            done(Err(BackendError::new(ErrorKind::Unsupported, "no extents")));
+        }
+        fn close(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A writer whose bytes the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn direct_replies_wait_for_completions_on_other_threads() {
+        let mut input = Vec::new();
+        let req = |command, cookie, offset, length| wire::Request {
+            flags: 0,
+            command,
+            cookie,
+            offset,
+            length,
+        };
+        for (cookie, offset) in [(1, 0), (2, 4096)] {
+            wire::encode_request(&mut input, &req(cmd::WRITE, cookie, offset, 512));
+            input.extend_from_slice(&[7u8; 512]);
+        }
+        wire::encode_request(&mut input, &req(cmd::FLUSH, 3, 0, 0));
+        wire::encode_request(&mut input, &req(cmd::DISC, 4, 0, 0));
+        let backend = Arc::new(Deferring::default());
+        let applied = Arc::clone(&backend.applied);
+        let out = Shared::default();
+        let limits = Limits {
+            size: 1 << 20,
+            read_only: false,
+            max_payload: 1 << 20,
+            structured: false,
+            base_allocation: None,
+        };
+        transmit(io::Cursor::new(input), out.clone(), backend, limits).unwrap();
+        // Both writes were applied and acknowledged before transmission
+        // ended (and with it, when the server stops, the disk's close).
+        assert_eq!(applied.lock().unwrap().len(), 2);
+        let replies = out.0.lock().unwrap().clone();
+        assert_eq!(replies.len(), 3 * 16, "three simple replies");
+        let mut cookies: Vec<u64> = replies
+            .chunks(16)
+            .map(|r| {
+                assert_eq!(r[4..8], [0, 0, 0, 0], "no error");
+                u64::from_be_bytes(r[8..16].try_into().unwrap())
+            })
+            .collect();
+        // The flush completed inline, before the deferred writes.
+        assert_eq!(cookies[0], 3);
+        cookies.sort_unstable();
+        assert_eq!(cookies, [1, 2, 3]);
     }
 
     #[test]

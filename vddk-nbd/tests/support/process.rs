@@ -75,9 +75,20 @@ impl ServerProcess {
     /// Starts the server with extra environment (fault knobs) and waits
     /// for its socket.
     pub fn start(dir: &Path, disk: &Path, env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_with(dir, disk, env, &[])
+    }
+
+    /// [`ServerProcess::start`] with extra disk parameters (`io=direct`).
+    pub fn start_with(
+        dir: &Path,
+        disk: &Path,
+        env: &[(&str, &str)],
+        params: &[&str],
+    ) -> ServerProcess {
         let socket = dir.join("nbd.sock");
         let stderr = dir.join("server.stderr");
         let mut cmd = ServerProcess::command(dir, disk, env);
+        cmd.args(params);
         let child = cmd
             .stderr(Stdio::from(
                 File::create(&stderr).expect("create the stderr file"),
