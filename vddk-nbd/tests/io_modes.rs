@@ -1,0 +1,249 @@
+//! `io=`: how the binary calls VDDK. By default a local file is served
+//! with synchronous calls from the connection threads and a remote disk
+//! with async calls pipelined by a worker; both give the same bytes, and
+//! the library's own counts (`FAKE_VDDK_STATS`) show which calls were made.
+//! The fake runs in strict mode, so two calls overlapping on one handle
+//! would abort the server.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use vddk_tests::{fake_libdir, scratch_dir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
+const THUMBPRINT: &str = "12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78";
+const SIZE: u64 = 32 << 20;
+
+fn path_env() -> String {
+    format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+fn check(cmd: &mut Command) -> Output {
+    let o = cmd.env("PATH", path_env()).output().expect("spawn");
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// SIZE bytes of varied data in a raw file.
+fn source(dir: &Path) -> std::path::PathBuf {
+    let raw = dir.join("src.raw");
+    let mut data = Vec::with_capacity(SIZE as usize);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < SIZE as usize {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    // A hole in the middle, so the copy has zeroes to skip too.
+    data[8 << 20..12 << 20].fill(0);
+    std::fs::write(&raw, data).expect("write the source");
+    raw
+}
+
+/// A monolithicSparse VMDK holding `raw`.
+fn vmdk_of(raw: &Path, disk: &Path) {
+    check(
+        Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "raw", "-O", "vmdk"])
+            .arg(raw)
+            .arg(disk),
+    );
+}
+
+/// The fake's counts: function (without `VixDiskLib_`) -> calls.
+fn fake_calls(path: &Path) -> HashMap<String, u64> {
+    std::fs::read_to_string(path)
+        .expect("the fake's stats file")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let name = f.first()?.strip_prefix("VixDiskLib_")?.to_owned();
+            Some((name, f.get(1)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs the server with `params` until `run` (a `--run` command) ends;
+/// returns its stderr and the fake's call counts.
+fn serve(
+    dir: &Path,
+    env: &[(&str, &str)],
+    params: &[&str],
+    run: &str,
+) -> (String, HashMap<String, u64>) {
+    let stats = dir.join("fake.stats");
+    let _ = std::fs::remove_file(&stats);
+    let o = check(
+        Command::new(BIN)
+            .env_remove("LD_LIBRARY_PATH")
+            .env_remove("FAKE_VDDK_INVENTORY")
+            .env("FAKE_VDDK_STATS", &stats)
+            .env("FAKE_VDDK_STRICT", "1")
+            .envs(env.iter().copied())
+            .args(["-v", "-U", "-", "--run", run, "vddk"])
+            .arg(format!("libdir={}", fake_libdir().display()))
+            .args(params),
+    );
+    (
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        fake_calls(&stats),
+    )
+}
+
+fn same_bytes(a: &Path, b: &Path) {
+    check(Command::new("qemu-img").arg("compare").arg(a).arg(b));
+}
+
+#[test]
+fn auto_is_direct_for_local_files_and_pipelined_for_remote_ones() {
+    let dir = scratch_dir("io-auto");
+    let raw = source(&dir);
+    std::fs::create_dir_all(dir.join("ds1/web")).unwrap();
+    let disk = dir.join("ds1/web/web.vmdk");
+    vmdk_of(&raw, &disk);
+    let out = dir.join("out.raw");
+    let copy = format!("nbdcopy \"$uri\" {}", out.display());
+
+    // Local: Read, never ReadAsync.
+    let (log, calls) = serve(&dir, &[], &[&format!("file={}", disk.display())], &copy);
+    assert!(
+        log.contains("transport mode file: calls made by the serving threads"),
+        "{log}"
+    );
+    assert!(calls.get("Read").is_some_and(|&n| n > 0), "{calls:?}");
+    assert_eq!(calls.get("ReadAsync").copied().unwrap_or(0), 0, "{calls:?}");
+    same_bytes(&raw, &out);
+    std::fs::remove_file(&out).unwrap();
+
+    // Remote (a simulated ESXi host): ReadAsync, never Read.
+    let inv = dir.join("inventory");
+    std::fs::write(
+        &inv,
+        format!(
+            "[server esx1]\nthumbprint = {THUMBPRINT}\nuser = root:pw\n\n\
+             [datastore ds1]\ndir = {}\n\n[vm esx1 42]\ndisk = [ds1] web/web.vmdk\n",
+            dir.join("ds1").display()
+        ),
+    )
+    .unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "pw").unwrap();
+    let remote = [
+        "server=esx1".to_owned(),
+        "user=root".to_owned(),
+        format!("password=+{}", pw.display()),
+        format!("thumbprint={THUMBPRINT}"),
+        "vm=moref=42".to_owned(),
+        "file=[ds1] web/web.vmdk".to_owned(),
+    ];
+    let remote: Vec<&str> = remote.iter().map(String::as_str).collect();
+    let inv_env = [("FAKE_VDDK_INVENTORY", inv.to_str().unwrap())];
+    let (log, calls) = serve(&dir, &inv_env, &remote, &copy);
+    assert!(
+        log.contains("transport mode nbdssl: calls pipelined on a worker thread"),
+        "{log}"
+    );
+    assert!(calls.get("ReadAsync").is_some_and(|&n| n > 0), "{calls:?}");
+    assert_eq!(calls.get("Read").copied().unwrap_or(0), 0, "{calls:?}");
+    same_bytes(&raw, &out);
+    std::fs::remove_file(&out).unwrap();
+
+    // Forced the other way round, each still gives the same bytes.
+    let local_pipelined = [format!("file={}", disk.display()), "io=pipelined".into()];
+    let local_pipelined: Vec<&str> = local_pipelined.iter().map(String::as_str).collect();
+    let (_, calls) = serve(&dir, &[], &local_pipelined, &copy);
+    assert!(calls.get("ReadAsync").is_some_and(|&n| n > 0), "{calls:?}");
+    same_bytes(&raw, &out);
+    std::fs::remove_file(&out).unwrap();
+    let mut remote_direct = remote.clone();
+    remote_direct.push("io=direct");
+    let (_, calls) = serve(&dir, &inv_env, &remote_direct, &copy);
+    assert!(calls.get("Read").is_some_and(|&n| n > 0), "{calls:?}");
+    assert_eq!(calls.get("ReadAsync").copied().unwrap_or(0), 0, "{calls:?}");
+    same_bytes(&raw, &out);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// nbdcopy's four connections write at once into one direct handle, with
+/// unaligned requests overlapping across connections from nbdsh: nothing is
+/// lost or torn, and the disk checks clean.
+#[test]
+fn direct_writes_from_many_connections_are_all_kept() {
+    let dir = scratch_dir("io-direct-writes");
+    let raw = source(&dir);
+    let disk = dir.join("new.vmdk");
+    let params = [
+        format!("file={}", disk.display()),
+        "create=true".into(),
+        format!("create-size={SIZE}"),
+    ];
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    let copy = format!(
+        "nbdcopy --connections=4 --requests=16 --request-size=65536 {} \"$uri\"",
+        raw.display()
+    );
+    let (log, calls) = serve(&dir, &[], &params, &copy);
+    assert!(log.contains("calls made by the serving threads"), "{log}");
+    assert!(calls.get("Write").is_some_and(|&n| n > 0), "{calls:?}");
+    same_bytes(&raw, &disk);
+    check(Command::new("qemu-img").arg("check").arg(&disk));
+
+    // Two connections each write 3 bytes into the same sector, at
+    // different places, 100 times, interleaved and pipelined: each write is
+    // a read-modify-write of that sector, so without ordering one
+    // connection's bytes would be lost under the other's. A millisecond
+    // per VDDK call keeps both connections' requests waiting for the disk
+    // at once.
+    let script = dir.join("rmw.py");
+    std::fs::write(
+        &script,
+        r#"
+import nbd, sys
+hs = []
+for _ in range(2):
+    h = nbd.NBD()
+    # The server advertises 512-byte blocks; these writes are smaller on
+    # purpose.
+    h.set_strict_mode(h.get_strict_mode() & ~nbd.STRICT_ALIGN)
+    h.connect_uri(sys.argv[1])
+    hs.append(h)
+for i in range(100):
+    for k, h in enumerate(hs):
+        h.aio_pwrite(bytes([i, k, 0xEE]), 1000 + 10 * k)
+for h in hs:
+    while h.aio_in_flight() > 0:
+        h.poll(-1)
+    h.flush()
+got = hs[0].pread(13, 1000)
+want = bytes([99, 0, 0xEE]) + got[3:10] + bytes([99, 1, 0xEE])
+assert got == want, got
+print("rmw ok")
+"#,
+    )
+    .unwrap();
+    let params = [format!("file={}", disk.display())];
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    let run = format!("/usr/bin/python3 {} \"$uri\"", script.display());
+    let o = check(
+        Command::new(BIN)
+            .env_remove("LD_LIBRARY_PATH")
+            .env("FAKE_VDDK_STRICT", "1")
+            .env("FAKE_VDDK_LATENCY_US", "1000")
+            .args(["-U", "-", "--run", &run, "vddk"])
+            .arg(format!("libdir={}", fake_libdir().display()))
+            .args(&params),
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("rmw ok"),
+        "{o:?}"
+    );
+    check(Command::new("qemu-img").arg("check").arg(&disk));
+    std::fs::remove_dir_all(&dir).ok();
+}
