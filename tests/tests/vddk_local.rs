@@ -68,6 +68,16 @@ fn reads_like_qemu(subformat: &str, sectors: u64, seed: u64) {
     let mut mid = vec![0u8; 7 * 512];
     disk.read(301, &mut mid).unwrap();
     assert_eq!(mid[..], oracle[301 * 512..308 * 512]);
+    // read_vec gives the same bytes in a buffer of its own making.
+    let v = disk.read_vec(301, 7).unwrap();
+    assert_eq!(v.len(), 7 * 512);
+    assert_eq!(v[..], oracle[301 * 512..308 * 512]);
+    let whole = disk.read_vec(0, sectors).unwrap();
+    assert!(
+        whole == oracle,
+        "{subformat}: read_vec of the whole disk differs"
+    );
+    assert_eq!(disk.read_vec(5, 0).unwrap(), Vec::<u8>::new());
     disk.close().expect("close");
 }
 
@@ -196,6 +206,16 @@ fn buffers_must_be_whole_sectors_and_read_only_refuses_writes() {
     );
     let err = disk.read(1024, &mut [0u8; 512]).unwrap_err();
     assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_DISK_OUTOFRANGE"));
+    let err = disk.read_vec(1020, 8).unwrap_err();
+    assert_eq!(
+        err.vix().map(|f| (f.call, f.name)),
+        Some(("VixDiskLib_Read", "VIX_E_DISK_OUTOFRANGE"))
+    );
+    // A size that cannot be allocated is refused before any call.
+    assert!(matches!(
+        disk.read_vec(0, u64::MAX / 256),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
