@@ -7,6 +7,17 @@
 //!   with an in-memory implementation and one over VDDK.
 //! - [`server`]: listeners, connections and their threads.
 //!
+//! # Threads
+//!
+//! Each connection has a thread that reads requests. A backend that
+//! answers in short synchronous calls ([`backend::Backend::completes_inline`]:
+//! the memory disk, and a VDDK disk opened with the `file` transport) is
+//! called on that thread, and the reply is written there too, under the
+//! connection's output lock: no thread switch per request, which at local
+//! speeds costs as much as the I/O. Other backends (a remote VDDK disk,
+//! pipelined by [`vddk::DiskWorker`]) complete on their own threads and
+//! hand each reply to a writer thread per connection, which batches them.
+//!
 //! # Protocol choices
 //!
 //! - Fixed newstyle only, NO_ZEROES honoured. Options: EXPORT_NAME, INFO,
