@@ -5,6 +5,9 @@
 //! The fake runs in strict mode, so two calls overlapping on one handle
 //! would abort the server.
 
+#[path = "support/esx.rs"]
+mod esx;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -123,16 +126,7 @@ fn auto_is_direct_for_local_files_and_pipelined_for_remote_ones() {
     std::fs::remove_file(&out).unwrap();
 
     // Remote (a simulated ESXi host): ReadAsync, never Read.
-    let inv = dir.join("inventory");
-    std::fs::write(
-        &inv,
-        format!(
-            "[server esx1]\nthumbprint = {THUMBPRINT}\nuser = root:pw\n\n\
-             [datastore ds1]\ndir = {}\n\n[vm esx1 42]\ndisk = [ds1] web/web.vmdk\n",
-            dir.join("ds1").display()
-        ),
-    )
-    .unwrap();
+    let inv = esx::one_vm_inventory(&dir, THUMBPRINT, "pw");
     let pw = dir.join("pw");
     std::fs::write(&pw, "pw").unwrap();
     let remote = [

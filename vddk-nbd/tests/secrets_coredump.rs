@@ -3,6 +3,9 @@
 //! secret does dump core, which shows that this machine writes core
 //! files and that the difference is the server's doing.
 
+#[path = "support/esx.rs"]
+mod esx;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -69,16 +72,7 @@ fn a_server_holding_a_password_dumps_no_core() {
         .status()
         .unwrap();
     assert!(made.success());
-    let inv = dir.join("inventory");
-    std::fs::write(
-        &inv,
-        format!(
-            "[server esx1]\nthumbprint = {THUMBPRINT}\nuser = root:pw\n\n\
-             [datastore ds1]\ndir = {}\n\n[vm esx1 42]\ndisk = [ds1] web/web.vmdk\n",
-            dir.join("ds1").display()
-        ),
-    )
-    .unwrap();
+    let inv = esx::one_vm_inventory(&dir, THUMBPRINT, "pw");
 
     // Without a secret: a core file, as for any program on this machine.
     let run = dir.join("plain");

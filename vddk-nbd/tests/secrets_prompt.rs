@@ -3,6 +3,9 @@
 //! the terminal shows must hold the prompt but not the password, while
 //! the session works (so the password typed is the one VDDK got).
 
+#[path = "support/esx.rs"]
+mod esx;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -136,16 +139,7 @@ fn prompt_reads_the_password_without_echo() {
         .status()
         .unwrap();
     assert!(status.success());
-    let inv = dir.join("inventory");
-    std::fs::write(
-        &inv,
-        format!(
-            "[server esx1]\nthumbprint = {THUMBPRINT}\nuser = root:{PASSWORD}\n\n\
-             [datastore ds1]\ndir = {}\n\n[vm esx1 42]\ndisk = [ds1] web/web.vmdk\n",
-            dir.join("ds1").display()
-        ),
-    )
-    .unwrap();
+    let inv = esx::one_vm_inventory(&dir, THUMBPRINT, PASSWORD);
     let command = format!(
         "'{BIN}' -v -U - libdir='{}' server=esx1 user=root password=- \
          thumbprint={THUMBPRINT} vm=moref=42 '[ds1] web/web.vmdk' \
@@ -169,17 +163,8 @@ fn prompt_reads_the_password_without_echo() {
 #[test]
 fn prompt_with_a_wrong_password_fails_clearly() {
     let dir = scratch_dir("secrets-prompt-wrong");
-    let inv = dir.join("inventory");
     std::fs::create_dir_all(dir.join("ds1")).unwrap();
-    std::fs::write(
-        &inv,
-        format!(
-            "[server esx1]\nthumbprint = {THUMBPRINT}\nuser = root:{PASSWORD}\n\n\
-             [datastore ds1]\ndir = {}\n\n[vm esx1 42]\ndisk = [ds1] web/web.vmdk\n",
-            dir.join("ds1").display()
-        ),
-    )
-    .unwrap();
+    let inv = esx::one_vm_inventory(&dir, THUMBPRINT, PASSWORD);
     let command = format!(
         "'{BIN}' -f -U - libdir='{}' server=esx1 user=root password=- \
          thumbprint={THUMBPRINT} vm=moref=42 '[ds1] web/web.vmdk'",
