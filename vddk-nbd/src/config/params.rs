@@ -658,6 +658,24 @@ mod tests {
     }
 
     #[test]
+    fn io_modes() {
+        assert_eq!(check(&[("file", "/d.vmdk")]).unwrap().io, IoMode::Auto);
+        let p = check(&[("file", "/d.vmdk"), ("io", "pipelined")]).unwrap();
+        assert_eq!(p.io, IoMode::Pipelined);
+        assert!(!p.io.direct_for("file"));
+        assert!(IoMode::Auto.direct_for("file"));
+        for remote in ["nbd", "nbdssl", "hotadd", "san"] {
+            assert!(!IoMode::Auto.direct_for(remote), "{remote}");
+            assert!(IoMode::Direct.direct_for(remote), "{remote}");
+        }
+        let e = parse(&kv(&[("io", "async")])).unwrap_err().0;
+        assert!(
+            e.contains("io=async") && e.contains("auto, direct, pipelined"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn create_parameters() {
         let p = check(&[
             ("file", "/n.vmdk"),
