@@ -180,8 +180,9 @@ pub trait Backend: Send + Sync + 'static {
     /// caller's thread (a local disk), so that completions normally run
     /// before the call returns. The server then writes each reply from the
     /// thread that completes it instead of handing it to a writer thread.
-    /// Completions may still come from other threads (e.g. a write waiting
-    /// for an overlapping one); only speed depends on this answer.
+    /// The server does not rely on it: a completion that does come from
+    /// another thread is written all the same, and only speed depends on
+    /// this answer.
     fn completes_inline(&self) -> bool {
         false
     }

@@ -579,8 +579,8 @@ pub(crate) fn transmit<R: Read, W: Write + Send + 'static>(
             broken: false,
         })));
         let result = reader_loop(&mut r, &sink, &inflight, backend.as_ref(), &limits);
-        // A completion that runs on another thread (a write that waited
-        // for an overlapping one) may still be writing its reply.
+        // Completing inline is a promise about speed, not a guarantee: a
+        // completion from another thread may still be writing its reply.
         inflight.drain();
         return result;
     }
@@ -784,7 +784,7 @@ mod tests {
     }
 
     /// Says it completes inline, but finishes writes on another thread
-    /// later, as a write waiting for an overlapping one does.
+    /// later.
     #[derive(Default)]
     struct Deferring {
         applied: Arc<Mutex<Vec<u64>>>,
