@@ -117,7 +117,7 @@ impl Engine {
                     d.written.store(true, Ordering::Release);
                     disk.write(start, &data)
                 });
-                drop(data);
+                super::payload::give(data);
                 done(r);
             }
         }

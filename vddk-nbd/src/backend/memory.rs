@@ -111,10 +111,11 @@ impl SectorDevice for MemoryDisk {
                 "the disk is read-only",
             )));
         }
-        done(
-            self.check(start, data.len() as u64 / SECTOR)
-                .map(|()| self.write_bytes(start * SECTOR, &data)),
-        )
+        let r = self
+            .check(start, data.len() as u64 / SECTOR)
+            .map(|()| self.write_bytes(start * SECTOR, &data));
+        super::payload::give(data);
+        done(r)
     }
     fn flush(&self, done: Done<()>) {
         done(Ok(()))

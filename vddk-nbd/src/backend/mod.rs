@@ -67,6 +67,7 @@ macro_rules! forward_backend {
 
 mod engine;
 mod memory;
+pub(crate) mod payload;
 mod rangelock;
 mod sectors;
 mod vddk;

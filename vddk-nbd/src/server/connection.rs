@@ -17,9 +17,9 @@
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::backend::{Backend, BackendError, ErrorKind, Extent, ReadChunk};
+use crate::backend::{payload, Backend, BackendError, ErrorKind, Extent, ReadChunk};
 use crate::proto::consts::{cmd, REPLY_FLAG_DONE, REQUEST_LEN, STATE_HOLE, STATE_ZERO};
 use crate::proto::errno::{nbd_errno, Failure};
 use crate::proto::handshake::{Exports, Handshake, Negotiated, Step, TlsMode};
@@ -189,33 +189,57 @@ pub(crate) fn negotiate<R: Read, W: Write>(
 /// Counts requests in flight and blocks the reader when there are too many.
 #[derive(Default)]
 struct InFlight {
-    state: Mutex<(usize, usize)>,
+    state: Mutex<Count>,
     changed: Condvar,
 }
 
+#[derive(Default)]
+struct Count {
+    requests: usize,
+    bytes: usize,
+    /// Threads waiting on `changed`: a release wakes them only if there
+    /// are any, since a wake-up is a system call even with no one to wake.
+    waiting: usize,
+}
+
 impl InFlight {
+    fn lock(&self) -> MutexGuard<'_, Count> {
+        // The counts are updated with no code that can panic in between.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, mut s: MutexGuard<'a, Count>) -> MutexGuard<'a, Count> {
+        s.waiting += 1;
+        let mut s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        s.waiting -= 1;
+        s
+    }
+
     fn acquire(&self, bytes: usize) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while s.0 >= MAX_IN_FLIGHT || (s.0 > 0 && s.1 + bytes > byte_share()) {
-            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.lock();
+        while s.requests >= MAX_IN_FLIGHT || (s.requests > 0 && s.bytes + bytes > byte_share()) {
+            s = self.wait(s);
         }
-        s.0 += 1;
-        s.1 += bytes;
+        s.requests += 1;
+        s.bytes += bytes;
     }
 
     fn release(&self, bytes: usize) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.0 -= 1;
-        s.1 -= bytes;
+        let mut s = self.lock();
+        s.requests -= 1;
+        s.bytes -= bytes;
+        let waiting = s.waiting > 0;
         drop(s);
-        self.changed.notify_all();
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 
     /// Waits until every request has been answered.
     fn drain(&self) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while s.0 > 0 {
-            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.lock();
+        while s.requests > 0 {
+            s = self.wait(s);
         }
     }
 }
@@ -662,7 +686,7 @@ fn reader_loop<R: Read>(
                 length,
                 fua,
             } => {
-                let mut data = vec![0u8; length as usize];
+                let mut data = payload::take(length as usize);
                 if let Err(e) = r.read_exact(&mut data) {
                     replier.silent();
                     return if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -892,6 +916,51 @@ mod tests {
         assert_eq!(cookies[0], 3);
         cookies.sort_unstable();
         assert_eq!(cookies, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_release_wakes_the_reader_waiting_at_the_limit_and_the_drain() {
+        let f = Arc::new(InFlight::default());
+        for _ in 0..MAX_IN_FLIGHT {
+            f.acquire(0);
+        }
+        let waiter = |f: &Arc<InFlight>, drain: bool| {
+            let f = Arc::clone(f);
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                if drain {
+                    f.drain();
+                } else {
+                    f.acquire(0);
+                }
+                tx.send(()).unwrap();
+            });
+            rx
+        };
+        let reader = waiter(&f, false);
+        while f.lock().waiting == 0 {
+            std::thread::yield_now();
+        }
+        assert!(
+            reader.try_recv().is_err(),
+            "the limit holds the reader back"
+        );
+        f.release(0);
+        reader
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a release lets the waiting reader in");
+
+        let drained = waiter(&f, true);
+        while f.lock().waiting == 0 {
+            std::thread::yield_now();
+        }
+        for _ in 0..MAX_IN_FLIGHT {
+            assert!(drained.try_recv().is_err(), "requests are still in flight");
+            f.release(0);
+        }
+        drained
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the last release ends the drain");
     }
 
     #[test]
