@@ -11,7 +11,7 @@
 //! That is safe because [`take`]'s callers overwrite all of it before using
 //! it, and give up the request if they cannot.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// At most this many buffers are kept.
 const KEPT: usize = 8;
@@ -19,51 +19,71 @@ const KEPT: usize = 8;
 /// not pin 32 MiB for the life of the server.
 const LARGEST_KEPT: usize = 1 << 20;
 
-static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// The server's buffers: one pool for every connection and export.
+static POOL: Pool = Pool::new();
 
-fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
-    // Pushing and popping cannot panic halfway, so a poisoned pool is sound.
-    POOL.lock().unwrap_or_else(PoisonError::into_inner)
+/// Kept buffers, up to [`KEPT`] of them.
+struct Pool(Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    const fn new() -> Pool {
+        Pool(Mutex::new(Vec::new()))
+    }
+
+    fn kept(&self) -> MutexGuard<'_, Vec<Vec<u8>>> {
+        // Pushing and popping cannot panic halfway, so a poisoned pool is sound.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self, len: usize) -> Vec<u8> {
+        let kept = {
+            let mut p = self.kept();
+            let at = p.iter().rposition(|b| b.capacity() >= len);
+            at.map(|i| p.swap_remove(i))
+        };
+        match kept {
+            Some(mut b) => {
+                // Only bytes beyond the old length are zeroed, and payloads
+                // of one client are mostly of one size.
+                b.resize(len, 0);
+                b
+            }
+            None => vec![0u8; len],
+        }
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > LARGEST_KEPT {
+            return;
+        }
+        let mut p = self.kept();
+        if p.len() < KEPT {
+            p.push(buf);
+        }
+    }
 }
 
 /// A buffer of exactly `len` bytes whose contents are unspecified (zeroes
 /// or an earlier payload): the caller must overwrite all of it.
 pub(crate) fn take(len: usize) -> Vec<u8> {
-    let kept = {
-        let mut p = pool();
-        let at = p.iter().rposition(|b| b.capacity() >= len);
-        at.map(|i| p.swap_remove(i))
-    };
-    match kept {
-        Some(mut b) => {
-            // Only bytes beyond the old length are zeroed, and payloads of
-            // one client are mostly of one size.
-            b.resize(len, 0);
-            b
-        }
-        None => vec![0u8; len],
-    }
+    POOL.take(len)
 }
 
 /// Keeps `buf` for a later [`take`], or frees it if enough are kept.
 pub(crate) fn give(buf: Vec<u8>) {
-    if buf.capacity() == 0 || buf.capacity() > LARGEST_KEPT {
-        return;
-    }
-    let mut p = pool();
-    if p.len() < KEPT {
-        p.push(buf);
-    }
+    POOL.give(buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // One test touches the process-wide pool, so that no other test's
-    // buffers come and go in between.
+    // A pool of its own: the server's is shared with other tests' writes.
     #[test]
     fn buffers_are_reused_at_the_asked_length_and_bounded() {
+        let pool = Pool::new();
+        let take = |len| pool.take(len);
+        let give = |buf| pool.give(buf);
         let first = take(4096);
         assert_eq!(first.len(), 4096);
         let at = first.as_ptr();
@@ -81,11 +101,11 @@ mod tests {
         give(grown);
 
         give(vec![0u8; LARGEST_KEPT + 1]);
-        assert!(pool().iter().all(|b| b.capacity() <= LARGEST_KEPT));
+        assert!(pool.kept().iter().all(|b| b.capacity() <= LARGEST_KEPT));
         for _ in 0..KEPT * 2 {
             give(vec![0u8; 512]);
         }
-        assert_eq!(pool().len(), KEPT);
+        assert_eq!(pool.kept().len(), KEPT);
         let big = take(LARGEST_KEPT);
         assert_eq!(
             big.len(),
