@@ -247,22 +247,9 @@ fn writes_into_a_qemu_child_copy_on_write() {
     let raw = dir.join("expected.raw");
     let data = make_raw(&raw, 2 * 1024 * 1024, 21);
     let parent = dir.join("base.vmdk");
-    run("qemu-img", &["convert", "-O", "vmdk", s(&raw), s(&parent)]);
+    qemu_vmdk_from(&raw, &parent, "monolithicSparse");
     let child = dir.join("top.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "base.vmdk",
-            "-F",
-            "vmdk",
-            s(&child),
-        ],
-    );
+    qemu_vmdk_child("base.vmdk", &child);
     let parent_before = std::fs::read(&parent).expect("read parent");
 
     let mut disk = VmdkDisk::open(&child, false, false).expect("open child");
@@ -325,18 +312,7 @@ fn creates_children_that_qemu_reads_through_their_parent() {
     let raw = dir.join("expected.raw");
     make_raw(&raw, 3 * 1024 * 1024, 31);
     let parent = dir.join("base.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=monolithicFlat",
-            s(&raw),
-            s(&parent),
-        ],
-    );
+    qemu_vmdk_from(&raw, &parent, "monolithicFlat");
     let child = dir.join("delta.vmdk");
     assert!(matches!(
         vmdk::create_child(&parent, &child, DiskType::MonolithicFlat),
@@ -423,19 +399,7 @@ fn large_writes_across_grain_tables_match_qemu() {
 fn copied_monolithic_sparse_is_its_own_extent() {
     let dir = engine_util::scratch("copied-sparse");
     let orig = dir.join("orig.vmdk");
-    engine_util::run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=monolithicSparse",
-            engine_util::s(&orig),
-            "4M",
-        ],
-    );
+    engine_util::qemu_vmdk_new(&orig, "monolithicSparse", "4M");
     let copy = dir.join("copy.vmdk");
     std::fs::copy(&orig, &copy).unwrap();
     let before = std::fs::read(&orig).unwrap();

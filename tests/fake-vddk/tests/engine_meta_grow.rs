@@ -108,18 +108,7 @@ fn metadata_round_trips_in_a_qemu_descriptor_file() {
     let raw = dir.join("src.raw");
     make_raw(&raw, 1 << 20, 5);
     let img = dir.join("f.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=monolithicFlat",
-            s(&raw),
-            s(&img),
-        ],
-    );
+    qemu_vmdk_from(&raw, &img, "monolithicFlat");
     let mut disk = VmdkDisk::open(&img, false, false).expect("open");
     assert_eq!(
         disk.metadata_get("toolsVersion").as_deref(),
@@ -177,7 +166,7 @@ fn grows_an_engine_sparse_disk_in_place() {
 fn grows_a_qemu_sparse_disk_and_qemu_can_write_it() {
     let dir = scratch("grow-qemu-sparse");
     let img = dir.join("q.vmdk");
-    run("qemu-img", &["create", "-q", "-f", "vmdk", s(&img), "1M"]);
+    qemu_vmdk_new(&img, "monolithicSparse", "1M");
     run("qemu-io", &["-c", "write -P 0x44 0 64k", s(&img)]);
     vmdk::grow(&img, 64 * 2048, false).expect("grow");
     run("qemu-io", &["-c", "write -P 0x55 63M 1M", s(&img)]);
@@ -210,19 +199,7 @@ fn refuses_to_grow_past_the_directory_room() {
     vmdk::grow(&img, 4 * 1024 * 1024 * 2, false).expect("exactly 4 GiB fits");
     qemu_check(&img);
     let stream = dir.join("s.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            s(&stream),
-            "1M",
-        ],
-    );
+    qemu_vmdk_new(&stream, "streamOptimized", "1M");
     assert!(matches!(
         vmdk::grow(&stream, 4096, false),
         Err(VmdkError::NotSupported(_))
@@ -235,18 +212,7 @@ fn grows_flat_disks() {
     let raw = dir.join("src.raw");
     make_raw(&raw, 1 << 20, 8);
     let img = dir.join("f.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=monolithicFlat",
-            s(&raw),
-            s(&img),
-        ],
-    );
+    qemu_vmdk_from(&raw, &img, "monolithicFlat");
     vmdk::grow(&img, 3 * 2048 + 1, false).expect("grow flat");
     grow_raw(&raw, 3 * 2048 + 1);
     let mut disk = VmdkDisk::open(&img, false, false).expect("open");

@@ -14,20 +14,7 @@ fn check_subformat(sub: &str, seed: u64) {
     let raw = dir.join("src.raw");
     let want = make_raw(&raw, ODD_BYTES, seed);
     let img = dir.join(format!("{sub}.vmdk"));
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            &format!("subformat={sub}"),
-            s(&raw),
-            s(&img),
-        ],
-    );
+    qemu_vmdk_from(&raw, &img, sub);
     let oracle = qemu_raw(&img);
     assert_same(&format!("{sub}: qemu against its source"), &oracle, &want);
 
@@ -87,19 +74,7 @@ fn reads_split_flat_like_qemu() {
 fn reads_stream_optimized_like_qemu_and_refuses_writes() {
     check_subformat("streamOptimized", 5);
     let img = scratch("read-streamOptimized").join("x.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            s(&img),
-            "1M",
-        ],
-    );
+    qemu_vmdk_new(&img, "streamOptimized", "1M");
     let mut disk = VmdkDisk::open(&img, false, false).expect("open stream read-write");
     assert!(matches!(
         disk.write(0, &[1u8; 512]),
@@ -111,7 +86,7 @@ fn reads_stream_optimized_like_qemu_and_refuses_writes() {
 fn reads_past_4_gib() {
     let dir = scratch("read-large");
     let img = dir.join("big.vmdk");
-    run("qemu-img", &["create", "-q", "-f", "vmdk", s(&img), "6G"]);
+    qemu_vmdk_new(&img, "monolithicSparse", "6G");
     let near_end = 6u64 * 1024 * 1024 * 1024 - 64 * 1024;
     let past_4g = 4u64 * 1024 * 1024 * 1024 + 512;
     run(
@@ -161,18 +136,7 @@ fn allocation_matches_qemu_map() {
         "streamOptimized",
     ] {
         let img = dir.join(format!("{sub}.vmdk"));
-        run(
-            "qemu-img",
-            &[
-                "convert",
-                "-O",
-                "vmdk",
-                "-o",
-                &format!("subformat={sub}"),
-                s(&raw),
-                s(&img),
-            ],
-        );
+        qemu_vmdk_from(&raw, &img, sub);
         let disk = VmdkDisk::open(&img, true, false).expect("open");
         let cap = disk.capacity();
         for chunk in [128u64, 1024] {
@@ -197,18 +161,7 @@ fn allocation_matches_qemu_map() {
     }
     // Flat extents are wholly allocated.
     let img = dir.join("flat.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=monolithicFlat",
-            s(&raw),
-            s(&img),
-        ],
-    );
+    qemu_vmdk_from(&raw, &img, "monolithicFlat");
     let disk = VmdkDisk::open(&img, true, false).expect("open flat");
     assert_eq!(
         disk.allocated(0, 16384, 128).expect("flat"),
@@ -222,22 +175,9 @@ fn reads_a_qemu_parent_child_chain() {
     let raw = dir.join("parent.raw");
     let parent_data = make_raw(&raw, 2 * 1024 * 1024, 11);
     let parent = dir.join("parent.vmdk");
-    run("qemu-img", &["convert", "-O", "vmdk", s(&raw), s(&parent)]);
+    qemu_vmdk_from(&raw, &parent, "monolithicSparse");
     let child = dir.join("child.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "parent.vmdk",
-            "-F",
-            "vmdk",
-            s(&child),
-        ],
-    );
+    qemu_vmdk_child("parent.vmdk", &child);
     run(
         "qemu-io",
         &[
@@ -286,25 +226,9 @@ fn reads_a_qemu_parent_child_chain() {
 fn missing_parent_and_garbage_are_reported() {
     let dir = scratch("errors");
     let parent = dir.join("p.vmdk");
-    run(
-        "qemu-img",
-        &["create", "-q", "-f", "vmdk", s(&parent), "1M"],
-    );
+    qemu_vmdk_new(&parent, "monolithicSparse", "1M");
     let child = dir.join("c.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            "p.vmdk",
-            "-F",
-            "vmdk",
-            s(&child),
-        ],
-    );
+    qemu_vmdk_child("p.vmdk", &child);
     std::fs::remove_file(&parent).expect("rm parent");
     assert!(
         matches!(VmdkDisk::open(&child, true, false), Err(VmdkError::NotFound(p)) if p.ends_with("p.vmdk"))
@@ -333,18 +257,7 @@ fn reads_a_stream_with_its_directory_in_the_footer() {
     let raw = dir.join("src.raw");
     make_raw(&raw, 2 * 1024 * 1024, 41);
     let img = dir.join("s.vmdk");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "vmdk",
-            "-o",
-            "subformat=streamOptimized",
-            s(&raw),
-            s(&img),
-        ],
-    );
+    qemu_vmdk_from(&raw, &img, "streamOptimized");
     let want = qemu_raw(&img);
     let mut bytes = std::fs::read(&img).expect("read stream");
     let mut footer = bytes[..512].to_vec();

@@ -63,6 +63,55 @@ pub fn qemu_raw(img: &Path) -> Vec<u8> {
     data
 }
 
+/// `qemu-img convert` of the raw file `raw` into the VMDK `img` of
+/// subformat `sub` (qemu's names: "monolithicSparse", "monolithicFlat"...).
+pub fn qemu_vmdk_from(raw: &Path, img: &Path, sub: &str) {
+    let sub = format!("subformat={sub}");
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            &sub,
+            s(raw),
+            s(img),
+        ],
+    );
+}
+
+/// `qemu-img create` of an empty VMDK `img` of subformat `sub` and `size`
+/// (qemu's syntax: "1M", "6G").
+pub fn qemu_vmdk_new(img: &Path, sub: &str, size: &str) {
+    let sub = format!("subformat={sub}");
+    run(
+        "qemu-img",
+        &["create", "-q", "-f", "vmdk", "-o", &sub, s(img), size],
+    );
+}
+
+/// `qemu-img create` of the VMDK `child` over `parent`, a file name that
+/// qemu resolves from the child's directory.
+pub fn qemu_vmdk_child(parent: &str, child: &Path) {
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            parent,
+            "-F",
+            "vmdk",
+            s(child),
+        ],
+    );
+}
+
 /// Asserts `qemu-img check` finds no errors in `img`.
 pub fn qemu_check(img: &Path) {
     let (code, text) = run_status("qemu-img", &["check", s(img)]);
