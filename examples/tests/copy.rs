@@ -326,30 +326,21 @@ fn usage_mistakes() {
         err.contains("--output FILE") && err.contains("--from-raw FILE"),
         "{err}"
     );
-    let err = fails(
-        example(BIN)
-            .arg(libdir())
-            .arg("/x.vmdk")
-            .args(["-o", "a", "--from-raw", "b"]),
-        1,
-    );
-    assert!(err.contains("opposite directions"), "{err}");
-    let err = fails(
-        example(BIN)
-            .arg(libdir())
-            .arg("/x.vmdk")
-            .args(["-o", "a", "--checksum", "md5"]),
-        1,
-    );
-    assert!(err.contains("only sha256"), "{err}");
-    let err = fails(
-        example(BIN)
-            .arg(libdir())
-            .arg("/x.vmdk")
-            .args(["-o", "a", "--request-size", "1000"]),
-        1,
-    );
-    assert!(err.contains("multiple of 512"), "{err}");
+    for (args, want) in [
+        (["--from-raw", "b"], "opposite directions"),
+        (["--checksum", "md5"], "only sha256"),
+        (["--request-size", "1000"], "multiple of 512"),
+    ] {
+        let err = fails(
+            example(BIN)
+                .arg(libdir())
+                .arg("/x.vmdk")
+                .args(["-o", "a"])
+                .args(args),
+            1,
+        );
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
     let help = ok(example(BIN).arg("-h"));
     assert!(
         help.contains("--resume-from BYTES") && help.contains("password="),
