@@ -247,7 +247,7 @@ fn writes_into_a_qemu_child_copy_on_write() {
     let raw = dir.join("expected.raw");
     let data = make_raw(&raw, 2 * 1024 * 1024, 21);
     let parent = dir.join("base.vmdk");
-    qemu_vmdk_from(&raw, &parent, "monolithicSparse");
+    vmdk_from_raw(&raw, &parent, "monolithicSparse");
     let child = dir.join("top.vmdk");
     qemu_vmdk_child("base.vmdk", &child);
     let parent_before = std::fs::read(&parent).expect("read parent");
@@ -312,7 +312,7 @@ fn creates_children_that_qemu_reads_through_their_parent() {
     let raw = dir.join("expected.raw");
     make_raw(&raw, 3 * 1024 * 1024, 31);
     let parent = dir.join("base.vmdk");
-    qemu_vmdk_from(&raw, &parent, "monolithicFlat");
+    vmdk_from_raw(&raw, &parent, "monolithicFlat");
     let child = dir.join("delta.vmdk");
     assert!(matches!(
         vmdk::create_child(&parent, &child, DiskType::MonolithicFlat),

@@ -108,7 +108,7 @@ fn metadata_round_trips_in_a_qemu_descriptor_file() {
     let raw = dir.join("src.raw");
     make_raw(&raw, 1 << 20, 5);
     let img = dir.join("f.vmdk");
-    qemu_vmdk_from(&raw, &img, "monolithicFlat");
+    vmdk_from_raw(&raw, &img, "monolithicFlat");
     let mut disk = VmdkDisk::open(&img, false, false).expect("open");
     assert_eq!(
         disk.metadata_get("toolsVersion").as_deref(),
@@ -212,7 +212,7 @@ fn grows_flat_disks() {
     let raw = dir.join("src.raw");
     make_raw(&raw, 1 << 20, 8);
     let img = dir.join("f.vmdk");
-    qemu_vmdk_from(&raw, &img, "monolithicFlat");
+    vmdk_from_raw(&raw, &img, "monolithicFlat");
     vmdk::grow(&img, 3 * 2048 + 1, false).expect("grow flat");
     grow_raw(&raw, 3 * 2048 + 1);
     let mut disk = VmdkDisk::open(&img, false, false).expect("open");

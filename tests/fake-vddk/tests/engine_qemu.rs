@@ -14,7 +14,7 @@ fn check_subformat(sub: &str, seed: u64) {
     let raw = dir.join("src.raw");
     let want = make_raw(&raw, ODD_BYTES, seed);
     let img = dir.join(format!("{sub}.vmdk"));
-    qemu_vmdk_from(&raw, &img, sub);
+    vmdk_from_raw(&raw, &img, sub);
     let oracle = qemu_raw(&img);
     assert_same(&format!("{sub}: qemu against its source"), &oracle, &want);
 
@@ -136,7 +136,7 @@ fn allocation_matches_qemu_map() {
         "streamOptimized",
     ] {
         let img = dir.join(format!("{sub}.vmdk"));
-        qemu_vmdk_from(&raw, &img, sub);
+        vmdk_from_raw(&raw, &img, sub);
         let disk = VmdkDisk::open(&img, true, false).expect("open");
         let cap = disk.capacity();
         for chunk in [128u64, 1024] {
@@ -161,7 +161,7 @@ fn allocation_matches_qemu_map() {
     }
     // Flat extents are wholly allocated.
     let img = dir.join("flat.vmdk");
-    qemu_vmdk_from(&raw, &img, "monolithicFlat");
+    vmdk_from_raw(&raw, &img, "monolithicFlat");
     let disk = VmdkDisk::open(&img, true, false).expect("open flat");
     assert_eq!(
         disk.allocated(0, 16384, 128).expect("flat"),
@@ -175,7 +175,7 @@ fn reads_a_qemu_parent_child_chain() {
     let raw = dir.join("parent.raw");
     let parent_data = make_raw(&raw, 2 * 1024 * 1024, 11);
     let parent = dir.join("parent.vmdk");
-    qemu_vmdk_from(&raw, &parent, "monolithicSparse");
+    vmdk_from_raw(&raw, &parent, "monolithicSparse");
     let child = dir.join("child.vmdk");
     qemu_vmdk_child("parent.vmdk", &child);
     run(
@@ -257,7 +257,7 @@ fn reads_a_stream_with_its_directory_in_the_footer() {
     let raw = dir.join("src.raw");
     make_raw(&raw, 2 * 1024 * 1024, 41);
     let img = dir.join("s.vmdk");
-    qemu_vmdk_from(&raw, &img, "streamOptimized");
+    vmdk_from_raw(&raw, &img, "streamOptimized");
     let want = qemu_raw(&img);
     let mut bytes = std::fs::read(&img).expect("read stream");
     let mut footer = bytes[..512].to_vec();

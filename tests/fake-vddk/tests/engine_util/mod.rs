@@ -65,7 +65,7 @@ pub fn qemu_raw(img: &Path) -> Vec<u8> {
 
 /// `qemu-img convert` of the raw file `raw` into the VMDK `img` of
 /// subformat `sub` (qemu's names: "monolithicSparse", "monolithicFlat"...).
-pub fn qemu_vmdk_from(raw: &Path, img: &Path, sub: &str) {
+pub fn vmdk_from_raw(raw: &Path, img: &Path, sub: &str) {
     let sub = format!("subformat={sub}");
     run(
         "qemu-img",
