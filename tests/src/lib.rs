@@ -1,5 +1,12 @@
-//! Shared helpers for the integration tests: the fake library's libdir,
-//! scratch directories, and locating external tools.
+//! Test support shared by every test crate of the workspace: the fake
+//! library's libdir and a strict `Vddk` over it, scratch directories,
+//! running external tools, and test images with qemu-img as the oracle.
+
+pub mod cmd;
+pub mod images;
+pub mod library;
+
+pub use cmd::{run, run_cmd};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,16 +3,16 @@
 //! after Exit would abort this process. The fake writes its statistics file
 //! at Exit, which tells when Exit ran. One test: InitEx is once per process.
 
-#[path = "vddk_common/mod.rs"]
-mod common;
-
-use common::{pattern_raw, s, scratch, vmdk_from_raw};
-use vddk::{ConnectParams, Connection, DiskWorker, InitOptions, OpenFlags, Vddk, WorkerOptions};
+use vddk::{
+    ConnectParams, Connection, DiskDriver, DriverOptions, InitOptions, Mode, OpenFlags, Vddk,
+};
+use vddk_tests::images::{pattern_raw, vmdk_from_raw};
+use vddk_tests::library::wait;
 
 #[test]
-fn exit_waits_for_the_last_disk_and_worker() {
+fn exit_waits_for_the_last_disk_and_driver() {
     let libdir = vddk_tests::fake_libdir();
-    let dir = scratch("vddk-drop-order");
+    let dir = vddk_tests::scratch_dir("vddk-drop-order");
     let stats = dir.join("stats.txt");
     let raw = dir.join("a.raw");
     let vmdk = dir.join("a.vmdk");
@@ -24,26 +24,27 @@ fn exit_waits_for_the_last_disk_and_worker() {
 
     let vddk = Vddk::init(InitOptions::new().libdir(libdir)).unwrap();
     let conn = Connection::connect(&vddk, &ConnectParams::local()).unwrap();
-    let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
-    let worker_disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
-    let worker = DiskWorker::spawn(worker_disk, WorkerOptions::new()).unwrap();
+    let disk = conn.open(&vmdk, OpenFlags::READ_ONLY).unwrap();
+    let driver_disk = conn.open(&vmdk, OpenFlags::READ_ONLY).unwrap();
+    let opts = DriverOptions::new().mode(Mode::Pipelined);
+    let driver: DiskDriver = DiskDriver::new(driver_disk, opts).unwrap();
 
     // Drop the library and the connection first.
     drop(vddk);
     drop(conn);
     assert!(!stats.exists(), "Exit ran while disks were open");
     let mut buf = vec![0u8; 4096];
-    disk.read(8, &mut buf).expect("the disk still works");
+    disk.read_at(8 * 512, &mut buf)
+        .expect("the disk still works");
     assert_eq!(buf[..], bytes[8 * 512..8 * 512 + 4096]);
 
     drop(disk);
-    assert!(!stats.exists(), "Exit ran while the worker's disk was open");
-    let (tx, rx) = std::sync::mpsc::channel();
-    worker.read(0, 8, move |r| tx.send(r).unwrap());
-    assert_eq!(rx.recv().unwrap().unwrap()[..], bytes[..4096]);
+    assert!(!stats.exists(), "Exit ran while the driver's disk was open");
+    let data = wait(|f| driver.read(0, 4096, Vec::new(), f)).unwrap();
+    assert_eq!(data[..], bytes[..4096]);
 
-    // The last owner: Exit runs during this drop, which waits for the worker.
-    drop(worker);
+    // The last owner: Exit runs during this drop, which waits for the driver.
+    drop(driver);
     let text = std::fs::read_to_string(&stats).expect("Exit ran and wrote the statistics");
     let calls = |f: &str| {
         text.lines()

@@ -1,14 +1,16 @@
 //! Start-up: a missing library is reported with every path tried and the
 //! fix, a failed InitEx with its code; neither uses up the process's one
-//! InitEx. One test: InitEx is
-//! once per process.
+//! InitEx, and after Exit a new init says why it cannot be. One test:
+//! InitEx is once per process.
 
-use vddk::{Error, InitOptions, Vddk};
+use vddk::{Error, InitOptions, Vddk, VixCode};
 
 #[test]
 fn missing_library_is_explained_and_a_later_init_works() {
     let err = Vddk::init(InitOptions::new().libdir("/nonexistent/vddk")).unwrap_err();
-    assert!(matches!(err, Error::Load { .. }), "{err:?}");
+    assert!(matches!(err, Error::Load(_)), "{err:?}");
+    // The loader's report is printed once, not again as a source.
+    assert!(std::error::Error::source(&err).is_none_or(|s| s.to_string() != err.to_string()));
     let text = err.to_string();
     assert!(
         text.contains("/nonexistent/vddk/lib64/libvixDiskLib.so.9"),
@@ -30,8 +32,8 @@ fn missing_library_is_explained_and_a_later_init_works() {
     let err = Vddk::init(InitOptions::new().libdir(vddk_tests::fake_libdir())).unwrap_err();
     let f = err.vix().expect("a VIX error from InitEx");
     assert_eq!(
-        (f.call, f.name),
-        ("VixDiskLib_InitEx", "VIX_E_INVALID_ARG"),
+        (f.call(), f.code()),
+        ("VixDiskLib_InitEx", VixCode::INVALID_ARG),
         "{err}"
     );
     std::env::remove_var("FAKE_VDDK_LATENCY_US");
@@ -43,4 +45,14 @@ fn missing_library_is_explained_and_a_later_init_works() {
         Vddk::init(InitOptions::new()),
         Err(Error::AlreadyInitialized)
     ));
+
+    // The last owner gone, the library has exited for good.
+    drop(v);
+    let err = Vddk::init(InitOptions::new().libdir(vddk_tests::fake_libdir())).unwrap_err();
+    assert!(matches!(err, Error::Exited), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("has exited") && !text.contains("clone the existing"),
+        "{text}"
+    );
 }

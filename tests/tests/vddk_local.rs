@@ -2,18 +2,21 @@
 //! reads match qemu-img, writes pass qemu-img compare/check, allocated
 //! blocks match qemu-img map, metadata, create, grow, errors.
 
-#[path = "vddk_common/mod.rs"]
-mod common;
-
-use common::{pattern_raw, qemu_data_extents, qemu_raw, read_all, run, s, scratch, vmdk_from_raw};
 use vddk::{
     AdapterType, ConnectParams, Connection, CreateParams, DiskType, Error, Extent, InitOptions,
-    OpenFlags, Vddk,
+    OpenFlags, Vddk, VixCode, MIN_CHUNK,
 };
+use vddk_tests::images::{pattern_raw, qemu_data_extents, qemu_raw, s, vmdk_from_raw};
+use vddk_tests::library::{fake_vddk, read_all};
+use vddk_tests::run;
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    vddk_tests::scratch_dir(name)
+}
 
 fn vddk() -> Vddk {
     // A little latency per call widens any overlap of Open/Close/ConnectEx.
-    common::vddk(&[("FAKE_VDDK_LATENCY_US", "200")])
+    fake_vddk(&[("FAKE_VDDK_LATENCY_US", "200")])
 }
 
 fn local() -> Connection {
@@ -49,13 +52,13 @@ fn reads_like_qemu(subformat: &str, sectors: u64, seed: u64) {
     let vmdk = dir.join(format!("{subformat}.vmdk"));
     pattern_raw(&raw, sectors, seed);
     vmdk_from_raw(&raw, &vmdk, subformat);
-    let oracle = qemu_raw(&vmdk, &dir);
+    let oracle = qemu_raw(&vmdk);
 
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).expect("open");
     let info = disk.info().unwrap();
-    assert_eq!(info.capacity_sectors, sectors);
-    assert_eq!(info.capacity_bytes(), sectors * 512);
+    assert_eq!(info.capacity, sectors * 512);
+    assert_eq!(disk.capacity().unwrap(), sectors * 512);
     assert_eq!(info.num_links, 1);
     assert_eq!(info.parent_hint, None);
     assert_eq!(disk.transport_mode(), "file");
@@ -64,20 +67,20 @@ fn reads_like_qemu(subformat: &str, sectors: u64, seed: u64) {
         ours == oracle,
         "{subformat}: VDDK's bytes differ from qemu-img's raw conversion"
     );
-    // An unaligned, odd-sized read in the middle agrees too.
+    // An odd-sized read in the middle agrees too.
     let mut mid = vec![0u8; 7 * 512];
-    disk.read(301, &mut mid).unwrap();
+    disk.read_at(301 * 512, &mut mid).unwrap();
     assert_eq!(mid[..], oracle[301 * 512..308 * 512]);
-    // read_vec gives the same bytes in a buffer of its own making.
-    let v = disk.read_vec(301, 7).unwrap();
+    // read_to_vec gives the same bytes in a buffer of its own making.
+    let v = disk.read_to_vec(301 * 512, 7 * 512).unwrap();
     assert_eq!(v.len(), 7 * 512);
     assert_eq!(v[..], oracle[301 * 512..308 * 512]);
-    let whole = disk.read_vec(0, sectors).unwrap();
+    let whole = disk.read_to_vec(0, sectors as usize * 512).unwrap();
     assert!(
         whole == oracle,
-        "{subformat}: read_vec of the whole disk differs"
+        "{subformat}: read_to_vec of the whole disk differs"
     );
-    assert_eq!(disk.read_vec(5, 0).unwrap(), Vec::<u8>::new());
+    assert_eq!(disk.read_to_vec(5 * 512, 0).unwrap(), Vec::<u8>::new());
     disk.close().expect("close");
 }
 
@@ -104,7 +107,7 @@ fn info_reports_adapter_and_sector_sizes() {
     pattern_raw(&raw, 2048, 4);
     run(
         "qemu-img",
-        &[
+        [
             "convert",
             "-f",
             "raw",
@@ -149,10 +152,10 @@ fn writes_persist(subformat: &str) {
         let disk = conn.open(s(&vmdk), OpenFlags::empty()).unwrap();
         for &(at, n, byte) in writes {
             let buf = vec![byte; n * 512];
-            disk.write(at, &buf).unwrap();
+            disk.write_at(at * 512, &buf).unwrap();
             expect[at as usize * 512..(at as usize + n) * 512].fill(byte);
             let mut back = vec![0u8; n * 512];
-            disk.read(at, &mut back).unwrap();
+            disk.read_at(at * 512, &mut back).unwrap();
             assert_eq!(back, buf, "read-back at {at}");
         }
         disk.flush().unwrap();
@@ -161,10 +164,10 @@ fn writes_persist(subformat: &str) {
     std::fs::write(&raw, &expect).unwrap();
     run(
         "qemu-img",
-        &["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)],
+        ["compare", "-f", "raw", "-F", "vmdk", s(&raw), s(&vmdk)],
     );
     if subformat.contains("Sparse") {
-        run("qemu-img", &["check", s(&vmdk)]);
+        run("qemu-img", ["check", s(&vmdk)]);
     }
     // And a fresh open reads the same.
     let conn = local();
@@ -192,29 +195,34 @@ fn buffers_must_be_whole_sectors_and_read_only_refuses_writes() {
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
     assert!(matches!(
-        disk.read(0, &mut [0u8; 511]),
+        disk.read_at(0, &mut [0u8; 511]),
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        disk.write(0, &[0u8; 513]),
+        disk.write_at(0, &[0u8; 513]),
         Err(Error::InvalidArgument(_))
     ));
-    let err = disk.write(0, &[0u8; 512]).unwrap_err();
+    assert!(matches!(
+        disk.read_at(100, &mut [0u8; 512]),
+        Err(Error::InvalidArgument(_))
+    ));
+    let err = disk.write_at(0, &[0u8; 512]).unwrap_err();
     assert_eq!(
-        err.vix().map(|f| (f.call, f.name)),
-        Some(("VixDiskLib_Write", "VIX_E_FILE_READ_ONLY"))
+        err.vix().map(|f| (f.call(), f.code())),
+        Some(("VixDiskLib_Write", VixCode::FILE_READ_ONLY))
     );
-    let err = disk.read(1024, &mut [0u8; 512]).unwrap_err();
-    assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_DISK_OUTOFRANGE"));
-    let err = disk.read_vec(1020, 8).unwrap_err();
-    assert_eq!(
-        err.vix().map(|f| (f.call, f.name)),
-        Some(("VixDiskLib_Read", "VIX_E_DISK_OUTOFRANGE"))
+    // Past the end: the same condition as through a DiskDriver.
+    let err = disk.read_at(1024 * 512, &mut [0u8; 512]).unwrap_err();
+    assert!(
+        matches!(err, Error::OutOfRange { offset, length: 512, capacity } if offset == capacity),
+        "{err:?}"
     );
+    let err = disk.read_to_vec(1020 * 512, 8 * 512).unwrap_err();
+    assert!(matches!(err, Error::OutOfRange { .. }), "{err:?}");
     // A size that cannot be allocated is refused before any call.
     assert!(matches!(
-        disk.read_vec(0, u64::MAX / 256),
-        Err(Error::InvalidArgument(_))
+        disk.read_to_vec(0, usize::MAX / 1024 * 512),
+        Err(Error::OutOfRange { .. })
     ));
 }
 
@@ -226,17 +234,20 @@ fn missing_disk_error_names_call_code_text_and_hint() {
         .unwrap_err();
     let f = err.vix().expect("a VIX error");
     assert_eq!(
-        (f.call, f.code, f.name),
-        ("VixDiskLib_Open", 4, "VIX_E_FILE_NOT_FOUND")
+        (f.call(), f.code(), f.code().value(), f.code().name()),
+        (
+            "VixDiskLib_Open",
+            VixCode::FILE_NOT_FOUND,
+            4,
+            Some("VIX_E_FILE_NOT_FOUND")
+        )
     );
     assert!(
-        f.text.as_deref().is_some_and(|t| !t.is_empty()),
+        f.text().is_some_and(|t| !t.is_empty()),
         "GetErrorText gave nothing"
     );
     assert!(
-        f.hint
-            .as_deref()
-            .is_some_and(|h| h.contains("absolute path")),
+        f.hint().is_some_and(|h| h.contains("absolute path")),
         "{f:?}"
     );
     let shown = err.to_string();
@@ -256,8 +267,9 @@ fn allocated_blocks_match_qemu_map() {
     vmdk_from_raw(&raw, &vmdk, "monolithicSparse");
     let want: Vec<Extent> = qemu_data_extents(&vmdk)
         .into_iter()
-        .map(|(start, length)| Extent { start, length })
+        .map(|(offset, length)| Extent { offset, length })
         .collect();
+    let size = sectors * 512;
     assert!(
         want.len() > 3,
         "the image should have several data runs: {want:?}"
@@ -265,22 +277,22 @@ fn allocated_blocks_match_qemu_map() {
 
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
-    assert_eq!(disk.allocated_blocks(0, sectors, 128).unwrap(), want);
+    assert_eq!(disk.allocated_blocks(0, size, MIN_CHUNK).unwrap(), want);
     // A sub-range is clipped to what was asked.
-    let (a, b) = (want[1].start + 5, want[2].end() - 3);
-    let got = disk.allocated_blocks(a, b - a, 128).unwrap();
-    assert_eq!(got.first().map(|e| e.start), Some(a));
+    let (a, b) = (want[1].offset + 5 * 512, want[2].end() - 3 * 512);
+    let got = disk.allocated_blocks(a, b - a, MIN_CHUNK).unwrap();
+    assert_eq!(got.first().map(|e| e.offset), Some(a));
     assert_eq!(got.last().map(Extent::end), Some(b));
     let covered: u64 = got.iter().map(|e| e.length).sum();
     let expected: u64 = want
         .iter()
-        .map(|e| e.end().min(b).saturating_sub(e.start.max(a)))
+        .map(|e| e.end().min(b).saturating_sub(e.offset.max(a)))
         .sum();
     assert_eq!(covered, expected);
     // Past the end is refused before reaching VDDK.
     assert!(matches!(
-        disk.allocated_blocks(sectors - 1, 2, 128),
-        Err(Error::InvalidArgument(_))
+        disk.allocated_blocks(size - 512, 1024, MIN_CHUNK),
+        Err(Error::OutOfRange { .. })
     ));
 }
 
@@ -296,10 +308,10 @@ fn unaligned_tail_is_reported_as_data_without_querying() {
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
     assert_eq!(
-        disk.allocated_blocks(0, sectors, 128).unwrap(),
+        disk.allocated_blocks(0, sectors * 512, MIN_CHUNK).unwrap(),
         vec![Extent {
-            start: 1280,
-            length: 50
+            offset: 1280 * 512,
+            length: 50 * 512
         }]
     );
 }
@@ -321,7 +333,7 @@ fn metadata_round_trips_across_reopen() {
         disk.metadata_set("vddk-rs.test", "value with spaces = ok")
             .unwrap();
         let err = disk.metadata_get("no.such.key").unwrap_err();
-        assert_eq!(err.vix().map(|f| f.name), Some("VIX_E_DISK_KEY_NOTFOUND"));
+        assert_eq!(err.vix_code(), Some(VixCode::DISK_KEY_NOTFOUND));
     }
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
@@ -335,19 +347,19 @@ fn metadata_round_trips_across_reopen() {
         "value with spaces = ok"
     );
     // qemu still reads the image with the rewritten descriptor.
-    run("qemu-img", &["check", s(&vmdk)]);
+    run("qemu-img", ["check", s(&vmdk)]);
 }
 
 fn create_and_reopen(disk_type: DiskType, name: &str) {
     let dir = scratch(&format!("vddk-create-{name}"));
     let path = dir.join(format!("{name}.vmdk"));
     let conn = local();
-    let params = CreateParams::new(disk_type, 4096).adapter(AdapterType::ScsiLsiLogic);
+    let params = CreateParams::new(disk_type, 4096 * 512).adapter(AdapterType::ScsiLsiLogic);
     conn.create(s(&path), &params).expect("create");
     let again = conn.create(s(&path), &params).unwrap_err();
     assert_eq!(
-        again.vix().map(|f| f.name),
-        Some("VIX_E_FILE_ALREADY_EXISTS"),
+        again.vix_code(),
+        Some(VixCode::FILE_ALREADY_EXISTS),
         "{again}"
     );
     let data: Vec<u8> = (0..64 * 512).map(|i| (i % 251) as u8).collect();
@@ -355,19 +367,19 @@ fn create_and_reopen(disk_type: DiskType, name: &str) {
         let disk = conn.open(s(&path), OpenFlags::empty()).unwrap();
         let info = disk.info().unwrap();
         assert_eq!(
-            (info.capacity_sectors, info.adapter),
-            (4096, AdapterType::ScsiLsiLogic)
+            (info.capacity, info.adapter),
+            (4096 * 512, AdapterType::ScsiLsiLogic)
         );
-        disk.write(1000, &data).unwrap();
+        disk.write_at(1000 * 512, &data).unwrap();
     }
     let disk = conn.open(s(&path), OpenFlags::READ_ONLY).unwrap();
     let mut back = vec![0u8; data.len()];
-    disk.read(1000, &mut back).unwrap();
+    disk.read_at(1000 * 512, &mut back).unwrap();
     assert_eq!(back, data);
     drop(disk);
-    let info = run("qemu-img", &["info", s(&path)]);
+    let info = run("qemu-img", ["info", s(&path)]);
     assert!(info.contains("virtual size: 2 MiB"), "{info}");
-    let oracle = qemu_raw(&path, &dir);
+    let oracle = qemu_raw(&path);
     assert_eq!(oracle[1000 * 512..1000 * 512 + data.len()], data[..]);
 }
 
@@ -388,14 +400,18 @@ fn grow_extends_a_closed_disk() {
     let conn = local();
     conn.create(
         s(&path),
-        &CreateParams::new(DiskType::MonolithicSparse, 2048),
+        &CreateParams::new(DiskType::MonolithicSparse, 2048 * 512),
     )
     .unwrap();
-    conn.grow(s(&path), 8192, false).expect("grow");
+    assert!(matches!(
+        conn.grow(&path, 8192 * 512 + 1, false),
+        Err(Error::InvalidArgument(_))
+    ));
+    conn.grow(&path, 8192 * 512, false).expect("grow");
     let disk = conn.open(s(&path), OpenFlags::READ_ONLY).unwrap();
-    assert_eq!(disk.info().unwrap().capacity_sectors, 8192);
+    assert_eq!(disk.info().unwrap().capacity, 8192 * 512);
     drop(disk);
-    run("qemu-img", &["check", s(&path)]);
+    run("qemu-img", ["check", s(&path)]);
 }
 
 #[test]
@@ -428,16 +444,16 @@ fn clone_converts_a_disk_that_qemu_finds_identical() {
     pattern_raw(&raw, 4096, 10);
     vmdk_from_raw(&raw, &src, "monolithicSparse");
     let conn = local();
-    let params = CreateParams::new(DiskType::MonolithicFlat, 4096);
+    let params = CreateParams::new(DiskType::MonolithicFlat, 4096 * 512);
     conn.clone_disk(s(&dst), &conn, s(&src), &params, false)
         .expect("clone");
-    run("qemu-img", &["compare", s(&src), s(&dst)]);
+    run("qemu-img", ["compare", s(&src), s(&dst)]);
     let again = conn
         .clone_disk(s(&dst), &conn, s(&src), &params, false)
         .unwrap_err();
     assert_eq!(
-        again.vix().map(|f| f.name),
-        Some("VIX_E_FILE_ALREADY_EXISTS"),
+        again.vix_code(),
+        Some(VixCode::FILE_ALREADY_EXISTS),
         "{again}"
     );
     conn.clone_disk(s(&dst), &conn, s(&src), &params, true)
@@ -471,7 +487,7 @@ fn concurrent_opens_and_closes_are_serialised() {
                     let disk = conn.open(s(&path), OpenFlags::READ_ONLY).unwrap();
                     let at = (t * 25 + i) * 4;
                     let mut buf = vec![0u8; 4096];
-                    disk.read(at, &mut buf).unwrap();
+                    disk.read_at(at * 512, &mut buf).unwrap();
                     assert_eq!(buf[..], expect[at as usize * 512..at as usize * 512 + 4096]);
                 }
             })

@@ -2,14 +2,12 @@
 //! password and session-cookie logins, snapshots, transports,
 //! PrepareForAccess, and the errors users meet with their hints.
 
-#[path = "vddk_common/mod.rs"]
-mod common;
-
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use common::{pattern_raw, qemu_raw, read_all, scratch, vmdk_from_raw};
 use vddk::{ConnectParams, Connection, Credentials, Error, OpenFlags, Secret, Thumbprint, Vddk};
+use vddk_tests::images::{pattern_raw, qemu_raw, vmdk_from_raw};
+use vddk_tests::library::{fake_vddk, read_all};
 
 const ESX_TP: &str = "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67";
 const VC_TP: &str = "FE:DC:BA:98:76:54:32:10:FE:DC:BA:98:76:54:32:10:FE:DC:BA:98";
@@ -25,7 +23,7 @@ struct Setup {
 fn setup() -> &'static Setup {
     static S: OnceLock<Setup> = OnceLock::new();
     S.get_or_init(|| {
-        let dir = scratch("vddk-remote");
+        let dir = vddk_tests::scratch_dir("vddk-remote");
         let web = dir.join("ds1/web");
         std::fs::create_dir_all(&web).unwrap();
         let raw = dir.join("web.raw");
@@ -48,11 +46,11 @@ fn setup() -> &'static Setup {
         );
         let inv: PathBuf = dir.join("inventory.ini");
         std::fs::write(&inv, inventory).unwrap();
-        let vddk = common::vddk(&[("FAKE_VDDK_INVENTORY", inv.to_str().unwrap())]);
+        let vddk = fake_vddk(&[("FAKE_VDDK_INVENTORY", inv.to_str().unwrap())]);
         Setup {
             vddk,
-            disk_bytes: qemu_raw(&web.join("web.vmdk"), &dir),
-            snap_bytes: qemu_raw(&web.join("web-snap.vmdk"), &dir),
+            disk_bytes: qemu_raw(&web.join("web.vmdk")),
+            snap_bytes: qemu_raw(&web.join("web-snap.vmdk")),
         }
     })
 }
@@ -99,12 +97,12 @@ fn session_cookie_login_works_and_a_stale_cookie_does_not() {
     let conn = connect(&with(COOKIE)).expect("cookie login");
     let disk = conn.open(DISK, OpenFlags::READ_ONLY).unwrap();
     let mut first = vec![0u8; 4096];
-    disk.read(0, &mut first).unwrap();
+    disk.read_at(0, &mut first).unwrap();
     assert_eq!(first[..], setup().disk_bytes[..4096]);
 
     let err = connect(&with("vmware_soap_session=\"expired\"")).unwrap_err();
     assert_eq!(
-        err.vix().map(|f| f.name),
+        err.vix_code().and_then(|c| c.name()),
         Some("VIX_E_AUTHENTICATION_FAIL"),
         "{err}"
     );
@@ -123,13 +121,10 @@ fn wrong_password_fails_with_a_credentials_hint() {
     let err = connect(&p).unwrap_err();
     let f = err.vix().expect("VIX error");
     assert_eq!(
-        (f.call, f.name),
+        (f.call(), f.code().name().unwrap_or("?")),
         ("VixDiskLib_ConnectEx", "VIX_E_AUTHENTICATION_FAIL")
     );
-    assert!(
-        f.hint.as_deref().is_some_and(|h| h.contains("credentials")),
-        "{err}"
-    );
+    assert!(f.hint().is_some_and(|h| h.contains("credentials")), "{err}");
     assert!(
         !err.to_string().contains("nope"),
         "the password leaked into the error: {err}"
@@ -143,8 +138,8 @@ fn wrong_thumbprint_fails_at_open_naming_both_thumbprints() {
         connect(&esx().thumbprint(tp(wrong))).expect("ConnectEx does not check the certificate");
     let err = conn.open(DISK, OpenFlags::READ_ONLY).unwrap_err();
     let f = err.vix().expect("VIX error");
-    assert_eq!((f.call, f.code), ("VixDiskLib_Open", 1));
-    let hint = f.hint.as_deref().unwrap_or_default();
+    assert_eq!((f.call(), f.code().value()), ("VixDiskLib_Open", 1));
+    let hint = f.hint().unwrap_or_default();
     assert!(
         hint.contains(&format!(
             "the server's thumbprint is {ESX_TP}, you gave {wrong}"
@@ -173,7 +168,7 @@ fn missing_thumbprint_hint_says_which_to_pass() {
 fn unknown_vm_server_and_port_have_their_own_errors() {
     let err = connect(&esx().vm("99".parse().unwrap())).unwrap_err();
     assert_eq!(
-        err.vix().map(|f| f.name),
+        err.vix_code().and_then(|c| c.name()),
         Some("VIX_E_VM_NOT_FOUND"),
         "{err}"
     );
@@ -185,14 +180,14 @@ fn unknown_vm_server_and_port_have_their_own_errors() {
     });
     let err = connect(&p).unwrap_err();
     assert_eq!(
-        err.vix().map(|f| f.name),
+        err.vix_code().and_then(|c| c.name()),
         Some("VIX_E_HOST_SERVER_NOT_FOUND"),
         "{err}"
     );
 
     let err = connect(&esx().port(444)).unwrap_err();
     assert_eq!(
-        err.vix().map(|f| f.name),
+        err.vix_code().and_then(|c| c.name()),
         Some("VIX_E_HOST_NETWORK_CONN_REFUSED"),
         "{err}"
     );
@@ -208,7 +203,7 @@ fn snapshot_connection_reads_the_snapshot_disk() {
     assert!(got != setup().disk_bytes);
     let err = connect(&esx().snapshot("snapshot-8".parse().unwrap())).unwrap_err();
     assert_eq!(
-        err.vix().map(|f| f.name),
+        err.vix_code().and_then(|c| c.name()),
         Some("VIX_E_SNAPSHOT_NOTFOUND"),
         "{err}"
     );
@@ -225,9 +220,9 @@ fn transport_list_picks_the_mode() {
 fn read_only_connection_refuses_writes() {
     let conn = connect(&esx().read_only(true)).unwrap();
     let disk = conn.open(DISK, OpenFlags::empty()).unwrap();
-    let err = disk.write(0, &[0u8; 512]).unwrap_err();
+    let err = disk.write_at(0, &[0u8; 512]).unwrap_err();
     assert_eq!(
-        err.vix().map(|f| f.name),
+        err.vix_code().and_then(|c| c.name()),
         Some("VIX_E_FILE_READ_ONLY"),
         "{err}"
     );
@@ -258,7 +253,7 @@ fn prepare_for_access_guards_a_vcenter_session() {
 
     let err = v.prepare_for_access(&esx(), "vddk-rs tests").unwrap_err();
     assert_eq!(
-        err.vix().map(|f| f.name),
+        err.vix_code().and_then(|c| c.name()),
         Some("VIX_E_NOT_SUPPORTED"),
         "{err}"
     );

@@ -1,28 +1,44 @@
 //! Turning an allocated-blocks request into QueryAllocatedBlocks calls that
 //! VDDK accepts, and its answers back into clipped, merged extents.
 
-use crate::error::{Error, Result};
+use crate::SECTOR_SIZE;
 
-/// A run of sectors: `[start, start + length)`.
+/// A run of bytes, `[offset, offset + length)`, that holds data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Extent {
-    /// First sector.
-    pub start: u64,
-    /// Number of sectors.
+    /// Byte offset of the first byte.
+    pub offset: u64,
+    /// Length in bytes.
     pub length: u64,
 }
 
 impl Extent {
-    /// One past the last sector.
+    /// One past the last byte.
     pub fn end(&self) -> u64 {
-        self.start + self.length
+        self.offset + self.length
     }
 }
 
-/// The smallest chunk VDDK accepts, in sectors.
-pub const MIN_CHUNK: u64 = vddk_sys::VIXDISKLIB_MIN_CHUNK_SIZE as u64;
+/// The smallest chunk VDDK accepts, in bytes (128 sectors, 64 KiB).
+pub const MIN_CHUNK: u64 = vddk_sys::VIXDISKLIB_MIN_CHUNK_SIZE as u64 * SECTOR_SIZE;
 /// The most chunks one QueryAllocatedBlocks call may cover.
 pub const MAX_CHUNKS_PER_CALL: u64 = vddk_sys::VIXDISKLIB_MAX_CHUNK_NUMBER as u64;
+
+/// The smallest chunk, in sectors.
+const MIN_CHUNK_SECTORS: u64 = vddk_sys::VIXDISKLIB_MIN_CHUNK_SIZE as u64;
+
+/// A run of sectors, `[start, start + length)`: what VDDK speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Run {
+    pub start: u64,
+    pub length: u64,
+}
+
+impl Run {
+    fn end(&self) -> u64 {
+        self.start + self.length
+    }
+}
 
 /// One QueryAllocatedBlocks call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,30 +49,26 @@ pub(crate) struct Call {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
+    /// Chunk size in sectors.
     pub chunk: u64,
     pub calls: Vec<Call>,
     /// The end of the range that lies in a partial chunk at the end of the disk.
-    pub tail: Option<Extent>,
+    pub tail: Option<Run>,
 }
 
-/// Plans the calls for `[start, start + count)` on a disk of `capacity` sectors.
-pub(crate) fn plan(start: u64, count: u64, chunk: u64, capacity: u64) -> Result<Plan> {
-    let chunk = chunk.max(MIN_CHUNK).div_ceil(MIN_CHUNK) * MIN_CHUNK;
-    let end = start
-        .checked_add(count)
-        .filter(|e| *e <= capacity)
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "sectors {start}+{count} go past the end of the disk ({capacity} sectors)"
-            ))
-        })?;
+/// Plans the calls for sectors `[start, start + count)` on a disk of
+/// `capacity` sectors, with chunks of at least `chunk` sectors. The range
+/// must lie inside the disk (callers check it).
+pub(crate) fn plan(start: u64, count: u64, chunk: u64, capacity: u64) -> Plan {
+    let chunk = chunk.max(MIN_CHUNK_SECTORS).div_ceil(MIN_CHUNK_SECTORS) * MIN_CHUNK_SECTORS;
+    let end = start.saturating_add(count).min(capacity);
     let mut plan = Plan {
         chunk,
         calls: Vec::new(),
         tail: None,
     };
-    if count == 0 {
-        return Ok(plan);
+    if start >= end {
+        return plan;
     }
     let aligned_start = start / chunk * chunk;
     let whole_end = capacity / chunk * chunk;
@@ -72,36 +84,32 @@ pub(crate) fn plan(start: u64, count: u64, chunk: u64, capacity: u64) -> Result<
     }
     if end > query_end {
         let tail_start = query_end.max(start);
-        plan.tail = Some(Extent {
+        plan.tail = Some(Run {
             start: tail_start,
             length: end - tail_start,
         });
     }
-    Ok(plan)
+    plan
 }
 
-/// Clips `found` to the requested range, adds the tail, sorts and merges.
-pub(crate) fn finish(
-    found: Vec<Extent>,
-    tail: Option<Extent>,
-    start: u64,
-    count: u64,
-) -> Vec<Extent> {
+/// Clips `found` (sector runs) to `[start, start + count)`, adds the tail,
+/// sorts and merges, and gives the result in bytes.
+pub(crate) fn finish(found: Vec<Run>, tail: Option<Run>, start: u64, count: u64) -> Vec<Extent> {
     let end = start + count;
-    let mut v: Vec<Extent> = found
+    let mut v: Vec<Run> = found
         .into_iter()
         .chain(tail)
         .filter_map(|e| {
             let s = e.start.max(start);
             let t = e.start.saturating_add(e.length).min(end);
-            (s < t).then_some(Extent {
+            (s < t).then_some(Run {
                 start: s,
                 length: t - s,
             })
         })
         .collect();
     v.sort_unstable();
-    let mut out: Vec<Extent> = Vec::with_capacity(v.len());
+    let mut out: Vec<Run> = Vec::with_capacity(v.len());
     for e in v {
         match out.last_mut() {
             Some(last) if e.start <= last.end() => {
@@ -111,7 +119,12 @@ pub(crate) fn finish(
             _ => out.push(e),
         }
     }
-    out
+    out.into_iter()
+        .map(|r| Extent {
+            offset: r.start * SECTOR_SIZE,
+            length: r.length * SECTOR_SIZE,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -120,7 +133,7 @@ mod tests {
 
     #[test]
     fn aligned_range_is_one_call_without_tail() {
-        let p = plan(0, 1024, 128, 2048).unwrap();
+        let p = plan(0, 1024, 128, 2048);
         assert_eq!(
             p.calls,
             vec![Call {
@@ -133,7 +146,7 @@ mod tests {
 
     #[test]
     fn unaligned_range_is_widened_to_whole_chunks() {
-        let p = plan(100, 200, 128, 4096).unwrap();
+        let p = plan(100, 200, 128, 4096);
         assert_eq!(
             p.calls,
             vec![Call {
@@ -147,7 +160,7 @@ mod tests {
     #[test]
     fn tail_past_the_last_whole_chunk_is_not_queried() {
         // 1000 sectors: chunks cover 0..896, 896..1000 is the tail.
-        let p = plan(0, 1000, 128, 1000).unwrap();
+        let p = plan(0, 1000, 128, 1000);
         assert_eq!(
             p.calls,
             vec![Call {
@@ -157,17 +170,17 @@ mod tests {
         );
         assert_eq!(
             p.tail,
-            Some(Extent {
+            Some(Run {
                 start: 896,
                 length: 104
             })
         );
         // A range entirely inside the tail makes no call.
-        let p = plan(950, 10, 128, 1000).unwrap();
+        let p = plan(950, 10, 128, 1000);
         assert!(p.calls.is_empty());
         assert_eq!(
             p.tail,
-            Some(Extent {
+            Some(Run {
                 start: 950,
                 length: 10
             })
@@ -176,11 +189,11 @@ mod tests {
 
     #[test]
     fn disk_smaller_than_a_chunk_is_all_tail() {
-        let p = plan(0, 100, 128, 100).unwrap();
+        let p = plan(0, 100, 128, 100);
         assert!(p.calls.is_empty());
         assert_eq!(
             p.tail,
-            Some(Extent {
+            Some(Run {
                 start: 0,
                 length: 100
             })
@@ -190,7 +203,7 @@ mod tests {
     #[test]
     fn big_ranges_split_at_the_chunk_limit() {
         let cap = MAX_CHUNKS_PER_CALL * 128 * 2 + 256;
-        let p = plan(0, cap, 128, cap).unwrap();
+        let p = plan(0, cap, 128, cap);
         let max = MAX_CHUNKS_PER_CALL * 128;
         assert_eq!(
             p.calls,
@@ -217,41 +230,40 @@ mod tests {
 
     #[test]
     fn chunk_is_rounded_up_to_a_multiple_of_the_minimum() {
-        assert_eq!(plan(0, 1024, 1, 1024).unwrap().chunk, 128);
-        assert_eq!(plan(0, 1024, 0, 1024).unwrap().chunk, 128);
-        assert_eq!(plan(0, 1024, 200, 1024).unwrap().chunk, 256);
+        assert_eq!(plan(0, 1024, 1, 1024).chunk, 128);
+        assert_eq!(plan(0, 1024, 0, 1024).chunk, 128);
+        assert_eq!(plan(0, 1024, 200, 1024).chunk, 256);
     }
 
     #[test]
-    fn ranges_past_the_end_are_rejected() {
-        assert!(plan(1000, 100, 128, 1024).is_err());
-        assert!(plan(u64::MAX, 2, 128, 1024).is_err());
-        assert!(plan(1024, 0, 128, 1024).unwrap().calls.is_empty());
+    fn empty_ranges_make_no_call() {
+        assert!(plan(1024, 0, 128, 1024).calls.is_empty());
+        assert_eq!(plan(1024, 0, 128, 1024).tail, None);
     }
 
     #[test]
     fn finish_clips_sorts_and_merges() {
         let found = vec![
-            Extent {
+            Run {
                 start: 256,
                 length: 128,
             },
-            Extent {
+            Run {
                 start: 0,
                 length: 128,
             },
-            Extent {
+            Run {
                 start: 128,
                 length: 128,
             },
-            Extent {
+            Run {
                 start: 1024,
                 length: 128,
             },
         ];
         let out = finish(
             found,
-            Some(Extent {
+            Some(Run {
                 start: 1152,
                 length: 10,
             }),
@@ -262,12 +274,12 @@ mod tests {
             out,
             vec![
                 Extent {
-                    start: 100,
-                    length: 284
+                    offset: 100 * 512,
+                    length: 284 * 512
                 },
                 Extent {
-                    start: 1024,
-                    length: 138
+                    offset: 1024 * 512,
+                    length: 138 * 512
                 }
             ]
         );

@@ -2,6 +2,7 @@
 //! without opening a disk (create, grow, clone).
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::create::CreateParams;
@@ -28,7 +29,7 @@ impl Connection {
     /// from ConnectEx (bad credentials surface here or at open).
     pub fn connect(vddk: &Vddk, params: &ConnectParams) -> Result<Connection> {
         params.validate()?;
-        let raw = RawConnection::connect(Arc::clone(&vddk.lib), params)?;
+        let raw = RawConnection::connect(Arc::clone(&vddk.lib), &params.spec())?;
         Ok(Connection {
             raw: Arc::new(raw),
             remote: params.is_remote(),
@@ -42,8 +43,8 @@ impl Connection {
     /// [`Error::Vix`](crate::Error::Vix) from Open. A remote Open failing with
     /// `VIX_E_FAIL` is usually a wrong thumbprint; the error's hint then
     /// names the thumbprint the server presented when VDDK logged it.
-    pub fn open(&self, path: &str, flags: OpenFlags) -> Result<Disk> {
-        let raw = self.raw.open(path, flags.bits())?;
+    pub fn open(&self, path: impl AsRef<Path>, flags: OpenFlags) -> Result<Disk> {
+        let raw = self.raw.open(path.as_ref(), flags.bits())?;
         Ok(Disk::from_raw(raw))
     }
 
@@ -52,18 +53,24 @@ impl Connection {
     /// # Errors
     /// [`Error::Vix`](crate::Error::Vix) from Create, e.g.
     /// `VIX_E_FILE_ALREADY_EXISTS`.
-    pub fn create(&self, path: &str, params: &CreateParams) -> Result<()> {
-        self.raw.create(path, &params.to_raw())
+    pub fn create(&self, path: impl AsRef<Path>, params: &CreateParams) -> Result<()> {
+        self.raw.create(path.as_ref(), &params.to_raw()?)
     }
 
-    /// Grows a closed local disk to `capacity_sectors` (Grow, when the
-    /// library has it).
+    /// Grows a closed local disk to `capacity` bytes, a whole number of
+    /// sectors (Grow, when the library has it).
     ///
     /// # Errors
-    /// [`Error::Unsupported`](crate::Error::Unsupported) without Grow;
-    /// [`Error::Vix`](crate::Error::Vix) from it.
-    pub fn grow(&self, path: &str, capacity_sectors: u64, update_geometry: bool) -> Result<()> {
-        self.raw.grow(path, capacity_sectors, update_geometry)
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a size
+    /// that is not whole sectors; [`Error::Unsupported`](crate::Error::Unsupported)
+    /// without Grow; [`Error::Vix`](crate::Error::Vix) from it.
+    pub fn grow(&self, path: impl AsRef<Path>, capacity: u64, update_geometry: bool) -> Result<()> {
+        crate::disk::check_aligned(0, capacity)?;
+        self.raw.grow(
+            path.as_ref(),
+            capacity / crate::SECTOR_SIZE,
+            update_geometry,
+        )
     }
 
     /// Copies the disk at `src_path` on `src` to `dst_path` on this
@@ -75,14 +82,19 @@ impl Connection {
     /// [`Error::Vix`](crate::Error::Vix) from it.
     pub fn clone_disk(
         &self,
-        dst_path: &str,
+        dst_path: impl AsRef<Path>,
         src: &Connection,
-        src_path: &str,
+        src_path: impl AsRef<Path>,
         params: &CreateParams,
         overwrite: bool,
     ) -> Result<()> {
-        self.raw
-            .clone_disk(dst_path, &src.raw, src_path, &params.to_raw(), overwrite)
+        self.raw.clone_disk(
+            dst_path.as_ref(),
+            &src.raw,
+            src_path.as_ref(),
+            &params.to_raw()?,
+            overwrite,
+        )
     }
 
     /// Whether this is a connection to a server.

@@ -29,70 +29,88 @@ pub enum DiskType {
 }
 
 impl DiskType {
-    const NAMES: &'static [(DiskType, &'static str, u32)] = &[
+    /// Each type with its descriptor `createType` name, the name nbdkit's
+    /// `create-type=` uses, and the VDDK constant.
+    const NAMES: &'static [(DiskType, &'static str, &'static str, u32)] = &[
         (
             DiskType::MonolithicSparse,
             "monolithicSparse",
+            "monolithic-sparse",
             vddk_sys::VIXDISKLIB_DISK_MONOLITHIC_SPARSE,
         ),
         (
             DiskType::MonolithicFlat,
             "monolithicFlat",
+            "monolithic-flat",
             vddk_sys::VIXDISKLIB_DISK_MONOLITHIC_FLAT,
         ),
         (
             DiskType::SplitSparse,
             "twoGbMaxExtentSparse",
+            "split-sparse",
             vddk_sys::VIXDISKLIB_DISK_SPLIT_SPARSE,
         ),
         (
             DiskType::SplitFlat,
             "twoGbMaxExtentFlat",
+            "split-flat",
             vddk_sys::VIXDISKLIB_DISK_SPLIT_FLAT,
         ),
         (
             DiskType::VmfsFlat,
             "vmfs",
+            "vmfs-flat",
             vddk_sys::VIXDISKLIB_DISK_VMFS_FLAT,
         ),
         (
             DiskType::StreamOptimized,
             "streamOptimized",
+            "stream-optimized",
             vddk_sys::VIXDISKLIB_DISK_STREAM_OPTIMIZED,
         ),
         (
             DiskType::VmfsThin,
             "vmfsThin",
+            "vmfs-thin",
             vddk_sys::VIXDISKLIB_DISK_VMFS_THIN,
         ),
         (
             DiskType::VmfsSparse,
             "vmfsSparse",
+            "vmfs-sparse",
             vddk_sys::VIXDISKLIB_DISK_VMFS_SPARSE,
         ),
     ];
 
-    /// The VDDK constant.
-    pub fn as_raw(self) -> u32 {
+    fn entry(self) -> &'static (DiskType, &'static str, &'static str, u32) {
+        // Every variant has a row (checked by a test), so the fallback is never taken.
         Self::NAMES
             .iter()
-            .find(|(t, _, _)| *t == self)
-            .map_or(0, |e| e.2)
+            .find(|e| e.0 == self)
+            .unwrap_or(&Self::NAMES[0])
+    }
+
+    /// The VDDK constant.
+    pub fn as_raw(self) -> u32 {
+        self.entry().3
     }
 
     /// The descriptor's `createType` name, e.g. `monolithicSparse`.
     pub fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(t, _, _)| *t == self)
-            .map_or("", |e| e.1)
+        self.entry().1
+    }
+
+    /// The name nbdkit's `create-type=` takes, e.g. `monolithic-sparse`.
+    pub fn nbdkit_name(self) -> &'static str {
+        self.entry().2
     }
 }
 
 impl FromStr for DiskType {
     type Err = Error;
 
-    /// Accepts the `createType` names (case-insensitive) and the short
+    /// Accepts nbdkit's `create-type=` names (`monolithic-sparse`, ...),
+    /// the descriptor's `createType` names (case-insensitive) and the short
     /// forms `sparse`, `flat`, `thin`.
     fn from_str(s: &str) -> Result<DiskType> {
         let short = match s.to_ascii_lowercase().as_str() {
@@ -105,13 +123,14 @@ impl FromStr for DiskType {
             .or_else(|| {
                 Self::NAMES
                     .iter()
-                    .find(|(_, n, _)| n.eq_ignore_ascii_case(s))
+                    .find(|(_, n, k, _)| n.eq_ignore_ascii_case(s) || k.eq_ignore_ascii_case(s))
                     .map(|e| e.0)
             })
             .ok_or_else(|| {
-                let names: Vec<&str> = Self::NAMES.iter().map(|e| e.1).collect();
+                let names: Vec<&str> = Self::NAMES.iter().map(|e| e.2).collect();
                 Error::InvalidArgument(format!(
-                    "unknown disk type {s:?}: use sparse, flat, thin or one of {}",
+                    "unknown disk type {s:?}: use one of {} (or the descriptor's createType \
+                     name, e.g. monolithicSparse)",
                     names.join(", ")
                 ))
             })
@@ -152,6 +171,40 @@ impl HwVersion {
     pub const ESX65: HwVersion = HwVersion(vddk_sys::VIXDISKLIB_HWVERSION_ESX65 as u16);
 }
 
+impl HwVersion {
+    /// The names nbdkit's `create-hwversion=` takes.
+    const NAMES: &'static [(&'static str, HwVersion)] = &[
+        ("workstation4", HwVersion::WORKSTATION_4),
+        ("workstation5", HwVersion::WORKSTATION_5),
+        ("workstation6", HwVersion::WORKSTATION_6),
+        ("esx30", HwVersion::WORKSTATION_5),
+        ("esx4x", HwVersion::ESX4X),
+        ("esx50", HwVersion::ESX50),
+        ("esx51", HwVersion::ESX51),
+        ("esx55", HwVersion::ESX55),
+        ("esx60", HwVersion::ESX60),
+        ("esx65", HwVersion::ESX65),
+    ];
+}
+
+impl FromStr for HwVersion {
+    type Err = Error;
+
+    /// Accepts nbdkit's names (`workstation6`, `esx65`, ...) or a number.
+    fn from_str(s: &str) -> Result<HwVersion> {
+        if let Some((_, v)) = Self::NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(s)) {
+            return Ok(*v);
+        }
+        s.parse::<u16>().map(HwVersion).map_err(|_| {
+            let names: Vec<&str> = Self::NAMES.iter().map(|e| e.0).collect();
+            Error::InvalidArgument(format!(
+                "unknown hardware version {s:?}: use one of {} or a number",
+                names.join(", ")
+            ))
+        })
+    }
+}
+
 impl Default for HwVersion {
     fn default() -> HwVersion {
         HwVersion::WORKSTATION_6
@@ -162,8 +215,8 @@ impl Default for HwVersion {
 ///
 /// ```
 /// use vddk::{AdapterType, CreateParams, DiskType};
-/// let p = CreateParams::new(DiskType::MonolithicSparse, 2048).adapter(AdapterType::ScsiLsiLogic);
-/// assert_eq!(p.capacity_bytes(), 1 << 20);
+/// let p = CreateParams::new(DiskType::MonolithicSparse, 1 << 20).adapter(AdapterType::ScsiLsiLogic);
+/// assert_eq!(p.capacity, 1 << 20);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateParams {
@@ -173,8 +226,8 @@ pub struct CreateParams {
     pub adapter: AdapterType,
     /// The hardware version recorded in the descriptor.
     pub hw_version: HwVersion,
-    /// Size in 512-byte sectors.
-    pub capacity_sectors: u64,
+    /// Size in bytes (a multiple of 512).
+    pub capacity: u64,
     /// Logical sector size (VDDK 7.0+; `None`: 512).
     pub logical_sector_size: Option<u32>,
     /// Physical sector size (VDDK 7.0+; `None`: 512).
@@ -182,13 +235,14 @@ pub struct CreateParams {
 }
 
 impl CreateParams {
-    /// A disk of `capacity_sectors` sectors, LSI Logic adapter, hardware version 6.
-    pub fn new(disk_type: DiskType, capacity_sectors: u64) -> CreateParams {
+    /// A disk of `capacity` bytes (a multiple of 512), LSI Logic adapter,
+    /// hardware version 6.
+    pub fn new(disk_type: DiskType, capacity: u64) -> CreateParams {
         CreateParams {
             disk_type,
             adapter: AdapterType::ScsiLsiLogic,
             hw_version: HwVersion::default(),
-            capacity_sectors,
+            capacity,
             logical_sector_size: None,
             physical_sector_size: None,
         }
@@ -206,20 +260,21 @@ impl CreateParams {
         self
     }
 
-    /// Size in bytes.
-    pub fn capacity_bytes(&self) -> u64 {
-        self.capacity_sectors * crate::SECTOR_SIZE
-    }
-
-    pub(crate) fn to_raw(&self) -> vddk_sys::VixDiskLibCreateParams {
-        vddk_sys::VixDiskLibCreateParams {
+    pub(crate) fn to_raw(&self) -> Result<vddk_sys::VixDiskLibCreateParams> {
+        if self.capacity % crate::SECTOR_SIZE != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "a disk of {} bytes is not a whole number of 512-byte sectors",
+                self.capacity
+            )));
+        }
+        Ok(vddk_sys::VixDiskLibCreateParams {
             diskType: self.disk_type.as_raw(),
             adapterType: self.adapter.as_raw(),
             hwVersion: self.hw_version.0,
-            capacity: self.capacity_sectors,
+            capacity: self.capacity / crate::SECTOR_SIZE,
             logicalSectorSize: self.logical_sector_size.unwrap_or(0),
             physicalSectorSize: self.physical_sector_size.unwrap_or(0),
-        }
+        })
     }
 }
 
@@ -240,17 +295,25 @@ mod tests {
         assert_eq!(DiskType::StreamOptimized.as_raw(), 6);
         assert_eq!(DiskType::VmfsSparse.as_raw(), 8);
         assert!("floppy".parse::<DiskType>().is_err());
-        for (t, name, _) in DiskType::NAMES {
+        for (t, name, nbdkit, _) in DiskType::NAMES {
             assert_eq!(name.parse::<DiskType>().unwrap(), *t);
+            assert_eq!(nbdkit.parse::<DiskType>().unwrap(), *t);
+            assert_eq!(t.name(), *name);
+            assert_eq!(t.nbdkit_name(), *nbdkit);
         }
+        assert_eq!(
+            "split-sparse".parse::<DiskType>().unwrap(),
+            DiskType::SplitSparse
+        );
     }
 
     #[test]
     fn create_params_fill_the_c_struct() {
-        let raw = CreateParams::new(DiskType::MonolithicFlat, 100)
+        let raw = CreateParams::new(DiskType::MonolithicFlat, 51200)
             .adapter(AdapterType::Ide)
             .hw_version(HwVersion::ESX65)
-            .to_raw();
+            .to_raw()
+            .unwrap();
         assert_eq!(
             (
                 raw.diskType,
@@ -261,5 +324,16 @@ mod tests {
             ),
             (2, 1, 13, 100, 0)
         );
+        assert!(CreateParams::new(DiskType::MonolithicFlat, 1000)
+            .to_raw()
+            .is_err());
+    }
+
+    #[test]
+    fn hardware_versions_parse_names_and_numbers() {
+        assert_eq!("esx65".parse::<HwVersion>().unwrap(), HwVersion::ESX65);
+        assert_eq!("ESX30".parse::<HwVersion>().unwrap(), HwVersion(4));
+        assert_eq!("17".parse::<HwVersion>().unwrap(), HwVersion(17));
+        assert!("esx99".parse::<HwVersion>().is_err());
     }
 }

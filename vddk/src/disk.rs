@@ -124,10 +124,10 @@ impl FromStr for AdapterType {
     fn from_str(s: &str) -> Result<AdapterType> {
         match s.to_ascii_lowercase().as_str() {
             "ide" => Ok(AdapterType::Ide),
-            "buslogic" => Ok(AdapterType::ScsiBusLogic),
-            "lsilogic" => Ok(AdapterType::ScsiLsiLogic),
+            "buslogic" | "scsi-buslogic" => Ok(AdapterType::ScsiBusLogic),
+            "lsilogic" | "scsi-lsilogic" => Ok(AdapterType::ScsiLsiLogic),
             _ => Err(Error::InvalidArgument(format!(
-                "unknown adapter type {s:?}: use ide, buslogic or lsilogic"
+                "unknown adapter type {s:?}: use ide, scsi-buslogic or scsi-lsilogic"
             ))),
         }
     }
@@ -158,8 +158,8 @@ pub struct Geometry {
 /// What GetInfo reports about a disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskInfo {
-    /// Size in 512-byte sectors.
-    pub capacity_sectors: u64,
+    /// Size in bytes (a whole number of 512-byte sectors).
+    pub capacity: u64,
     /// BIOS geometry.
     pub bios_geometry: Geometry,
     /// Physical geometry.
@@ -179,17 +179,35 @@ pub struct DiskInfo {
 }
 
 impl DiskInfo {
-    /// Size in bytes.
-    pub fn capacity_bytes(&self) -> u64 {
-        self.capacity_sectors.saturating_mul(SECTOR_SIZE)
+    pub(crate) fn from_raw(raw: crate::raw::InfoCopy) -> DiskInfo {
+        let geo = |(cylinders, heads, sectors)| Geometry {
+            cylinders,
+            heads,
+            sectors,
+        };
+        DiskInfo {
+            capacity: raw.capacity_sectors.saturating_mul(SECTOR_SIZE),
+            bios_geometry: geo(raw.bios_geometry),
+            physical_geometry: geo(raw.physical_geometry),
+            adapter: AdapterType::from_raw(raw.adapter),
+            num_links: raw.num_links,
+            parent_hint: raw.parent_hint,
+            uuid: raw.uuid,
+            logical_sector_size: raw.logical_sector_size,
+            physical_sector_size: raw.physical_sector_size,
+        }
     }
 }
 
 /// An open disk (Open). Dropping it closes it; [`Disk::close`] reports the result.
 ///
+/// Offsets and lengths are in bytes and must be whole 512-byte sectors,
+/// as VDDK reads and writes only whole sectors; [`DiskDriver`](crate::DiskDriver)
+/// serves any alignment.
+///
 /// `Send` but not `Sync`: VDDK forbids concurrent calls on one handle, so
 /// a disk is used by one thread at a time. To drive it from many threads,
-/// hand it to a [`DiskWorker`](crate::DiskWorker).
+/// hand it to a [`DiskDriver`](crate::DiskDriver).
 pub struct Disk {
     raw: RawDisk,
     capacity: Cell<Option<u64>>,
@@ -208,9 +226,20 @@ impl Disk {
     /// # Errors
     /// [`Error::Vix`] from GetInfo.
     pub fn info(&self) -> Result<DiskInfo> {
-        let info = self.raw.info()?;
-        self.capacity.set(Some(info.capacity_sectors));
+        let info = DiskInfo::from_raw(self.raw.info()?);
+        self.capacity.set(Some(info.capacity));
         Ok(info)
+    }
+
+    /// The disk's size in bytes (GetInfo, asked once).
+    ///
+    /// # Errors
+    /// [`Error::Vix`] from GetInfo.
+    pub fn capacity(&self) -> Result<u64> {
+        match self.capacity.get() {
+            Some(c) => Ok(c),
+            None => Ok(self.info()?.capacity),
+        }
     }
 
     /// The transport in use (`file`, `nbd`, `nbdssl`, `hotadd`, `san`).
@@ -218,62 +247,71 @@ impl Disk {
         self.raw.transport_mode()
     }
 
-    /// Reads `buf.len() / 512` sectors starting at `start_sector`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] unless `buf.len()` is a multiple of 512;
-    /// [`Error::Vix`] from Read.
-    pub fn read(&self, start_sector: u64, buf: &mut [u8]) -> Result<()> {
-        check_len(buf.len())?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        self.raw.read(start_sector, buf)
-    }
-
-    /// Reads `sectors` sectors starting at `start_sector` into a new buffer.
-    ///
-    /// The same as [`Disk::read`] into `vec![0; sectors * 512]`, without
-    /// zeroing the buffer first.
+    /// Reads `buf.len()` bytes at byte `offset` (Read).
     ///
     /// ```no_run
     /// # fn demo(disk: &vddk::Disk) -> vddk::Result<()> {
-    /// let first_mib = disk.read_vec(0, 2048)?;
+    /// let mut boot = [0u8; 512];
+    /// disk.read_at(0, &mut boot)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless `offset` and `buf.len()` are
+    /// whole sectors; [`Error::OutOfRange`] past the end; [`Error::Vix`]
+    /// from Read.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = self.check(offset, buf.len() as u64)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.raw.read(start, buf)
+    }
+
+    /// Reads `len` bytes at byte `offset` into a new buffer, without
+    /// zeroing it first (at local-disk speeds, zeroing costs as much as
+    /// the read's own copy).
+    ///
+    /// ```no_run
+    /// # fn demo(disk: &vddk::Disk) -> vddk::Result<()> {
+    /// let first_mib = disk.read_to_vec(0, 1 << 20)?;
     /// assert_eq!(first_mib.len(), 1 << 20);
     /// # Ok(())
     /// # }
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `sectors * 512` does not fit in
-    /// memory; [`Error::Vix`] from Read.
-    pub fn read_vec(&self, start_sector: u64, sectors: u64) -> Result<Vec<u8>> {
-        let len = sectors
-            .checked_mul(SECTOR_SIZE)
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n <= isize::MAX as usize)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "a read of {sectors} sectors does not fit in memory"
-                ))
-            })?;
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        self.raw.read_vec(start_sector, len)
+    /// As [`Disk::read_at`].
+    pub fn read_to_vec(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_into(offset, len, &mut buf)?;
+        Ok(buf)
     }
 
-    /// Writes `buf` (a whole number of sectors) at `start_sector`.
+    /// Reads `len` bytes at `offset` into `buf`, replacing its contents
+    /// and reusing its capacity.
+    pub(crate) fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let start = self.check(offset, len as u64)?;
+        buf.clear();
+        if len == 0 {
+            return Ok(());
+        }
+        self.raw.read_into(start, len, buf)
+    }
+
+    /// Writes `buf` at byte `offset` (Write).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] unless `buf.len()` is a multiple of 512;
-    /// [`Error::Vix`] from Write.
-    pub fn write(&self, start_sector: u64, buf: &[u8]) -> Result<()> {
-        check_len(buf.len())?;
+    /// [`Error::InvalidArgument`] unless `offset` and `buf.len()` are
+    /// whole sectors; [`Error::OutOfRange`] past the end; [`Error::Vix`]
+    /// from Write.
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        let start = self.check(offset, buf.len() as u64)?;
         if buf.is_empty() {
             return Ok(());
         }
-        self.raw.write(start_sector, buf)
+        self.raw.write(start, buf)
     }
 
     /// Makes earlier writes durable (Flush).
@@ -292,43 +330,47 @@ impl Disk {
         self.raw.wait()
     }
 
-    /// The allocated extents in `[start_sector, start_sector + count)`,
-    /// in sectors, sorted and merged.
+    /// The allocated extents in `[offset, offset + length)`, in bytes,
+    /// sorted and merged.
     ///
-    /// VDDK answers only for whole chunks of `chunk` sectors (at least
-    /// 128; rounded up to a multiple of 128), at most 512×1024 chunks per
-    /// call: the range is widened to whole chunks, split into calls, and
-    /// the answer clipped back. A tail at the end of the disk shorter than
-    /// a chunk cannot be queried and is reported as allocated.
+    /// VDDK answers only for whole chunks of `chunk` bytes (at least
+    /// [`MIN_CHUNK`](crate::MIN_CHUNK), 64 KiB; rounded up to a multiple of
+    /// it), at most 512×1024 chunks per call: the range is widened to whole
+    /// chunks, split into calls, and the answer clipped back. A tail at the
+    /// end of the disk shorter than a chunk cannot be queried and is
+    /// reported as allocated.
+    ///
+    /// ```no_run
+    /// # fn demo(disk: &vddk::Disk) -> vddk::Result<()> {
+    /// let size = disk.capacity()?;
+    /// for e in disk.allocated_blocks(0, size, vddk::MIN_CHUNK)? {
+    ///     println!("data at bytes {}..{}", e.offset, e.end());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a range past the end of the disk;
-    /// [`Error::Vix`] from QueryAllocatedBlocks (e.g. `VIX_E_NOT_SUPPORTED`
-    /// for disks that cannot tell).
-    pub fn allocated_blocks(
-        &self,
-        start_sector: u64,
-        count: u64,
-        chunk: u64,
-    ) -> Result<Vec<Extent>> {
-        let capacity = match self.capacity.get() {
-            Some(c) => c,
-            None => self.info()?.capacity_sectors,
-        };
-        let plan = blocks::plan(start_sector, count, chunk, capacity)?;
+    /// [`Error::InvalidArgument`] unless `offset` and `length` are whole
+    /// sectors; [`Error::OutOfRange`] past the end; [`Error::Vix`] from
+    /// QueryAllocatedBlocks (e.g. `VIX_E_NOT_SUPPORTED` for disks that
+    /// cannot tell).
+    pub fn allocated_blocks(&self, offset: u64, length: u64, chunk: u64) -> Result<Vec<Extent>> {
+        let start = self.check(offset, length)?;
+        let capacity = self.capacity()? / SECTOR_SIZE;
+        let count = length / SECTOR_SIZE;
+        let plan = blocks::plan(start, count, chunk / SECTOR_SIZE, capacity);
         let mut found = Vec::new();
         for call in &plan.calls {
-            for (offset, length) in self
+            let runs = self
                 .raw
-                .query_allocated(call.start, call.count, plan.chunk)?
-            {
-                found.push(Extent {
-                    start: offset,
-                    length,
-                });
-            }
+                .query_allocated(call.start, call.count, plan.chunk)?;
+            found.extend(
+                runs.into_iter()
+                    .map(|(start, length)| blocks::Run { start, length }),
+            );
         }
-        Ok(blocks::finish(found, plan.tail, start_sector, count))
+        Ok(blocks::finish(found, plan.tail, start, count))
     }
 
     /// The metadata keys in the disk's descriptor (GetMetadataKeys).
@@ -343,7 +385,8 @@ impl Disk {
     /// One metadata value (ReadMetadata).
     ///
     /// # Errors
-    /// [`Error::Vix`] with `VIX_E_DISK_KEY_NOTFOUND` for an unknown key.
+    /// [`Error::Vix`] with [`VixCode::DISK_KEY_NOTFOUND`](crate::VixCode::DISK_KEY_NOTFOUND)
+    /// for an unknown key.
     pub fn metadata_get(&self, key: &str) -> Result<String> {
         self.raw.metadata_get(key)
     }
@@ -368,23 +411,46 @@ impl Disk {
     pub(crate) fn raw(&self) -> &RawDisk {
         &self.raw
     }
+
+    /// Checks that `[offset, offset + len)` is whole sectors inside the
+    /// disk; returns the first sector.
+    fn check(&self, offset: u64, len: u64) -> Result<u64> {
+        check_aligned(offset, len)?;
+        let capacity = self.capacity()?;
+        check_range(offset, len, capacity)?;
+        Ok(offset / SECTOR_SIZE)
+    }
 }
 
 impl fmt::Debug for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Disk")
-            .field("capacity_sectors", &self.capacity.get())
+            .field("capacity", &self.capacity.get())
             .finish_non_exhaustive()
     }
 }
 
-pub(crate) fn check_len(len: usize) -> Result<()> {
-    if len % SECTOR_SIZE as usize != 0 {
+/// Refuses a range that does not start and end on sector boundaries.
+pub(crate) fn check_aligned(offset: u64, len: u64) -> Result<()> {
+    if offset % SECTOR_SIZE != 0 || len % SECTOR_SIZE != 0 {
         return Err(Error::InvalidArgument(format!(
-            "buffer of {len} bytes is not a whole number of 512-byte sectors"
+            "{len} bytes at offset {offset} are not whole 512-byte sectors \
+             (a DiskDriver serves any alignment)"
         )));
     }
     Ok(())
+}
+
+/// Refuses a range that reaches past `capacity`.
+pub(crate) fn check_range(offset: u64, length: u64, capacity: u64) -> Result<()> {
+    match offset.checked_add(length) {
+        Some(end) if end <= capacity => Ok(()),
+        _ => Err(Error::OutOfRange {
+            offset,
+            length,
+            capacity,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -430,26 +496,40 @@ mod tests {
     }
 
     #[test]
-    fn buffer_lengths_must_be_whole_sectors() {
-        assert!(check_len(0).is_ok());
-        assert!(check_len(4096).is_ok());
-        assert!(matches!(check_len(511), Err(Error::InvalidArgument(_))));
+    fn ranges_must_be_whole_sectors_inside_the_disk() {
+        assert!(check_aligned(0, 0).is_ok());
+        assert!(check_aligned(512, 4096).is_ok());
+        assert!(matches!(
+            check_aligned(0, 511),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            check_aligned(100, 512),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(check_range(0, 1024, 1024).is_ok());
+        assert!(matches!(
+            check_range(512, 1024, 1024),
+            Err(Error::OutOfRange {
+                offset: 512,
+                length: 1024,
+                capacity: 1024
+            })
+        ));
+        assert!(check_range(u64::MAX, 2, 1024).is_err());
     }
 
     #[test]
-    fn capacity_bytes_is_sectors_times_512() {
-        let info = DiskInfo {
+    fn info_capacity_is_in_bytes() {
+        let raw = crate::raw::InfoCopy {
             capacity_sectors: 3,
-            bios_geometry: Geometry::default(),
-            physical_geometry: Geometry::default(),
-            adapter: AdapterType::Ide,
+            adapter: vddk_sys::VIXDISKLIB_ADAPTER_IDE,
             num_links: 1,
-            parent_hint: None,
-            uuid: None,
-            logical_sector_size: None,
-            physical_sector_size: None,
+            ..Default::default()
         };
-        assert_eq!(info.capacity_bytes(), 1536);
+        let info = DiskInfo::from_raw(raw);
+        assert_eq!(info.capacity, 1536);
+        assert_eq!(info.adapter, AdapterType::Ide);
     }
 }
 

@@ -2,28 +2,52 @@
 
 use std::fmt;
 
+use crate::vix::VixCode;
+
 /// What went wrong, with enough detail to act on it.
+///
+/// Variants that wrap another error are transparent: their message is the
+/// wrapped error's, and `source()` is the wrapped error's own source, so a
+/// printer that walks the chain shows each message once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The VDDK shared object could not be found or is unusable.
-    #[error("{source}")]
-    Load {
-        /// The loader's report: every path tried and why each failed.
-        #[from]
-        source: vddk_sys::LoadError,
-    },
+    #[error(transparent)]
+    Load(#[from] vddk_sys::LoadError),
 
-    /// [`crate::Vddk::init`] was called a second time in this process.
+    /// [`crate::Vddk::init`] was called while the library is initialised.
     #[error(
         "VDDK is already initialised in this process (VixDiskLib_InitEx may run only once per \
          process): clone the existing Vddk instead of calling Vddk::init again"
     )]
     AlreadyInitialized,
 
-    /// A VDDK function returned an error.
-    #[error("{0}")]
+    /// [`crate::Vddk::init`] was called after the library had exited.
+    #[error(
+        "VDDK was initialised and has exited in this process, and VixDiskLib cannot be \
+         initialised twice in one process: keep a Vddk alive for as long as the program \
+         uses VDDK, or start a new process"
+    )]
+    Exited,
+
+    /// A VDDK function returned an error; match on [`VixFailure::code`].
+    #[error(transparent)]
     Vix(Box<VixFailure>),
+
+    /// A request reaches past the end of the disk.
+    #[error(
+        "bytes {offset}..{end} are outside the disk ({capacity} bytes)",
+        end = offset.saturating_add(*length)
+    )]
+    OutOfRange {
+        /// Byte offset of the request.
+        offset: u64,
+        /// Its length in bytes.
+        length: u64,
+        /// The disk's size in bytes.
+        capacity: u64,
+    },
 
     /// An argument was rejected before it reached VDDK.
     #[error("invalid argument: {0}")]
@@ -42,33 +66,71 @@ pub enum Error {
     },
 
     /// The operating system refused something (e.g. starting a thread).
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 
-    /// The disk worker was closed (or its thread stopped) before this request ran.
-    #[error("the disk worker is closed; no further requests are accepted on it")]
+    /// The disk was closed (or its driver stopped) before this request ran.
+    #[error("the disk is closed; no further requests are accepted on it")]
     Closed,
 }
 
 /// Details of a failed VDDK call: see [`Error::Vix`].
+///
+/// Its message names the call, the code, VDDK's own text and, for the
+/// failures users commonly meet, what to try next:
+///
+/// ```text
+/// VixDiskLib_Open failed: VIX_E_FAIL (1): Unknown error. Hint: check thumbprint= ...
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VixFailure {
+    call: &'static str,
+    code: VixCode,
+    text: Option<String>,
+    hint: Option<String>,
+}
+
+impl VixFailure {
+    /// A failure of `call` with `code`; VDDK's text and a hint are optional.
+    pub fn new(
+        call: &'static str,
+        code: VixCode,
+        text: Option<String>,
+        hint: Option<String>,
+    ) -> VixFailure {
+        VixFailure {
+            call,
+            code,
+            text,
+            hint,
+        }
+    }
+
     /// The VDDK function that failed, e.g. `"VixDiskLib_Open"`.
-    pub call: &'static str,
-    /// The error code, already masked to its low 16 bits.
-    pub code: u64,
-    /// The code's symbolic name from the header (`"VIX_E_FAIL"`), or
-    /// `"VIX_E_UNKNOWN"` when this crate does not know it.
-    pub name: &'static str,
+    pub fn call(&self) -> &'static str {
+        self.call
+    }
+
+    /// The error code.
+    pub fn code(&self) -> VixCode {
+        self.code
+    }
+
     /// VDDK's own description (GetErrorText), if it gave one.
-    pub text: Option<String>,
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
     /// What to try next, for the failures users commonly meet.
-    pub hint: Option<String>,
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
 }
 
 impl fmt::Display for VixFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed: {} ({})", self.call, self.name, self.code)?;
+        write!(f, "{} failed: {}", self.call, self.code)?;
         if let Some(text) = &self.text {
             write!(f, ": {text}")?;
         }
@@ -79,13 +141,18 @@ impl fmt::Display for VixFailure {
     }
 }
 
+impl std::error::Error for VixFailure {}
+
+impl From<VixFailure> for Error {
+    fn from(f: VixFailure) -> Error {
+        Error::Vix(Box::new(f))
+    }
+}
+
 impl Error {
-    /// The masked VIX code, when VDDK reported the failure.
-    pub fn vix_code(&self) -> Option<u64> {
-        match self {
-            Error::Vix(f) => Some(f.code),
-            _ => None,
-        }
+    /// The VIX code, when VDDK reported the failure.
+    pub fn vix_code(&self) -> Option<VixCode> {
+        self.vix().map(VixFailure::code)
     }
 
     /// The details of a failed VDDK call, if that is what this is.
@@ -98,88 +165,53 @@ impl Error {
 
     /// The hint attached to a VDDK failure, if any.
     pub fn hint(&self) -> Option<&str> {
-        self.vix().and_then(|f| f.hint.as_deref())
+        self.vix().and_then(VixFailure::hint)
+    }
+
+    /// Whether the connection to the host is gone
+    /// ([`VixCode::is_connection_lost`]): the handle will not work again,
+    /// but a new connection and handle may.
+    pub fn is_connection_lost(&self) -> bool {
+        self.vix_code().is_some_and(VixCode::is_connection_lost)
+    }
+}
+
+impl From<Error> for std::io::Error {
+    /// Keeps the message, with the closest I/O error kind, for code that
+    /// works in `std::io` terms.
+    fn from(e: Error) -> std::io::Error {
+        use std::io::ErrorKind as K;
+        let kind = match &e {
+            Error::Io(io) => io.kind(),
+            Error::OutOfRange { .. } | Error::InvalidArgument(_) => K::InvalidInput,
+            Error::Load(_) | Error::Unsupported { .. } => K::Unsupported,
+            Error::Closed => K::BrokenPipe,
+            Error::Vix(f) => match f.code() {
+                VixCode::FILE_READ_ONLY
+                | VixCode::FILE_ACCESS_ERROR
+                | VixCode::HOST_USER_PERMISSIONS
+                | VixCode::AUTHENTICATION_FAIL => K::PermissionDenied,
+                VixCode::FILE_NOT_FOUND | VixCode::VM_NOT_FOUND | VixCode::SNAPSHOT_NOTFOUND => {
+                    K::NotFound
+                }
+                VixCode::FILE_ALREADY_EXISTS => K::AlreadyExists,
+                VixCode::OUT_OF_MEMORY => K::OutOfMemory,
+                VixCode::INVALID_ARG | VixCode::DISK_OUTOFRANGE => K::InvalidInput,
+                VixCode::NOT_SUPPORTED => K::Unsupported,
+                c if c.is_connection_lost() => K::ConnectionAborted,
+                _ => K::Other,
+            },
+            _ => K::Other,
+        };
+        match e {
+            Error::Io(io) => io,
+            other => std::io::Error::new(kind, other),
+        }
     }
 }
 
 /// Convenience alias used throughout the crate.
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Symbolic names of the VIX codes in the project's header, by masked value.
-const NAMES: &[(u32, &str)] = &[
-    (vddk_sys::VIX_OK, "VIX_OK"),
-    (vddk_sys::VIX_E_FAIL, "VIX_E_FAIL"),
-    (vddk_sys::VIX_E_OUT_OF_MEMORY, "VIX_E_OUT_OF_MEMORY"),
-    (vddk_sys::VIX_E_INVALID_ARG, "VIX_E_INVALID_ARG"),
-    (vddk_sys::VIX_E_FILE_NOT_FOUND, "VIX_E_FILE_NOT_FOUND"),
-    (vddk_sys::VIX_E_OBJECT_IS_BUSY, "VIX_E_OBJECT_IS_BUSY"),
-    (vddk_sys::VIX_E_NOT_SUPPORTED, "VIX_E_NOT_SUPPORTED"),
-    (vddk_sys::VIX_E_FILE_ERROR, "VIX_E_FILE_ERROR"),
-    (vddk_sys::VIX_E_DISK_FULL, "VIX_E_DISK_FULL"),
-    (vddk_sys::VIX_E_FILE_READ_ONLY, "VIX_E_FILE_READ_ONLY"),
-    (
-        vddk_sys::VIX_E_FILE_ALREADY_EXISTS,
-        "VIX_E_FILE_ALREADY_EXISTS",
-    ),
-    (vddk_sys::VIX_E_FILE_ACCESS_ERROR, "VIX_E_FILE_ACCESS_ERROR"),
-    (
-        vddk_sys::VIX_E_FILE_ALREADY_LOCKED,
-        "VIX_E_FILE_ALREADY_LOCKED",
-    ),
-    (vddk_sys::VIX_E_BUFFER_TOOSMALL, "VIX_E_BUFFER_TOOSMALL"),
-    (
-        vddk_sys::VIX_E_AUTHENTICATION_FAIL,
-        "VIX_E_AUTHENTICATION_FAIL",
-    ),
-    (
-        vddk_sys::VIX_E_HOST_CONNECTION_LOST,
-        "VIX_E_HOST_CONNECTION_LOST",
-    ),
-    (vddk_sys::VIX_E_INVALID_HANDLE, "VIX_E_INVALID_HANDLE"),
-    (
-        vddk_sys::VIX_E_HOST_USER_PERMISSIONS,
-        "VIX_E_HOST_USER_PERMISSIONS",
-    ),
-    (vddk_sys::VIX_E_VM_NOT_FOUND, "VIX_E_VM_NOT_FOUND"),
-    (vddk_sys::VIX_E_SNAPSHOT_NOTFOUND, "VIX_E_SNAPSHOT_NOTFOUND"),
-    (
-        vddk_sys::VIX_E_HOST_SERVER_NOT_FOUND,
-        "VIX_E_HOST_SERVER_NOT_FOUND",
-    ),
-    (
-        vddk_sys::VIX_E_HOST_NETWORK_CONN_REFUSED,
-        "VIX_E_HOST_NETWORK_CONN_REFUSED",
-    ),
-    (
-        vddk_sys::VIX_E_HOST_TCP_CONN_LOST,
-        "VIX_E_HOST_TCP_CONN_LOST",
-    ),
-    (vddk_sys::VIX_E_DISK_INVAL, "VIX_E_DISK_INVAL"),
-    (vddk_sys::VIX_E_DISK_OUTOFRANGE, "VIX_E_DISK_OUTOFRANGE"),
-    (vddk_sys::VIX_E_DISK_KEY_NOTFOUND, "VIX_E_DISK_KEY_NOTFOUND"),
-    (
-        vddk_sys::VIX_E_CANNOT_CONNECT_TO_HOST,
-        "VIX_E_CANNOT_CONNECT_TO_HOST",
-    ),
-    (vddk_sys::VIX_ASYNC, "VIX_ASYNC"),
-    (
-        vddk_sys::VIX_E_ASYNC_MIXEDMODE_UNSUPPORTED,
-        "VIX_E_ASYNC_MIXEDMODE_UNSUPPORTED",
-    ),
-    (
-        vddk_sys::VIX_E_NET_HTTP_SSL_SECURITY,
-        "VIX_E_NET_HTTP_SSL_SECURITY",
-    ),
-];
-
-/// The symbolic name of a VIX code (masked first), or `"VIX_E_UNKNOWN"`.
-pub fn vix_error_name(err: vddk_sys::VixError) -> &'static str {
-    let code = vddk_sys::error_code(err);
-    NAMES
-        .iter()
-        .find(|(c, _)| u64::from(*c) == code)
-        .map_or("VIX_E_UNKNOWN", |(_, n)| n)
-}
 
 /// Where a failing call happened, which decides the hint.
 #[derive(Debug, Clone, Default)]
@@ -197,11 +229,10 @@ pub(crate) struct CallContext {
 /// The advice attached to the failures users commonly meet.
 pub(crate) fn hint_for(
     call: &str,
-    code: u64,
+    code: VixCode,
     text: Option<&str>,
     ctx: &CallContext,
 ) -> Option<String> {
-    let code32 = u32::try_from(code).unwrap_or(u32::MAX);
     let nfc_alloc = ctx.nfc_alloc_failed || text.is_some_and(|t| t.contains("Failed to allocate"));
     if nfc_alloc {
         return Some(
@@ -210,8 +241,8 @@ pub(crate) fn hint_for(
                 .into(),
         );
     }
-    match code32 {
-        vddk_sys::VIX_E_FAIL if ctx.remote && call == "VixDiskLib_Open" => {
+    match code {
+        VixCode::FAIL if ctx.remote && call == "VixDiskLib_Open" => {
             Some(match (&ctx.actual_thumbprint, &ctx.given_thumbprint) {
                 (Some(actual), Some(given)) if !actual.eq_ignore_ascii_case(given) => format!(
                     "the server's thumbprint is {actual}, you gave {given}: check the thumbprint \
@@ -227,33 +258,33 @@ pub(crate) fn hint_for(
                     .into(),
             })
         }
-        vddk_sys::VIX_E_AUTHENTICATION_FAIL | vddk_sys::VIX_E_HOST_USER_PERMISSIONS => Some(
+        VixCode::AUTHENTICATION_FAIL | VixCode::HOST_USER_PERMISSIONS => Some(
             "check the credentials (user name and password, or that the session cookie has \
              not expired) and the user's permissions on the VM"
                 .into(),
         ),
-        vddk_sys::VIX_E_VM_NOT_FOUND => Some(
+        VixCode::VM_NOT_FOUND => Some(
             "no VM with that moref: on ESXi it is a number (moref=16), on vCenter vm-N \
              (moref=vm-16)"
                 .into(),
         ),
-        vddk_sys::VIX_E_SNAPSHOT_NOTFOUND => {
+        VixCode::SNAPSHOT_NOTFOUND => {
             Some("no snapshot with that moref on this VM: check snapshot=".into())
         }
-        vddk_sys::VIX_E_HOST_SERVER_NOT_FOUND
-        | vddk_sys::VIX_E_HOST_NETWORK_CONN_REFUSED
-        | vddk_sys::VIX_E_CANNOT_CONNECT_TO_HOST => {
+        VixCode::HOST_SERVER_NOT_FOUND
+        | VixCode::HOST_NETWORK_CONN_REFUSED
+        | VixCode::CANNOT_CONNECT_TO_HOST => {
             Some("check the server name, port and that it is reachable from here".into())
         }
-        vddk_sys::VIX_E_FILE_NOT_FOUND if call == "VixDiskLib_Open" => Some(
+        VixCode::FILE_NOT_FOUND if call == "VixDiskLib_Open" => Some(
             "check the disk path: local disks take an absolute path, remote ones \
              \"[datastore] vm/vm.vmdk\""
                 .into(),
         ),
-        vddk_sys::VIX_E_FILE_ALREADY_LOCKED => {
+        VixCode::FILE_ALREADY_LOCKED => {
             Some("another program has the disk open; close it or open read-only".into())
         }
-        vddk_sys::VIX_E_OUT_OF_MEMORY => {
+        VixCode::OUT_OF_MEMORY => {
             Some("the library ran out of memory: issue smaller requests or fewer at once".into())
         }
         _ => None,
@@ -264,37 +295,6 @@ pub(crate) fn hint_for(
 mod tests {
     use super::*;
 
-    /// Every `#define VIX_*` in the header must have its name in the table,
-    /// with the same value.
-    #[test]
-    fn table_matches_the_header() {
-        let header = include_str!("../../vddk-sys/include/vddk_abi.h");
-        let mut seen = 0;
-        for line in header.lines() {
-            let mut words = line.split_whitespace();
-            if words.next() != Some("#define") {
-                continue;
-            }
-            let (Some(name), Some(value)) = (words.next(), words.next()) else {
-                continue;
-            };
-            if !(name.starts_with("VIX_E_") || name == "VIX_OK" || name == "VIX_ASYNC") {
-                continue;
-            }
-            let value: u64 = value.parse().expect("numeric VIX code in the header");
-            assert_eq!(vix_error_name(value), name, "value {value}");
-            seen += 1;
-        }
-        assert_eq!(seen, NAMES.len(), "table and header list different codes");
-    }
-
-    #[test]
-    fn names_mask_high_bits_and_unknown_is_named() {
-        assert_eq!(vix_error_name(0x0002_0000_0000_0001), "VIX_E_FAIL");
-        assert_eq!(vix_error_name(16052), "VIX_E_DISK_KEY_NOTFOUND");
-        assert_eq!(vix_error_name(9999), "VIX_E_UNKNOWN");
-    }
-
     #[test]
     fn remote_open_failure_names_both_thumbprints() {
         let ctx = CallContext {
@@ -303,16 +303,19 @@ mod tests {
             actual_thumbprint: Some("CC:DD".into()),
             nfc_alloc_failed: false,
         };
-        let hint = hint_for("VixDiskLib_Open", 1, None, &ctx).unwrap();
+        let hint = hint_for("VixDiskLib_Open", VixCode::FAIL, None, &ctx).unwrap();
         assert!(
             hint.contains("the server's thumbprint is CC:DD, you gave AA:BB"),
             "{hint}"
         );
         let local = CallContext::default();
-        assert_eq!(hint_for("VixDiskLib_Open", 1, None, &local), None);
+        assert_eq!(
+            hint_for("VixDiskLib_Open", VixCode::FAIL, None, &local),
+            None
+        );
         let generic = hint_for(
             "VixDiskLib_Open",
-            1,
+            VixCode::FAIL,
             None,
             &CallContext {
                 remote: true,
@@ -325,27 +328,62 @@ mod tests {
     #[test]
     fn hints_for_auth_and_nfc_allocation() {
         let ctx = CallContext::default();
-        assert!(hint_for("VixDiskLib_ConnectEx", 35, None, &ctx)
-            .unwrap()
-            .contains("credentials"));
+        assert!(hint_for(
+            "VixDiskLib_ConnectEx",
+            VixCode::AUTHENTICATION_FAIL,
+            None,
+            &ctx
+        )
+        .unwrap()
+        .contains("credentials"));
         let text = "NFC error 5 ... Failed to allocate the requested 4194304 bytes";
-        assert!(hint_for("VixDiskLib_Read", 1, Some(text), &ctx)
+        assert!(hint_for("VixDiskLib_Read", VixCode::FAIL, Some(text), &ctx)
             .unwrap()
             .contains("smaller"));
     }
 
     #[test]
     fn display_carries_call_code_name_text_and_hint() {
-        let f = VixFailure {
-            call: "VixDiskLib_Open",
-            code: 1,
-            name: "VIX_E_FAIL",
-            text: Some("Unknown error".into()),
-            hint: Some("check it".into()),
-        };
+        let f = VixFailure::new(
+            "VixDiskLib_Open",
+            VixCode::FAIL,
+            Some("Unknown error".into()),
+            Some("check it".into()),
+        );
+        let e = Error::from(f.clone());
         assert_eq!(
-            Error::Vix(Box::new(f)).to_string(),
+            e.to_string(),
             "VixDiskLib_Open failed: VIX_E_FAIL (1): Unknown error. Hint: check it"
         );
+        // Transparent: the chain does not repeat the message.
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.vix(), Some(&f));
+        assert_eq!(e.vix_code(), Some(VixCode::FAIL));
+    }
+
+    #[test]
+    fn wrapped_errors_are_not_printed_twice() {
+        let io = Error::from(std::io::Error::other("no threads"));
+        assert_eq!(io.to_string(), "no threads");
+        assert!(std::error::Error::source(&io).is_none());
+        let range = Error::OutOfRange {
+            offset: 1024,
+            length: 512,
+            capacity: 1024,
+        };
+        assert_eq!(
+            range.to_string(),
+            "bytes 1024..1536 are outside the disk (1024 bytes)"
+        );
+        let io = std::io::Error::from(range);
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(io.to_string().contains("outside the disk"), "{io}");
+        let lost = std::io::Error::from(Error::from(VixFailure::new(
+            "VixDiskLib_Read",
+            VixCode::HOST_TCP_CONN_LOST,
+            None,
+            None,
+        )));
+        assert_eq!(lost.kind(), std::io::ErrorKind::ConnectionAborted);
     }
 }

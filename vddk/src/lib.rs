@@ -13,28 +13,31 @@
 //!    - Open, Close, ConnectEx, Disconnect, Create, Grow and Clone are
 //!      serialised by one process-wide lock.
 //!    - A [`Disk`] is `Send` but not `Sync`: no two threads call VDDK on one
-//!      handle at once. [`DiskWorker`] gives many threads pipelined async
-//!      access to one disk (see [`worker`] for the model).
+//!      handle at once. [`DiskDriver`] gives many threads access to one
+//!      disk, at any byte alignment (see [`driver`] for the model).
 //!    - VDDK's log, warning and panic messages go to the `log` facade under
 //!      the target `vddk::library` (debug, warn, error), formatted by a
 //!      small C shim.
 //!    - Secrets ([`Secret`]) are zeroed on drop and never printed.
 //!
-//! # Async I/O
+//! Offsets and lengths are in bytes everywhere; sectors appear only inside
+//! the FFI layer. [`Disk`], the thin synchronous API, takes whole sectors;
+//! [`DiskDriver`] takes any alignment.
 //!
-//! [`DiskWorker`] owns a [`Disk`] on a thread of its own, which makes every
-//! VDDK call for that handle. Reads and writes are issued with
-//! ReadAsync/WriteAsync, up to [`WorkerOptions::max_in_flight`] at once,
-//! each with a buffer the request owns until VDDK's callback has run. A
-//! request overlapping an earlier in-flight write (or, for a write, any
-//! earlier in-flight request) waits for it, so overlapping requests take
-//! effect in submission order. Flush and allocated-blocks queries wait for
-//! all in-flight I/O (VDDK Wait) first. The VDDK completion callback only
-//! posts a message (it may run inside ReadAsync, so it takes no lock the
-//! submitter holds); callers' `done` closures run on a separate completion
-//! thread, and a panic in one is caught. Dropping the last clone, or
-//! [`DiskWorker::close`], drains, flushes if anything was written, and
-//! closes the handle. Details in the [`worker`] module.
+//! # Errors
+//!
+//! Every call returns [`Result`]. A failure VDDK reported is
+//! [`Error::Vix`], whose [`VixFailure`] carries the function, the
+//! [`VixCode`] (match it against its constants), VDDK's own text and, for
+//! the failures users commonly meet, a hint.
+//!
+//! # Driving a disk from many threads
+//!
+//! [`DiskDriver`] serves local files with synchronous calls on the
+//! caller's thread ([`Mode::Direct`]) and remote disks with async requests
+//! pipelined by a thread of its own ([`Mode::Pipelined`]), chosen by the
+//! transport. Overlapping requests take effect in submission order; each
+//! completes by calling its `done` exactly once.
 //!
 //! # Example
 //!
@@ -57,9 +60,9 @@
 //! let disk = conn.open("[datastore1] vm/vm.vmdk", OpenFlags::READ_ONLY)?;
 //! let info = disk.info()?;
 //! let mut first = vec![0u8; 512];
-//! disk.read(0, &mut first)?;
-//! for extent in disk.allocated_blocks(0, info.capacity_sectors, 2048)? {
-//!     println!("data at sectors {}..{}", extent.start, extent.end());
+//! disk.read_at(0, &mut first)?;
+//! for extent in disk.allocated_blocks(0, info.capacity, vddk::MIN_CHUNK)? {
+//!     println!("data at bytes {}..{}", extent.offset, extent.end());
 //! }
 //! # Ok::<(), vddk::Error>(())
 //! ```
@@ -70,25 +73,31 @@ mod blocks;
 mod connection;
 mod create;
 mod disk;
+pub mod driver;
 mod error;
 mod library;
 mod params;
 #[allow(unsafe_code)]
 mod raw;
 mod stats;
-pub mod worker;
+mod vix;
 
 pub use blocks::{Extent, MAX_CHUNKS_PER_CALL, MIN_CHUNK};
 pub use connection::Connection;
 pub use create::{CreateParams, DiskType, HwVersion};
 pub use disk::{AdapterType, Compression, Disk, DiskInfo, Geometry, OpenFlags};
-pub use error::{vix_error_name, Error, Result, VixFailure};
+pub use driver::{DiskDriver, DriverOptions, Mode};
+pub use error::{Error, Result, VixFailure};
 pub use library::{AccessGuard, InitOptions, Vddk};
 pub use params::{
     ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef,
 };
 pub use stats::{CallStats, Stats};
-pub use worker::{DiskWorker, WorkerOptions};
+/// Library search options and what the loaded library offers, from
+/// `vddk-sys`: [`InitOptions::load_options`] takes the first,
+/// [`Vddk::capabilities`] returns the second.
+pub use vddk_sys::{Capabilities, LoadError, LoadOptions, DEFAULT_LIBDIR};
+pub use vix::VixCode;
 
 /// Bytes per sector: every offset and length VDDK takes is in these.
 pub const SECTOR_SIZE: u64 = vddk_sys::VIXDISKLIB_SECTOR_SIZE as u64;
@@ -103,7 +112,7 @@ mod thread_safety {
     fn shared_types_are_send_and_sync() {
         send_sync::<super::Vddk>();
         send_sync::<super::Connection>();
-        send_sync::<super::DiskWorker>();
+        send_sync::<super::DiskDriver>();
         send_sync::<super::Error>();
     }
 }

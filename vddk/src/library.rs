@@ -8,18 +8,19 @@ use crate::error::{Error, Result};
 use crate::params::ConnectParams;
 use crate::raw::Lib;
 use crate::stats::{CallStats, Stats};
+use crate::{Capabilities, LoadOptions};
 
 /// How to load and initialise VDDK.
 #[derive(Debug, Clone, Default)]
 pub struct InitOptions {
-    load: vddk_sys::LoadOptions,
+    load: LoadOptions,
     config_file: Option<PathBuf>,
     collect_stats: bool,
 }
 
 impl InitOptions {
     /// Defaults: the library is searched in `$VDDK_LIBDIR`, else
-    /// [`vddk_sys::DEFAULT_LIBDIR`].
+    /// [`DEFAULT_LIBDIR`](crate::DEFAULT_LIBDIR).
     pub fn new() -> InitOptions {
         InitOptions::default()
     }
@@ -47,7 +48,7 @@ impl InitOptions {
     }
 
     /// Full control over the library search (e.g. to ignore `$VDDK_LIBDIR`).
-    pub fn load_options(mut self, load: vddk_sys::LoadOptions) -> Self {
+    pub fn load_options(mut self, load: LoadOptions) -> Self {
         self.load = load;
         self
     }
@@ -72,7 +73,9 @@ impl Vddk {
     /// threads that will use VDDK.
     ///
     /// # Errors
-    /// [`Error::AlreadyInitialized`] on a second call in this process,
+    /// [`Error::AlreadyInitialized`] on a second call while a [`Vddk`]
+    /// lives, [`Error::Exited`] after the library has exited (VDDK allows
+    /// one InitEx per process),
     /// [`Error::Load`] when the library cannot be found (the message lists
     /// every path tried), [`Error::Vix`] when InitEx fails.
     pub fn init(opts: InitOptions) -> Result<Vddk> {
@@ -111,7 +114,7 @@ impl Vddk {
     }
 
     /// Which optional functions the library has.
-    pub fn capabilities(&self) -> vddk_sys::Capabilities {
+    pub fn capabilities(&self) -> Capabilities {
         self.lib.sys().capabilities()
     }
 
@@ -147,7 +150,7 @@ impl Vddk {
             )));
         }
         params.validate()?;
-        self.lib.prepare_for_access(params, identity)?;
+        self.lib.prepare_for_access(&params.spec(), identity)?;
         Ok(AccessGuard {
             vddk: self.clone(),
             params: params.clone(),
@@ -179,7 +182,9 @@ impl AccessGuard {
     /// Calls EndAccess now and reports its result.
     pub fn end(mut self) -> Result<()> {
         self.ended = true;
-        self.vddk.lib.end_access(&self.params, &self.identity)
+        self.vddk
+            .lib
+            .end_access(&self.params.spec(), &self.identity)
     }
 }
 
@@ -188,7 +193,11 @@ impl Drop for AccessGuard {
         if self.ended {
             return;
         }
-        if let Err(e) = self.vddk.lib.end_access(&self.params, &self.identity) {
+        if let Err(e) = self
+            .vddk
+            .lib
+            .end_access(&self.params.spec(), &self.identity)
+        {
             log::warn!(target: "vddk", "EndAccess after PrepareForAccess: {e}");
         }
     }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::raw::{ConnectSpec, CredSpec};
 
 /// A secret string (password, session cookie, key): zeroed when dropped,
 /// printed as `<redacted>` by Debug and Display.
@@ -333,6 +334,31 @@ impl ConnectParams {
     /// Whether this names a server (rather than local files).
     pub fn is_remote(&self) -> bool {
         self.server.is_some()
+    }
+
+    /// The parameters as the FFI layer passes them to ConnectEx.
+    pub(crate) fn spec(&self) -> ConnectSpec<'_> {
+        ConnectSpec {
+            vmx_spec: self.vm.as_ref().map(VmRef::vmx_spec),
+            server: self.server.as_deref(),
+            thumbprint: self.thumbprint.as_ref().map(Thumbprint::to_string),
+            creds: self.credentials.as_ref().map(|c| match c {
+                Credentials::UserPassword { user, password } => CredSpec::UserPassword {
+                    user,
+                    password: password.expose(),
+                },
+                Credentials::SessionCookie { cookie, user, key } => CredSpec::SessionCookie {
+                    cookie: cookie.expose(),
+                    user: user.as_deref(),
+                    key: key.as_ref().map(Secret::expose),
+                },
+            }),
+            port: self.port.map_or(0, u32::from),
+            nfc_host_port: self.nfc_host_port.map_or(0, u32::from),
+            read_only: self.read_only,
+            snapshot: self.snapshot.as_ref().map(SnapshotRef::as_str),
+            transports: self.transports.as_ref().map(TransportList::to_string),
+        }
     }
 
     /// Checks the combination before it reaches VDDK.

@@ -1,15 +1,46 @@
 //! Connect parameters in C form, and the connection owner.
 
 use std::ffi::{c_char, c_void};
+use std::path::Path;
 use std::ptr;
 use std::sync::Arc;
 
 use vddk_sys::{VixDiskLibConnectParams, VixDiskLibConnection, VixDiskLibCreateParams};
 use zeroize::Zeroizing;
 
-use super::{c_string, global_lock, logsink, Lib, RawDisk};
+use super::{c_path, c_string, global_lock, logsink, Lib, RawDisk};
 use crate::error::{CallContext, Result};
-use crate::params::{ConnectParams, Credentials};
+
+/// What ConnectEx needs, in the library's terms; the safe layer builds it
+/// from its typed parameters.
+pub(crate) struct ConnectSpec<'a> {
+    /// `moref=...`, or `None` for local files.
+    pub vmx_spec: Option<String>,
+    pub server: Option<&'a str>,
+    pub thumbprint: Option<String>,
+    pub creds: Option<CredSpec<'a>>,
+    /// 0: the library's default.
+    pub port: u32,
+    /// 0: the library's default.
+    pub nfc_host_port: u32,
+    pub read_only: bool,
+    pub snapshot: Option<&'a str>,
+    /// Colon-separated transport modes.
+    pub transports: Option<String>,
+}
+
+/// Credentials as ConnectEx takes them.
+pub(crate) enum CredSpec<'a> {
+    UserPassword {
+        user: &'a str,
+        password: &'a str,
+    },
+    SessionCookie {
+        cookie: &'a str,
+        user: Option<&'a str>,
+        key: Option<&'a str>,
+    },
+}
 
 /// A NUL-terminated copy of a string, zeroed when dropped (secrets pass
 /// through these too).
@@ -44,7 +75,7 @@ enum Origin {
     Library,
 }
 
-/// A `VixDiskLibConnectParams` filled from [`ConnectParams`]; its strings
+/// A `VixDiskLibConnectParams` filled from a [`ConnectSpec`]; its strings
 /// live exactly as long as it does, and Drop frees it with the function
 /// that matches how it was allocated.
 pub(crate) struct RawParams<'l> {
@@ -55,7 +86,7 @@ pub(crate) struct RawParams<'l> {
 }
 
 impl<'l> RawParams<'l> {
-    pub(crate) fn new(lib: &'l Lib, p: &ConnectParams) -> Result<RawParams<'l>> {
+    pub(crate) fn new(lib: &'l Lib, p: &ConnectSpec<'_>) -> Result<RawParams<'l>> {
         // Converted before allocating, so an invalid string leaks nothing.
         let mut strings = Vec::new();
         let mut keep = |what: &str, s: &str| -> Result<*mut c_char> {
@@ -64,36 +95,31 @@ impl<'l> RawParams<'l> {
             strings.push(b);
             Ok(ptr)
         };
-        let vmx =
-            p.vm.as_ref()
-                .map(|v| keep("vm", &v.vmx_spec()))
-                .transpose()?;
-        let server = p.server.as_deref().map(|s| keep("server", s)).transpose()?;
+        let vmx = p.vmx_spec.as_deref().map(|v| keep("vm", v)).transpose()?;
+        let server = p.server.map(|s| keep("server", s)).transpose()?;
         let thumb = p
             .thumbprint
-            .as_ref()
-            .map(|t| keep("thumbprint", &t.to_string()))
+            .as_deref()
+            .map(|t| keep("thumbprint", t))
             .transpose()?;
-        let creds = match &p.credentials {
+        let creds = match &p.creds {
             None => None,
-            Some(Credentials::UserPassword { user, password }) => Some((
+            Some(CredSpec::UserPassword { user, password }) => Some((
                 vddk_sys::VIXDISKLIB_CRED_UID,
                 [
                     keep("user", user)?,
-                    keep("password", password.expose())?,
+                    keep("password", password)?,
                     ptr::null_mut(),
                 ],
             )),
-            Some(Credentials::SessionCookie { cookie, user, key }) => Some((
+            Some(CredSpec::SessionCookie { cookie, user, key }) => Some((
                 vddk_sys::VIXDISKLIB_CRED_SESSIONID,
                 [
-                    keep("cookie", cookie.expose())?,
-                    user.as_deref()
-                        .map(|u| keep("user", u))
+                    keep("cookie", cookie)?,
+                    user.map(|u| keep("user", u))
                         .transpose()?
                         .unwrap_or(ptr::null_mut()),
-                    key.as_ref()
-                        .map(|k| keep("key", k.expose()))
+                    key.map(|k| keep("key", k))
                         .transpose()?
                         .unwrap_or(ptr::null_mut()),
                 ],
@@ -124,8 +150,8 @@ impl<'l> RawParams<'l> {
             c.serverName = server.unwrap_or(ptr::null_mut());
             c.thumbPrint = thumb.unwrap_or(ptr::null_mut());
             c.specType = vddk_sys::VIXDISKLIB_SPEC_VMX;
-            c.port = p.port.map_or(0, u32::from);
-            c.nfcHostPort = p.nfc_host_port.map_or(0, u32::from);
+            c.port = p.port;
+            c.nfcHostPort = p.nfc_host_port;
             if let Some((ty, [a, b, k])) = creds {
                 c.credType = ty;
                 if ty == vddk_sys::VIXDISKLIB_CRED_UID {
@@ -207,19 +233,15 @@ unsafe impl Sync for RawConnection {}
 
 impl RawConnection {
     /// ConnectEx.
-    pub(crate) fn connect(lib: Arc<Lib>, p: &ConnectParams) -> Result<RawConnection> {
-        let snapshot = p
-            .snapshot
-            .as_ref()
-            .map(|s| c_string("snapshot", s.as_str()))
-            .transpose()?;
+    pub(crate) fn connect(lib: Arc<Lib>, p: &ConnectSpec<'_>) -> Result<RawConnection> {
+        let snapshot = p.snapshot.map(|s| c_string("snapshot", s)).transpose()?;
         let transports = p
             .transports
-            .as_ref()
-            .map(|t| c_string("transports", &t.to_string()))
+            .as_deref()
+            .map(|t| c_string("transports", t))
             .transpose()?;
-        let remote = p.is_remote();
-        let given_thumbprint = p.thumbprint.as_ref().map(|t| t.to_string());
+        let remote = p.server.is_some();
+        let given_thumbprint = p.thumbprint.clone();
         let params = RawParams::new(&lib, p)?;
         let mut handle: VixDiskLibConnection = ptr::null_mut();
         let (err, actual_thumbprint) = {
@@ -265,8 +287,8 @@ impl RawConnection {
     }
 
     /// Open.
-    pub(crate) fn open(self: &Arc<Self>, path: &str, flags: u32) -> Result<RawDisk> {
-        let cpath = c_string("disk path", path)?;
+    pub(crate) fn open(self: &Arc<Self>, path: &Path, flags: u32) -> Result<RawDisk> {
+        let cpath = c_path("disk path", path)?;
         let mut handle = ptr::null_mut();
         let (err, ctx) = {
             let _guard = global_lock();
@@ -285,8 +307,8 @@ impl RawConnection {
     }
 
     /// Create (local disks).
-    pub(crate) fn create(&self, path: &str, params: &VixDiskLibCreateParams) -> Result<()> {
-        let cpath = c_string("disk path", path)?;
+    pub(crate) fn create(&self, path: &Path, params: &VixDiskLibCreateParams) -> Result<()> {
+        let cpath = c_path("disk path", path)?;
         let err = {
             let _guard = global_lock();
             // SAFETY: live connection, valid string and struct, global lock held.
@@ -304,13 +326,13 @@ impl RawConnection {
     }
 
     /// Grow (local disk, closed).
-    pub(crate) fn grow(&self, path: &str, capacity: u64, update_geometry: bool) -> Result<()> {
+    pub(crate) fn grow(&self, path: &Path, capacity: u64, update_geometry: bool) -> Result<()> {
         let grow = self
             .lib
             .optional()
             .grow
             .ok_or_else(|| self.lib.unsupported("VixDiskLib_Grow"))?;
-        let cpath = c_string("disk path", path)?;
+        let cpath = c_path("disk path", path)?;
         let err = {
             let _guard = global_lock();
             // SAFETY: live connection, valid string, global lock held.
@@ -331,9 +353,9 @@ impl RawConnection {
     /// Clone `src_path` on `src` to `dst_path` on this connection.
     pub(crate) fn clone_disk(
         &self,
-        dst_path: &str,
+        dst_path: &Path,
         src: &RawConnection,
-        src_path: &str,
+        src_path: &Path,
         params: &VixDiskLibCreateParams,
         overwrite: bool,
     ) -> Result<()> {
@@ -342,8 +364,8 @@ impl RawConnection {
             .optional()
             .clone
             .ok_or_else(|| self.lib.unsupported("VixDiskLib_Clone"))?;
-        let dst = c_string("destination path", dst_path)?;
-        let srcp = c_string("source path", src_path)?;
+        let dst = c_path("destination path", dst_path)?;
+        let srcp = c_path("source path", src_path)?;
         let err = {
             let _guard = global_lock();
             // SAFETY: both connections are live, strings and struct valid,
@@ -385,7 +407,7 @@ impl Drop for RawConnection {
 impl Lib {
     /// PrepareForAccess, the vCenter call that blocks VM migration while
     /// disks are read.
-    pub(crate) fn prepare_for_access(&self, p: &ConnectParams, identity: &str) -> Result<()> {
+    pub(crate) fn prepare_for_access(&self, p: &ConnectSpec<'_>, identity: &str) -> Result<()> {
         self.access(
             "VixDiskLib_PrepareForAccess",
             self.optional().prepare_for_access,
@@ -395,7 +417,7 @@ impl Lib {
     }
 
     /// EndAccess, undoing PrepareForAccess.
-    pub(crate) fn end_access(&self, p: &ConnectParams, identity: &str) -> Result<()> {
+    pub(crate) fn end_access(&self, p: &ConnectSpec<'_>, identity: &str) -> Result<()> {
         self.access(
             "VixDiskLib_EndAccess",
             self.optional().end_access,
@@ -408,7 +430,7 @@ impl Lib {
         &self,
         call: &'static str,
         f: vddk_sys::VixDiskLib_PrepareForAccessFn,
-        p: &ConnectParams,
+        p: &ConnectSpec<'_>,
         identity: &str,
     ) -> Result<()> {
         let f = f.ok_or_else(|| self.unsupported(call))?;

@@ -8,8 +8,22 @@ use std::sync::Arc;
 use vddk_sys::{VixDiskLibBlock, VixDiskLibBlockList, VixDiskLibHandle, VixDiskLibInfo, VixError};
 
 use super::{c_string, copy_c_str, global_lock, logsink, Lib, RawConnection};
-use crate::disk::{AdapterType, DiskInfo, Geometry};
 use crate::error::Result;
+
+/// GetInfo's answer, copied out of the library's struct.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct InfoCopy {
+    pub capacity_sectors: u64,
+    /// Cylinders, heads, sectors.
+    pub bios_geometry: (u32, u32, u32),
+    pub physical_geometry: (u32, u32, u32),
+    pub adapter: u32,
+    pub num_links: i32,
+    pub parent_hint: Option<String>,
+    pub uuid: Option<String>,
+    pub logical_sector_size: Option<u32>,
+    pub physical_sector_size: Option<u32>,
+}
 
 /// An open disk. Dropping it calls Close (after Wait, if async I/O ran).
 pub(crate) struct RawDisk {
@@ -49,7 +63,7 @@ impl RawDisk {
     }
 
     /// GetInfo, copied out and freed with FreeInfo.
-    pub(crate) fn info(&self) -> Result<DiskInfo> {
+    pub(crate) fn info(&self) -> Result<InfoCopy> {
         let mut p: *mut VixDiskLibInfo = ptr::null_mut();
         // SAFETY: valid handle and out-pointer; no other call on this handle
         // can overlap (`&self` of a !Sync type).
@@ -68,16 +82,18 @@ impl RawDisk {
         // are read one by one through raw pointers because a pre-7.0
         // library allocates a shorter struct without the sector sizes.
         let info = unsafe {
-            let geo = |g: *const vddk_sys::VixDiskLibGeometry| Geometry {
-                cylinders: addr_of!((*g).cylinders).read(),
-                heads: addr_of!((*g).heads).read(),
-                sectors: addr_of!((*g).sectors).read(),
+            let geo = |g: *const vddk_sys::VixDiskLibGeometry| {
+                (
+                    addr_of!((*g).cylinders).read(),
+                    addr_of!((*g).heads).read(),
+                    addr_of!((*g).sectors).read(),
+                )
             };
-            DiskInfo {
+            InfoCopy {
                 capacity_sectors: addr_of!((*p).capacity).read(),
                 bios_geometry: geo(addr_of!((*p).biosGeo)),
                 physical_geometry: geo(addr_of!((*p).physGeo)),
-                adapter: AdapterType::from_raw(addr_of!((*p).adapterType).read()),
+                adapter: addr_of!((*p).adapterType).read(),
                 num_links: addr_of!((*p).numLinks).read(),
                 parent_hint: copy_c_str(addr_of!((*p).parentFileNameHint).read())
                     .filter(|s| !s.is_empty()),
@@ -112,15 +128,17 @@ impl RawDisk {
         self.check("VixDiskLib_Read", err)
     }
 
-    /// Read into a new buffer of `len` bytes (a whole number of sectors,
-    /// checked by the caller) that is not zeroed first: at local-disk
-    /// speeds, zeroing would cost as much as the read's own copy.
-    pub(crate) fn read_vec(&self, start: u64, len: usize) -> Result<Vec<u8>> {
+    /// Read of `len` bytes (a whole number of sectors, checked by the
+    /// caller) into the spare capacity of the empty `buf`, which is not
+    /// zeroed first: at local-disk speeds, zeroing would cost as much as
+    /// the read's own copy. `buf` holds the bytes only if the read succeeds.
+    pub(crate) fn read_into(&self, start: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
         let sectors = (len / 512) as u64;
-        let mut buf = Vec::<u8>::with_capacity(len);
-        // SAFETY: `buf` has room for exactly `sectors` sectors, which
-        // VixDiskLib_Read only writes (never reads), and nothing else can
-        // reach it during the call.
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: `buf` has room for `sectors` whole sectors in its spare
+        // capacity, which VixDiskLib_Read only writes (never reads), and
+        // nothing else can reach it during the call.
         let err = self.lib().timed("VixDiskLib_Read", len as u64, || unsafe {
             self.lib()
                 .core()
@@ -129,7 +147,7 @@ impl RawDisk {
         self.check("VixDiskLib_Read", err)?;
         // SAFETY: Read succeeded, so VDDK wrote all `len` bytes.
         unsafe { buf.set_len(len) };
-        Ok(buf)
+        Ok(())
     }
 
     /// Write; `buf.len()` is a whole number of sectors (checked by the caller).

@@ -15,25 +15,31 @@ pub(crate) mod logsink;
 use std::ffi::{CStr, CString};
 use std::mem::ManuallyDrop;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use vddk_sys::VixError;
 
-use crate::error::{hint_for, vix_error_name, CallContext, Error, Result, VixFailure};
+use crate::error::{hint_for, CallContext, Error, Result, VixFailure};
 use crate::stats::{timed, Stats};
+use crate::vix::VixCode;
 
-pub(crate) use asyncio::Rejected;
-pub(crate) use conn::RawConnection;
-pub(crate) use disk::RawDisk;
+pub(crate) use asyncio::{AsyncTable, Direction, Finished, Rejected};
+pub(crate) use conn::{ConnectSpec, CredSpec, RawConnection};
+pub(crate) use disk::{InfoCopy, RawDisk};
 
 /// The API version this crate asks InitEx for: 6.7 is the oldest library it
 /// supports, and a newer library serves older callers.
 const API_MAJOR: u32 = 6;
 const API_MINOR: u32 = 7;
 
-/// Set by the first successful load; InitEx may run only once per process.
-static INITIALISED: AtomicBool = AtomicBool::new(false);
+/// Where this process is in the library's life. VMware's programming guide
+/// allows InitEx once per process (it sets up process-wide state such as
+/// localisation), so after Exit the library stays exited.
+static STATE: AtomicU8 = AtomicU8::new(NEVER);
+const NEVER: u8 = 0;
+const LIVE: u8 = 1;
+const EXITED: u8 = 2;
 
 /// Serialises Open, Close, ConnectEx, Disconnect, Create, Grow, Clone,
 /// PrepareForAccess/EndAccess, InitEx and Exit, as VDDK requires.
@@ -43,9 +49,11 @@ pub(crate) fn global_lock() -> MutexGuard<'static, ()> {
     GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A path as a C string, refusing interior NULs.
+/// A path as a C string (its bytes as they are), refusing interior NULs.
 pub(crate) fn c_path(what: &str, p: &Path) -> Result<CString> {
-    c_string(what, &p.to_string_lossy())
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidArgument(format!("{what} {p:?} contains a NUL byte")))
 }
 
 /// A string as a C string, refusing interior NULs.
@@ -85,21 +93,23 @@ impl Lib {
         let (libdir, _) = load.resolve_dir();
         let libdir = c_path("libdir", &libdir)?;
         let config = config_file.map(|p| c_path("config file", p)).transpose()?;
-        if INITIALISED.swap(true, Ordering::SeqCst) {
-            return Err(Error::AlreadyInitialized);
+        match STATE.compare_exchange(NEVER, LIVE, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => {}
+            Err(EXITED) => return Err(Error::Exited),
+            Err(_) => return Err(Error::AlreadyInitialized),
         }
         let sys = match vddk_sys::Library::load(load) {
             Ok(sys) => sys,
             Err(e) => {
                 // Nothing was initialised, so a retry with another libdir is fine.
-                INITIALISED.store(false, Ordering::SeqCst);
+                STATE.store(NEVER, Ordering::SeqCst);
                 return Err(e.into());
             }
         };
         let [log, warn, panic] = logsink::callbacks();
         let _guard = global_lock();
         // SAFETY: the callbacks are valid for the life of the process, the
-        // strings outlive the call, and INITIALISED guarantees no other
+        // strings outlive the call, and STATE guarantees no other
         // InitEx runs in this process.
         let err = timed(stats.as_ref(), "VixDiskLib_InitEx", 0, || unsafe {
             sys.core().VixDiskLib_InitEx(
@@ -121,7 +131,7 @@ impl Lib {
             // Exit must not run for a library that did not initialise; a
             // failed InitEx leaves nothing behind, so another try is allowed.
             std::mem::forget(lib);
-            INITIALISED.store(false, Ordering::SeqCst);
+            STATE.store(NEVER, Ordering::SeqCst);
             return Err(e);
         }
         Ok(lib)
@@ -173,16 +183,10 @@ impl Lib {
 
     /// Turns a failed call's code into an [`Error`] with name, text and hint.
     pub(crate) fn error(&self, call: &'static str, err: VixError, ctx: &CallContext) -> Error {
-        let code = vddk_sys::error_code(err);
+        let code = VixCode::from_raw(err);
         let text = self.error_text(err);
         let hint = hint_for(call, code, text.as_deref(), ctx);
-        Error::Vix(Box::new(VixFailure {
-            call,
-            code,
-            name: vix_error_name(err),
-            text,
-            hint,
-        }))
+        VixFailure::new(call, code, text, hint).into()
     }
 
     /// `Ok` for VIX_OK, the decoded error otherwise.
@@ -210,6 +214,7 @@ impl Drop for Lib {
         self.timed("VixDiskLib_Exit", 0, || unsafe {
             self.core().VixDiskLib_Exit()
         });
+        STATE.store(EXITED, Ordering::SeqCst);
         ::log::debug!(target: logsink::TARGET, "VixDiskLib_Exit done");
     }
 }
@@ -228,7 +233,7 @@ mod send_sync {
         send::<super::RawConnection>();
         sync::<super::RawConnection>();
         send::<super::RawDisk>();
-        send::<super::asyncio::AsyncSlot>();
-        sync::<super::asyncio::AsyncSlot>();
+        send::<super::AsyncTable<Vec<u8>>>();
+        sync::<super::AsyncTable<Vec<u8>>>();
     }
 }
