@@ -8,6 +8,11 @@
 
 use std::fmt;
 
+/// Text that is not a datastore path, and how to write one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadDatastorePath(String);
+
 /// A disk on a datastore.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatastorePath {
@@ -19,20 +24,20 @@ pub struct DatastorePath {
 
 impl DatastorePath {
     /// Parses a datastore path in any of the accepted forms.
-    pub fn parse(text: &str) -> Result<DatastorePath, String> {
+    pub fn parse(text: &str) -> Result<DatastorePath, BadDatastorePath> {
         let s = text.trim();
         let unescaped;
         let s = match source_attribute(s) {
             Some(v) => {
-                unescaped = xml_unescape(v)?;
+                unescaped = xml_unescape(v).map_err(BadDatastorePath)?;
                 unescaped.trim()
             }
             None => s,
         };
         let bad = |why: &str| {
-            format!(
+            BadDatastorePath(format!(
                 "{text:?} is not a datastore path ({why}): write it as [datastore] dir/disk.vmdk"
-            )
+            ))
         };
         let rest = s.strip_prefix('[').ok_or_else(|| bad("no leading '['"))?;
         let (datastore, path) = rest.split_once(']').ok_or_else(|| bad("no closing ']'"))?;
@@ -185,7 +190,7 @@ mod tests {
             "[d[s] a.vmdk",
             "[ds] a\tb.vmdk",
         ] {
-            let e = DatastorePath::parse(bad).unwrap_err();
+            let e = DatastorePath::parse(bad).unwrap_err().to_string();
             assert!(e.contains("[datastore] dir/disk.vmdk"), "{bad}: {e}");
         }
     }

@@ -8,17 +8,69 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::backend::Backend;
+use crate::backend::{self, Backend};
 
-pub use self::wildcard::{check_path, Wildcard};
+pub use self::wildcard::{check_path, BadPath, BadPattern, Wildcard};
 
 mod wildcard;
 
 /// Opens the backend of a registered export, on first use.
-pub type Opener = Box<dyn Fn() -> Result<Arc<dyn Backend>, String> + Send + Sync>;
+pub type Opener = Box<dyn Fn() -> Result<Arc<dyn Backend>, backend::Error> + Send + Sync>;
 
 /// Opens the disk at a path a client asked for through the wildcard.
-pub type PathOpener = Box<dyn Fn(&str) -> Result<Arc<dyn Backend>, String> + Send + Sync>;
+pub type PathOpener = Box<dyn Fn(&str) -> Result<Arc<dyn Backend>, backend::Error> + Send + Sync>;
+
+/// Why a name selects no export.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The server has no export by that name, and no wildcard.
+    #[error("{}", unknown(.0))]
+    Unknown(Vec<String>),
+    /// The empty name with only a wildcard.
+    #[error("there is no default export: ask for a disk path matching {0}")]
+    NoDefault(String),
+    /// A name the wildcard does not match.
+    #[error("not a path matching the exported paths {0}")]
+    NotMatching(String),
+    /// A name the wildcard matches that is no plain disk path.
+    #[error(transparent)]
+    BadPath(#[from] BadPath),
+    /// The wildcard has opened as many disks as it may.
+    #[error(
+        "already serving {MAX_WILDCARD_EXPORTS} disks through the wildcard: start another \
+         server for more"
+    )]
+    TooMany,
+    /// The export could not be opened.
+    #[error(transparent)]
+    Open(#[from] backend::Error),
+}
+
+fn unknown(names: &[String]) -> String {
+    if names.is_empty() {
+        return "this server has no exports".into();
+    }
+    format!("no such export; this server exports: {}", names.join(", "))
+}
+
+/// The exports that failed to close, each with its error.
+#[derive(Debug)]
+pub struct CloseError(pub Vec<(String, backend::Error)>);
+
+impl std::fmt::Display for CloseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, e)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "closing {name}: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CloseError {}
 
 /// Most disks a wildcard may have open at once: each holds a VDDK handle
 /// and a thread, and a client should not be able to exhaust either.
@@ -41,8 +93,8 @@ impl Slot {
 
     fn get_or_open(
         &self,
-        open: impl FnOnce() -> Result<Arc<dyn Backend>, String>,
-    ) -> Result<Arc<dyn Backend>, String> {
+        open: impl FnOnce() -> Result<Arc<dyn Backend>, backend::Error>,
+    ) -> Result<Arc<dyn Backend>, backend::Error> {
         let mut b = self.backend.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(b) = &*b {
             return Ok(Arc::clone(b));
@@ -78,10 +130,13 @@ struct Named {
 }
 
 impl Named {
-    fn get(&self) -> Result<Arc<dyn Backend>, String> {
+    fn get(&self) -> Result<Arc<dyn Backend>, backend::Error> {
         self.slot.get_or_open(|| match &self.open {
             Some(open) => open(),
-            None => Err(format!("export {} has no backend", self.name)),
+            None => Err(backend::Error::Failed(format!(
+                "export {} has no backend",
+                self.name
+            ))),
         })
     }
 }
@@ -183,7 +238,7 @@ impl ExportRegistry {
     }
 
     /// The export `name` selects, opening it if needed.
-    pub fn resolve(&self, name: &str) -> Result<Resolved, String> {
+    pub fn resolve(&self, name: &str) -> Result<Resolved, ExportError> {
         let found = if name.is_empty() {
             self.named.first()
         } else {
@@ -198,19 +253,14 @@ impl ExportRegistry {
             });
         }
         let Some((pattern, open)) = &self.wildcard else {
-            return Err(self.unknown());
+            let names = self.named.iter().map(|n| n.name.clone()).collect();
+            return Err(ExportError::Unknown(names));
         };
         if name.is_empty() {
-            return Err(format!(
-                "there is no default export: ask for a disk path matching {}",
-                pattern.as_str()
-            ));
+            return Err(ExportError::NoDefault(pattern.as_str().into()));
         }
         if !pattern.matches(name) {
-            return Err(format!(
-                "not a path matching the exported paths {}",
-                pattern.as_str()
-            ));
+            return Err(ExportError::NotMatching(pattern.as_str().into()));
         }
         check_path(name)?;
         let slot = {
@@ -219,10 +269,7 @@ impl ExportRegistry {
                 Some(n) => Arc::clone(&n.slot),
                 None => {
                     if by_path.len() >= MAX_WILDCARD_EXPORTS {
-                        return Err(format!(
-                            "already serving {MAX_WILDCARD_EXPORTS} disks through the \
-                             wildcard: start another server for more"
-                        ));
+                        return Err(ExportError::TooMany);
                     }
                     let slot: Arc<Slot> = Arc::default();
                     by_path.push(Named {
@@ -250,14 +297,6 @@ impl ExportRegistry {
         by_path.retain(|n| n.name != name || n.slot.in_use());
     }
 
-    fn unknown(&self) -> String {
-        let names: Vec<&str> = self.named.iter().map(|n| n.name.as_str()).collect();
-        if names.is_empty() {
-            return "this server has no exports".into();
-        }
-        format!("no such export; this server exports: {}", names.join(", "))
-    }
-
     /// Every backend opened so far, registered ones first.
     pub fn opened(&self) -> Vec<(String, Arc<dyn Backend>)> {
         let mut v: Vec<_> = self
@@ -275,16 +314,16 @@ impl ExportRegistry {
     }
 
     /// Flushes and closes every opened backend; reports every failure.
-    pub fn close_all(&self) -> Result<(), String> {
-        let errors: Vec<String> = self
+    pub fn close_all(&self) -> Result<(), CloseError> {
+        let errors: Vec<_> = self
             .opened()
             .into_iter()
-            .filter_map(|(name, b)| b.close().err().map(|e| format!("closing {name}: {e}")))
+            .filter_map(|(name, b)| b.close().err().map(|e| (name, e)))
             .collect();
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(errors.join("; "))
+            Err(CloseError(errors))
         }
     }
 }
@@ -292,7 +331,7 @@ impl ExportRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::MemoryBackend;
+    use crate::plugins::MemoryBackend;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn mem(size: u64) -> Arc<dyn Backend> {
@@ -311,11 +350,11 @@ mod tests {
         assert_eq!(r.resolve("").unwrap().name, "x");
         let y = r.resolve("y").unwrap();
         assert_eq!(
-            (y.backend.size(), y.description.as_deref()),
+            (y.backend.caps().size, y.description.as_deref()),
             (1024, Some("why"))
         );
         assert_eq!(
-            r.resolve("z").unwrap_err(),
+            r.resolve("z").unwrap_err().to_string(),
             "no such export; this server exports: x, y"
         );
         assert!(ExportRegistry::new().resolve("").is_err());
@@ -331,7 +370,7 @@ mod tests {
             Box::new(move |path: &str| {
                 counted.fetch_add(1, Ordering::SeqCst);
                 if path.contains("bad") {
-                    Err(format!("cannot open {path}"))
+                    Err(backend::Error::Failed(format!("cannot open {path}")))
                 } else {
                     Ok(mem(512))
                 }
@@ -342,18 +381,22 @@ mod tests {
         assert!(Arc::ptr_eq(&a1.backend, &a2.backend));
         assert_eq!(opens.load(Ordering::SeqCst), 1);
         assert_eq!(
-            r.resolve("/d/bad.vmdk").unwrap_err(),
+            r.resolve("/d/bad.vmdk").unwrap_err().to_string(),
             "cannot open /d/bad.vmdk"
         );
-        assert!(r.resolve("/e/a.vmdk").unwrap_err().contains("/d/*.vmdk"));
-        assert!(r.resolve("").unwrap_err().contains("no default export"));
+        assert!(r
+            .resolve("/e/a.vmdk")
+            .unwrap_err()
+            .to_string()
+            .contains("/d/*.vmdk"));
+        assert!(matches!(r.resolve(""), Err(ExportError::NoDefault(_))));
         let listed: Vec<String> = r.list().into_iter().map(|(n, _)| n).collect();
         assert_eq!(listed, ["/d/a.vmdk"], "failed opens are not listed");
         for i in 1..MAX_WILDCARD_EXPORTS {
             r.resolve(&format!("/d/{i}.vmdk")).unwrap();
         }
         let e = r.resolve("/d/one-too-many.vmdk").unwrap_err();
-        assert!(e.contains("start another server"), "{e}");
+        assert!(e.to_string().contains("start another server"), "{e}");
         assert!(r.close_all().is_ok());
     }
 }

@@ -2,21 +2,24 @@
 //!
 //! Layers, bottom up:
 //! - [`proto`]: the NBD protocol without I/O (codec, handshake state
-//!   machine, request validation, error numbers).
-//! - [`backend`]: the exported disk behind a [`backend::Backend`] trait,
-//!   with an in-memory implementation and one over VDDK.
+//!   machine, export features, request validation, reply shaping, error
+//!   numbers).
+//! - [`backend`]: what an export is, as a stack of [`backend::Backend`]
+//!   layers with typed errors; [`plugins`]: the bottom layers (a VMware
+//!   disk through [`vddk::DiskDriver`], memory).
 //! - [`server`]: listeners, connections and their threads.
 //!
 //! # Threads
 //!
 //! Each connection has a thread that reads requests. A backend that
-//! answers in short synchronous calls ([`backend::Backend::completes_inline`]:
-//! the memory disk, and a VDDK disk opened with the `file` transport) is
+//! answers in short synchronous calls ([`backend::Caps::inline`]: the
+//! memory disk, and a VDDK disk opened with the `file` transport) is
 //! called on that thread, and the reply is written there too, under the
 //! connection's output lock: no thread switch per request, which at local
-//! speeds costs as much as the I/O. Other backends (a remote VDDK disk,
-//! pipelined by [`vddk::DiskWorker`]) complete on their own threads and
-//! hand each reply to a writer thread per connection, which batches them.
+//! speeds costs as much as the I/O. A remote VDDK disk's requests are
+//! issued by its driver's thread and complete on VDDK's threads, which
+//! hand each reply to a writer thread per connection, which batches them:
+//! two thread switches per request.
 //!
 //! # Protocol choices
 //!
@@ -57,6 +60,7 @@ pub mod backend;
 pub mod config;
 pub mod datastore;
 pub mod exports;
+pub mod plugins;
 pub mod proto;
 pub mod server;
 pub mod thumbprint;

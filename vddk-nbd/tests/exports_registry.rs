@@ -9,8 +9,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vddk_nbd::backend::{Backend, MemoryBackend};
+use vddk_nbd::backend::Backend;
 use vddk_nbd::exports::ExportRegistry;
+use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::{Listener, Server, ServerConfig};
 
 fn nbd(socket: &std::path::Path, name: &str) -> String {
@@ -57,7 +58,9 @@ fn exports_are_independent() {
             let mut n = attempts2.lock().unwrap();
             *n += 1;
             if *n == 1 {
-                Err("the disk is locked by another program".into())
+                Err(vddk_nbd::backend::Error::Failed(
+                    "the disk is locked by another program".into(),
+                ))
             } else {
                 Ok(Arc::new(MemoryBackend::new(4 << 20)) as Arc<dyn Backend>)
             }

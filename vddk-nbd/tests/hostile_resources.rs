@@ -33,7 +33,7 @@ const SIZE: u64 = 64 << 20;
 fn server(
     name: &str,
     timeout: Duration,
-) -> (TestServer, std::sync::Arc<vddk_nbd::backend::MemoryBackend>) {
+) -> (TestServer, std::sync::Arc<vddk_nbd::plugins::MemoryBackend>) {
     let disk = memory(SIZE);
     let srv = TestServer::unix(
         name,

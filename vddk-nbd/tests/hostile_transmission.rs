@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use nbd_common::{memory, TestServer};
 use rawclient::*;
-use vddk_nbd::backend::MemoryBackend;
+use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::ServerConfig;
 
 const SIZE: u64 = 1 << 20;

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use nbd_common::*;
-use vddk_nbd::backend::MemoryBackend;
+use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::{Listener, ServerConfig};
 
 const MIB: u64 = 1 << 20;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nbd_common::*;
-use vddk_nbd::backend::{Backend, BlockSizes, Done, Extent, MemoryBackend, ReadChunk};
+use vddk_nbd::backend::{Backend, Caps, Done, Error, Extent, ZeroFlags};
+use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::ServerConfig;
 
 /// Completes requests on other threads after a delay chosen per request;
@@ -36,32 +37,26 @@ impl Slow {
 }
 
 impl Backend for Slow {
-    fn size(&self) -> u64 {
-        self.inner.size()
+    fn caps(&self) -> Caps {
+        Caps {
+            inline: false,
+            ..self.inner.caps()
+        }
     }
-    fn read_only(&self) -> bool {
-        false
-    }
-    fn can_extents(&self) -> bool {
-        true
-    }
-    fn block_sizes(&self) -> BlockSizes {
-        self.inner.block_sizes()
-    }
-    fn read(&self, offset: u64, length: u32, done: Done<Vec<ReadChunk>>) {
+    fn read(&self, offset: u64, length: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
         assert!(offset != PANIC_AT, "deliberate panic for the test");
         let inner = Arc::clone(&self.inner);
         self.later(
             offset,
             move || {
                 let (tx, rx) = std::sync::mpsc::channel();
-                inner.read(offset, length, Box::new(move |r| tx.send(r).unwrap()));
+                inner.read(offset, length, buf, Box::new(move |r| tx.send(r).unwrap()));
                 rx.recv().unwrap()
             },
             done,
         );
     }
-    fn write(&self, offset: u64, data: Vec<u8>, fua: bool, done: Done<()>) {
+    fn write(&self, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
         let inner = Arc::clone(&self.inner);
         self.later(
             offset,
@@ -73,8 +68,8 @@ impl Backend for Slow {
             done,
         );
     }
-    fn zero(&self, offset: u64, length: u64, fua: bool, done: Done<()>) {
-        self.inner.zero(offset, length, fua, done)
+    fn zero(&self, offset: u64, length: u64, flags: ZeroFlags, done: Done<()>) {
+        self.inner.zero(offset, length, flags, done)
     }
     fn flush(&self, done: Done<()>) {
         self.inner.flush(done)
@@ -82,7 +77,7 @@ impl Backend for Slow {
     fn extents(&self, offset: u64, length: u64, done: Done<Vec<Extent>>) {
         self.inner.extents(offset, length, done)
     }
-    fn close(&self) -> Result<(), String> {
+    fn close(&self) -> Result<(), Error> {
         Ok(())
     }
 }

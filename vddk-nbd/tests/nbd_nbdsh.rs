@@ -6,7 +6,7 @@ mod nbd_common;
 use std::sync::Arc;
 
 use nbd_common::*;
-use vddk_nbd::backend::MemoryBackend;
+use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::ServerConfig;
 
 /// 4 MiB disk: data in the 64 KiB cluster at 1 MiB, holes elsewhere.

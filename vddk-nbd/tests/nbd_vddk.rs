@@ -8,8 +8,11 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use nbd_common::*;
-use vddk::{ConnectParams, Connection, DiskWorker, InitOptions, OpenFlags, Vddk, WorkerOptions};
-use vddk_nbd::backend::{Backend, VddkBackend};
+use vddk::{
+    ConnectParams, Connection, DiskDriver, DriverOptions, InitOptions, Mode, OpenFlags, Vddk,
+};
+use vddk_nbd::backend::Backend;
+use vddk_nbd::plugins::VddkDisk;
 use vddk_nbd::ServerConfig;
 
 const GRAIN: usize = 64 * 1024;
@@ -49,7 +52,7 @@ fn make_vmdk(dir: &Path, grains: usize) -> (std::path::PathBuf, Vec<u8>) {
     (vmdk, image)
 }
 
-fn backend(vmdk: &Path, read_only: bool) -> Arc<VddkBackend> {
+fn backend(vmdk: &Path, read_only: bool) -> Arc<VddkDisk> {
     let conn = Connection::connect(&library(), &ConnectParams::local().read_only(read_only))
         .expect("connect");
     let flags = if read_only {
@@ -60,8 +63,10 @@ fn backend(vmdk: &Path, read_only: bool) -> Arc<VddkBackend> {
     let disk = conn
         .open(vmdk.to_str().unwrap(), flags)
         .expect("open the VMDK");
-    let worker = DiskWorker::spawn(disk, WorkerOptions::new()).expect("spawn worker");
-    Arc::new(VddkBackend::new(worker, read_only))
+    // Pipelined, as a remote disk is served.
+    let opts = DriverOptions::new().mode(Mode::Pipelined);
+    let driver = DiskDriver::new(disk, opts).expect("start the driver");
+    Arc::new(VddkDisk::new(driver, read_only))
 }
 
 #[test]
@@ -70,7 +75,7 @@ fn serve_a_vmdk_read_map_write() {
     let grains = 96;
     let (vmdk, mut image) = make_vmdk(&dir, grains);
     let b = backend(&vmdk, false);
-    assert_eq!(b.size(), (grains * GRAIN) as u64);
+    assert_eq!(b.caps().size, (grains * GRAIN) as u64);
     let socket = dir.join("nbd.sock");
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let srv = TestServer::start(

@@ -8,7 +8,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use vddk_nbd::proto::consts::*;
-use vddk_nbd::proto::handshake::{ExportDesc, Handshake, Step, MAX_OPTIONS};
+use vddk_nbd::proto::handshake::{ExportDesc, Features, Handshake, Step, MAX_OPTIONS};
 use vddk_nbd::proto::request::{validate, Command, Limits};
 use vddk_nbd::proto::wire::{self, InfoRequest, MetaRequest, OptionHeader, Request, WireError};
 
@@ -111,6 +111,19 @@ fn request() -> impl Strategy<Value = Request> {
         })
 }
 
+/// Writable or read-only, with trim offered or not.
+fn features(read_only: bool, trim: bool) -> Features {
+    let f = Features {
+        trim,
+        ..Features::WRITABLE
+    };
+    if read_only {
+        f.read_only()
+    } else {
+        f
+    }
+}
+
 fn limits() -> impl Strategy<Value = Limits> {
     (
         0u64..1 << 40,
@@ -123,7 +136,7 @@ fn limits() -> impl Strategy<Value = Limits> {
         .prop_map(
             |(size, edge, read_only, max_payload, structured, meta)| Limits {
                 size: if size % 7 == 0 { edge } else { size },
-                read_only,
+                features: features(read_only, meta),
                 max_payload,
                 structured,
                 base_allocation: (structured && meta).then_some(BASE_ALLOCATION_ID),
@@ -154,8 +167,8 @@ fn export() -> impl Strategy<Value = ExportDesc> {
             name: "disk".into(),
             description: described.then(|| "the disk".into()),
             size,
-            read_only,
             block_sizes: (512, 4096, 32 << 20),
+            features: features(read_only, false),
         }
     })
 }
@@ -410,10 +423,16 @@ proptest! {
                 prop_assert!(!df || l.structured);
             }
             Command::Write { offset, length, .. } => {
-                prop_assert!(!l.read_only);
+                prop_assert!(!l.features.read_only);
                 prop_assert!(inside(offset, length) && length <= l.max_payload);
             }
-            Command::WriteZeroes { offset, length, .. } => prop_assert!(!l.read_only && inside(offset, length)),
+            Command::WriteZeroes { offset, length, fast, .. } => {
+                prop_assert!(!l.features.read_only && l.features.zero && inside(offset, length));
+                prop_assert!(!fast || l.features.fast_zero);
+            }
+            Command::Trim { offset, length, .. } => {
+                prop_assert!(!l.features.read_only && l.features.trim && inside(offset, length));
+            }
             Command::BlockStatus { offset, length, context, .. } => {
                 prop_assert!(inside(offset, length));
                 prop_assert_eq!(Some(context), l.base_allocation);
@@ -530,8 +549,8 @@ fn handshake_closes_after_too_many_options() {
         name: "d".into(),
         description: None,
         size: 1,
-        read_only: true,
         block_sizes: (1, 1, 1),
+        features: Features::WRITABLE.read_only(),
     };
     let (out, _, step) = run(&mut Handshake::new(e), &input);
     assert!(matches!(step, Step::Close(_)), "{step:?}");

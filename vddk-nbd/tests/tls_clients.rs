@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use nbd_common::*;
-use vddk_nbd::backend::MemoryBackend;
+use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::tls::{Tls, TlsMode};
 use vddk_nbd::ServerConfig;
 

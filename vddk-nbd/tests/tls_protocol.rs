@@ -19,7 +19,7 @@ use nbd_common::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use vddk_nbd::backend::MemoryBackend;
+use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::tls::{Tls, TlsMode};
 use vddk_nbd::ServerConfig;
 

@@ -35,13 +35,15 @@ impl Pool {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A kept buffer with room for `len` bytes, if any.
+    fn kept_for(&self, len: usize) -> Option<Vec<u8>> {
+        let mut p = self.kept();
+        let at = p.iter().rposition(|b| b.capacity() >= len);
+        at.map(|i| p.swap_remove(i))
+    }
+
     fn take(&self, len: usize) -> Vec<u8> {
-        let kept = {
-            let mut p = self.kept();
-            let at = p.iter().rposition(|b| b.capacity() >= len);
-            at.map(|i| p.swap_remove(i))
-        };
-        match kept {
+        match self.kept_for(len) {
             Some(mut b) => {
                 // Only bytes beyond the old length are zeroed, and payloads
                 // of one client are mostly of one size.
@@ -67,6 +69,17 @@ impl Pool {
 /// or an earlier payload): the caller must overwrite all of it.
 pub(crate) fn take(len: usize) -> Vec<u8> {
     POOL.take(len)
+}
+
+/// An empty buffer with room for `len` bytes, for a read to fill.
+pub(crate) fn take_empty(len: usize) -> Vec<u8> {
+    match POOL.kept_for(len) {
+        Some(mut b) => {
+            b.clear();
+            b
+        }
+        None => Vec::with_capacity(len),
+    }
 }
 
 /// Keeps `buf` for a later [`take`], or frees it if enough are kept.

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use vddk_nbd::backend::{Backend, VddkBackend};
+use vddk_nbd::backend::{self, Backend};
 use vddk_nbd::config::connect::open_flags;
 use vddk_nbd::config::trust;
 use vddk_nbd::config::VddkParams;
 use vddk_nbd::exports::{ExportRegistry, Wildcard};
+use vddk_nbd::plugins::VddkDisk;
 use vddk_nbd::vmx;
 
 use super::args::Options;
@@ -23,27 +24,29 @@ struct DiskOpener {
 }
 
 impl DiskOpener {
-    fn open(&self, path: &str) -> Result<Arc<VddkBackend>, String> {
+    fn open(&self, path: &str) -> Result<Arc<VddkDisk>, backend::Error> {
+        let flags = open_flags(&self.params, self.read_only).map_err(backend::Error::Failed)?;
         let disk = self
             .conn
-            .open(path, open_flags(&self.params, self.read_only)?)
-            .map_err(|e| trust::open_error(&self.params, path, &e))?;
-        let mode = disk.transport_mode();
-        if self.params.io.direct_for(&mode) {
-            log::debug!("opened {path}, transport mode {mode}: calls made by the serving threads");
-            let backend = VddkBackend::direct(disk, self.read_only).map_err(|e| e.to_string())?;
-            return Ok(Arc::new(backend));
+            .open(path, flags)
+            .map_err(|e| backend::Error::Failed(trust::open_error(&self.params, path, &e)))?;
+        let mut opts = vddk::DriverOptions::new();
+        if let Some(mode) = self.params.io.mode() {
+            opts = opts.mode(mode);
         }
-        log::debug!("opened {path}, transport mode {mode}: calls pipelined on a worker thread");
-        // The server's completions only queue a reply for the writer
-        // thread, so they can run on the disk's own thread: one thread
-        // switch less per request.
-        let mut wopts = vddk::WorkerOptions::new().inline_completions(true);
         if let Some(n) = self.threads {
-            wopts = wopts.max_in_flight(n);
+            opts = opts.max_in_flight(n);
         }
-        let worker = vddk::DiskWorker::spawn(disk, wopts).map_err(|e| e.to_string())?;
-        Ok(Arc::new(VddkBackend::new(worker, self.read_only)))
+        let driver = vddk::DiskDriver::new(disk, opts)?;
+        log::debug!(
+            "opened {path}, transport mode {}: {}",
+            driver.transport(),
+            match driver.mode() {
+                vddk::Mode::Direct => "calls made by the serving threads",
+                vddk::Mode::Pipelined => "calls pipelined on a worker thread",
+            }
+        );
+        Ok(Arc::new(VddkDisk::new(driver, self.read_only)))
     }
 }
 
@@ -67,7 +70,7 @@ pub fn open(
             let backend = opener
                 .open(&path)
                 .map_err(|e| format!("{} ({}): {e}", d.device, d.file_name))?;
-            let description = format!("{} ({})", d.file_name, human_size(backend.size()));
+            let description = format!("{} ({})", d.file_name, human_size(backend.caps().size));
             log::debug!("export {}: {description}", d.device);
             reg.add(d.device, Some(description), backend);
         }
@@ -75,7 +78,7 @@ pub fn open(
     }
     let Some(pattern) = &p.export else {
         let file = p.file.clone().unwrap_or_default();
-        let backend = opener.open(&file)?;
+        let backend = opener.open(&file).map_err(|e| e.to_string())?;
         return Ok(Arc::new(ExportRegistry::single(
             opts.export_name.clone(),
             Some(file),
@@ -85,16 +88,18 @@ pub fn open(
     let mut reg = ExportRegistry::new();
     if let Some(file) = &p.file {
         // The default export, for clients that ask for no name.
-        let backend = opener.open(file)?;
+        let backend = opener.open(file).map_err(|e| e.to_string())?;
         reg.add(file.clone(), Some("the default export".into()), backend);
     }
-    let wildcard = Wildcard::new(pattern)?;
+    let wildcard = Wildcard::new(pattern).map_err(|e| e.to_string())?;
     reg.set_wildcard(
         wildcard,
-        Box::new(move |path: &str| -> Result<Arc<dyn Backend>, String> {
-            let b: Arc<dyn Backend> = opener.open(path)?;
-            Ok(b)
-        }),
+        Box::new(
+            move |path: &str| -> Result<Arc<dyn Backend>, backend::Error> {
+                let b: Arc<dyn Backend> = opener.open(path)?;
+                Ok(b)
+            },
+        ),
     );
     Ok(Arc::new(reg))
 }

@@ -98,7 +98,7 @@ pub fn run(
         stats::print(&v.snapshot());
     }
     drop(cleanup);
-    closed?;
+    closed.map_err(|e| e.to_string())?;
     result
 }
 

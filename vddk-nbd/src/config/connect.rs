@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use super::params::{Compression, CreateAdapter, CreateOptions, CreateType, VddkParams};
+use super::params::{Compression, CreateOptions, VddkParams};
 use super::password::Secrets;
 
 /// The library options for `libdir=` and `config=`.
@@ -106,22 +106,7 @@ pub fn open_flags(p: &VddkParams, read_only: bool) -> Result<vddk::OpenFlags, St
 
 /// What `create=true` and its companions ask Create for.
 pub fn create_params(c: &CreateOptions) -> vddk::CreateParams {
-    let disk_type = match c.disk_type {
-        CreateType::MonolithicSparse => vddk::DiskType::MonolithicSparse,
-        CreateType::MonolithicFlat => vddk::DiskType::MonolithicFlat,
-        CreateType::SplitSparse => vddk::DiskType::SplitSparse,
-        CreateType::SplitFlat => vddk::DiskType::SplitFlat,
-        CreateType::VmfsFlat => vddk::DiskType::VmfsFlat,
-        CreateType::StreamOptimized => vddk::DiskType::StreamOptimized,
-        CreateType::VmfsThin => vddk::DiskType::VmfsThin,
-        CreateType::VmfsSparse => vddk::DiskType::VmfsSparse,
-    };
-    let adapter_type = match c.adapter {
-        CreateAdapter::Ide => vddk::AdapterType::Ide,
-        CreateAdapter::ScsiBuslogic => vddk::AdapterType::ScsiBusLogic,
-        CreateAdapter::ScsiLsilogic => vddk::AdapterType::ScsiLsiLogic,
-    };
-    vddk::CreateParams::new(disk_type, c.size / 512)
-        .adapter(adapter_type)
-        .hw_version(vddk::HwVersion(c.hw_version))
+    vddk::CreateParams::new(c.disk_type, c.size)
+        .adapter(c.adapter)
+        .hw_version(c.hw_version)
 }

@@ -109,79 +109,15 @@ const IO_MODES: &[(&str, IoMode)] = &[
 ];
 
 impl IoMode {
-    /// Whether a disk opened with `transport` (as GetTransportMode names
-    /// it) is served directly.
-    pub fn direct_for(self, transport: &str) -> bool {
+    /// The driver mode asked for; `None` lets the driver choose by transport.
+    pub fn mode(self) -> Option<vddk::Mode> {
         match self {
-            IoMode::Auto => transport == "file",
-            IoMode::Direct => true,
-            IoMode::Pipelined => false,
+            IoMode::Auto => None,
+            IoMode::Direct => Some(vddk::Mode::Direct),
+            IoMode::Pipelined => Some(vddk::Mode::Pipelined),
         }
     }
 }
-
-/// `create-type=`: the VMDK variant to create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateType {
-    /// monolithic-sparse (the default).
-    MonolithicSparse,
-    /// monolithic-flat.
-    MonolithicFlat,
-    /// split-sparse.
-    SplitSparse,
-    /// split-flat.
-    SplitFlat,
-    /// vmfs-flat.
-    VmfsFlat,
-    /// stream-optimized.
-    StreamOptimized,
-    /// vmfs-thin.
-    VmfsThin,
-    /// vmfs-sparse.
-    VmfsSparse,
-}
-
-const CREATE_TYPES: &[(&str, CreateType)] = &[
-    ("monolithic-sparse", CreateType::MonolithicSparse),
-    ("monolithic-flat", CreateType::MonolithicFlat),
-    ("split-sparse", CreateType::SplitSparse),
-    ("split-flat", CreateType::SplitFlat),
-    ("vmfs-flat", CreateType::VmfsFlat),
-    ("stream-optimized", CreateType::StreamOptimized),
-    ("vmfs-thin", CreateType::VmfsThin),
-    ("vmfs-sparse", CreateType::VmfsSparse),
-];
-
-/// `create-adapter-type=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateAdapter {
-    /// ide.
-    Ide,
-    /// scsi-buslogic (the default).
-    ScsiBuslogic,
-    /// scsi-lsilogic.
-    ScsiLsilogic,
-}
-
-const ADAPTERS: &[(&str, CreateAdapter)] = &[
-    ("ide", CreateAdapter::Ide),
-    ("scsi-buslogic", CreateAdapter::ScsiBuslogic),
-    ("scsi-lsilogic", CreateAdapter::ScsiLsilogic),
-];
-
-/// `create-hwversion=` names and their VDDK numbers.
-const HW_VERSIONS: &[(&str, u16)] = &[
-    ("workstation4", 3),
-    ("workstation5", 4),
-    ("workstation6", 6),
-    ("esx30", 4),
-    ("esx4x", 7),
-    ("esx50", 8),
-    ("esx51", 9),
-    ("esx55", 10),
-    ("esx60", 11),
-    ("esx65", 13),
-];
 
 /// What `create=true` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,11 +125,11 @@ pub struct CreateOptions {
     /// Virtual size in bytes (a multiple of 512).
     pub size: u64,
     /// VMDK variant.
-    pub disk_type: CreateType,
+    pub disk_type: vddk::DiskType,
     /// Adapter recorded in the descriptor.
-    pub adapter: CreateAdapter,
+    pub adapter: vddk::AdapterType,
     /// Virtual hardware version number (VDDK's numbering).
-    pub hw_version: u16,
+    pub hw_version: vddk::HwVersion,
 }
 
 /// The plugin parameters, typed.
@@ -314,16 +250,14 @@ fn lookup<T: Copy>(key: &str, v: &str, table: &[(&str, T)]) -> Result<T, ParamEr
         })
 }
 
-fn parse_hwversion(v: &str) -> Result<u16, ParamError> {
-    if let Ok(n) = v.parse::<u16>() {
-        return Ok(n);
-    }
-    lookup("create-hwversion", v, HW_VERSIONS).map_err(|_| {
-        let names: Vec<&str> = HW_VERSIONS.iter().map(|(n, _)| *n).collect();
-        err(format!(
-            "create-hwversion={v}: unknown hardware version; use one of {} or a number",
-            names.join(", ")
-        ))
+/// A value the `vddk` crate parses (nbdkit's names are among those it takes).
+fn typed<T: std::str::FromStr<Err = vddk::Error>>(key: &str, v: &str) -> Result<T, ParamError> {
+    v.parse::<T>().map_err(|e| {
+        let why = match e {
+            vddk::Error::InvalidArgument(m) => m,
+            other => other.to_string(),
+        };
+        err(format!("{key}={v}: {why}"))
     })
 }
 
@@ -334,9 +268,9 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
     let mut p = VddkParams::default();
     let mut create = false;
     let mut create_size = None;
-    let mut create_type = CreateType::MonolithicSparse;
-    let mut create_adapter = CreateAdapter::ScsiBuslogic;
-    let mut create_hw = 4u16;
+    let mut create_type = vddk::DiskType::MonolithicSparse;
+    let mut create_adapter = vddk::AdapterType::ScsiBusLogic;
+    let mut create_hw = vddk::HwVersion::WORKSTATION_5;
     let mut create_companion = None;
     for (k, v) in pairs {
         let v = v.as_str();
@@ -387,15 +321,15 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
                 create_companion = Some(k.clone());
             }
             "create-type" => {
-                create_type = lookup(k, v, CREATE_TYPES)?;
+                create_type = typed(k, v)?;
                 create_companion = Some(k.clone());
             }
             "create-adapter-type" => {
-                create_adapter = lookup(k, v, ADAPTERS)?;
+                create_adapter = typed(k, v)?;
                 create_companion = Some(k.clone());
             }
             "create-hwversion" => {
-                create_hw = parse_hwversion(v)?;
+                create_hw = typed(k, v)?;
                 create_companion = Some(k.clone());
             }
             other => {
@@ -527,7 +461,7 @@ pub fn validate(p: &VddkParams) -> Result<(), ParamError> {
 /// The rules for `export=` and `vmx=`.
 fn validate_exports(p: &VddkParams) -> Result<(), ParamError> {
     if let Some(pattern) = &p.export {
-        crate::exports::Wildcard::new(pattern).map_err(err)?;
+        crate::exports::Wildcard::new(pattern).map_err(|e| err(e.to_string()))?;
         if p.vmx.is_some() {
             return Err(err(
                 "export= and vmx= both choose the disks to serve: give only one",
@@ -662,12 +596,9 @@ mod tests {
         assert_eq!(check(&[("file", "/d.vmdk")]).unwrap().io, IoMode::Auto);
         let p = check(&[("file", "/d.vmdk"), ("io", "pipelined")]).unwrap();
         assert_eq!(p.io, IoMode::Pipelined);
-        assert!(!p.io.direct_for("file"));
-        assert!(IoMode::Auto.direct_for("file"));
-        for remote in ["nbd", "nbdssl", "hotadd", "san"] {
-            assert!(!IoMode::Auto.direct_for(remote), "{remote}");
-            assert!(IoMode::Direct.direct_for(remote), "{remote}");
-        }
+        assert_eq!(p.io.mode(), Some(vddk::Mode::Pipelined));
+        assert_eq!(IoMode::Auto.mode(), None, "the driver chooses by transport");
+        assert_eq!(IoMode::Direct.mode(), Some(vddk::Mode::Direct));
         let e = parse(&kv(&[("io", "async")])).unwrap_err().0;
         assert!(
             e.contains("io=async") && e.contains("auto, direct, pipelined"),
@@ -688,17 +619,27 @@ mod tests {
         .unwrap();
         let c = p.create.unwrap();
         assert_eq!(c.size, 1 << 30);
-        assert_eq!(c.disk_type, CreateType::MonolithicFlat);
-        assert_eq!(c.adapter, CreateAdapter::Ide);
-        assert_eq!(c.hw_version, 13);
+        assert_eq!(c.disk_type, vddk::DiskType::MonolithicFlat);
+        assert_eq!(c.adapter, vddk::AdapterType::Ide);
+        assert_eq!(c.hw_version, vddk::HwVersion::ESX65);
         let c = check(&[("file", "/n.vmdk"), ("create", "1"), ("create-size", "512")])
             .unwrap()
             .create
             .unwrap();
-        assert_eq!(c.disk_type, CreateType::MonolithicSparse);
-        assert_eq!(c.adapter, CreateAdapter::ScsiBuslogic);
-        assert_eq!(c.hw_version, 4);
-        assert_eq!(parse_hwversion("17").unwrap(), 17);
+        assert_eq!(c.disk_type, vddk::DiskType::MonolithicSparse);
+        assert_eq!(c.adapter, vddk::AdapterType::ScsiBusLogic);
+        assert_eq!(c.hw_version, vddk::HwVersion(4));
+        assert_eq!(
+            typed::<vddk::HwVersion>("create-hwversion", "17").unwrap(),
+            vddk::HwVersion(17)
+        );
+        let e = typed::<vddk::DiskType>("create-type", "floppy")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("create-type=floppy: unknown disk type"),
+            "{e}"
+        );
         assert!(check(&[("file", "/n.vmdk"), ("create", "true")])
             .unwrap_err()
             .0

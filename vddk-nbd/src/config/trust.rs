@@ -45,7 +45,7 @@ pub fn resolve_thumbprint(p: &mut VddkParams) -> Result<Option<Fingerprints>, St
 /// configured thumbprint, the message says so with both values.
 pub fn open_error(p: &VddkParams, path: &str, e: &vddk::Error) -> String {
     let base = format!("cannot open {path}: {e}");
-    let e_fail = e.vix_code() == Some(u64::from(vddk_sys::VIX_E_FAIL));
+    let e_fail = e.vix_code() == Some(vddk::VixCode::FAIL);
     if !p.is_remote() || !e_fail {
         return base;
     }

@@ -5,6 +5,16 @@
 
 use crate::datastore::DatastorePath;
 
+/// A pattern that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadPattern(String);
+
+/// A disk path a client may not ask for, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadPath(String);
+
 /// A compiled `export=` pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wildcard {
@@ -21,9 +31,11 @@ enum Token {
 
 impl Wildcard {
     /// Compiles `pattern`; fails on an empty one or a trailing `\`.
-    pub fn new(pattern: &str) -> Result<Wildcard, String> {
+    pub fn new(pattern: &str) -> Result<Wildcard, BadPattern> {
         if pattern.is_empty() {
-            return Err("export= is empty: give a path pattern such as /vms/*.vmdk".into());
+            return Err(BadPattern(
+                "export= is empty: give a path pattern such as /vms/*.vmdk".into(),
+            ));
         }
         let mut tokens = Vec::new();
         let mut chars = pattern.chars();
@@ -32,7 +44,9 @@ impl Wildcard {
                 '*' => Token::Any,
                 '?' => Token::One,
                 '\\' => Token::Literal(chars.next().ok_or_else(|| {
-                    format!("export={pattern}: ends with '\\'; escape it as '\\\\'")
+                    BadPattern(format!(
+                        "export={pattern}: ends with '\\'; escape it as '\\\\'"
+                    ))
                 })?),
                 c => Token::Literal(c),
             });
@@ -97,21 +111,23 @@ fn matches(tokens: &[Token], name: &[char]) -> bool {
 /// absolute local path or a `[datastore] path`, without `.` or `..`
 /// components, empty components or control characters, so a wildcard
 /// cannot be used to step outside the directories it names.
-pub fn check_path(path: &str) -> Result<(), String> {
+pub fn check_path(path: &str) -> Result<(), BadPath> {
+    let bad = |why: &str| Err(BadPath(why.into()));
     if path.chars().any(char::is_control) {
-        return Err("the path holds control characters".into());
+        return bad("the path holds control characters");
     }
     let rest = if path.starts_with('[') {
-        DatastorePath::parse(path)?;
-        return Ok(());
+        return DatastorePath::parse(path)
+            .map(drop)
+            .map_err(|e| BadPath(e.to_string()));
     } else if let Some(rest) = path.strip_prefix('/') {
         rest
     } else {
-        return Err("the path is neither absolute nor a [datastore] path".into());
+        return bad("the path is neither absolute nor a [datastore] path");
     };
     for c in rest.split('/') {
         if c.is_empty() || c == "." || c == ".." {
-            return Err("the path has an empty, '.' or '..' component: give the plain path".into());
+            return bad("the path has an empty, '.' or '..' component: give the plain path");
         }
     }
     Ok(())

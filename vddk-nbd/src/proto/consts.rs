@@ -34,7 +34,7 @@ pub mod tflag {
     pub const SEND_FLUSH: u16 = 1 << 2;
     /// NBD_CMD_FLAG_FUA is supported.
     pub const SEND_FUA: u16 = 1 << 3;
-    /// NBD_CMD_TRIM is supported (never advertised here).
+    /// NBD_CMD_TRIM is supported (when the export can discard).
     pub const SEND_TRIM: u16 = 1 << 5;
     /// NBD_CMD_WRITE_ZEROES is supported.
     pub const SEND_WRITE_ZEROES: u16 = 1 << 6;

@@ -3,6 +3,7 @@
 
 use super::consts::{cflag, cmd};
 use super::errno::Failure;
+use super::export::Features;
 use super::wire::Request;
 
 /// What the connection negotiated and the export offers, fixed for the
@@ -11,8 +12,8 @@ use super::wire::Request;
 pub struct Limits {
     /// Export size in bytes.
     pub size: u64,
-    /// Writes are refused.
-    pub read_only: bool,
+    /// What the export can do.
+    pub features: Features,
     /// Largest READ/WRITE payload accepted.
     pub max_payload: u32,
     /// Structured replies negotiated.
@@ -28,8 +29,17 @@ pub enum Command {
     Read { offset: u64, length: u32, df: bool },
     /// Write the payload at `offset`.
     Write { offset: u64, length: u32, fua: bool },
-    /// Write zeroes.
-    WriteZeroes { offset: u64, length: u32, fua: bool },
+    /// Write zeroes; `fast` only if that is faster than writing, and
+    /// `may_trim` unless the client asked for allocated zeroes (NO_HOLE).
+    WriteZeroes {
+        offset: u64,
+        length: u32,
+        fua: bool,
+        fast: bool,
+        may_trim: bool,
+    },
+    /// Discard: the range need not hold its data any more.
+    Trim { offset: u64, length: u32, fua: bool },
     /// Flush everything written so far.
     Flush,
     /// Prefetch hint.
@@ -77,20 +87,19 @@ fn check_range(r: &Request, limits: &Limits, past_end: Failure) -> Result<(), Re
 
 /// Checks a request against the negotiated limits.
 pub fn validate(r: &Request, limits: &Limits) -> Result<Command, Refusal> {
+    let f = &limits.features;
     let writes = matches!(r.command, cmd::WRITE | cmd::WRITE_ZEROES | cmd::TRIM);
-    if writes && limits.read_only {
+    if writes && f.read_only {
         return Err((Failure::ReadOnly, "the export is read-only".into()));
     }
-    let known = matches!(
-        r.command,
-        cmd::READ
-            | cmd::WRITE
-            | cmd::DISC
-            | cmd::FLUSH
-            | cmd::CACHE
-            | cmd::WRITE_ZEROES
-            | cmd::BLOCK_STATUS
-    );
+    let known = match r.command {
+        cmd::READ | cmd::WRITE | cmd::DISC | cmd::BLOCK_STATUS => true,
+        cmd::FLUSH => f.flush,
+        cmd::CACHE => f.cache,
+        cmd::WRITE_ZEROES => f.zero,
+        cmd::TRIM => f.trim,
+        _ => false,
+    };
     if !known {
         return Err((
             Failure::Invalid,
@@ -142,13 +151,24 @@ pub fn validate(r: &Request, limits: &Limits) -> Result<Command, Refusal> {
         }
         cmd::WRITE_ZEROES => {
             check_range(r, limits, Failure::NoSpace)?;
-            if r.flags & cflag::FAST_ZERO != 0 {
+            let fast = r.flags & cflag::FAST_ZERO != 0;
+            if fast && !f.fast_zero {
                 return Err((
                     Failure::NotSupported,
                     "zeroing is not faster than writing on this export".into(),
                 ));
             }
             Ok(Command::WriteZeroes {
+                offset: r.offset,
+                length: r.length,
+                fua,
+                fast,
+                may_trim: r.flags & cflag::NO_HOLE == 0,
+            })
+        }
+        cmd::TRIM => {
+            check_range(r, limits, Failure::NoSpace)?;
+            Ok(Command::Trim {
                 offset: r.offset,
                 length: r.length,
                 fua,
@@ -184,7 +204,7 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         size: 1 << 20,
-        read_only: false,
+        features: Features::WRITABLE,
         max_payload: 65536,
         structured: true,
         base_allocation: Some(1),
@@ -292,16 +312,63 @@ mod tests {
             Failure::Invalid
         );
         assert_eq!(failure(req(99, 0, 0, 512), &LIMITS), Failure::Invalid);
+        let slow = Limits {
+            features: Features {
+                fast_zero: false,
+                ..Features::WRITABLE
+            },
+            ..LIMITS
+        };
         assert_eq!(
-            failure(req(cmd::WRITE_ZEROES, cflag::FAST_ZERO, 0, 512), &LIMITS),
+            failure(req(cmd::WRITE_ZEROES, cflag::FAST_ZERO, 0, 512), &slow),
             Failure::NotSupported
         );
+        assert_eq!(
+            validate(
+                &req(cmd::WRITE_ZEROES, cflag::FAST_ZERO | cflag::NO_HOLE, 0, 512),
+                &LIMITS
+            ),
+            Ok(Command::WriteZeroes {
+                offset: 0,
+                length: 512,
+                fua: false,
+                fast: true,
+                may_trim: false
+            })
+        );
+        let trims = Limits {
+            features: Features {
+                trim: true,
+                ..Features::WRITABLE
+            },
+            ..LIMITS
+        };
+        assert_eq!(
+            validate(&req(cmd::TRIM, cflag::FUA, 512, 512), &trims),
+            Ok(Command::Trim {
+                offset: 512,
+                length: 512,
+                fua: true
+            })
+        );
+        let bare = Limits {
+            features: Features {
+                flush: false,
+                cache: false,
+                zero: false,
+                ..Features::WRITABLE
+            },
+            ..LIMITS
+        };
+        for c in [cmd::FLUSH, cmd::CACHE, cmd::WRITE_ZEROES] {
+            assert_eq!(failure(req(c, 0, 0, 512), &bare), Failure::Invalid, "{c}");
+        }
     }
 
     #[test]
     fn read_only_refuses_writes_first() {
         let ro = Limits {
-            read_only: true,
+            features: Features::WRITABLE.read_only(),
             ..LIMITS
         };
         assert_eq!(failure(req(cmd::WRITE, 0, 0, 512), &ro), Failure::ReadOnly);

@@ -277,25 +277,37 @@ pub fn encode_request(out: &mut Vec<u8>, r: &Request) {
     out.extend_from_slice(&r.length.to_be_bytes());
 }
 
+/// Somewhere encoded bytes go: a `Vec`, or a reply's fixed-size header.
+pub trait Put {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Put for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// Encodes a simple reply header; read data, if any, follows it.
-pub fn encode_simple_reply(out: &mut Vec<u8>, error: u32, cookie: u64) {
-    out.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-    out.extend_from_slice(&error.to_be_bytes());
-    out.extend_from_slice(&cookie.to_be_bytes());
+pub fn encode_simple_reply(out: &mut impl Put, error: u32, cookie: u64) {
+    out.put(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+    out.put(&error.to_be_bytes());
+    out.put(&cookie.to_be_bytes());
 }
 
 /// Encodes a structured reply chunk header; `length` payload bytes follow.
-pub fn encode_chunk_header(out: &mut Vec<u8>, flags: u16, kind: u16, cookie: u64, length: u32) {
-    out.extend_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
-    out.extend_from_slice(&flags.to_be_bytes());
-    out.extend_from_slice(&kind.to_be_bytes());
-    out.extend_from_slice(&cookie.to_be_bytes());
-    out.extend_from_slice(&length.to_be_bytes());
+pub fn encode_chunk_header(out: &mut impl Put, flags: u16, kind: u16, cookie: u64, length: u32) {
+    out.put(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
+    out.put(&flags.to_be_bytes());
+    out.put(&kind.to_be_bytes());
+    out.put(&cookie.to_be_bytes());
+    out.put(&length.to_be_bytes());
 }
 
 /// Header and offset of an OFFSET_DATA chunk; `data_len` bytes of data follow.
 pub fn encode_data_chunk_header(
-    out: &mut Vec<u8>,
+    out: &mut impl Put,
     flags: u16,
     cookie: u64,
     offset: u64,
@@ -308,18 +320,18 @@ pub fn encode_data_chunk_header(
         cookie,
         data_len.saturating_add(8),
     );
-    out.extend_from_slice(&offset.to_be_bytes());
+    out.put(&offset.to_be_bytes());
 }
 
 /// A complete OFFSET_HOLE chunk.
-pub fn encode_hole_chunk(out: &mut Vec<u8>, flags: u16, cookie: u64, offset: u64, length: u32) {
+pub fn encode_hole_chunk(out: &mut impl Put, flags: u16, cookie: u64, offset: u64, length: u32) {
     encode_chunk_header(out, flags, chunk::OFFSET_HOLE, cookie, 12);
-    out.extend_from_slice(&offset.to_be_bytes());
-    out.extend_from_slice(&length.to_be_bytes());
+    out.put(&offset.to_be_bytes());
+    out.put(&length.to_be_bytes());
 }
 
 /// A complete final ERROR chunk with a message (cut to the spec's 4096 bytes).
-pub fn encode_error_chunk(out: &mut Vec<u8>, cookie: u64, error: u32, message: &str) {
+pub fn encode_error_chunk(out: &mut impl Put, cookie: u64, error: u32, message: &str) {
     let mut end = message.len().min(MAX_STRING_LEN);
     while !message.is_char_boundary(end) {
         end -= 1;
@@ -332,24 +344,24 @@ pub fn encode_error_chunk(out: &mut Vec<u8>, cookie: u64, error: u32, message: &
         cookie,
         6 + msg.len() as u32,
     );
-    out.extend_from_slice(&error.to_be_bytes());
-    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-    out.extend_from_slice(msg);
+    out.put(&error.to_be_bytes());
+    out.put(&(msg.len() as u16).to_be_bytes());
+    out.put(msg);
 }
 
 /// A complete final BLOCK_STATUS chunk: (length, flags) descriptors.
 pub fn encode_block_status_chunk(
-    out: &mut Vec<u8>,
+    out: &mut impl Put,
     cookie: u64,
     context: u32,
     descriptors: &[(u32, u32)],
 ) {
     let len = 4 + 8 * descriptors.len() as u32;
     encode_chunk_header(out, REPLY_FLAG_DONE, chunk::BLOCK_STATUS, cookie, len);
-    out.extend_from_slice(&context.to_be_bytes());
+    out.put(&context.to_be_bytes());
     for &(length, flags) in descriptors {
-        out.extend_from_slice(&length.to_be_bytes());
-        out.extend_from_slice(&flags.to_be_bytes());
+        out.put(&length.to_be_bytes());
+        out.put(&flags.to_be_bytes());
     }
 }
 

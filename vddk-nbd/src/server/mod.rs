@@ -1,8 +1,11 @@
 //! The server: configuration, listeners, connection threads and shutdown.
 
-mod connection;
+mod inflight;
 mod listener;
+mod negotiate;
+mod output;
 mod tls_stream;
+mod transmit;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::exports::{ExportRegistry, Resolved};
-use crate::proto::handshake::{ExportDesc, Exports};
+use crate::proto::export::{ExportDesc, Exports, NoSuchExport};
 use crate::proto::request::Limits;
 use crate::tls::Tls;
 
@@ -119,13 +122,18 @@ struct Lookup {
 
 impl Lookup {
     fn desc(&self, r: &Resolved) -> ExportDesc {
-        let sizes = r.backend.block_sizes();
+        let caps = r.backend.caps();
+        let sizes = caps.block_sizes;
         ExportDesc {
             name: r.name.clone(),
             description: r.description.clone(),
-            size: r.backend.size(),
-            read_only: self.read_only || r.backend.read_only(),
+            size: caps.size,
             block_sizes: (sizes.minimum, sizes.preferred, sizes.maximum),
+            features: if self.read_only {
+                caps.features.read_only()
+            } else {
+                caps.features
+            },
         }
     }
 }
@@ -135,9 +143,10 @@ impl Exports for Lookup {
         self.exports.list()
     }
 
-    fn lookup(&mut self, name: &str) -> Result<ExportDesc, String> {
-        let r = self.exports.resolve(name).inspect_err(|e| {
+    fn lookup(&mut self, name: &str) -> Result<ExportDesc, NoSuchExport> {
+        let r = self.exports.resolve(name).map_err(|e| {
             log::warn!("a client asked for export {name:?}: {e}");
+            NoSuchExport(e.to_string())
         })?;
         Ok(self.desc(&r))
     }
@@ -177,11 +186,11 @@ impl Inner {
             exports: Arc::clone(&self.exports),
             read_only: self.config.read_only,
         };
-        let Some(connection::Negotiation {
+        let Some(negotiate::Negotiation {
             negotiated,
             leftover,
             link,
-        }) = connection::negotiate(r, w, Box::new(lookup), self.config.tls.as_ref())?
+        }) = negotiate::negotiate(r, w, Box::new(lookup), self.config.tls.as_ref())?
         else {
             return Ok(());
         };
@@ -191,12 +200,11 @@ impl Inner {
             Err(e) => return Err(io::Error::other(e)),
         };
         let export = &negotiated.export;
-        let (size, read_only, max_payload) = (export.size, export.read_only, export.block_sizes.2);
         after_handshake();
         let limits = Limits {
-            size,
-            read_only,
-            max_payload,
+            size: export.size,
+            features: export.features,
+            max_payload: export.block_sizes.2,
             structured: negotiated.structured,
             base_allocation: negotiated.base_allocation,
         };
@@ -205,16 +213,16 @@ impl Inner {
             negotiated.export_name,
             negotiated.structured,
             negotiated.base_allocation.is_some(),
-            matches!(link, connection::Link::Tls(..))
+            matches!(link, negotiate::Link::Tls(..))
         );
         match link {
-            connection::Link::Plain(r, w) => {
-                connection::transmit(io::Cursor::new(leftover).chain(r), w, backend, limits)
+            negotiate::Link::Plain(r, w) => {
+                transmit::transmit(io::Cursor::new(leftover).chain(r), w, backend, limits)
             }
-            connection::Link::Tls(r, w) => {
+            negotiate::Link::Tls(r, w) => {
                 let closer = w.clone();
                 let r = io::Cursor::new(leftover).chain(r);
-                let result = connection::transmit(r, w, backend, limits);
+                let result = transmit::transmit(r, w, backend, limits);
                 if result.is_ok() {
                     closer.close();
                 }

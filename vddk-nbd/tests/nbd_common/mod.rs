@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vddk_nbd::backend::{Backend, MemoryBackend};
+use vddk_nbd::backend::Backend;
+use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::{Listener, Server, ServerConfig, ShutdownHandle};
 
 /// A server running in a thread until dropped.

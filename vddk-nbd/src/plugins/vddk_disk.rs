@@ -1,0 +1,281 @@
+//! The export over a VMware disk: the bottom layer, a [`vddk::DiskDriver`]
+//! that serves local files with synchronous calls on the serving threads
+//! and remote disks with async requests pipelined by a thread of its own.
+//! Completions pass straight through to the driver, which hands them this
+//! crate's [`Error`] type, so a request is not re-wrapped on its way.
+//!
+//! Allocation comes from QueryAllocatedBlocks in 32 GiB windows, kept (see
+//! [`super::allocation`]); reads then know which of their bytes are holes.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vddk::{DiskDriver, MIN_CHUNK, SECTOR_SIZE};
+
+use super::allocation::{self, Allocation, WINDOW};
+use crate::backend::{
+    Backend, BlockSizes, Caps, Done, Error, Extent, Features, Known, ZeroFlags, MAX_PAYLOAD,
+};
+
+/// How much a WRITE_ZEROES writes per request: one buffer of zeroes is
+/// reused from one request to the next, so a multi-gigabyte request never
+/// holds more than this.
+const ZERO_CHUNK: u64 = 4 << 20;
+
+/// An export over a VMware disk opened with VDDK.
+pub struct VddkDisk {
+    driver: DiskDriver<Error>,
+    read_only: bool,
+    allocation: Arc<Mutex<Allocation>>,
+}
+
+impl VddkDisk {
+    /// Exports the disk `driver` drives. `read_only` refuses writes (open
+    /// the disk read-only too, so VDDK enforces it as well).
+    pub fn new(driver: DiskDriver<Error>, read_only: bool) -> VddkDisk {
+        VddkDisk {
+            driver,
+            read_only,
+            allocation: Arc::default(),
+        }
+    }
+
+    /// The driver underneath.
+    pub fn driver(&self) -> &DiskDriver<Error> {
+        &self.driver
+    }
+
+    fn allocation(&self) -> MutexGuard<'_, Allocation> {
+        // Updates cannot stop halfway: sound when poisoned.
+        self.allocation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Backend for VddkDisk {
+    fn caps(&self) -> Caps {
+        let info = self.driver.info();
+        let physical = info.physical_sector_size.unwrap_or(0);
+        Caps {
+            size: self.driver.capacity(),
+            features: if self.read_only {
+                Features::WRITABLE.read_only()
+            } else {
+                Features::WRITABLE
+            },
+            extents: true,
+            block_sizes: BlockSizes {
+                minimum: SECTOR_SIZE as u32,
+                preferred: physical.clamp(4096, 1 << 20),
+                maximum: MAX_PAYLOAD,
+            },
+            inline: self.driver.mode() == vddk::Mode::Direct,
+        }
+    }
+
+    fn read(&self, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
+        self.driver.read(offset, len as usize, buf, done);
+    }
+
+    fn write(&self, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
+        if self.read_only {
+            return done(Err(Error::ReadOnly));
+        }
+        let end = offset + data.len() as u64;
+        self.allocation().mark_allocated(offset, end);
+        if !fua {
+            return self.driver.write(offset, data, done);
+        }
+        // The flush is submitted once the write has completed, so it covers it.
+        let driver = self.driver.clone();
+        self.driver.write(
+            offset,
+            data,
+            Box::new(move |r| match r {
+                Ok(buf) => driver.flush(Box::new(move |f| done(f.map(|()| buf)))),
+                Err(e) => done(Err(e)),
+            }),
+        );
+    }
+
+    fn zero(&self, offset: u64, len: u64, flags: ZeroFlags, done: Done<()>) {
+        if self.read_only {
+            return done(Err(Error::ReadOnly));
+        }
+        if flags.fast {
+            // VDDK has no way to zero but writing zeroes.
+            return done(Err(Error::Unsupported("fast zeroing")));
+        }
+        self.allocation().mark_allocated(offset, offset + len);
+        let zeroes = vec![0u8; ZERO_CHUNK.min(len) as usize];
+        let chain = ZeroChain {
+            driver: self.driver.clone(),
+            at: offset,
+            end: offset + len,
+            fua: flags.fua,
+            done,
+        };
+        if self.driver.mode() == vddk::Mode::Direct {
+            chain.run_inline(zeroes);
+        } else {
+            chain.next(zeroes);
+        }
+    }
+
+    fn flush(&self, done: Done<()>) {
+        self.driver.flush(done);
+    }
+
+    fn extents(&self, offset: u64, len: u64, done: Done<Vec<Extent>>) {
+        let end = offset + len;
+        let (missing, generation) = {
+            let a = self.allocation();
+            if let Some(runs) = a.runs_within(offset, end) {
+                drop(a);
+                return done(Ok(allocation::extents(offset, len, &runs)));
+            }
+            (a.missing(offset, end), a.generation())
+        };
+        // Query the missing windows one after another; the last answer
+        // completes the request from all of them.
+        let capacity = self.driver.capacity();
+        let query = Query {
+            driver: self.driver.clone(),
+            allocation: Arc::clone(&self.allocation),
+            windows: missing,
+            generation,
+            found: Vec::new(),
+            offset,
+            len,
+            capacity,
+            done,
+        };
+        query.next();
+    }
+
+    fn known(&self, offset: u64, len: u64) -> Known {
+        self.allocation().known(offset, len)
+    }
+
+    fn close(&self) -> Result<(), Error> {
+        self.driver.close().map_err(Error::from)
+    }
+}
+
+/// A WRITE_ZEROES as a chain of writes, each submitted when the one
+/// before has completed, with the same buffer.
+struct ZeroChain {
+    driver: DiskDriver<Error>,
+    at: u64,
+    end: u64,
+    fua: bool,
+    done: Done<()>,
+}
+
+impl ZeroChain {
+    /// Direct mode: each write completes before the call returns, so the
+    /// chain is a loop (a completion that started the next write would
+    /// nest one stack frame per chunk).
+    fn run_inline(self, mut zeroes: Vec<u8>) {
+        let mut at = self.at;
+        while at < self.end {
+            let next = ((at / ZERO_CHUNK + 1) * ZERO_CHUNK).min(self.end);
+            zeroes.resize((next - at) as usize, 0);
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.driver.write(
+                at,
+                zeroes,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            zeroes = match rx.recv() {
+                Ok(Ok(buf)) => buf,
+                Ok(Err(e)) => return (self.done)(Err(e)),
+                Err(_) => {
+                    let e = Error::Failed("a write of zeroes was dropped".into());
+                    return (self.done)(Err(e));
+                }
+            };
+            at = next;
+        }
+        if self.fua {
+            self.driver.flush(self.done)
+        } else {
+            (self.done)(Ok(()))
+        }
+    }
+
+    /// Pipelined mode: each write is submitted from the completion of the
+    /// one before (a submission only queues, so nothing nests).
+    fn next(mut self, mut zeroes: Vec<u8>) {
+        if self.at >= self.end {
+            let done = self.done;
+            return if self.fua {
+                self.driver.flush(done)
+            } else {
+                done(Ok(()))
+            };
+        }
+        let next = ((self.at / ZERO_CHUNK + 1) * ZERO_CHUNK).min(self.end);
+        zeroes.resize((next - self.at) as usize, 0);
+        let at = std::mem::replace(&mut self.at, next);
+        let driver = self.driver.clone();
+        driver.write(
+            at,
+            zeroes,
+            Box::new(move |r| match r {
+                Ok(buf) => self.next(buf),
+                Err(e) => (self.done)(Err(e)),
+            }),
+        );
+    }
+}
+
+/// An allocation query over the windows not known yet.
+struct Query {
+    driver: DiskDriver<Error>,
+    allocation: Arc<Mutex<Allocation>>,
+    windows: Vec<u64>,
+    generation: u64,
+    found: Vec<(u64, u64)>,
+    offset: u64,
+    len: u64,
+    capacity: u64,
+    done: Done<Vec<Extent>>,
+}
+
+impl Query {
+    fn next(mut self) {
+        let Some(w) = self.windows.pop() else {
+            let runs = allocation::merge(std::mem::take(&mut self.found));
+            let extents = allocation::extents(self.offset, self.len, &runs);
+            return (self.done)(Ok(extents));
+        };
+        let (start, end) = (w * WINDOW, ((w + 1) * WINDOW).min(self.capacity));
+        // VDDK answers whole chunks only: the unaligned tail of the disk
+        // is queried as far as whole sectors go, and the driver reports
+        // the rest as data.
+        let length = (end - start) / SECTOR_SIZE * SECTOR_SIZE;
+        let driver = self.driver.clone();
+        driver.allocated(
+            start,
+            length,
+            Box::new(move |r| match r {
+                Ok(extents) => {
+                    let runs: Vec<(u64, u64)> =
+                        extents.iter().map(|e| (e.offset, e.length)).collect();
+                    self.allocation
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .keep(w, self.generation, &runs);
+                    self.found.extend(runs);
+                    self.next()
+                }
+                Err(e) => (self.done)(Err(e)),
+            }),
+        );
+    }
+}
+
+// The chunk the driver queries with is VDDK's smallest: one QueryAllocatedBlocks
+// call then covers exactly one window.
+const _: () = assert!(WINDOW == MIN_CHUNK * vddk::MAX_CHUNKS_PER_CALL);
