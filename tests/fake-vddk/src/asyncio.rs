@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::ffi::*;
 use crate::handles::Disk;
+use crate::link::Transfer;
 use crate::{errors, log};
 
 /// A raw pointer the caller guarantees stays valid until the completion
@@ -38,6 +39,10 @@ pub struct Request {
     pub data: SendPtr,
     /// An injected failure to deliver instead of doing the I/O.
     pub fail: Option<VixError>,
+    /// With the link model: the request's booked transfer. If the
+    /// connection is lost before it ends, the request fails instead of
+    /// doing its I/O.
+    pub transfer: Option<Transfer>,
 }
 
 struct Queued {
@@ -156,9 +161,18 @@ fn worker() {
 /// Does the I/O of one request, runs its callback, and marks it done.
 /// Never called with a queue lock held: the callback may submit more.
 fn complete(req: Request) {
-    let result = match req.fail {
-        Some(code) => code,
-        None => run_io(&req),
+    let result = match (req.fail, &req.disk.link, req.transfer) {
+        (Some(code), _, _) => code,
+        (None, Some(link), Some(transfer)) if link.fails(transfer) => {
+            let function = if req.write {
+                "VixDiskLib_WriteAsync"
+            } else {
+                "VixDiskLib_ReadAsync"
+            };
+            link.conn
+                .fail(function, &req.disk.path.display().to_string())
+        }
+        _ => run_io(&req),
     };
     req.disk.release_slot();
     if let Some(cb) = req.callback {

@@ -106,7 +106,7 @@ const TABLE: &[(VixError, &str, &str)] = &[
     (
         VIX_E_HOST_NETWORK_CONN_REFUSED,
         "HOST_NETWORK_CONN_REFUSED",
-        "The host refused the connection: check the port",
+        "The server refused connection",
     ),
     (
         VIX_E_HOST_TCP_CONN_LOST,

@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
 use crate::ffi::*;
+use crate::link::{ConnLink, DiskLink, LinkConfig};
 use crate::remote::{Server, Vm};
 use crate::rules::violation;
 use crate::vmdk::VmdkDisk;
@@ -41,6 +42,11 @@ pub struct RemoteConn {
     pub snapshot: Option<String>,
     /// The transports both sides allow, in the caller's order.
     pub transports: Vec<String>,
+    /// The server's link settings with the environment's overrides.
+    pub link: LinkConfig,
+    /// The ESXi host the NFC connections go to (the VM's `esx_host`, or
+    /// the server).
+    pub nfc_host: String,
 }
 
 /// A live connection.
@@ -50,6 +56,8 @@ pub struct Conn {
     pub params: OwnedParams,
     pub remote: Option<RemoteConn>,
     pub open_disks: AtomicUsize,
+    /// The link model, for remote connections with link settings only.
+    pub link: Option<Arc<ConnLink>>,
 }
 
 /// A live disk handle.
@@ -61,6 +69,8 @@ pub struct Disk {
     pub transport: &'static CStr,
     pub capacity: u64,
     pub open_thread: ThreadId,
+    /// This handle's NFC connection in the link model, if any.
+    pub link: Option<DiskLink>,
     busy: AtomicBool,
     /// Async requests until their callback has run (what Wait waits for).
     inflight: Mutex<usize>,
@@ -88,6 +98,7 @@ impl Disk {
         path: PathBuf,
         read_only: bool,
         transport: &'static CStr,
+        link: Option<DiskLink>,
     ) -> Disk {
         let capacity = engine.capacity();
         Disk {
@@ -98,6 +109,7 @@ impl Disk {
             transport,
             capacity,
             open_thread: std::thread::current().id(),
+            link,
             busy: AtomicBool::new(false),
             inflight: Mutex::new(0),
             idle: Condvar::new(),
@@ -118,6 +130,15 @@ impl Disk {
             ));
         }
         Ok(BusyGuard(self))
+    }
+
+    /// Fails at once, with the real library's code, if the handle's
+    /// connection is lost (see link.rs); free when there is no link model.
+    pub fn check_link(&self, function: &str) -> Result<(), VixError> {
+        match &self.link {
+            None => Ok(()),
+            Some(l) => l.conn.check(function, &self.path.display().to_string()),
+        }
     }
 
     /// The engine, even if a previous holder panicked.

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::errors;
 use crate::ffi::{VixError, VIX_E_FAIL};
+use crate::{errors, link};
 
 /// Operations fault injection can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub struct Knobs {
     pub strict: bool,
     /// FAKE_VDDK_SAME_THREAD=1: Close on another thread than Open is a breach.
     pub same_thread: bool,
+    /// FAKE_VDDK_BANDWIDTH and the other link settings, which replace the
+    /// inventory's for every server.
+    pub link: link::Overrides,
     fail_nth: Vec<FailNth>,
     fail_prob: Vec<FailProb>,
     faults: Mutex<FaultState>,
@@ -112,6 +115,7 @@ impl Knobs {
                 .map(PathBuf::from),
             strict: flag("FAKE_VDDK_STRICT"),
             same_thread: flag("FAKE_VDDK_SAME_THREAD"),
+            link: link::Overrides::parse(&get)?,
             ..Knobs::default()
         };
         if let Some(spec) = get("FAKE_VDDK_FAIL") {
@@ -172,6 +176,7 @@ impl Knobs {
         if self.same_thread {
             parts.push("same-thread Open/Close".into());
         }
+        parts.extend(self.link.summary());
         if parts.is_empty() {
             "no knobs set".into()
         } else {

@@ -5,7 +5,8 @@
 //! Layers: [`vmdk`] is the disk engine (no C ABI); `api` holds the exported
 //! `VixDiskLib_*` functions, which use `handles` (live handles and memory
 //! handed out), `remote` (the simulated inventory), `knobs` (behaviour set
-//! by environment variables), `rules` (usage rules and strict mode),
+//! by environment variables), `link` (bandwidth, costs and losses of the
+//! simulated servers), `rules` (usage rules and strict mode),
 //! `asyncio` (completion thread), `stats` and `log`.
 
 // Some engine helpers serve its own tests and have no caller in the ABI layer.
@@ -18,6 +19,7 @@ mod errors;
 mod ffi;
 mod handles;
 mod knobs;
+mod link;
 mod log;
 mod remote;
 mod rules;

@@ -23,6 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use crate::link::{Key, LinkConfig};
+
 /// Server flavour: ESXi hosts use numeric morefs; vCenter uses `vm-N` and
 /// alone supports PrepareForAccess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub struct Server {
     pub users: Vec<(String, String)>,
     pub cookies: Vec<String>,
     pub transports: Vec<String>,
+    /// Bandwidth, costs, losses, session expiry, NFC limit (link.rs).
+    pub link: LinkConfig,
 }
 
 /// A snapshot's view of one disk.
@@ -59,6 +63,9 @@ pub struct Vm {
     pub moref: String,
     pub disks: Vec<String>,
     pub snapshots: Vec<SnapshotDisk>,
+    /// The ESXi host that holds the VM (`esx_host`): where its NFC
+    /// connections go. `None` means the server itself.
+    pub esx_host: Option<String>,
 }
 
 impl Vm {
@@ -127,6 +134,7 @@ impl Inventory {
                             users: Vec::new(),
                             cookies: Vec::new(),
                             transports: vec!["nbdssl".into(), "nbd".into()],
+                            link: LinkConfig::default(),
                         });
                         Section::Server(inv.servers.len() - 1)
                     }
@@ -140,6 +148,7 @@ impl Inventory {
                             moref: (*moref).to_string(),
                             disks: Vec::new(),
                             snapshots: Vec::new(),
+                            esx_host: None,
                         });
                         Section::Vm(inv.vms.len() - 1)
                     }
@@ -167,6 +176,9 @@ impl Inventory {
                 },
                 Section::Vm(v) => match key {
                     "disk" => inv.vms[v].disks.push(value.to_string()),
+                    "esx_host" if !value.is_empty() => {
+                        inv.vms[v].esx_host = Some(value.to_string())
+                    }
                     "snapshot" => {
                         let parsed =
                             value
@@ -189,7 +201,7 @@ impl Inventory {
                     }
                     _ => {
                         return Err(format!(
-                            "line {n}: unknown vm key `{key}`; use disk or snapshot"
+                            "line {n}: unknown vm key `{key}`; use disk, snapshot or esx_host"
                         ))
                     }
                 },
@@ -301,11 +313,20 @@ fn parse_server_key(server: &mut Server, key: &str, value: &str) -> Result<(), S
                 .filter(|s| !s.is_empty())
                 .collect()
         }
-        _ => {
-            return Err(format!(
-            "unknown server key `{key}`; use kind, port, thumbprint, user, cookie or transports"
-        ))
-        }
+        _ => match Key::from_inventory(key) {
+            Some(k) => server
+                .link
+                .set(k, value)
+                .map_err(|e| format!("{key}: {e}"))?,
+            None => {
+                let link: Vec<&str> = Key::ALL.iter().map(|k| k.inventory_name()).collect();
+                return Err(format!(
+                    "unknown server key `{key}`; use kind, port, thumbprint, user, cookie, transports \
+                     or a link setting ({})",
+                    link.join(", ")
+                ));
+            }
+        },
     }
     Ok(())
 }
@@ -371,6 +392,30 @@ mod tests {
             PathBuf::from("/srv/ds1/web/web.vmdk")
         );
         assert!(inv.resolve("[nope] a.vmdk").is_err());
+    }
+
+    #[test]
+    fn link_settings_and_esx_host() {
+        let text = format!(
+            "[server vc]\nkind = vcenter\nthumbprint = {TP}\nbandwidth = 1Gbit\nhost_bandwidth = 4Gbit\n\
+             open_cost_ms = 30\nsession_ttl_s = 0.5\nmax_nfc_connections = 3\n\
+             [vm vc vm-1]\nesx_host = esx7.example.com\n"
+        );
+        let inv = Inventory::parse(&text).unwrap();
+        let link = &inv.server("vc").unwrap().link;
+        assert_eq!(link.bandwidth, Some(125_000_000.0));
+        assert_eq!(link.host_bandwidth, Some(500_000_000.0));
+        assert_eq!(link.open_cost, std::time::Duration::from_millis(30));
+        assert_eq!(link.max_nfc_connections, Some(3));
+        assert_eq!(
+            inv.vm("vc", "vm-1").unwrap().esx_host.as_deref(),
+            Some("esx7.example.com")
+        );
+        let bad = Inventory::parse(&format!(
+            "[server a]\nthumbprint = {TP}\nbandwidth = fast\n"
+        ))
+        .unwrap_err();
+        assert!(bad.contains("line 3") && bad.contains("bandwidth"), "{bad}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::{malloc_string, opt_str, put, vix, VixResult};
 use crate::ffi::*;
 use crate::handles::{self, Allocation, Conn, OwnedParams, RemoteConn};
+use crate::link::{self, ConnLink, LinkConfig};
 use crate::remote::{self, Inventory, Kind, Server};
 use crate::rules::{enter_global, require_init, violation};
 use crate::{knobs, log};
@@ -51,7 +52,31 @@ unsafe fn read_params(p: *const ConnectParams) -> OwnedParams {
     }
 }
 
-/// The checks a login makes: server known, port open, credentials valid.
+/// A server's link settings with the environment's overrides.
+pub(crate) fn link_config(server: &Server) -> LinkConfig {
+    knobs::get().link.apply(&server.link)
+}
+
+/// Why a session cookie is refused once `session_ttl_s` has passed, or
+/// `None` while it is accepted. Passwords never expire: each password login
+/// makes a new vSphere session, while a cookie names one session, which
+/// vCenter ends (after 30 idle minutes by default; here after the TTL,
+/// counted from InitEx).
+pub(crate) fn cookie_expired(server: &Server, cfg: &LinkConfig) -> Option<String> {
+    let ttl = cfg.session_ttl?;
+    link::session_expired(Some(ttl)).then(|| {
+        format!(
+            "VixDiskLibVim: cannot use the session cookie for {}: The session is not authenticated. \
+             (session_ttl_s = {} has passed since InitEx; log in with a user name and password, \
+             or get a new cookie)",
+            server.name,
+            ttl.as_secs_f64()
+        )
+    })
+}
+
+/// The checks a login makes: server known, port open, credentials valid,
+/// cookie not expired; takes the server's `connect_cost_ms`.
 fn login(inv: &Inventory, params: &OwnedParams, function: &str) -> Result<Server, VixError> {
     let name = params.server_name.as_deref().unwrap_or("");
     let Some(server) = inv.server(name) else {
@@ -67,6 +92,10 @@ fn login(inv: &Inventory, params: &OwnedParams, function: &str) -> Result<Server
             server.port
         ));
         return Err(VIX_E_HOST_NETWORK_CONN_REFUSED);
+    }
+    let cfg = link_config(server);
+    if !cfg.connect_cost.is_zero() {
+        std::thread::sleep(cfg.connect_cost);
     }
     let ok = match params.cred_type {
         CRED_UID => server.users.iter().any(|(u, p)| {
@@ -86,6 +115,17 @@ fn login(inv: &Inventory, params: &OwnedParams, function: &str) -> Result<Server
             params.cred_type
         ));
         return Err(VIX_E_AUTHENTICATION_FAIL);
+    }
+    if params.cred_type == CRED_SESSIONID {
+        if let Some(why) = cookie_expired(server, &cfg) {
+            log::warn(&why);
+            log::warn(&format!(
+                "VixDiskLib: {function}: cannot log in to {name}: Error {} ({})",
+                VIX_E_AUTHENTICATION_FAIL,
+                crate::errors::text(VIX_E_AUTHENTICATION_FAIL)
+            ));
+            return Err(VIX_E_AUTHENTICATION_FAIL);
+        }
     }
     Ok(server.clone())
 }
@@ -138,12 +178,47 @@ fn connect_remote(
         .filter(|t| *t != "file" && server.transports.iter().any(|s| s == t))
         .map(str::to_string)
         .collect();
+    let nfc_host = vm
+        .as_ref()
+        .and_then(|vm| vm.esx_host.clone())
+        .unwrap_or_else(|| server.name.clone());
+    let link = link_config(&server);
     Ok(RemoteConn {
         server,
         vm,
         snapshot,
         transports,
+        link,
+        nfc_host,
     })
+}
+
+/// The link model of a new remote connection, when its server has link
+/// settings. The host's shared settings (`host_bandwidth`,
+/// `drop_every_bytes`, `max_nfc_connections`) come from the ESXi host's
+/// own `[server]` section when the inventory has one, else from the server
+/// connected to.
+fn conn_link(rc: &RemoteConn, nfc_port: u32) -> Option<Arc<ConnLink>> {
+    let host_cfg = remote::inventory()
+        .server(&rc.nfc_host)
+        .map(link_config)
+        .unwrap_or_else(|| rc.link.clone());
+    if !(rc.link.per_io() || host_cfg.per_io()) {
+        return None;
+    }
+    log::info(&format!(
+        "VixDiskLib: fake-vddk link model: {} (NFC host {}): {}; host: {}",
+        rc.server.name,
+        rc.nfc_host,
+        link::describe(&rc.link),
+        link::describe(&host_cfg)
+    ));
+    Some(Arc::new(ConnLink::new(
+        &rc.nfc_host,
+        nfc_port,
+        &rc.link,
+        &host_cfg,
+    )))
 }
 
 /// Connects to the local host (serverName NULL or empty) or a simulated server.
@@ -174,11 +249,13 @@ pub extern "C" fn VixDiskLib_ConnectEx(
             None => None,
             Some(_) => Some(connect_remote(&owned, snapshot, &modes)?),
         };
+        let link = remote.as_ref().and_then(|rc| conn_link(rc, owned.nfc_port));
         let conn = Arc::new(Conn {
             read_only: read_only != 0,
             params: owned,
             remote,
             open_disks: Default::default(),
+            link,
         });
         let handle = handles::add_conn(conn);
         // SAFETY: checked non-NULL above; the caller provides the out slot.

@@ -9,6 +9,7 @@ use super::{malloc_string, opt_str, put, vix, VixResult};
 use crate::ffi::*;
 use crate::handles::{self, Allocation, Conn, Disk, RemoteConn};
 use crate::knobs::{self, Op};
+use crate::link::{self, DiskLink};
 use crate::remote::{self, canonical_thumbprint};
 use crate::rules::{enter_global, require_init, violation};
 use crate::vmdk::{Adapter, VmdkDisk};
@@ -25,12 +26,14 @@ fn transport_cstr(name: &str) -> &'static CStr {
 }
 
 /// Where a remote disk path leads, after the checks the real library makes
-/// (certificate, transport, VM and snapshot membership).
+/// (certificate, transport, VM and snapshot membership): the local file,
+/// the transport, and the datastore path opened (the snapshot's disk with
+/// a snapshot).
 pub(crate) fn resolve_remote(
     rc: &RemoteConn,
     conn: &Conn,
     path: &str,
-) -> Result<(PathBuf, &'static CStr), VixError> {
+) -> Result<(PathBuf, &'static CStr, String), VixError> {
     let Some(transport) = rc.transports.first() else {
         log::warn(&format!(
             "VixDiskLib: Open: none of the requested transport modes is offered by {} (it offers {}); \
@@ -79,12 +82,37 @@ pub(crate) fn resolve_remote(
         }
     }
     match remote::inventory().resolve(&target) {
-        Ok(p) => Ok((p, transport_cstr(transport))),
+        Ok(p) => Ok((p, transport_cstr(transport), target)),
         Err(why) => {
             log::warn(&format!("VixDiskLib: Open: {why}"));
             Err(VIX_E_FILE_NOT_FOUND)
         }
     }
+}
+
+/// Logs what the real library logs when an ESXi host refuses one more NFC
+/// connection and returns the code Open gives. The DISKLIB line shapes are
+/// those of a real failed remote Open; `NBD_ERR_GENERIC` is the error VMware
+/// KB 1022543 names for too many NFC connections; the `[NFC ERROR]` text
+/// and the VIX code (VIX_E_FAIL) are unverified.
+fn nfc_limit_reached(path: &str, url: &str, host: &str, open: usize, max: u32) -> VixError {
+    log::warn(&format!(
+        "[NFC ERROR]NfcFssrvr_DiskOpen: the server refused the connection: {host} has {open} NFC \
+         connections open, its limit (max_nfc_connections) is {max}"
+    ));
+    log::info(&format!(
+        "DISKLIB-DSCPTR: DescriptorOpenNbd: Failed to open NBD extent '{url}': NBD_ERR_GENERIC"
+    ));
+    log::info(&format!(
+        "DISKLIB-LINK  : \"{url}\" : failed to open (NBD_ERR_GENERIC)."
+    ));
+    log::warn(&format!(
+        "VixDiskLib: VixDiskLib_Open: Cannot open disk {path}. Error {} ({}); close a disk on {host} \
+         first",
+        link::LIMIT_CODE,
+        errors::text(link::LIMIT_CODE)
+    ));
+    link::LIMIT_CODE
 }
 
 /// Opens a disk: a local VMDK path, or a datastore path on a remote connection.
@@ -115,10 +143,48 @@ pub extern "C" fn VixDiskLib_Open(
             return Err(code);
         }
         let read_only = conn.read_only || flags & FLAG_OPEN_READ_ONLY != 0;
-        let (file, transport) = match &conn.remote {
-            None => (PathBuf::from(&path), c"file"),
-            Some(rc) => resolve_remote(rc, &conn, &path)?,
+        if let Some(cl) = &conn.link {
+            cl.check("VixDiskLib_Open", &path)?;
+        }
+        let (file, transport, nfc_name) = match &conn.remote {
+            None => (PathBuf::from(&path), c"file", None),
+            Some(rc) => {
+                if !rc.link.open_cost.is_zero() {
+                    std::thread::sleep(rc.link.open_cost);
+                }
+                if conn.params.cred_type == CRED_SESSIONID {
+                    if let Some(why) = super::connect::cookie_expired(&rc.server, &rc.link) {
+                        log::warn(&why);
+                        log::warn(&format!(
+                            "VixDiskLib: VixDiskLib_Open: Cannot open disk {path}. Error {} ({})",
+                            VIX_E_AUTHENTICATION_FAIL,
+                            errors::text(VIX_E_AUTHENTICATION_FAIL)
+                        ));
+                        return Err(VIX_E_AUTHENTICATION_FAIL);
+                    }
+                }
+                let (file, transport, target) = resolve_remote(rc, &conn, &path)?;
+                let port = conn
+                    .link
+                    .as_ref()
+                    .map_or(conn.params.nfc_port, |l| l.nfc_port);
+                let url = link::nfc_url(
+                    &transport.to_string_lossy(),
+                    flags,
+                    &target,
+                    &rc.nfc_host,
+                    port,
+                );
+                (file, transport, Some(url))
+            }
         };
+        let nfc =
+            match (&conn.link, &nfc_name) {
+                (Some(cl), Some(url)) => Some(DiskLink::admit(cl).map_err(|(open, max)| {
+                    nfc_limit_reached(&path, url, &cl.host.name, open, max)
+                })?),
+                _ => None,
+            };
         let engine =
             VmdkDisk::open(&file, read_only, flags & FLAG_OPEN_SINGLE_LINK != 0).map_err(|e| {
                 log::warn(&format!(
@@ -127,12 +193,38 @@ pub extern "C" fn VixDiskLib_Open(
                 ));
                 errors::from_vmdk(&e)
             })?;
+        match &nfc_name {
+            // The server opens the chain; the client logs one "custom" link.
+            Some(url) => log::info(&link::opened_line(
+                url,
+                read_only,
+                "custom",
+                engine.capacity(),
+            )),
+            None => {
+                for (link_path, kind, sectors) in engine.links() {
+                    log::info(&link::opened_line(
+                        &link_path.display().to_string(),
+                        read_only,
+                        &kind,
+                        sectors,
+                    ));
+                }
+            }
+        }
         log::info(&format!(
             "VixDiskLib: Opened {path} (transport {}, {})",
             transport.to_string_lossy(),
             if read_only { "read-only" } else { "read-write" }
         ));
-        let disk = Arc::new(Disk::new(conn.clone(), engine, file, read_only, transport));
+        let disk = Arc::new(Disk::new(
+            conn.clone(),
+            engine,
+            file,
+            read_only,
+            transport,
+            nfc,
+        ));
         conn.open_disks.fetch_add(1, Ordering::SeqCst);
         let handle = handles::add_disk(disk);
         // SAFETY: checked non-NULL above.
@@ -163,6 +255,9 @@ pub extern "C" fn VixDiskLib_Close(handle: Handle) -> VixError {
         disk.wait_idle();
         let flushed = disk.engine().flush();
         handles::remove(handle);
+        if let Some(l) = &disk.link {
+            l.release();
+        }
         disk.conn.open_disks.fetch_sub(1, Ordering::SeqCst);
         flushed.map_err(|e| errors::from_vmdk(&e))?;
         Ok(VIX_OK)
@@ -189,6 +284,7 @@ pub extern "C" fn VixDiskLib_GetInfo(handle: Handle, out: *mut *mut Info) -> Vix
             return Err(VIX_E_INVALID_ARG);
         }
         knobs::call_latency();
+        disk.check_link("VixDiskLib_GetInfo")?;
         let info = disk.engine().info();
         let geo = |g: crate::vmdk::Geometry| Geometry {
             cylinders: g.cylinders,
@@ -276,6 +372,7 @@ pub extern "C" fn VixDiskLib_Flush(handle: Handle) -> VixError {
             return Err(code);
         }
         disk.wait_idle();
+        disk.check_link("VixDiskLib_Flush")?;
         disk.engine().flush().map_err(|e| errors::from_vmdk(&e))?;
         Ok(VIX_OK)
     })

@@ -7,7 +7,7 @@ use crate::ffi::*;
 use crate::handles::{self, Allocation};
 use crate::knobs::{self, Knobs};
 use crate::rules::{self, violation};
-use crate::{asyncio, errors, log, remote, stats};
+use crate::{asyncio, errors, link, log, remote, stats};
 
 /// The version this fake reports, as the real library's first log line does.
 pub const VERSION_LINE: &str = "VMware VixDiskLib (8.0.2) Release build-22394481";
@@ -46,6 +46,7 @@ pub extern "C" fn VixDiskLib_InitEx(
         }
         let summary = knobs.summary();
         knobs::install(Some(knobs));
+        link::reset();
         stats::reset();
         asyncio::start();
         rules::set_initialized(true);

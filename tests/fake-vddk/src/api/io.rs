@@ -9,6 +9,7 @@ use crate::asyncio::{self, Request, SendPtr};
 use crate::ffi::*;
 use crate::handles::{self, Allocation, Disk};
 use crate::knobs::{self, Op};
+use crate::link::{self, Transfer};
 use crate::rules::require_init;
 use crate::{errors, log};
 
@@ -69,6 +70,7 @@ fn sync_io(
         let disk = handles::disk(handle, function)?;
         let _busy = disk.enter(function)?;
         knobs::call_latency();
+        disk.check_link(function)?;
         let len = check_io(&disk, function, start, count, buf.is_null(), write)?;
         if disk.in_flight() > 0 {
             log::warn(&format!(
@@ -83,6 +85,15 @@ fn sync_io(
                 errors::name(code)
             ));
             return Err(code);
+        }
+        if let Some(link) = &disk.link {
+            // The transfer takes its time on the link; a loss before it
+            // ends fails the request (and the connection stays lost).
+            let transfer = link.reserve(len as u64);
+            link::sleep_until(transfer.at());
+            if link.fails(transfer) {
+                return Err(link.conn.fail(function, &disk.path.display().to_string()));
+            }
         }
         let mut engine = disk.engine();
         let result = if write {
@@ -150,6 +161,7 @@ fn async_io(
         require_init(function)?;
         let disk = handles::disk(handle, function)?;
         let _busy = disk.enter(function)?;
+        disk.check_link(function)?;
         let len = check_io(&disk, function, start, count, buf.is_null(), write)?;
         let knobs = knobs::get();
         if !disk.try_add_in_flight(knobs.max_in_flight) {
@@ -168,6 +180,16 @@ fn async_io(
             ));
         }
         ctx.bytes = len as u64;
+        // Latency overlaps between requests; transfers on the link follow
+        // each other per connection, and a loss fails the request when it
+        // happens, without the latency.
+        let (due, transfer) = match (&disk.link, fail) {
+            (Some(link), None) => match link.reserve(len as u64) {
+                t @ Transfer::Done(end) => (end + knobs.async_latency, Some(t)),
+                t @ Transfer::Lost(at) => (at, Some(t)),
+            },
+            _ => (Instant::now() + knobs.async_latency, None),
+        };
         let req = Request {
             disk: disk.clone(),
             write,
@@ -177,9 +199,10 @@ fn async_io(
             callback,
             data: SendPtr(data),
             fail,
+            transfer,
         };
         drop(_busy);
-        asyncio::submit(req, Instant::now() + knobs.async_latency);
+        asyncio::submit(req, due);
         Ok(VIX_ASYNC)
     })
 }
@@ -281,6 +304,7 @@ pub extern "C" fn VixDiskLib_QueryAllocatedBlocks(
         require_init("VixDiskLib_QueryAllocatedBlocks")?;
         let disk = handles::disk(handle, "VixDiskLib_QueryAllocatedBlocks")?;
         let _busy = disk.enter("VixDiskLib_QueryAllocatedBlocks")?;
+        disk.check_link("VixDiskLib_QueryAllocatedBlocks")?;
         if out.is_null() {
             return Err(VIX_E_INVALID_ARG);
         }

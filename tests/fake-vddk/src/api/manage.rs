@@ -198,7 +198,7 @@ pub extern "C" fn VixDiskLib_Unlink(connection: Connection, path: *const c_char)
 fn source_path(conn: &Conn, path: &str) -> Result<PathBuf, VixError> {
     match &conn.remote {
         None => Ok(PathBuf::from(path)),
-        Some(rc) => super::disk::resolve_remote(rc, conn, path).map(|(p, _)| p),
+        Some(rc) => super::disk::resolve_remote(rc, conn, path).map(|(p, _, _)| p),
     }
 }
 

@@ -46,6 +46,7 @@ pub extern "C" fn VixDiskLib_ReadMetadata(
         require_init("VixDiskLib_ReadMetadata")?;
         let disk = handles::disk(handle, "VixDiskLib_ReadMetadata")?;
         let _busy = disk.enter("VixDiskLib_ReadMetadata")?;
+        disk.check_link("VixDiskLib_ReadMetadata")?;
         // SAFETY: NULL or a NUL-terminated string from the caller.
         let key = unsafe { opt_str(key) }.ok_or(VIX_E_INVALID_ARG)?;
         knobs::call_latency();
@@ -71,6 +72,7 @@ pub extern "C" fn VixDiskLib_WriteMetadata(
         require_init("VixDiskLib_WriteMetadata")?;
         let disk = handles::disk(handle, "VixDiskLib_WriteMetadata")?;
         let _busy = disk.enter("VixDiskLib_WriteMetadata")?;
+        disk.check_link("VixDiskLib_WriteMetadata")?;
         // SAFETY: NULL or NUL-terminated strings from the caller.
         let (key, value) = unsafe { (opt_str(key), opt_str(value)) };
         let (Some(key), Some(value)) = (key, value) else {
@@ -103,6 +105,7 @@ pub extern "C" fn VixDiskLib_GetMetadataKeys(
         require_init("VixDiskLib_GetMetadataKeys")?;
         let disk = handles::disk(handle, "VixDiskLib_GetMetadataKeys")?;
         let _busy = disk.enter("VixDiskLib_GetMetadataKeys")?;
+        disk.check_link("VixDiskLib_GetMetadataKeys")?;
         knobs::call_latency();
         let mut bytes = Vec::new();
         for key in disk.engine().metadata_keys() {

@@ -1,7 +1,7 @@
 //! An open VMDK chain: the engine behind VixDiskLib_Open and the calls on
 //! its handle.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::descriptor::Descriptor;
 use super::link::{self, Link, Store};
@@ -81,6 +81,21 @@ impl VmdkDisk {
     /// Capacity in sectors (the sum of the top link's extents).
     pub fn capacity(&self) -> u64 {
         self.top().capacity()
+    }
+
+    /// Each opened link, top first: its path, its descriptor's
+    /// `createType` (`"unknown"` when absent) and its capacity in sectors.
+    pub fn links(&self) -> Vec<(PathBuf, String, u64)> {
+        self.links
+            .iter()
+            .map(|l| {
+                let kind = match l.desc.create_type() {
+                    "" => "unknown",
+                    t => t,
+                };
+                (l.path.clone(), kind.to_string(), l.capacity())
+            })
+            .collect()
     }
 
     /// What GetInfo reports:
