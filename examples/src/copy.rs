@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use vddk::{DiskWorker, Extent, SECTOR_SIZE};
 
+use sha2::{Digest, Sha256};
+
 use crate::progress::Progress;
-use crate::sha256::Sha256;
 
 /// How to copy.
 #[derive(Debug, Clone)]
@@ -40,7 +41,8 @@ pub struct CopyOptions {
     /// Where to keep the resume state, written as the copy goes and
     /// removed when it finishes.
     pub state: Option<StateFile>,
-    /// Draw a progress bar (only on a terminal).
+    /// Show progress on stderr: a bar on a terminal, a plain line now
+    /// and then otherwise.
     pub progress: bool,
 }
 
@@ -266,6 +268,21 @@ fn hash_prefix(file: &File, len: u64, hash: &mut Sha256) -> Result<(), String> {
     Ok(())
 }
 
+/// Feeds `n` zero bytes (a hole of the image) to the hash.
+fn hash_zeroes(hash: &mut Sha256, mut n: u64) {
+    static ZEROES: [u8; 64 << 10] = [0; 64 << 10];
+    while n > 0 {
+        let k = n.min(ZEROES.len() as u64) as usize;
+        hash.update(&ZEROES[..k]);
+        n -= k as u64;
+    }
+}
+
+/// The digest in lower-case hex, as `sha256sum` prints it.
+fn hex(hash: Sha256) -> String {
+    format!("{:x}", hash.finalize())
+}
+
 type Done = (usize, Result<Option<Vec<u8>>, String>);
 
 /// The in-order retirement of pieces: checksum, state, progress.
@@ -292,7 +309,7 @@ impl Retire<'_> {
             if let Some(h) = &mut self.hash {
                 match &data {
                     Some(d) => h.update(&d[..p.len.min(d.len() as u64) as usize]),
-                    None => h.update_zeroes(p.len),
+                    None => hash_zeroes(h, p.len),
                 }
             }
             self.next += 1;
@@ -507,7 +524,7 @@ pub fn disk_to_file(
         drop(wtx);
         r
     });
-    let sha = retire.hash.take().map(Sha256::finish_hex);
+    let sha = retire.hash.take().map(hex);
     result?;
     out.sync_all()
         .map_err(|e| unsynced(opts, format!("cannot sync the output file: {e}")))?;
@@ -604,7 +621,7 @@ pub fn file_to_disk(
             h = Sha256::new();
             let _ = hash_prefix(input, len, &mut h);
         }
-        h.finish_hex()
+        hex(h)
     });
     result?;
     flush(worker).map_err(|e| unsynced(opts, format!("cannot flush the disk: {e}")))?;
@@ -641,6 +658,20 @@ mod tests {
         let p = plan(2048, 4096, &[(1024, 4096)], 4096);
         assert_eq!((p[0].start, p[0].len, p[0].data), (2048, 2048, true));
         assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn holes_hash_like_written_zeroes() {
+        let mut h = Sha256::new();
+        h.update(b"x");
+        hash_zeroes(&mut h, 200_000);
+        let mut plain = vec![b'x'];
+        plain.resize(200_001, 0);
+        assert_eq!(hex(h), hex(Sha256::new_with_prefix(&plain)));
+        assert_eq!(
+            hex(Sha256::new()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]

@@ -6,51 +6,36 @@
 //! `user=`, `password=`, `thumbprint=`, `vm=`, with the disk given as
 //! `file=DISK` or as a bare word. They are parsed by
 //! [`vddk_nbd::config`], so both programs accept exactly the same
-//! spellings. Flags of each program start with `-`.
+//! spellings. Flags of each program start with `-` and are parsed by
+//! [`clap`].
 //!
-//! - [`args`]: flags plus connection parameters, and `--help` text.
+//! - [`cli`]: flags plus connection parameters, `--help`, and logging
+//!   ([`env_logger`]).
 //! - [`session`]: load VDDK, connect and open the disk, with errors that
 //!   say what to do.
 //! - [`copy`]: the pipelined copy engine behind `vddk-copy` and
-//!   `vddk-create --fill-from`, with its resume state.
+//!   `vddk-create --fill-from`, with its resume state and SHA-256 ([`sha2`]).
 //! - [`bench`](mod@bench): the measuring loop of `vddk-bench`.
-//! - [`progress`], [`sha256`], [`json`], [`logger`], [`units`]: small
-//!   helpers the programs print with.
+//! - [`progress`] ([`indicatif`]) and [`units`]: what the programs print with.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod args;
 pub mod bench;
+pub mod cli;
 pub mod copy;
-pub mod json;
-pub mod logger;
 pub mod progress;
 pub mod session;
-pub mod sha256;
 pub mod units;
 
 /// The whole life of an example program: parses its command line (exit
 /// status 2 on a usage error), answers `--help`, starts logging, runs
 /// `body`, and exits 0, or 1 after printing the error `body` returned.
-pub fn run_program(
-    program: &args::Program,
-    body: impl FnOnce(&args::Parsed) -> Result<(), String>,
-) -> ! {
-    let args = match program.parse(std::env::args_os().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{}: {e}", program.name);
-            std::process::exit(2);
-        }
-    };
-    if args.has("help") {
-        print!("{}", program.help());
-        std::process::exit(0);
-    }
-    logger::init(args.verbose());
+pub fn run_program<P: cli::Program>(body: impl FnOnce(&P) -> Result<(), String>) -> ! {
+    let args = cli::parse::<P>();
+    let name = P::command().get_name().to_string();
     match body(&args) {
         Ok(()) => std::process::exit(0),
-        Err(e) => std::process::exit(fail(program.name, &e)),
+        Err(e) => std::process::exit(fail(&name, &e)),
     }
 }
 

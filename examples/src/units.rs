@@ -1,4 +1,4 @@
-//! Human-readable sizes, rates and durations.
+//! Human-readable sizes and rates.
 
 use std::time::Duration;
 
@@ -37,16 +37,6 @@ pub fn rate(bytes_done: u64, elapsed: Duration) -> String {
     format!("{}/s", bytes((bytes_done as f64 / secs) as u64))
 }
 
-/// `h:mm:ss` (or `m:ss` under an hour).
-pub fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
-}
-
 /// Parses a size with nbdkit's syntax (`512`, `64K`, `1M`, `2G`), naming
 /// the flag in the error.
 pub fn parse_size(flag: &str, v: &str) -> Result<u64, String> {
@@ -63,8 +53,6 @@ mod tests {
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
-        assert_eq!(clock(Duration::from_secs(75)), "1:15");
-        assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
         assert_eq!(rate(2 << 20, Duration::from_secs(2)), "1.0 MiB/s");
         assert_eq!(parse_size("--size", "1M"), Ok(1 << 20));
         assert_eq!(size_label(4096), "4K");

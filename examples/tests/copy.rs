@@ -343,13 +343,13 @@ fn usage_mistakes() {
     }
     let help = ok(example(BIN).arg("-h"));
     assert!(
-        help.contains("--resume-from BYTES") && help.contains("password="),
+        help.contains("--resume-from <BYTES>") && help.contains("password="),
         "{help}"
     );
 }
 
 #[test]
-fn progress_bar_only_on_a_terminal() {
+fn progress_bar_on_a_terminal_plain_lines_elsewhere() {
     let dir = scratch_dir("ex-copy-progress");
     let src = make_vmdk(&dir, "src.vmdk", 8 * MIB, &[(0, 8 * MIB, 0x61)]);
     let out = dir.join("out.raw");
@@ -360,11 +360,37 @@ fn progress_bar_only_on_a_terminal() {
         src.display(),
         out.display()
     );
-    // Not a terminal: nothing on stderr.
+    // Not a terminal: plain lines, one per tenth of the copy, with
+    // percentage, bytes, rate and time left, and no terminal controls.
     let o = output(
         example(BIN)
             .env("FAKE_VDDK_ASYNC_LATENCY_US", "2000")
             .args(args.split(' ').skip(1)),
+    );
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 10, "{err}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("progress: ")
+            && l.contains("% ")
+            && l.contains(" of 8.00 MiB")
+            && l.contains("/s")
+            && l.contains("ETA ")),
+        "{err}"
+    );
+    assert!(lines[0].starts_with("progress: 10% "), "{err}");
+    assert!(
+        lines[9].starts_with("progress: 100% 8.00 MiB of 8.00 MiB"),
+        "{err}"
+    );
+    // --no-progress: nothing on stderr.
+    let o = output(
+        example(BIN)
+            .env("FAKE_VDDK_ASYNC_LATENCY_US", "2000")
+            .args(args.split(' ').skip(1))
+            .arg("--no-progress"),
     );
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stderr), "");
@@ -376,5 +402,6 @@ fn progress_bar_only_on_a_terminal() {
     assert!(typescript.contains("ETA "), "{typescript}");
     assert!(typescript.contains("/s"), "{typescript}");
     assert!(typescript.contains("%"), "{typescript}");
+    assert!(!typescript.contains("progress: "), "{typescript}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,6 +30,20 @@ fn library_report_without_a_disk() {
         err.contains("VixDiskLib"),
         "VDDK's log lines are shown with -v: {err}"
     );
+    // RUST_LOG works without -v, and narrows what -v shows.
+    let o = output(
+        example(BIN)
+            .arg(libdir())
+            .env("RUST_LOG", "vddk::library=debug"),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("vddk::library: "),
+        "{err}"
+    );
+    assert!(!err.contains("re-executing"), "{err}");
+    let o = output(example(BIN).arg(libdir()).arg("-v").env("RUST_LOG", "off"));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
 
     let json = ok(example(BIN).arg(libdir()).arg("--json"));
     assert_eq!(
@@ -173,4 +187,7 @@ fn mistakes_get_clear_errors() {
         help.contains("--json") && help.contains("thumbprint="),
         "{help}"
     );
+    assert!(help.contains("Examples:\n  vddk-info "), "{help}");
+    let err = fails(example(BIN).args(["/a.vmdk", "/b.vmdk"]), 2);
+    assert!(err.contains("two disks"), "{err}");
 }

@@ -4,95 +4,115 @@
 
 use std::time::Duration;
 
+use clap::Parser;
+use serde::Serialize;
 use vddk::{DiskWorker, WorkerOptions};
-use vddk_examples::args::{Flag, Parsed, Program};
 use vddk_examples::bench::{self, Mode, Outcome, Run};
-use vddk_examples::json::{self, Object};
+use vddk_examples::cli::{self, Common};
 use vddk_examples::{session, units};
 
-const PROGRAM: Program = Program {
-    name: "vddk-bench",
-    usage: "  vddk-bench [OPTIONS] [CONNECTION-PARAMETERS...] [file=]DISK",
-    about: "Measures one disk: for every combination of --mode, --request-size and \
-            --queue-depth, keeps that many requests in flight until --total bytes or \
-            --duration, and prints MB/s (10^6 bytes per second) and the latency percentiles \
-            p50, p90 and p99. Write runs include a final flush.",
-    flags: &[
-        Flag {
-            long: "mode",
-            short: Some('m'),
-            value: Some("MODES"),
-            help: "comma list of read, write, randread, randwrite (default read)",
-        },
-        Flag {
-            long: "request-size",
-            short: Some('b'),
-            value: Some("SIZES"),
-            help: "comma list of request sizes (default 64K)",
-        },
-        Flag {
-            long: "queue-depth",
-            short: Some('q'),
-            value: Some("DEPTHS"),
-            help: "comma list of requests in flight (default 1,8)",
-        },
-        Flag {
-            long: "total",
-            short: None,
-            value: Some("SIZE"),
-            help: "bytes per run (default 256M)",
-        },
-        Flag {
-            long: "duration",
-            short: None,
-            value: Some("SECONDS"),
-            help: "longest time per run (default 10)",
-        },
-        Flag {
-            long: "seed",
-            short: None,
-            value: Some("N"),
-            help: "seed of the random offsets (default 1)",
-        },
-        Flag {
-            long: "allow-writes",
-            short: None,
-            value: None,
-            help: "needed for write modes: they overwrite the disk's data",
-        },
-        Flag {
-            long: "json",
-            short: None,
-            value: None,
-            help: "print a JSON array of results instead of a table",
-        },
-    ],
-    notes: "Examples:
-  vddk-bench libdir=/opt/vddk /vms/web.vmdk -m read,randread -b 4K,64K,1M -q 1,16
-  vddk-bench libdir=/opt/vddk /vms/scratch.vmdk -m write --allow-writes --total 1G
-",
-};
+#[derive(Debug, Parser)]
+#[command(
+    name = "vddk-bench",
+    override_usage = "vddk-bench [OPTIONS] [CONNECTION-PARAMETERS...] [file=]DISK",
+    about = "Measures one disk: for every combination of --mode, --request-size and \
+             --queue-depth, keeps that many requests in flight until --total bytes or \
+             --duration, and prints MB/s (10^6 bytes per second) and the latency percentiles \
+             p50, p90 and p99. Write runs include a final flush.",
+    after_help = cli::after_help(EXAMPLES),
+    args_override_self = true,
+    max_term_width = 100
+)]
+struct Args {
+    /// Comma list of read, write, randread, randwrite
+    #[arg(
+        short,
+        long,
+        value_name = "MODES",
+        value_delimiter = ',',
+        default_value = "read"
+    )]
+    mode: Vec<String>,
 
-fn main() {
-    vddk_examples::run_program(&PROGRAM, bench_main)
+    /// Comma list of request sizes
+    #[arg(
+        short = 'b',
+        long,
+        value_name = "SIZES",
+        value_delimiter = ',',
+        default_value = "64K"
+    )]
+    request_size: Vec<String>,
+
+    /// Comma list of requests in flight
+    #[arg(
+        short,
+        long,
+        value_name = "DEPTHS",
+        value_delimiter = ',',
+        default_value = "1,8"
+    )]
+    queue_depth: Vec<String>,
+
+    /// Bytes per run
+    #[arg(long, value_name = "SIZE", default_value = "256M")]
+    total: String,
+
+    /// Longest time per run
+    #[arg(long, value_name = "SECONDS", default_value = "10")]
+    duration: String,
+
+    /// Seed of the random offsets
+    #[arg(long, value_name = "N", default_value = "1")]
+    seed: String,
+
+    /// Needed for write modes: they overwrite the disk's data
+    #[arg(long)]
+    allow_writes: bool,
+
+    /// Print a JSON array of results instead of a table
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    common: Common,
 }
 
+impl cli::Program for Args {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
+const EXAMPLES: &str =
+    "  vddk-bench libdir=/opt/vddk /vms/web.vmdk -m read,randread -b 4K,64K,1M -q 1,16
+  vddk-bench libdir=/opt/vddk /vms/scratch.vmdk -m write --allow-writes --total 1G
+";
+
+fn main() {
+    vddk_examples::run_program(bench_main)
+}
+
+/// A comma list's items, without empty ones; `default`'s when none is left.
 fn list_or<T>(
-    args: &Parsed,
-    flag: &str,
+    items: &[String],
     default: &str,
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Vec<T>, String> {
-    let mut items = args.list(flag);
+    let mut items: Vec<&str> = items
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect();
     if items.is_empty() {
         items = default.split(',').collect();
     }
     items.into_iter().map(parse).collect()
 }
 
-fn bench_main(args: &Parsed) -> Result<(), String> {
-    let modes = list_or(args, "mode", "read", Mode::parse)?;
-    let sizes = list_or(args, "request-size", "64K", |s| {
+fn bench_main(args: &Args) -> Result<(), String> {
+    let modes = list_or(&args.mode, "read", Mode::parse)?;
+    let sizes = list_or(&args.request_size, "64K", |s| {
         let n = units::parse_size("--request-size", s)?;
         if n == 0 || n % 512 != 0 || n > 64 << 20 {
             return Err(format!(
@@ -101,44 +121,37 @@ fn bench_main(args: &Parsed) -> Result<(), String> {
         }
         Ok(n)
     })?;
-    let depths = list_or(args, "queue-depth", "1,8", |s| {
+    let depths = list_or(&args.queue_depth, "1,8", |s| {
         s.parse::<usize>()
             .ok()
             .filter(|n| (1..=1024).contains(n))
             .ok_or_else(|| format!("--queue-depth {s}: use numbers from 1 to 1024"))
     })?;
-    let total = match args.value("total") {
-        Some(v) => units::parse_size("--total", v)?,
-        None => 256 << 20,
-    };
-    let duration = match args.value("duration") {
-        Some(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|s| *s > 0.0 && s.is_finite())
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("--duration {v}: give a positive number of seconds"))?,
-        None => Duration::from_secs(10),
-    };
-    let seed = match args.value("seed") {
-        Some(v) => v
-            .parse::<u64>()
-            .map_err(|_| format!("--seed {v}: give a whole number"))?,
-        None => 1,
-    };
+    let total = units::parse_size("--total", &args.total)?;
+    let v = &args.duration;
+    let duration = v
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0 && s.is_finite())
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("--duration {v}: give a positive number of seconds"))?;
+    let v = &args.seed;
+    let seed = v
+        .parse::<u64>()
+        .map_err(|_| format!("--seed {v}: give a whole number"))?;
     let writes = modes.iter().any(|m| m.writes());
-    if writes && !args.has("allow-writes") {
+    if writes && !args.allow_writes {
         return Err(
             "write modes overwrite the disk's data: add --allow-writes if that is intended".into(),
         );
     }
-    let params = args.params()?;
+    let params = args.common.params()?;
     let sess = session::open(&params, !writes)?;
     let transport = sess.disk.transport_mode();
     let max_depth = depths.iter().copied().max().unwrap_or(1);
     let worker = DiskWorker::spawn(sess.disk, WorkerOptions::new().max_in_flight(max_depth))
         .map_err(|e| format!("cannot start the disk worker: {e}"))?;
-    let json_out = args.has("json");
+    let json_out = args.json;
     if !json_out {
         println!(
             "disk: {} ({} bytes, transport {transport})",
@@ -178,7 +191,8 @@ fn bench_main(args: &Parsed) -> Result<(), String> {
         }
     }
     if json_out {
-        println!("{}", json::array(results));
+        let json = serde_json::to_string(&results).expect("the results serialise");
+        println!("{json}");
     }
     worker
         .close()
@@ -203,17 +217,38 @@ fn result_row(r: &Run, o: &Outcome) -> String {
     )
 }
 
-fn result_json(r: &Run, o: &Outcome) -> String {
-    let mut j = Object::new();
-    j.str("mode", r.mode.name())
-        .num("request_bytes", r.request)
-        .num("queue_depth", r.depth)
-        .num("ops", o.ops)
-        .num("bytes", o.bytes)
-        .num("seconds", format!("{:.6}", o.elapsed.as_secs_f64()))
-        .num("mb_per_sec", format!("{:.3}", o.mb_per_sec()))
-        .num("p50_us", micros(o.percentile(50.0)))
-        .num("p90_us", micros(o.percentile(90.0)))
-        .num("p99_us", micros(o.percentile(99.0)));
-    j.finish()
+/// One run in `--json`'s array.
+#[derive(Serialize)]
+struct JsonResult {
+    mode: &'static str,
+    request_bytes: u64,
+    queue_depth: usize,
+    ops: u64,
+    bytes: u64,
+    /// Rounded to microseconds.
+    seconds: f64,
+    /// Rounded to three decimals.
+    mb_per_sec: f64,
+    p50_us: u128,
+    p90_us: u128,
+    p99_us: u128,
+}
+
+fn result_json(r: &Run, o: &Outcome) -> JsonResult {
+    let round = |v: f64, places: i32| {
+        let scale = 10f64.powi(places);
+        (v * scale).round() / scale
+    };
+    JsonResult {
+        mode: r.mode.name(),
+        request_bytes: r.request,
+        queue_depth: r.depth,
+        ops: o.ops,
+        bytes: o.bytes,
+        seconds: round(o.elapsed.as_secs_f64(), 6),
+        mb_per_sec: round(o.mb_per_sec(), 3),
+        p50_us: micros(o.percentile(50.0)),
+        p90_us: micros(o.percentile(90.0)),
+        p99_us: micros(o.percentile(99.0)),
+    }
 }

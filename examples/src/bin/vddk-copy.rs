@@ -6,94 +6,89 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use clap::Parser;
 use vddk::{DiskWorker, WorkerOptions};
-use vddk_examples::args::{Flag, Parsed, Program};
+use vddk_examples::cli::{self, Common};
 use vddk_examples::copy::{self, CopyOptions, CopyReport, StateFile};
 use vddk_examples::{session, units};
 use vddk_nbd::config::VddkParams;
 
-const PROGRAM: Program = Program {
-    name: "vddk-copy",
-    usage: "  vddk-copy [OPTIONS] --output FILE [CONNECTION-PARAMETERS...] [file=]DISK
-  vddk-copy [OPTIONS] --from-raw FILE [CONNECTION-PARAMETERS...] [file=]DISK",
-    about: "Copies a disk into a raw image (--output), reading only its allocated blocks and \
-            leaving the rest as holes, or a raw image into an existing disk (--from-raw). \
-            Requests are pipelined (--queue-depth at once). A progress bar is drawn when stderr \
-            is a terminal. The copy records how far it got in a state file as it goes, so an \
-            interrupted copy continues with --resume.",
-    flags: &[
-        Flag {
-            long: "output",
-            short: Some('o'),
-            value: Some("FILE"),
-            help: "write the disk to this raw image file",
-        },
-        Flag {
-            long: "from-raw",
-            short: None,
-            value: Some("FILE"),
-            help: "write this raw image into the disk instead",
-        },
-        Flag {
-            long: "format",
-            short: None,
-            value: Some("raw"),
-            help: "output format: raw (the only one; unallocated blocks stay holes)",
-        },
-        Flag {
-            long: "request-size",
-            short: None,
-            value: Some("SIZE"),
-            help: "bytes per request (default 1M; VMware advises at most 2M for nbdssl)",
-        },
-        Flag {
-            long: "queue-depth",
-            short: None,
-            value: Some("N"),
-            help: "requests in flight at once (default 16)",
-        },
-        Flag {
-            long: "resume",
-            short: None,
-            value: None,
-            help: "continue an interrupted copy from its state file",
-        },
-        Flag {
-            long: "resume-from",
-            short: None,
-            value: Some("BYTES"),
-            help: "continue from this byte offset (a multiple of 512)",
-        },
-        Flag {
-            long: "state",
-            short: None,
-            value: Some("FILE"),
-            help: "the state file (default: the local file's name + .vddk-copy-state)",
-        },
-        Flag {
-            long: "checksum",
-            short: None,
-            value: Some("sha256"),
-            help: "print the SHA-256 of the whole image",
-        },
-        Flag {
-            long: "no-progress",
-            short: None,
-            value: None,
-            help: "never draw the progress bar",
-        },
-    ],
-    notes: "Examples:
-  vddk-copy libdir=/opt/vddk /vms/web.vmdk --output web.img --checksum sha256
+#[derive(Debug, Parser)]
+#[command(
+    name = "vddk-copy",
+    override_usage = "vddk-copy [OPTIONS] --output FILE [CONNECTION-PARAMETERS...] [file=]DISK
+       vddk-copy [OPTIONS] --from-raw FILE [CONNECTION-PARAMETERS...] [file=]DISK",
+    about = "Copies a disk into a raw image (--output), reading only its allocated blocks and \
+             leaving the rest as holes, or a raw image into an existing disk (--from-raw). \
+             Requests are pipelined (--queue-depth at once). Progress goes to stderr: a bar on \
+             a terminal, otherwise a plain line at every tenth of the copy (or every 30 \
+             seconds). The copy records how far it got in a state file as it goes, so an \
+             interrupted copy continues with --resume.",
+    after_help = cli::after_help(EXAMPLES),
+    args_override_self = true,
+    max_term_width = 100
+)]
+struct Args {
+    /// Write the disk to this raw image file
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Write this raw image into the disk instead
+    #[arg(long, value_name = "FILE")]
+    from_raw: Option<PathBuf>,
+
+    /// Output format: raw (the only one; unallocated blocks stay holes)
+    #[arg(long, value_name = "raw", default_value = "raw")]
+    format: String,
+
+    /// Bytes per request (VMware advises at most 2M for nbdssl)
+    #[arg(long, value_name = "SIZE", default_value = "1M")]
+    request_size: String,
+
+    /// Requests in flight at once
+    #[arg(long, value_name = "N", default_value = "16")]
+    queue_depth: String,
+
+    /// Continue an interrupted copy from its state file
+    #[arg(long)]
+    resume: bool,
+
+    /// Continue from this byte offset (a multiple of 512)
+    #[arg(long, value_name = "BYTES")]
+    resume_from: Option<String>,
+
+    /// The state file [default: the local file's name + .vddk-copy-state]
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+
+    /// Print the SHA-256 of the whole image
+    #[arg(long, value_name = "sha256")]
+    checksum: Option<String>,
+
+    /// Show no progress at all
+    #[arg(long)]
+    no_progress: bool,
+
+    #[command(flatten)]
+    common: Common,
+}
+
+impl cli::Program for Args {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
+const EXAMPLES: &str =
+    "  vddk-copy libdir=/opt/vddk /vms/web.vmdk --output web.img --checksum sha256
   vddk-copy libdir=/opt/vddk server=vc user=u password=- thumbprint=... vm=moref=vm-16 \\
       '[datastore1] web/web.vmdk' -o web.img
   vddk-copy --resume libdir=/opt/vddk /vms/web.vmdk -o web.img
   vddk-copy libdir=/opt/vddk /vms/new.vmdk --from-raw web.img
-",
-};
+";
 
 fn main() {
-    vddk_examples::run_program(&PROGRAM, copy_main)
+    vddk_examples::run_program(copy_main)
 }
 
 enum Direction {
@@ -101,10 +96,10 @@ enum Direction {
     FromRaw(PathBuf),
 }
 
-fn direction(args: &Parsed) -> Result<Direction, String> {
-    match (args.value("output"), args.value("from-raw")) {
-        (Some(o), None) => Ok(Direction::ToFile(o.into())),
-        (None, Some(r)) => Ok(Direction::FromRaw(r.into())),
+fn direction(args: &Args) -> Result<Direction, String> {
+    match (&args.output, &args.from_raw) {
+        (Some(o), None) => Ok(Direction::ToFile(o.clone())),
+        (None, Some(r)) => Ok(Direction::FromRaw(r.clone())),
         (Some(_), Some(_)) => {
             Err("--output and --from-raw go in opposite directions: give one of them".into())
         }
@@ -116,38 +111,34 @@ fn direction(args: &Parsed) -> Result<Direction, String> {
     }
 }
 
-fn options(args: &Parsed) -> Result<CopyOptions, String> {
+fn options(args: &Args) -> Result<CopyOptions, String> {
     let mut o = CopyOptions::default();
-    if let Some(f) = args.value("format") {
-        if f != "raw" {
-            return Err(format!("--format {f}: only raw is supported"));
-        }
+    if args.format != "raw" {
+        return Err(format!("--format {}: only raw is supported", args.format));
     }
-    if let Some(v) = args.value("request-size") {
-        o.request_bytes = units::parse_size("--request-size", v)?;
-        if o.request_bytes == 0 || o.request_bytes % 512 != 0 || o.request_bytes > 64 << 20 {
-            return Err(format!(
-                "--request-size {v}: use a multiple of 512 bytes between 512 and 64M"
-            ));
-        }
+    let v = &args.request_size;
+    o.request_bytes = units::parse_size("--request-size", v)?;
+    if o.request_bytes == 0 || o.request_bytes % 512 != 0 || o.request_bytes > 64 << 20 {
+        return Err(format!(
+            "--request-size {v}: use a multiple of 512 bytes between 512 and 64M"
+        ));
     }
-    if let Some(v) = args.value("queue-depth") {
-        o.queue_depth = v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1024).contains(n))
-            .ok_or_else(|| format!("--queue-depth {v}: use a number from 1 to 1024"))?;
-    }
-    if let Some(v) = args.value("resume-from") {
+    let v = &args.queue_depth;
+    o.queue_depth = v
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=1024).contains(n))
+        .ok_or_else(|| format!("--queue-depth {v}: use a number from 1 to 1024"))?;
+    if let Some(v) = &args.resume_from {
         o.resume_from = units::parse_size("--resume-from", v)?;
     }
-    if let Some(c) = args.value("checksum") {
+    if let Some(c) = &args.checksum {
         if !c.eq_ignore_ascii_case("sha256") {
             return Err(format!("--checksum {c}: only sha256 is supported"));
         }
         o.checksum = true;
     }
-    o.progress = !args.has("no-progress");
+    o.progress = !args.no_progress;
     Ok(o)
 }
 
@@ -162,11 +153,11 @@ fn copy_id(p: &VddkParams, disk: &str, dir: &Direction) -> String {
     }
 }
 
-fn copy_main(args: &Parsed) -> Result<(), String> {
-    let params = args.params()?;
+fn copy_main(args: &Args) -> Result<(), String> {
+    let params = args.common.params()?;
     let dir = direction(args)?;
     let mut opts = options(args)?;
-    if args.has("resume") && args.has("resume-from") {
+    if args.resume && args.resume_from.is_some() {
         return Err("--resume reads the offset from the state file; drop --resume-from".into());
     }
     let to_file = matches!(dir, Direction::ToFile(_));
@@ -180,8 +171,8 @@ fn copy_main(args: &Parsed) -> Result<(), String> {
         Direction::ToFile(f) | Direction::FromRaw(f) => f.clone(),
     };
     let state_path = args
-        .value("state")
-        .map(PathBuf::from)
+        .state
+        .clone()
         .unwrap_or_else(|| copy::default_state_path(&local));
     let started = Instant::now();
     let report = match &dir {
@@ -192,7 +183,7 @@ fn copy_main(args: &Parsed) -> Result<(), String> {
                 id: copy_id(&params, &sess.path, &dir),
                 total,
             };
-            if args.has("resume") {
+            if args.resume {
                 opts.resume_from = state.load()?;
             }
             let file = open_output(out, opts.resume_from > 0)?;
@@ -211,7 +202,7 @@ fn copy_main(args: &Parsed) -> Result<(), String> {
                 id: copy_id(&params, &sess.path, &dir),
                 total: len.div_ceil(512) * 512,
             };
-            if args.has("resume") {
+            if args.resume {
                 opts.resume_from = state.load()?;
             }
             opts.state = Some(state);

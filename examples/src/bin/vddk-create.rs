@@ -3,68 +3,77 @@
 
 use std::fs::File;
 
+use clap::Parser;
 use vddk::{DiskWorker, WorkerOptions};
-use vddk_examples::args::{Flag, Parsed, Program};
+use vddk_examples::cli::{self, Common};
 use vddk_examples::copy::{self, CopyOptions};
 use vddk_examples::{session, units};
 use vddk_nbd::config::connect::{create_params, open_flags};
 
-const PROGRAM: Program = Program {
-    name: "vddk-create",
-    usage: "  vddk-create [OPTIONS] --size SIZE [libdir=DIR] [file=]/ABSOLUTE/PATH.vmdk",
-    about: "Creates a local VMware disk of the given size, type, adapter and virtual hardware \
-            version, and optionally copies a raw image into it (zero blocks are skipped, so a \
-            sparse disk stays sparse).",
-    flags: &[
-        Flag {
-            long: "size",
-            short: Some('s'),
-            value: Some("SIZE"),
-            help: "virtual size, a multiple of 512 (e.g. 10G, 512M); default: the --fill-from file's size",
-        },
-        Flag {
-            long: "type",
-            short: Some('t'),
-            value: Some("TYPE"),
-            help: "monolithic-sparse (sparse, the default), monolithic-flat (flat), split-sparse, \
-                   split-flat, vmfs-flat, vmfs-thin (thin), vmfs-sparse, stream-optimized",
-        },
-        Flag {
-            long: "adapter",
-            short: Some('a'),
-            value: Some("ADAPTER"),
-            help: "ide, buslogic (the default) or lsilogic",
-        },
-        Flag {
-            long: "hw-version",
-            short: None,
-            value: Some("VERSION"),
-            help: "virtual hardware version: a number or workstation4/5/6, esx30, esx4x, esx50, \
-                   esx51, esx55, esx60, esx65 (default workstation5, i.e. 4)",
-        },
-        Flag {
-            long: "fill-from",
-            short: None,
-            value: Some("RAW"),
-            help: "copy this raw image into the new disk",
-        },
-    ],
-    notes: "Examples:
-  vddk-create libdir=/opt/vddk --size 10G /vms/new.vmdk
+#[derive(Debug, Parser)]
+#[command(
+    name = "vddk-create",
+    override_usage = "vddk-create [OPTIONS] --size SIZE [libdir=DIR] [file=]/ABSOLUTE/PATH.vmdk",
+    about = "Creates a local VMware disk of the given size, type, adapter and virtual hardware \
+             version, and optionally copies a raw image into it (zero blocks are skipped, so a \
+             sparse disk stays sparse).",
+    after_help = cli::after_help(EXAMPLES),
+    args_override_self = true,
+    max_term_width = 100
+)]
+struct Args {
+    /// Virtual size, a multiple of 512 (e.g. 10G, 512M) [default: the --fill-from file's
+    /// size]
+    #[arg(short, long, value_name = "SIZE")]
+    size: Option<String>,
+
+    /// monolithic-sparse (sparse), monolithic-flat (flat), split-sparse, split-flat,
+    /// vmfs-flat, vmfs-thin (thin), vmfs-sparse, stream-optimized
+    #[arg(
+        short = 't',
+        long = "type",
+        value_name = "TYPE",
+        default_value = "monolithic-sparse"
+    )]
+    disk_type: String,
+
+    /// ide, buslogic or lsilogic
+    #[arg(short, long, value_name = "ADAPTER", default_value = "buslogic")]
+    adapter: String,
+
+    /// Virtual hardware version: a number or workstation4/5/6, esx30, esx4x, esx50, esx51,
+    /// esx55, esx60, esx65 (workstation5 is 4)
+    #[arg(long, value_name = "VERSION", default_value = "workstation5")]
+    hw_version: String,
+
+    /// Copy this raw image into the new disk
+    #[arg(long, value_name = "RAW")]
+    fill_from: Option<String>,
+
+    #[command(flatten)]
+    common: Common,
+}
+
+impl cli::Program for Args {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
+const EXAMPLES: &str = "  vddk-create libdir=/opt/vddk --size 10G /vms/new.vmdk
   vddk-create libdir=/opt/vddk --type flat --adapter lsilogic --hw-version esx65 --size 1G /vms/f.vmdk
   vddk-create libdir=/opt/vddk --fill-from disk.img /vms/from-raw.vmdk
-",
-};
+";
 
 fn main() {
-    vddk_examples::run_program(&PROGRAM, create_main)
+    vddk_examples::run_program(create_main)
 }
 
 /// The flags as `vddk-nbd`'s `create=true` parameters, so one parser
 /// checks them; short names map to the long ones.
-fn create_pairs(args: &Parsed, fill_len: Option<u64>) -> Result<Vec<(String, String)>, String> {
-    let mut pairs = args.pairs.clone();
-    let size = match (args.value("size"), fill_len) {
+fn create_pairs(args: &Args, fill_len: Option<u64>) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = args.common.pairs();
+    let size = match (&args.size, fill_len) {
         (Some(s), _) => units::parse_size("--size", s)?,
         (None, Some(len)) => len.div_ceil(512) * 512,
         (None, None) => {
@@ -73,31 +82,25 @@ fn create_pairs(args: &Parsed, fill_len: Option<u64>) -> Result<Vec<(String, Str
     };
     pairs.push(("create".into(), "true".into()));
     pairs.push(("create-size".into(), size.to_string()));
-    if let Some(t) = args.value("type") {
-        let t = match t {
-            "sparse" => "monolithic-sparse",
-            "flat" => "monolithic-flat",
-            "thin" => "vmfs-thin",
-            other => other,
-        };
-        pairs.push(("create-type".into(), t.into()));
-    }
-    if let Some(a) = args.value("adapter") {
-        let a = match a {
-            "buslogic" => "scsi-buslogic",
-            "lsilogic" => "scsi-lsilogic",
-            other => other,
-        };
-        pairs.push(("create-adapter-type".into(), a.into()));
-    }
-    if let Some(h) = args.value("hw-version") {
-        pairs.push(("create-hwversion".into(), h.into()));
-    }
+    let t = match args.disk_type.as_str() {
+        "sparse" => "monolithic-sparse",
+        "flat" => "monolithic-flat",
+        "thin" => "vmfs-thin",
+        other => other,
+    };
+    pairs.push(("create-type".into(), t.into()));
+    let a = match args.adapter.as_str() {
+        "buslogic" => "scsi-buslogic",
+        "lsilogic" => "scsi-lsilogic",
+        other => other,
+    };
+    pairs.push(("create-adapter-type".into(), a.into()));
+    pairs.push(("create-hwversion".into(), args.hw_version.clone()));
     Ok(pairs)
 }
 
-fn create_main(args: &Parsed) -> Result<(), String> {
-    let fill = match args.value("fill-from") {
+fn create_main(args: &Args) -> Result<(), String> {
+    let fill = match &args.fill_from {
         Some(path) => {
             let f =
                 File::open(path).map_err(|e| format!("cannot open the raw image {path}: {e}"))?;

@@ -1,37 +1,50 @@
 //! `vddk-info`: what the VDDK library offers and, given a disk, what
 //! GetInfo, GetTransportMode and the metadata say about it.
 
+use clap::Parser;
+use serde::{Serialize, Serializer};
 use vddk::{Disk, DiskInfo, Geometry, Vddk};
-use vddk_examples::args::{Flag, Parsed, Program};
-use vddk_examples::json::Object;
+use vddk_examples::cli::{self, Common};
 use vddk_examples::session;
 
-const PROGRAM: Program = Program {
-    name: "vddk-info",
-    usage: "  vddk-info [OPTIONS] [libdir=DIR] [CONNECTION-PARAMETERS...] [[file=]DISK]",
-    about: "Prints the VDDK library's version, path, transport modes and optional functions; \
-            with a disk, also its capacity, geometry, adapter, links, parent, UUID, transport \
-            mode and metadata.",
-    flags: &[Flag {
-        long: "json",
-        short: None,
-        value: None,
-        help: "print one JSON object instead of text",
-    }],
-    notes: "Examples:
-  vddk-info libdir=/opt/vmware-vix-disklib-distrib
+#[derive(Debug, Parser)]
+#[command(
+    name = "vddk-info",
+    override_usage = "vddk-info [OPTIONS] [libdir=DIR] [CONNECTION-PARAMETERS...] [[file=]DISK]",
+    about = "Prints the VDDK library's version, path, transport modes and optional functions; \
+             with a disk, also its capacity, geometry, adapter, links, parent, UUID, transport \
+             mode and metadata.",
+    after_help = cli::after_help(EXAMPLES),
+    args_override_self = true,
+    max_term_width = 100
+)]
+struct Args {
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    common: Common,
+}
+
+impl cli::Program for Args {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
+const EXAMPLES: &str = "  vddk-info libdir=/opt/vmware-vix-disklib-distrib
   vddk-info libdir=/opt/vddk /var/lib/vms/web.vmdk --json
   vddk-info libdir=/opt/vddk server=esx1 user=root password=+/root/pw \\
       thumbprint=B2:31:... vm=moref=42 '[datastore1] web/web.vmdk'
-",
-};
+";
 
 fn main() {
-    vddk_examples::run_program(&PROGRAM, info_main)
+    vddk_examples::run_program(info_main)
 }
 
-fn info_main(args: &Parsed) -> Result<(), String> {
-    let params = args.params().map_err(|e| e.to_string())?;
+fn info_main(args: &Args) -> Result<(), String> {
+    let params = args.common.params()?;
     if params.file.is_some() {
         session::validate(&params).map_err(|e| e.to_string())?;
     }
@@ -44,7 +57,7 @@ fn info_main(args: &Parsed) -> Result<(), String> {
         None => Report::library(&lib),
         Some(s) => Report::disk(&lib, &s.path, &s.disk).map_err(|e| e.to_string())?,
     };
-    if args.has("json") {
+    if args.json {
         println!("{}", report.json());
     } else {
         print!("{}", report.text());
@@ -164,44 +177,98 @@ impl Report {
     }
 
     fn json(&self) -> String {
-        let mut caps = Object::new();
-        for (name, present) in &self.capabilities {
-            caps.raw(name, present.to_string());
-        }
-        let mut lib = Object::new();
-        lib.str("path", &self.library)
-            .num("major_version", self.major)
-            .opt_str("version", self.version.as_deref())
-            .str("transport_modes", &self.transports)
-            .raw("capabilities", caps.finish());
-        let mut o = Object::new();
-        o.raw("library", lib.finish());
-        if let Some(d) = &self.disk {
+        let library = JsonLibrary {
+            path: &self.library,
+            major_version: self.major,
+            version: self.version.as_deref(),
+            transport_modes: &self.transports,
+            capabilities: &self.capabilities,
+        };
+        let disk = self.disk.as_ref().map(|d| {
             let i = &d.info;
-            let mut meta = Object::new();
-            for (k, v) in &d.metadata {
-                meta.str(k, v);
+            JsonDisk {
+                path: &d.path,
+                capacity_bytes: i.capacity_bytes(),
+                capacity_sectors: i.capacity_sectors,
+                bios_geometry: JsonGeometry::from(&i.bios_geometry),
+                physical_geometry: JsonGeometry::from(&i.physical_geometry),
+                adapter: i.adapter.to_string(),
+                links: i.num_links,
+                parent: i.parent_hint.as_deref(),
+                uuid: i.uuid.as_deref(),
+                logical_sector_size: i.logical_sector_size,
+                physical_sector_size: i.physical_sector_size,
+                transport_mode: &d.transport,
+                metadata: &d.metadata,
+                metadata_error: d.metadata_error.as_deref(),
             }
-            let opt_num = |n: Option<u32>| n.map_or("null".to_string(), |n| n.to_string());
-            let mut disk = Object::new();
-            disk.str("path", &d.path)
-                .num("capacity_bytes", i.capacity_bytes())
-                .num("capacity_sectors", i.capacity_sectors)
-                .raw("bios_geometry", geometry_json(&i.bios_geometry))
-                .raw("physical_geometry", geometry_json(&i.physical_geometry))
-                .str("adapter", &i.adapter.to_string())
-                .num("links", i.num_links)
-                .opt_str("parent", i.parent_hint.as_deref())
-                .opt_str("uuid", i.uuid.as_deref())
-                .raw("logical_sector_size", opt_num(i.logical_sector_size))
-                .raw("physical_sector_size", opt_num(i.physical_sector_size))
-                .str("transport_mode", &d.transport)
-                .raw("metadata", meta.finish())
-                .opt_str("metadata_error", d.metadata_error.as_deref());
-            o.raw("disk", disk.finish());
-        }
-        o.finish()
+        });
+        serde_json::to_string(&JsonReport { library, disk }).expect("the report serialises")
     }
+}
+
+/// `--json`'s document: `library`, and `disk` when one was opened.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    library: JsonLibrary<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disk: Option<JsonDisk<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonLibrary<'a> {
+    path: &'a str,
+    major_version: u32,
+    version: Option<&'a str>,
+    transport_modes: &'a str,
+    /// Function name to presence, in the library's order.
+    #[serde(serialize_with = "ordered_map")]
+    capabilities: &'a [(&'static str, bool)],
+}
+
+#[derive(Serialize)]
+struct JsonDisk<'a> {
+    path: &'a str,
+    capacity_bytes: u64,
+    capacity_sectors: u64,
+    bios_geometry: JsonGeometry,
+    physical_geometry: JsonGeometry,
+    adapter: String,
+    links: i32,
+    parent: Option<&'a str>,
+    uuid: Option<&'a str>,
+    logical_sector_size: Option<u32>,
+    physical_sector_size: Option<u32>,
+    transport_mode: &'a str,
+    /// Key to value, in the disk's order.
+    #[serde(serialize_with = "ordered_map")]
+    metadata: &'a [(String, String)],
+    metadata_error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonGeometry {
+    cylinders: u32,
+    heads: u32,
+    sectors: u32,
+}
+
+impl From<&Geometry> for JsonGeometry {
+    fn from(g: &Geometry) -> JsonGeometry {
+        JsonGeometry {
+            cylinders: g.cylinders,
+            heads: g.heads,
+            sectors: g.sectors,
+        }
+    }
+}
+
+/// Pairs as a JSON object, keeping their order.
+fn ordered_map<S: Serializer, K: Serialize, V: Serialize>(
+    pairs: &[(K, V)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 fn list(names: &[&str]) -> String {
@@ -214,14 +281,6 @@ fn list(names: &[&str]) -> String {
 
 fn chs(g: &Geometry) -> String {
     format!("{}/{}/{} (C/H/S)", g.cylinders, g.heads, g.sectors)
-}
-
-fn geometry_json(g: &Geometry) -> String {
-    let mut o = Object::new();
-    o.num("cylinders", g.cylinders)
-        .num("heads", g.heads)
-        .num("sectors", g.sectors);
-    o.finish()
 }
 
 fn read_metadata(disk: &Disk) -> Result<Vec<(String, String)>, String> {

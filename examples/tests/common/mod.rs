@@ -25,6 +25,7 @@ pub fn example(bin: &str) -> Command {
         "FAKE_VDDK_STATS",
         "FAKE_VDDK_LATENCY_US",
         "FAKE_VDDK_ASYNC_LATENCY_US",
+        "RUST_LOG",
     ] {
         c.env_remove(var);
     }
