@@ -1,10 +1,10 @@
 //! The measuring part of `vddk-bench`: keep a number of requests in
-//! flight against a [`DiskWorker`] and record each one's latency.
+//! flight against a [`DiskDriver`] and record each one's latency.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use vddk::{DiskWorker, SECTOR_SIZE};
+use vddk::{DiskDriver, SECTOR_SIZE};
 
 /// What one run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,12 +138,12 @@ impl Rng {
     }
 }
 
-/// Runs one benchmark on the worker's disk.
+/// Runs one benchmark on the driver's disk.
 ///
 /// # Errors
 /// The first failed request (the run stops there).
-pub fn run(worker: &DiskWorker, r: &Run) -> Result<Outcome, String> {
-    let capacity = worker.info().capacity_bytes();
+pub fn run(driver: &DiskDriver, r: &Run) -> Result<Outcome, String> {
+    let capacity = driver.capacity();
     if r.request == 0 || r.request % SECTOR_SIZE != 0 || r.request > capacity {
         return Err(format!(
             "request size {} must be a multiple of 512 and at most the disk's size ({capacity})",
@@ -176,17 +176,16 @@ pub fn run(worker: &DiskWorker, r: &Run) -> Result<Outcome, String> {
             && submitted < r.total
             && started.elapsed() < r.duration
         {
-            let sector = next_offset() / SECTOR_SIZE;
+            let offset = next_offset();
             let tx = tx.clone();
             let t0 = Instant::now();
+            let done: vddk::driver::Done<Vec<u8>> = Box::new(move |res| {
+                let _ = tx.send(res.map(|_| t0.elapsed()).map_err(|e| e.to_string()));
+            });
             if r.mode.writes() {
-                worker.write(sector, pattern.clone(), move |res| {
-                    let _ = tx.send(res.map(|()| t0.elapsed()).map_err(|e| e.to_string()));
-                });
+                driver.write(offset, pattern.clone(), done);
             } else {
-                worker.read(sector, r.request / SECTOR_SIZE, move |res| {
-                    let _ = tx.send(res.map(|_| t0.elapsed()).map_err(|e| e.to_string()));
-                });
+                driver.read(offset, r.request as usize, Vec::new(), done);
             }
             submitted += r.request;
             in_flight += 1;
@@ -207,7 +206,7 @@ pub fn run(worker: &DiskWorker, r: &Run) -> Result<Outcome, String> {
         return Err(e);
     }
     if r.mode.writes() {
-        crate::copy::flush(worker).map_err(|e| format!("flush after writing: {e}"))?;
+        crate::copy::flush(driver).map_err(|e| format!("flush after writing: {e}"))?;
     }
     let elapsed = started.elapsed();
     latencies.sort();

@@ -1,5 +1,5 @@
 //! The copy engine: a disk to a raw file, or a raw file into a disk,
-//! through a [`DiskWorker`] with many requests in flight.
+//! through a [`DiskDriver`] with many requests in flight.
 //!
 //! Work is cut into pieces of at most one request each. Pieces complete in
 //! any order, but are *retired* in order: the retired prefix is what the
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use vddk::{DiskWorker, Extent, SECTOR_SIZE};
+use vddk::{DiskDriver, Extent, SECTOR_SIZE};
 
 use sha2::{Digest, Sha256};
 
@@ -184,15 +184,20 @@ pub fn default_state_path(local: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Allocated extents of the worker's disk, in sectors, waiting for the answer.
+/// Allocated extents of the driver's disk in `[offset, offset + len)`,
+/// waiting for the answer.
 ///
 /// # Errors
 /// QueryAllocatedBlocks' failure.
-pub fn allocated(worker: &DiskWorker, start: u64, count: u64) -> vddk::Result<Vec<Extent>> {
+pub fn allocated(driver: &DiskDriver, offset: u64, len: u64) -> vddk::Result<Vec<Extent>> {
     let (tx, rx) = mpsc::channel();
-    worker.allocated_blocks(start, count, vddk::MIN_CHUNK, move |r| {
-        let _ = tx.send(r);
-    });
+    driver.allocated(
+        offset,
+        len,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
     rx.recv().unwrap_or(Err(vddk::Error::Closed))
 }
 
@@ -200,11 +205,11 @@ pub fn allocated(worker: &DiskWorker, start: u64, count: u64) -> vddk::Result<Ve
 ///
 /// # Errors
 /// Flush's failure.
-pub fn flush(worker: &DiskWorker) -> vddk::Result<()> {
+pub fn flush(driver: &DiskDriver) -> vddk::Result<()> {
     let (tx, rx) = mpsc::channel();
-    worker.flush(move |r| {
+    driver.flush(Box::new(move |r| {
         let _ = tx.send(r);
-    });
+    }));
     rx.recv().unwrap_or(Err(vddk::Error::Closed))
 }
 
@@ -246,11 +251,8 @@ fn plan(from: u64, to: u64, extents: &[(u64, u64)], max: u64) -> Vec<Piece> {
     out
 }
 
-fn sector_extents_to_bytes(extents: &[Extent]) -> Vec<(u64, u64)> {
-    extents
-        .iter()
-        .map(|e| (e.start * SECTOR_SIZE, e.end() * SECTOR_SIZE))
-        .collect()
+fn ranges(extents: &[Extent]) -> Vec<(u64, u64)> {
+    extents.iter().map(|e| (e.offset, e.end())).collect()
 }
 
 /// Hashes `[0, len)` of a local file (the part of the image an earlier
@@ -436,29 +438,28 @@ fn finish_state(opts: &CopyOptions) {
     }
 }
 
-/// Copies the worker's disk into `out` as a raw image; unallocated ranges
+/// Copies the driver's disk into `out` as a raw image; unallocated ranges
 /// are left as holes. `out` should be opened read-write (it is extended to
 /// the disk's size, never truncated, so a resumed copy keeps what it had).
 ///
 /// # Errors
 /// The first failure, with the offset a resumed copy can start from.
 pub fn disk_to_file(
-    worker: &DiskWorker,
+    driver: &DiskDriver,
     out: &File,
     opts: &CopyOptions,
 ) -> Result<CopyReport, CopyError> {
-    let total = worker.info().capacity_bytes();
+    let total = driver.capacity();
     check_opts(opts, total)?;
     let fail = |m: String| CopyError::before_start(m, opts.resume_from);
     out.set_len(total)
         .map_err(|e| fail(format!("cannot size the output file to {total} bytes: {e}")))?;
-    let first = opts.resume_from / SECTOR_SIZE;
-    let count = total / SECTOR_SIZE - first;
+    let count = total - opts.resume_from;
     let extents = if count == 0 {
         Vec::new()
     } else {
-        match allocated(worker, first, count) {
-            Ok(e) => sector_extents_to_bytes(&e),
+        match allocated(driver, opts.resume_from, count) {
+            Ok(e) => ranges(&e),
             Err(e) => {
                 log::warn!("cannot tell which blocks are allocated ({e}); copying every block");
                 vec![(opts.resume_from, total)]
@@ -487,8 +488,8 @@ pub fn disk_to_file(
     let mut transferred = 0u64;
     let mut skipped = 0u64;
     let (wtx, wrx) = mpsc::channel::<(Piece, Vec<u8>, mpsc::Sender<Done>, usize)>();
-    // Reads complete on the worker's completion thread; the file write
-    // happens here, on a writer thread, so completions never block on disk.
+    // Reads complete on the driver's or VDDK's threads; the file write
+    // happens on a writer thread of ours, so completions never block on disk.
     let result = std::thread::scope(|scope| {
         scope.spawn(move || {
             for (p, data, tx, i) in wrx {
@@ -506,17 +507,18 @@ pub fn disk_to_file(
             }
             transferred += p.len;
             let wtx = wtx.clone();
-            worker.read(
-                p.start / SECTOR_SIZE,
-                p.len / SECTOR_SIZE,
-                move |r| match r {
+            driver.read(
+                p.start,
+                p.len as usize,
+                Vec::new(),
+                Box::new(move |r| match r {
                     Ok(data) => {
                         let _ = wtx.send((p, data, tx, i));
                     }
                     Err(e) => {
                         let _ = tx.send((i, Err(e.to_string())));
                     }
-                },
+                }),
             );
             Ok(true)
         };
@@ -537,19 +539,19 @@ pub fn disk_to_file(
     })
 }
 
-/// Copies the raw image `input` (`len` bytes) into the worker's disk,
+/// Copies the raw image `input` (`len` bytes) into the driver's disk,
 /// which must be at least as large. A last partial sector is padded with
 /// zeroes.
 ///
 /// # Errors
 /// The first failure, with the offset a resumed copy can start from.
 pub fn file_to_disk(
-    worker: &DiskWorker,
+    driver: &DiskDriver,
     input: &File,
     len: u64,
     opts: &CopyOptions,
 ) -> Result<CopyReport, CopyError> {
-    let capacity = worker.info().capacity_bytes();
+    let capacity = driver.capacity();
     let fail = |m: String| CopyError::before_start(m, opts.resume_from);
     if len > capacity {
         return Err(fail(format!(
@@ -559,14 +561,13 @@ pub fn file_to_disk(
     }
     let padded = len.div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
     check_opts(opts, padded)?;
-    let first = opts.resume_from / SECTOR_SIZE;
-    let count = padded / SECTOR_SIZE - first;
+    let count = padded - opts.resume_from;
     // Where the disk already has data, zeroes must be written too.
     let on_disk = if count == 0 {
         Vec::new()
     } else {
-        match allocated(worker, first, count) {
-            Ok(e) => sector_extents_to_bytes(&e),
+        match allocated(driver, opts.resume_from, count) {
+            Ok(e) => ranges(&e),
             Err(_) => vec![(opts.resume_from, padded)],
         }
     };
@@ -588,7 +589,7 @@ pub fn file_to_disk(
         state: opts.state.as_ref(),
         last_save: Instant::now(),
         progress: Progress::new(padded, opts.resume_from, opts.progress),
-        sync: Box::new(|| flush(worker).map_err(|e| format!("cannot flush the disk: {e}"))),
+        sync: Box::new(|| flush(driver).map_err(|e| format!("cannot flush the disk: {e}"))),
     };
     let keep = opts.checksum;
     let mut transferred = 0u64;
@@ -608,9 +609,13 @@ pub fn file_to_disk(
         }
         transferred += p.len;
         let hashed = keep.then(|| buf[..real].to_vec());
-        worker.write(p.start / SECTOR_SIZE, buf, move |r| {
-            let _ = tx.send((i, r.map(|()| hashed).map_err(|e| e.to_string())));
-        });
+        driver.write(
+            p.start,
+            buf,
+            Box::new(move |r| {
+                let _ = tx.send((i, r.map(|_| hashed).map_err(|e| e.to_string())));
+            }),
+        );
         Ok(true)
     };
     let result = pipeline(&pieces, padded, opts.queue_depth, &mut retire, &mut submit);
@@ -624,7 +629,7 @@ pub fn file_to_disk(
         hex(h)
     });
     result?;
-    flush(worker).map_err(|e| unsynced(opts, format!("cannot flush the disk: {e}")))?;
+    flush(driver).map_err(|e| unsynced(opts, format!("cannot flush the disk: {e}")))?;
     finish_state(opts);
     Ok(CopyReport {
         total: len,

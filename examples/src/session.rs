@@ -76,6 +76,16 @@ pub fn open(p: &VddkParams, read_only: bool) -> Result<Session, String> {
     open_with(lib, p, read_only)
 }
 
+/// How to drive the disk: the mode `io=` asks for (by default the one
+/// that suits its transport) with up to `depth` requests in flight.
+pub fn driver_options(p: &VddkParams, depth: usize) -> vddk::DriverOptions {
+    let opts = vddk::DriverOptions::new().max_in_flight(depth);
+    match p.io.mode() {
+        Some(mode) => opts.mode(mode),
+        None => opts,
+    }
+}
+
 /// Like [`open`], with a library already initialised.
 ///
 /// # Errors

@@ -55,6 +55,7 @@ fn latency_knob_shows_in_the_percentiles() {
         .env("FAKE_VDDK_ASYNC_LATENCY_US", "5000")
         .arg(libdir())
         .arg(&disk)
+        .arg("io=pipelined")
         .args(["--json", "-b", "64K", "-q", "4", "--total", "2M"]));
     assert_eq!(json_eval(&json, "len(d)"), "1");
     assert_eq!(json_eval(&json, "d[0]['ops']"), "32");

@@ -130,11 +130,12 @@ fn killed_copy_resumes() {
     qemu_raw(&src, &expected);
     let out = dir.join("out.raw");
     let state = dir.join("out.raw.vddk-copy-state");
-    // 20 ms per request, two at a time, 64 KiB each: about two seconds.
+    // 20 ms per async request, two at a time, 64 KiB each: about two seconds.
     let mut child = example(BIN)
         .env("FAKE_VDDK_ASYNC_LATENCY_US", "20000")
         .arg(libdir())
         .arg(&src)
+        .arg("io=pipelined")
         .args([
             "-o",
             out.to_str().unwrap(),

@@ -22,7 +22,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use vddk_nbd::proto::consts::*;
-use vddk_nbd::proto::handshake::{ExportDesc, Exports, Handshake, Step, TlsMode, MAX_OPTIONS};
+use vddk_nbd::proto::handshake::{
+    ExportDesc, Exports, Features, Handshake, NoSuchExport, Step, TlsMode, MAX_OPTIONS,
+};
 
 /// Largest set of replies one option may produce: INFO/GO sends at most
 /// five short replies, the rest one or two; error messages are short.
@@ -33,8 +35,12 @@ fn export(sel: u8) -> ExportDesc {
         name: "disk".into(),
         description: (sel & 1 != 0).then(|| "fuzzed export".into()),
         size: if sel & 4 != 0 { u64::MAX } else { 1 << 30 },
-        read_only: sel & 2 != 0,
         block_sizes: (512, 4096, 32 << 20),
+        features: if sel & 2 != 0 {
+            Features::WRITABLE.read_only()
+        } else {
+            Features::WRITABLE
+        },
     }
 }
 
@@ -49,11 +55,11 @@ impl Exports for Table {
         ]
     }
 
-    fn lookup(&mut self, name: &str) -> Result<ExportDesc, String> {
+    fn lookup(&mut self, name: &str) -> Result<ExportDesc, NoSuchExport> {
         match name {
             "" | "disk" => Ok(export(self.0 & !2)),
             "ro" => Ok(export(self.0 | 2)),
-            _ => Err(format!("no export named {name:?}")),
+            _ => Err(NoSuchExport(format!("no export named {name:?}"))),
         }
     }
 }
@@ -302,7 +308,7 @@ fuzz_target!(|data: &[u8]| {
                 "served unknown export {name:?}"
             );
             assert_eq!(
-                neg.export.read_only,
+                neg.export.features.read_only,
                 name == "ro",
                 "export {name:?} served as the wrong one"
             );

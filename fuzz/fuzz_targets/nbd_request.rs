@@ -4,7 +4,8 @@
 //!
 //! Input: 28 bytes of request header, then 8 bytes of export size, 4 of
 //! maximum payload and 1 of switches (read-only, structured replies,
-//! base:allocation selected); the rest is an error message.
+//! base:allocation selected, trim offered, fast zero offered); the rest is
+//! an error message.
 //!
 //! Checked: no panic; a decoded header re-encodes to the same bytes; an
 //! accepted request never reaches past the export, is never empty (except
@@ -15,6 +16,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use vddk_nbd::proto::consts::*;
+use vddk_nbd::proto::export::Features;
 use vddk_nbd::proto::request::{validate, Command, Limits};
 use vddk_nbd::proto::wire::{self, WireError};
 
@@ -55,15 +57,29 @@ fn check_request(data: &[u8]) {
     let limits = Limits {
         size: u64::from_be_bytes(tail[..8].try_into().unwrap_or_default()),
         max_payload: u32::from_be_bytes(tail[8..12].try_into().unwrap_or_default()),
-        read_only: switches & 1 != 0,
+        features: {
+            let f = Features {
+                trim: switches & 8 != 0,
+                fast_zero: switches & 16 != 0,
+                ..Features::WRITABLE
+            };
+            if switches & 1 != 0 {
+                f.read_only()
+            } else {
+                f
+            }
+        },
         structured,
         base_allocation: (structured && switches & 4 != 0).then_some(BASE_ALLOCATION_ID),
     };
     match validate(&req, &limits) {
         Ok(cmd) => {
-            let writes = matches!(cmd, Command::Write { .. } | Command::WriteZeroes { .. });
+            let writes = matches!(
+                cmd,
+                Command::Write { .. } | Command::WriteZeroes { .. } | Command::Trim { .. }
+            );
             assert!(
-                !(writes && limits.read_only),
+                !(writes && limits.features.read_only),
                 "write accepted on a read-only export"
             );
             match cmd {
@@ -76,7 +92,19 @@ fn check_request(data: &[u8]) {
                     in_range(offset, length, &limits);
                     assert!(length <= limits.max_payload);
                 }
-                Command::WriteZeroes { offset, length, .. } => in_range(offset, length, &limits),
+                Command::WriteZeroes {
+                    offset,
+                    length,
+                    fast,
+                    ..
+                } => {
+                    in_range(offset, length, &limits);
+                    assert!(!fast || limits.features.fast_zero);
+                }
+                Command::Trim { offset, length, .. } => {
+                    in_range(offset, length, &limits);
+                    assert!(limits.features.trim, "trim accepted though not offered");
+                }
                 Command::BlockStatus {
                     offset,
                     length,

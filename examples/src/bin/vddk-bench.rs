@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Serialize;
-use vddk::{DiskWorker, WorkerOptions};
+use vddk::DiskDriver;
 use vddk_examples::bench::{self, Mode, Outcome, Run};
 use vddk_examples::cli::{self, Common};
 use vddk_examples::{session, units};
@@ -149,14 +149,15 @@ fn bench_main(args: &Args) -> Result<(), String> {
     let sess = session::open(&params, !writes)?;
     let transport = sess.disk.transport_mode();
     let max_depth = depths.iter().copied().max().unwrap_or(1);
-    let worker = DiskWorker::spawn(sess.disk, WorkerOptions::new().max_in_flight(max_depth))
-        .map_err(|e| format!("cannot start the disk worker: {e}"))?;
+    let driver: DiskDriver =
+        DiskDriver::new(sess.disk, session::driver_options(&params, max_depth))
+            .map_err(|e| format!("cannot start the disk driver: {e}"))?;
     let json_out = args.json;
     if !json_out {
         println!(
             "disk: {} ({} bytes, transport {transport})",
             sess.path,
-            worker.info().capacity_bytes(),
+            driver.capacity(),
         );
         println!(
             "{:<10} {:>8} {:>5} {:>8} {:>10} {:>10} {:>10} {:>10}",
@@ -175,7 +176,7 @@ fn bench_main(args: &Args) -> Result<(), String> {
                     duration,
                     seed,
                 };
-                let out = bench::run(&worker, &r).map_err(|e| {
+                let out = bench::run(&driver, &r).map_err(|e| {
                     format!(
                         "{} with {}-byte requests at depth {depth}: {e}",
                         mode.name(),
@@ -194,7 +195,7 @@ fn bench_main(args: &Args) -> Result<(), String> {
         let json = serde_json::to_string(&results).expect("the results serialise");
         println!("{json}");
     }
-    worker
+    driver
         .close()
         .map_err(|e| format!("closing {}: {e}", sess.path))
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use vddk::{DiskWorker, WorkerOptions};
+use vddk::DiskDriver;
 use vddk_examples::cli::{self, Common};
 use vddk_examples::copy::{self, CopyOptions, CopyReport, StateFile};
 use vddk_examples::{session, units};
@@ -162,11 +162,11 @@ fn copy_main(args: &Args) -> Result<(), String> {
     }
     let to_file = matches!(dir, Direction::ToFile(_));
     let sess = session::open(&params, to_file)?;
-    let worker = DiskWorker::spawn(
+    let driver: DiskDriver = DiskDriver::new(
         sess.disk,
-        WorkerOptions::new().max_in_flight(opts.queue_depth),
+        session::driver_options(&params, opts.queue_depth),
     )
-    .map_err(|e| format!("cannot start the disk worker: {e}"))?;
+    .map_err(|e| format!("cannot start the disk driver: {e}"))?;
     let local = match &dir {
         Direction::ToFile(f) | Direction::FromRaw(f) => f.clone(),
     };
@@ -177,7 +177,7 @@ fn copy_main(args: &Args) -> Result<(), String> {
     let started = Instant::now();
     let report = match &dir {
         Direction::ToFile(out) => {
-            let total = worker.info().capacity_bytes();
+            let total = driver.capacity();
             let state = StateFile {
                 path: state_path,
                 id: copy_id(&params, &sess.path, &dir),
@@ -188,7 +188,7 @@ fn copy_main(args: &Args) -> Result<(), String> {
             }
             let file = open_output(out, opts.resume_from > 0)?;
             opts.state = Some(state);
-            copy::disk_to_file(&worker, &file, &opts).map_err(|e| e.to_string())?
+            copy::disk_to_file(&driver, &file, &opts).map_err(|e| e.to_string())?
         }
         Direction::FromRaw(raw) => {
             let file = File::open(raw)
@@ -206,10 +206,10 @@ fn copy_main(args: &Args) -> Result<(), String> {
                 opts.resume_from = state.load()?;
             }
             opts.state = Some(state);
-            copy::file_to_disk(&worker, &file, len, &opts).map_err(|e| e.to_string())?
+            copy::file_to_disk(&driver, &file, len, &opts).map_err(|e| e.to_string())?
         }
     };
-    worker
+    driver
         .close()
         .map_err(|e| format!("closing {}: {e}", sess.path))?;
     print_report(

@@ -4,7 +4,7 @@
 use std::fs::File;
 
 use clap::Parser;
-use vddk::{DiskWorker, WorkerOptions};
+use vddk::DiskDriver;
 use vddk_examples::cli::{self, Common};
 use vddk_examples::copy::{self, CopyOptions};
 use vddk_examples::{session, units};
@@ -135,47 +135,25 @@ fn create_main(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("cannot create {path}: {e}"))?;
     println!(
         "created {path}: {}, {} bytes, adapter {}, hardware version {}",
-        cp_type_name(&params),
+        create.disk_type.nbdkit_name(),
         create.size,
-        adapter_name(&params),
-        create.hw_version
+        create.adapter,
+        create.hw_version.0
     );
     if let Some((raw, file, len)) = fill {
         let disk = conn
             .open(&path, open_flags(&params, false)?)
             .map_err(|e| format!("cannot open the new disk {path}: {e}"))?;
         let opts = CopyOptions::default();
-        let worker = DiskWorker::spawn(disk, WorkerOptions::new().max_in_flight(opts.queue_depth))
-            .map_err(|e| format!("cannot start the disk worker: {e}"))?;
-        let r = copy::file_to_disk(&worker, &file, len, &opts).map_err(|e| e.message)?;
-        worker.close().map_err(|e| format!("closing {path}: {e}"))?;
+        let driver: DiskDriver =
+            DiskDriver::new(disk, session::driver_options(&params, opts.queue_depth))
+                .map_err(|e| format!("cannot start the disk driver: {e}"))?;
+        let r = copy::file_to_disk(&driver, &file, len, &opts).map_err(|e| e.message)?;
+        driver.close().map_err(|e| format!("closing {path}: {e}"))?;
         println!(
             "filled from {raw}: {} bytes written, {} bytes of zeroes skipped",
             r.transferred, r.skipped
         );
     }
     Ok(())
-}
-
-fn cp_type_name(p: &vddk_nbd::config::VddkParams) -> &'static str {
-    use vddk_nbd::config::params::CreateType as T;
-    match p.create.map(|c| c.disk_type) {
-        Some(T::MonolithicSparse) | None => "monolithic-sparse",
-        Some(T::MonolithicFlat) => "monolithic-flat",
-        Some(T::SplitSparse) => "split-sparse",
-        Some(T::SplitFlat) => "split-flat",
-        Some(T::VmfsFlat) => "vmfs-flat",
-        Some(T::StreamOptimized) => "stream-optimized",
-        Some(T::VmfsThin) => "vmfs-thin",
-        Some(T::VmfsSparse) => "vmfs-sparse",
-    }
-}
-
-fn adapter_name(p: &vddk_nbd::config::VddkParams) -> &'static str {
-    use vddk_nbd::config::params::CreateAdapter as A;
-    match p.create.map(|c| c.adapter) {
-        Some(A::Ide) => "ide",
-        Some(A::ScsiBuslogic) | None => "buslogic",
-        Some(A::ScsiLsilogic) => "lsilogic",
-    }
 }

@@ -141,8 +141,8 @@ impl Report {
             s.push_str(&format!("disk: {}\n", d.path));
             s.push_str(&format!(
                 "capacity: {} bytes ({} sectors)\n",
-                i.capacity_bytes(),
-                i.capacity_sectors
+                i.capacity,
+                i.capacity / vddk::SECTOR_SIZE
             ));
             s.push_str(&format!("bios geometry: {}\n", chs(&i.bios_geometry)));
             s.push_str(&format!(
@@ -188,8 +188,8 @@ impl Report {
             let i = &d.info;
             JsonDisk {
                 path: &d.path,
-                capacity_bytes: i.capacity_bytes(),
-                capacity_sectors: i.capacity_sectors,
+                capacity_bytes: i.capacity,
+                capacity_sectors: i.capacity / vddk::SECTOR_SIZE,
                 bios_geometry: JsonGeometry::from(&i.bios_geometry),
                 physical_geometry: JsonGeometry::from(&i.physical_geometry),
                 adapter: i.adapter.to_string(),
