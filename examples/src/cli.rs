@@ -3,7 +3,7 @@
 //!
 //! Each program's own flags are a [`clap`] derive struct that flattens
 //! [`Common`]; every word that is not a flag is a connection parameter,
-//! split by [`vddk_nbd::config::split_param`] exactly as `vddk-nbd` does
+//! split by [`vddk_nbd::params::split_param`] exactly as `vddk-nbd` does
 //! (a bare word is the disk, `file=`). Flags and parameters mix in any
 //! order; `--` ends the flags.
 //!
@@ -13,7 +13,7 @@
 use std::io::Write;
 
 use clap::{Args, Parser};
-use vddk_nbd::config::params::{self, VddkParams};
+use vddk_nbd::params::vddk_plugin::{self, VddkParams};
 
 /// What every program takes besides its own flags.
 #[derive(Debug, Clone, Default, Args)]
@@ -34,7 +34,7 @@ impl Common {
     pub fn pairs(&self) -> Vec<(String, String)> {
         self.words
             .iter()
-            .map(|w| vddk_nbd::config::split_param(w))
+            .map(|w| vddk_nbd::params::split_param(w))
             .collect()
     }
 
@@ -46,7 +46,7 @@ impl Common {
         let mut bare = self
             .words
             .iter()
-            .filter(|w| vddk_nbd::config::as_pair(w).is_none());
+            .filter(|w| vddk_nbd::params::as_pair(w).is_none());
         match (bare.next(), bare.next()) {
             (Some(first), Some(second)) => Err(format!(
                 "two disks given ('{first}' and '{second}'): give one, as a bare word or \
@@ -61,7 +61,7 @@ impl Common {
     /// # Errors
     /// An unknown key or a malformed value, as `vddk-nbd` reports it.
     pub fn params(&self) -> Result<VddkParams, String> {
-        params::parse(&self.pairs()).map_err(|e| e.to_string())
+        vddk_plugin::parse(&self.pairs()).map_err(|e| e.to_string())
     }
 }
 

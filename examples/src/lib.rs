@@ -5,7 +5,7 @@
 //! `nbdkit vddk`): `key=value` words such as `libdir=`, `server=`,
 //! `user=`, `password=`, `thumbprint=`, `vm=`, with the disk given as
 //! `file=DISK` or as a bare word. They are parsed by
-//! [`vddk_nbd::config`], so both programs accept exactly the same
+//! [`vddk_nbd::params`], so both programs accept exactly the same
 //! spellings. Flags of each program start with `-` and are parsed by
 //! [`clap`].
 //!

@@ -2,8 +2,8 @@
 //! load the library, read the password, connect, open.
 
 use vddk::{Connection, Disk, Vddk};
-use vddk_nbd::config::connect as cc;
-use vddk_nbd::config::params::{self, VddkParams};
+use vddk_nbd::params::connect as cc;
+use vddk_nbd::params::vddk_plugin::{self, VddkParams};
 
 /// An open disk with the library and connection it came from.
 ///
@@ -31,7 +31,7 @@ pub struct Session {
 /// The loader's report, listing every path tried.
 pub fn load(p: &VddkParams) -> Result<Vddk, String> {
     if let Some(dir) = &p.libdir {
-        vddk_nbd::config::reexec::reexec_if_needed(dir)?;
+        vddk_nbd::params::reexec::reexec_if_needed(dir)?;
     }
     Vddk::init(cc::init_options(p)).map_err(|e| {
         let mut msg = e.to_string();
@@ -49,7 +49,7 @@ pub fn load(p: &VddkParams) -> Result<Vddk, String> {
 /// # Errors
 /// The first mistake, as a sentence that says how to fix it.
 pub fn validate(p: &VddkParams) -> Result<(), String> {
-    params::validate(p).map_err(|e| e.to_string())?;
+    vddk_plugin::validate(p).map_err(|e| e.to_string())?;
     cc::check(p)
 }
 
@@ -58,7 +58,7 @@ pub fn validate(p: &VddkParams) -> Result<(), String> {
 /// # Errors
 /// A bad parameter, an unreadable password, or ConnectEx's failure.
 pub fn connect(lib: &Vddk, p: &VddkParams, read_only: bool) -> Result<Connection, String> {
-    let secrets = vddk_nbd::config::Secrets::resolve(p)?;
+    let secrets = vddk_nbd::params::Secrets::resolve(p)?;
     let cp = cc::connect_params(p, &secrets, read_only)?;
     Connection::connect(lib, &cp).map_err(|e| {
         let where_ = p.server.as_deref().unwrap_or("the local host");

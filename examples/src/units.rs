@@ -40,7 +40,7 @@ pub fn rate(bytes_done: u64, elapsed: Duration) -> String {
 /// Parses a size with nbdkit's syntax (`512`, `64K`, `1M`, `2G`), naming
 /// the flag in the error.
 pub fn parse_size(flag: &str, v: &str) -> Result<u64, String> {
-    vddk_nbd::config::parse_size(v).map_err(|e| format!("{flag} {v}: {e}"))
+    vddk_nbd::params::parse_size(v).map_err(|e| format!("{flag} {v}: {e}"))
 }
 
 #[cfg(test)]

@@ -57,14 +57,18 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
-pub mod config;
 pub mod datastore;
 pub mod exports;
+pub mod params;
 pub mod plugins;
 pub mod proto;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod thumbprint;
+#[cfg(feature = "server")]
 pub mod tls;
 pub mod vmx;
 
+#[cfg(feature = "server")]
 pub use server::{Listener, Server, ServerConfig, ShutdownHandle};

@@ -2,8 +2,8 @@
 //! the refused ones with their reasons, and how `uri=` combines with the
 //! other parameters.
 
-use vddk_nbd::config::params::{parse, validate};
-use vddk_nbd::config::uri::{self, Scheme};
+use vddk_nbd::params::uri::{self, Scheme};
+use vddk_nbd::params::vddk_plugin::{parse, validate};
 
 fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -222,7 +222,7 @@ fn libvirt_disk_sources_are_taken_as_they_are() {
     assert!(e.0.contains("[datastore] dir/disk.vmdk"), "{e}");
     // The bare form of the libvirt line is a file, not a key.
     assert_eq!(
-        vddk_nbd::config::split_param("<source file='[ds] a/a.vmdk'/>").0,
+        vddk_nbd::params::split_param("<source file='[ds] a/a.vmdk'/>").0,
         "file"
     );
 }

@@ -5,11 +5,11 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::connect_params::ConnectParams;
 use crate::create::CreateParams;
 use crate::disk::{Disk, OpenFlags};
 use crate::error::Result;
 use crate::library::Vddk;
-use crate::params::ConnectParams;
 use crate::raw::RawConnection;
 
 /// A VDDK connection (ConnectEx). Dropping it disconnects, once every

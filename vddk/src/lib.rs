@@ -70,28 +70,28 @@
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
 mod blocks;
+mod connect_params;
 mod connection;
 mod create;
 mod disk;
 pub mod driver;
 mod error;
 mod library;
-mod params;
 #[allow(unsafe_code)]
 mod raw;
 mod stats;
 mod vix;
 
 pub use blocks::{Extent, MAX_CHUNKS_PER_CALL, MIN_CHUNK};
+pub use connect_params::{
+    ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef,
+};
 pub use connection::Connection;
 pub use create::{CreateParams, DiskType, HwVersion};
 pub use disk::{AdapterType, Compression, Disk, DiskInfo, Geometry, OpenFlags};
 pub use driver::{DiskDriver, DriverOptions, Mode};
 pub use error::{Error, Result, VixFailure};
 pub use library::{AccessGuard, InitOptions, Vddk};
-pub use params::{
-    ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef,
-};
 pub use stats::{CallStats, Stats};
 /// Library search options and what the loaded library offers, from
 /// `vddk-sys`: [`InitOptions::load_options`] takes the first,

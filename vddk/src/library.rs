@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::connect_params::ConnectParams;
 use crate::error::{Error, Result};
-use crate::params::ConnectParams;
 use crate::raw::Lib;
 use crate::stats::{CallStats, Stats};
 use crate::{Capabilities, LoadOptions};

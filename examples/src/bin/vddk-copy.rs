@@ -11,7 +11,7 @@ use vddk::DiskDriver;
 use vddk_examples::cli::{self, Common};
 use vddk_examples::copy::{self, CopyOptions, CopyReport, StateFile};
 use vddk_examples::{session, units};
-use vddk_nbd::config::VddkParams;
+use vddk_nbd::params::VddkParams;
 
 #[derive(Debug, Parser)]
 #[command(

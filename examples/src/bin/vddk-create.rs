@@ -8,7 +8,7 @@ use vddk::DiskDriver;
 use vddk_examples::cli::{self, Common};
 use vddk_examples::copy::{self, CopyOptions};
 use vddk_examples::{session, units};
-use vddk_nbd::config::connect::{create_params, open_flags};
+use vddk_nbd::params::connect::{create_params, open_flags};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,7 +113,7 @@ fn create_main(args: &Args) -> Result<(), String> {
         None => None,
     };
     let pairs = create_pairs(args, fill.as_ref().map(|f| f.2))?;
-    let params = vddk_nbd::config::params::parse(&pairs).map_err(|e| e.to_string())?;
+    let params = vddk_nbd::params::vddk_plugin::parse(&pairs).map_err(|e| e.to_string())?;
     session::validate(&params)?;
     let Some(create) = params.create else {
         return Err("internal error: no create options".into());

@@ -9,7 +9,6 @@
 //! learned the outcome; a completion must be short and must not block.
 
 mod error;
-pub(crate) mod payload;
 
 pub use crate::proto::export::Features;
 pub use crate::proto::reply::{Extent, Known};

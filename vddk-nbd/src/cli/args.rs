@@ -383,7 +383,7 @@ where
     }
     let mut bare_seen = false;
     for p in positionals {
-        match vddk_nbd::config::as_pair(&p) {
+        match vddk_nbd::params::as_pair(&p) {
             Some((k, v)) => o.params.push((k.to_string(), v.to_string())),
             None => {
                 if bare_seen {

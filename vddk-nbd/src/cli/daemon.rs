@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use vddk_nbd::config::{reexec, Secrets};
+use vddk_nbd::params::{reexec, Secrets};
 
 use super::secrets::moved_off_argv;
 

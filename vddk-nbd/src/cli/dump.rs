@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use vddk_nbd::config::VddkParams;
+use vddk_nbd::params::VddkParams;
 
 /// Loads the library (no disk needed), prints the keys, returns the exit
 /// status.

@@ -10,10 +10,10 @@
 mod args;
 mod daemon;
 mod dump;
-mod exports;
 mod help;
 mod listen;
 mod logger;
+mod open_exports;
 mod privileges;
 
 mod run;
@@ -21,12 +21,12 @@ mod secrets;
 mod serve;
 mod signals;
 mod stats;
-mod thumbprint;
-mod tls;
+mod thumbprint_cmd;
+mod tls_flags;
 
 use args::Action;
 use daemon::Readiness;
-use vddk_nbd::config::{self, reexec, Secrets, VddkParams};
+use vddk_nbd::params::{self, reexec, Secrets, VddkParams};
 
 fn usage_error(msg: &dyn std::fmt::Display) -> i32 {
     eprintln!("vddk-nbd: {msg}");
@@ -49,7 +49,7 @@ pub fn main() -> i32 {
             .iter()
             .map(|w| w.to_string_lossy().into_owned())
             .collect();
-        return thumbprint::run(&rest);
+        return thumbprint_cmd::run(&rest);
     }
     if let Some(key) = secrets::non_utf8_secret(&words) {
         return usage_error(&format!(
@@ -73,7 +73,7 @@ pub fn main() -> i32 {
     }
     logger::init(opts.verbose);
 
-    let params = match config::params::parse(&opts.params) {
+    let params = match params::vddk_plugin::parse(&opts.params) {
         Ok(p) => p,
         Err(e) => return error(&e.to_string()),
     };
@@ -101,16 +101,16 @@ pub fn main() -> i32 {
         return dump::run(&params);
     }
 
-    if let Err(e) = config::params::validate(&params)
+    if let Err(e) = params::vddk_plugin::validate(&params)
         .map_err(|e| e.to_string())
-        .and_then(|()| config::connect::check(&params))
+        .and_then(|()| params::connect::check(&params))
     {
         return error(&e);
     }
 
     // Checked before going to the background, so that a certificate
     // problem reaches the terminal; the serving process loads them again.
-    let tls = match tls::load(&opts) {
+    let tls = match tls_flags::load(&opts) {
         Ok(t) => t,
         Err(e) => return error(&e),
     };

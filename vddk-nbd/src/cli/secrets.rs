@@ -4,7 +4,7 @@
 //!   `cookie=SECRET`) is in `/proc/PID/cmdline`, which every user of the
 //!   machine can read. The program re-executes itself at once with each
 //!   such word replaced by `password=-N`, N being a pipe that holds the
-//!   secret ([`handover`](vddk_nbd::config::handover)), so the process
+//!   secret ([`handover`](vddk_nbd::params::handover)), so the process
 //!   that goes on to serve never shows it; the same exec puts VDDK's
 //!   `lib64` on the library path when that is needed too.
 //! - A process that holds a secret is marked non-dumpable: no core file
@@ -13,8 +13,8 @@
 
 use std::ffi::OsString;
 
-use vddk_nbd::config::handover::Handover;
-use vddk_nbd::config::{self, Secrets, VddkParams};
+use vddk_nbd::params::handover::Handover;
+use vddk_nbd::params::{self, Secrets, VddkParams};
 
 use super::args;
 
@@ -31,7 +31,7 @@ pub fn no_core_dumps() -> Result<(), String> {
 /// re-exec removes it, and how to avoid that.
 pub fn warn_about_literals(p: &VddkParams) {
     for (key, given) in [("password", &p.password), ("cookie", &p.cookie)] {
-        if given.as_ref().is_some_and(config::Password::is_literal) {
+        if given.as_ref().is_some_and(params::Password::is_literal) {
             log::warn!(
                 "{key}= given on the command line is visible to other users of this machine \
                  (ps, /proc/PID/cmdline) until vddk-nbd re-executes itself without it; \
@@ -44,7 +44,7 @@ pub fn warn_about_literals(p: &VddkParams) {
 /// The secrets written on the command line itself (the other forms are
 /// left for the process that serves to read).
 pub fn literals(p: &VddkParams) -> Result<Secrets, String> {
-    let literal = |given: &Option<config::Password>, key| {
+    let literal = |given: &Option<params::Password>, key| {
         given
             .as_ref()
             .filter(|g| g.is_literal())
@@ -82,7 +82,7 @@ fn secret_words(argv: &[OsString]) -> Vec<(usize, &'static str)> {
     };
     let mut found = Vec::new();
     for (i, word) in argv.iter().enumerate() {
-        let Some((key, value)) = word.to_str().and_then(config::as_pair) else {
+        let Some((key, value)) = word.to_str().and_then(params::as_pair) else {
             continue;
         };
         let key = match key {
@@ -127,7 +127,7 @@ pub fn moved_off_argv(
     let out = replace_secret_words(argv, &handovers);
     let still_literal = args::parse(out.iter().cloned())
         .map_err(|e| e.to_string())
-        .and_then(|o| config::params::parse(&o.params).map_err(|e| e.to_string()))
+        .and_then(|o| params::vddk_plugin::parse(&o.params).map_err(|e| e.to_string()))
         .map(|p| p.has_literal_secret())
         .unwrap_or(true);
     if still_literal {
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(joined[5], handovers[0].arg());
         assert_eq!(joined[7], handovers[1].arg());
         let o = args::parse(out).unwrap();
-        let p = config::params::parse(&o.params).unwrap();
+        let p = params::vddk_plugin::parse(&o.params).unwrap();
         let s = Secrets::resolve(&p).unwrap();
         // Reading closed the pipes: their owners must not close the
         // numbers again.

@@ -14,8 +14,8 @@ use super::daemon::Readiness;
 use super::listen::{self, Bound};
 use super::privileges::Identity;
 use super::{run, signals, stats};
-use vddk_nbd::config::connect::{connect_params, create_params, init_options};
-use vddk_nbd::config::{Secrets, VddkParams};
+use vddk_nbd::params::connect::{connect_params, create_params, init_options};
+use vddk_nbd::params::{Secrets, VddkParams};
 
 /// Opens the disk, listens, and serves until told to stop; returns the
 /// exit status.
@@ -37,7 +37,7 @@ pub fn run(
     // Fetched before VDDK starts, so a server that cannot be reached is
     // reported before anything else happens.
     let mut p = p.clone();
-    vddk_nbd::config::trust::resolve_thumbprint(&mut p)?;
+    vddk_nbd::params::trust::resolve_thumbprint(&mut p)?;
     let p = &p;
 
     let want_stats = stats::requested(&opts.debug_flags);
@@ -60,7 +60,7 @@ pub fn run(
         log::debug!("created {file} ({} bytes)", c.size);
     }
     let conn = Arc::new(conn);
-    let exports = super::exports::open(&conn, opts, p)?;
+    let exports = super::open_exports::open(&conn, opts, p)?;
 
     let config = ServerConfig {
         export_name: opts.export_name.clone(),
@@ -155,7 +155,7 @@ fn serve_sockets(
 ) -> Result<i32, String> {
     let mut listening = listen::open(opts, identity)?;
     cleanup.take_from(&mut listening.cleanup);
-    let tls_mode = super::tls::mode(opts);
+    let tls_mode = super::tls_flags::mode(opts);
     if listening.all_interfaces && tls_mode != TlsMode::Require {
         log::warn!(
             "listening on all network interfaces (port {}) without --tls=require: any host \

@@ -4,6 +4,7 @@ mod inflight;
 mod listener;
 mod negotiate;
 mod output;
+mod payload;
 mod tls_stream;
 mod transmit;
 

@@ -8,7 +8,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use crate::backend::payload;
+use super::payload;
 use crate::proto::reply::Reply;
 
 use super::inflight::Slot;

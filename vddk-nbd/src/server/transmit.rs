@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use crate::backend::{payload, Backend, Error, Extent, Known, ZeroFlags};
+use crate::backend::{Backend, Error, Extent, Known, ZeroFlags};
 use crate::proto::consts::{cmd, REQUEST_LEN};
 use crate::proto::errno::{nbd_errno, Failure};
 use crate::proto::reply::{self, Reply};
@@ -17,6 +17,7 @@ use crate::proto::wire::{self, WireError};
 
 use super::inflight::{InFlight, Slot, Transmitting};
 use super::output::{writer_loop, Message, Output, Sink};
+use super::payload;
 
 /// The right to answer one request. Dropping it without answering sends
 /// EIO, so a backend that loses a completion cannot leave a client waiting.

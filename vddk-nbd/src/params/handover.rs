@@ -68,7 +68,7 @@ impl Handover {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Password;
+    use crate::params::Password;
 
     #[test]
     fn the_reader_gets_the_secret_exactly() {

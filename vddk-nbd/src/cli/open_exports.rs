@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use vddk_nbd::backend::{self, Backend};
-use vddk_nbd::config::connect::open_flags;
-use vddk_nbd::config::trust;
-use vddk_nbd::config::VddkParams;
 use vddk_nbd::exports::{ExportRegistry, Wildcard};
+use vddk_nbd::params::connect::open_flags;
+use vddk_nbd::params::trust;
+use vddk_nbd::params::VddkParams;
 use vddk_nbd::plugins::VddkDisk;
 use vddk_nbd::vmx;
 

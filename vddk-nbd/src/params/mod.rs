@@ -1,8 +1,11 @@
-//! The `nbdkit vddk` connection parameters, shared by the `vddk-nbd`
-//! binary and any other program that wants the same command line.
+//! The nbdkit parameter language: the `key=value` words of an `nbdkit`
+//! command line (a bare word is `file=`), nbdkit's sizes and booleans, and
+//! the `vddk` plugin's parameters in it. Shared by the `vddk-nbd` binary
+//! and any program that wants the same command line (the examples use it
+//! without the server: build with `default-features = false`).
 //!
-//! - [`params`]: `key=value` pairs into a typed [`VddkParams`], checked
-//!   with nbdkit's rules ([`params::validate`]).
+//! - [`vddk_plugin`]: `key=value` pairs into a typed [`VddkParams`],
+//!   checked with nbdkit's rules ([`vddk_plugin::validate`]).
 //! - [`size`]: nbdkit's size syntax (`512`, `64K`, `1G`).
 //! - [`password`]: the four forms of `password=` and `cookie=`
 //!   ([`Password`]), read only when needed into zeroizing [`Secrets`].
@@ -13,16 +16,17 @@
 //! - [`connect`]: the typed parameters turned into the `vddk` crate's
 //!   [`vddk::ConnectParams`], [`vddk::OpenFlags`] and friends.
 //! - [`uri`]: libvirt's `esx://` and `vpx://` URIs (`uri=`).
-//! - [`trust`]: fetching the server's thumbprint (`thumbprint=auto`,
-//!   `no_verify=1`) and explaining a thumbprint mismatch at Open.
+//! - `trust` (with the `server` feature): fetching the server's
+//!   thumbprint (`thumbprint=auto`, `no_verify=1`) and explaining a
+//!   thumbprint mismatch at Open.
 //!
 //! ```
-//! use vddk_nbd::config::{self, params};
+//! use vddk_nbd::params::{self, vddk_plugin};
 //!
 //! let args = ["libdir=/opt/vddk", "/srv/disk.vmdk"];
-//! let pairs: Vec<(String, String)> = args.iter().map(|a| config::split_param(a)).collect();
-//! let p = params::parse(&pairs)?;
-//! params::validate(&p)?;
+//! let pairs: Vec<(String, String)> = args.iter().map(|a| params::split_param(a)).collect();
+//! let p = vddk_plugin::parse(&pairs)?;
+//! vddk_plugin::validate(&p)?;
 //! assert_eq!(p.file.as_deref(), Some("/srv/disk.vmdk"));
 //! assert!(!p.is_remote());
 //! # Ok::<(), params::ParamError>(())
@@ -30,16 +34,17 @@
 
 pub mod connect;
 pub mod handover;
-pub mod params;
 pub mod password;
 pub mod reexec;
 pub mod size;
+#[cfg(feature = "server")]
 pub mod trust;
 pub mod uri;
+pub mod vddk_plugin;
 
-pub use params::{ParamError, VddkParams};
 pub use password::{Password, Secrets};
 pub use size::parse_size;
+pub use vddk_plugin::{ParamError, VddkParams};
 
 /// Whether a command-line word is a `key=value` parameter, and if so its
 /// two halves. A word whose part before `=` is empty, holds `/` or `[`,

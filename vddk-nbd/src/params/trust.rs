@@ -3,7 +3,7 @@
 //! `no_verify=1` in `uri=`), and compared with the configured one when
 //! VDDK fails an Open with nothing better than "Unknown error".
 
-use super::params::VddkParams;
+use super::vddk_plugin::VddkParams;
 use crate::thumbprint::{self, Fingerprints, DEFAULT_PORT, TIMEOUT};
 
 fn target(p: &VddkParams) -> Option<(&str, u16)> {

@@ -6,8 +6,8 @@
 
 use std::str::FromStr;
 
-use super::params::{Compression, CreateOptions, VddkParams};
 use super::password::Secrets;
+use super::vddk_plugin::{Compression, CreateOptions, VddkParams};
 
 /// The library options for `libdir=` and `config=`.
 pub fn init_options(p: &VddkParams) -> vddk::InitOptions {
