@@ -40,11 +40,13 @@ pub mod size;
 #[cfg(feature = "server")]
 pub mod trust;
 pub mod uri;
+pub mod value;
 pub mod vddk_plugin;
 
 pub use password::{Password, Secrets};
 pub use size::parse_size;
-pub use vddk_plugin::{ParamError, VddkParams};
+pub use value::{parse_bool, ParamError};
+pub use vddk_plugin::VddkParams;
 
 /// Whether a command-line word is a `key=value` parameter, and if so its
 /// two halves. A word whose part before `=` is empty, holds `/` or `[`,

@@ -15,15 +15,20 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vddk::{DiskDriver, Extent, SECTOR_SIZE};
 
 use sha2::{Digest, Sha256};
 
 use crate::progress::Progress;
+
+mod pipeline;
+mod state;
+
+use pipeline::{hash_prefix, hex, pipeline, plan, ranges, Done, Piece, Retire};
+pub use state::{default_state_path, StateFile};
 
 /// How to copy.
 #[derive(Debug, Clone)]
@@ -108,82 +113,6 @@ impl std::fmt::Display for CopyError {
     }
 }
 
-/// The resume state kept beside a copy: which copy it is and how far it got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateFile {
-    /// Where it is stored.
-    pub path: PathBuf,
-    /// Identifies the copy: source and destination as the user gave them.
-    pub id: String,
-    /// The image size, which must match when resuming.
-    pub total: u64,
-}
-
-impl StateFile {
-    fn text(&self, done: u64) -> String {
-        format!(
-            "# vddk-copy resume state: delete this file to start over\ncopy={}\ntotal={}\ndone={done}\n",
-            self.id, self.total
-        )
-    }
-
-    /// Records that everything below `done` is copied (write, then rename,
-    /// so a kill never leaves half a file).
-    pub fn save(&self, done: u64) -> std::io::Result<()> {
-        let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, self.text(done))?;
-        std::fs::rename(&tmp, &self.path)
-    }
-
-    /// The offset to resume from, checking that the state is for this copy.
-    ///
-    /// # Errors
-    /// No state file, or one written for another copy.
-    pub fn load(&self) -> Result<u64, String> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            format!(
-                "cannot read the resume state {}: {e}; without it, start the copy again without \
-                 --resume (or give --resume-from BYTES)",
-                self.path.display()
-            )
-        })?;
-        let field = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
-                .map(str::to_string)
-        };
-        let bad = |what: &str| {
-            format!(
-                "the resume state {} {what}; delete it and start the copy again",
-                self.path.display()
-            )
-        };
-        if field("copy").as_deref() != Some(self.id.as_str()) {
-            return Err(bad("belongs to another copy"));
-        }
-        if field("total").and_then(|t| t.parse::<u64>().ok()) != Some(self.total) {
-            return Err(bad("is for an image of another size"));
-        }
-        field("done")
-            .and_then(|d| d.parse::<u64>().ok())
-            .filter(|d| *d <= self.total && d % SECTOR_SIZE == 0)
-            .ok_or_else(|| bad("is damaged"))
-    }
-
-    /// Removes the state after a finished copy.
-    pub fn remove(&self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// The state file used by default for a copy writing or reading `local`.
-pub fn default_state_path(local: &Path) -> PathBuf {
-    let mut name = local.as_os_str().to_owned();
-    name.push(".vddk-copy-state");
-    PathBuf::from(name)
-}
-
 /// Allocated extents of the driver's disk in `[offset, offset + len)`,
 /// waiting for the answer.
 ///
@@ -211,195 +140,6 @@ pub fn flush(driver: &DiskDriver) -> vddk::Result<()> {
         let _ = tx.send(r);
     }));
     rx.recv().unwrap_or(Err(vddk::Error::Closed))
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Piece {
-    start: u64,
-    len: u64,
-    data: bool,
-}
-
-/// Cuts `[from, to)` into pieces of at most `max` bytes, marking those
-/// inside `extents` (byte ranges, sorted) as data.
-fn plan(from: u64, to: u64, extents: &[(u64, u64)], max: u64) -> Vec<Piece> {
-    let mut out = Vec::new();
-    let mut push = |start: u64, end: u64, data: bool| {
-        let mut s = start;
-        while s < end {
-            let len = (end - s).min(if data { max } else { u64::MAX });
-            out.push(Piece {
-                start: s,
-                len,
-                data,
-            });
-            s += len;
-        }
-    };
-    let mut pos = from;
-    for &(s, e) in extents {
-        let (s, e) = (s.max(from), e.min(to));
-        if s >= e || e <= pos {
-            continue;
-        }
-        let s = s.max(pos);
-        push(pos, s, false);
-        push(s, e, true);
-        pos = e;
-    }
-    push(pos, to, false);
-    out
-}
-
-fn ranges(extents: &[Extent]) -> Vec<(u64, u64)> {
-    extents.iter().map(|e| (e.offset, e.end())).collect()
-}
-
-/// Hashes `[0, len)` of a local file (the part of the image an earlier
-/// run copied).
-fn hash_prefix(file: &File, len: u64, hash: &mut Sha256) -> Result<(), String> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0;
-    while pos < len {
-        let n = (len - pos).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], pos)
-            .map_err(|e| format!("cannot read back the first {len} bytes to checksum them: {e}"))?;
-        hash.update(&buf[..n]);
-        pos += n as u64;
-    }
-    Ok(())
-}
-
-/// Feeds `n` zero bytes (a hole of the image) to the hash.
-fn hash_zeroes(hash: &mut Sha256, mut n: u64) {
-    static ZEROES: [u8; 64 << 10] = [0; 64 << 10];
-    while n > 0 {
-        let k = n.min(ZEROES.len() as u64) as usize;
-        hash.update(&ZEROES[..k]);
-        n -= k as u64;
-    }
-}
-
-/// The digest in lower-case hex, as `sha256sum` prints it.
-fn hex(hash: Sha256) -> String {
-    format!("{:x}", hash.finalize())
-}
-
-type Done = (usize, Result<Option<Vec<u8>>, String>);
-
-/// The in-order retirement of pieces: checksum, state, progress.
-struct Retire<'a> {
-    pieces: &'a [Piece],
-    next: usize,
-    finished: BTreeMap<usize, Option<Vec<u8>>>,
-    hash: Option<Sha256>,
-    state: Option<&'a StateFile>,
-    last_save: Instant,
-    progress: Progress,
-    sync: Box<dyn Fn() -> Result<(), String> + 'a>,
-}
-
-impl Retire<'_> {
-    fn done_bytes(&self, total: u64) -> u64 {
-        self.pieces.get(self.next).map_or(total, |p| p.start)
-    }
-
-    fn complete(&mut self, index: usize, data: Option<Vec<u8>>, total: u64) -> Result<(), String> {
-        self.finished.insert(index, data);
-        while let Some(data) = self.finished.remove(&self.next) {
-            let p = self.pieces[self.next];
-            if let Some(h) = &mut self.hash {
-                match &data {
-                    Some(d) => h.update(&d[..p.len.min(d.len() as u64) as usize]),
-                    None => hash_zeroes(h, p.len),
-                }
-            }
-            self.next += 1;
-        }
-        let done = self.done_bytes(total);
-        self.progress.update(done);
-        if self.last_save.elapsed() >= Duration::from_millis(250) {
-            self.save(total)?;
-        }
-        Ok(())
-    }
-
-    fn save(&mut self, total: u64) -> Result<(), String> {
-        self.last_save = Instant::now();
-        if let Some(state) = self.state {
-            // The state may only claim what is on stable storage.
-            (self.sync)()?;
-            state.save(self.done_bytes(total)).map_err(|e| {
-                format!(
-                    "cannot write the resume state {}: {e}",
-                    state.path.display()
-                )
-            })?;
-        }
-        Ok(())
-    }
-}
-
-/// Submits one piece; its completion arrives on the channel.
-type Submit<'a> = dyn FnMut(usize, Piece, mpsc::Sender<Done>) -> Result<bool, String> + 'a;
-
-/// Runs the pieces through `submit` with at most `depth` outstanding.
-/// `submit` returns `Ok(false)` when it completed the piece itself without I/O.
-fn pipeline(
-    pieces: &[Piece],
-    total: u64,
-    depth: usize,
-    retire: &mut Retire<'_>,
-    submit: &mut Submit<'_>,
-) -> Result<(), CopyError> {
-    let (tx, rx) = mpsc::channel::<Done>();
-    let mut next = 0;
-    let mut in_flight = 0usize;
-    let mut failure: Option<String> = None;
-    loop {
-        while failure.is_none() && in_flight < depth.max(1) && next < pieces.len() {
-            match submit(next, pieces[next], tx.clone()) {
-                Ok(true) => in_flight += 1,
-                Ok(false) => {
-                    if let Err(e) = retire.complete(next, None, total) {
-                        failure = Some(e);
-                    }
-                }
-                Err(e) => failure = Some(e),
-            }
-            next += 1;
-        }
-        if in_flight == 0 {
-            break;
-        }
-        let Ok((i, result)) = rx.recv() else { break };
-        in_flight -= 1;
-        match result {
-            // Pieces that finish after a failure are in place too: they
-            // still count, so a resumed copy need not redo them.
-            Ok(data) => {
-                if let Err(e) = retire.complete(i, data, total) {
-                    failure.get_or_insert(e);
-                }
-            }
-            Err(e) => {
-                let p = pieces[i];
-                failure.get_or_insert(format!("at bytes {}..{}: {e}", p.start, p.start + p.len));
-            }
-        }
-    }
-    let done = retire.done_bytes(total);
-    retire.progress.finish();
-    let saved = retire.save(total);
-    let stopped = |message| CopyError {
-        message,
-        done,
-        resumable: true,
-    };
-    match failure {
-        Some(message) => Err(stopped(message)),
-        None => saved.map_err(stopped),
-    }
 }
 
 fn check_opts(opts: &CopyOptions, total: u64) -> Result<(), CopyError> {
@@ -637,72 +377,4 @@ pub fn file_to_disk(
         skipped,
         sha256: sha,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_splits_data_and_keeps_holes_whole() {
-        let p = plan(0, 10_240, &[(1024, 4096), (8192, 9216)], 1024);
-        let v: Vec<(u64, u64, bool)> = p.iter().map(|p| (p.start, p.len, p.data)).collect();
-        assert_eq!(
-            v,
-            vec![
-                (0, 1024, false),
-                (1024, 1024, true),
-                (2048, 1024, true),
-                (3072, 1024, true),
-                (4096, 4096, false),
-                (8192, 1024, true),
-                (9216, 1024, false),
-            ]
-        );
-        // Resuming inside an extent starts there.
-        let p = plan(2048, 4096, &[(1024, 4096)], 4096);
-        assert_eq!((p[0].start, p[0].len, p[0].data), (2048, 2048, true));
-        assert_eq!(p.len(), 1);
-    }
-
-    #[test]
-    fn holes_hash_like_written_zeroes() {
-        let mut h = Sha256::new();
-        h.update(b"x");
-        hash_zeroes(&mut h, 200_000);
-        let mut plain = vec![b'x'];
-        plain.resize(200_001, 0);
-        assert_eq!(hex(h), hex(Sha256::new_with_prefix(&plain)));
-        assert_eq!(
-            hex(Sha256::new()),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
-
-    #[test]
-    fn state_round_trip_and_mismatch() {
-        let dir = std::env::temp_dir().join(format!("vddk-copy-state-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let s = StateFile {
-            path: dir.join("s"),
-            id: "a -> b".into(),
-            total: 4096,
-        };
-        assert!(s.load().unwrap_err().contains("without it"));
-        s.save(1024).unwrap();
-        assert_eq!(s.load(), Ok(1024));
-        let other = StateFile {
-            id: "c -> d".into(),
-            ..s.clone()
-        };
-        assert!(other.load().unwrap_err().contains("another copy"));
-        let bigger = StateFile {
-            total: 8192,
-            ..s.clone()
-        };
-        assert!(bigger.load().unwrap_err().contains("another size"));
-        s.remove();
-        assert!(s.load().is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }
