@@ -59,6 +59,7 @@
 pub mod backend;
 pub mod datastore;
 pub mod exports;
+pub mod filters;
 pub mod params;
 pub mod plugins;
 pub mod proto;

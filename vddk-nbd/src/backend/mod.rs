@@ -83,6 +83,12 @@ pub trait Backend: Send + Sync + 'static {
         let _ = (offset, len);
         Known::Unknown
     }
+    /// Closes the data source and opens it again (a new VDDK connection
+    /// and handle, say), for the retry filter; requests in flight finish
+    /// first. Layers that hold nothing to reopen pass it down.
+    fn reopen(&self) -> Result<(), Error> {
+        Err(Error::Unsupported("reopen"))
+    }
     /// Flushes and closes; called once, after the last connection.
     fn close(&self) -> Result<(), Error>;
 }

@@ -48,6 +48,54 @@ pub use size::parse_size;
 pub use value::{parse_bool, ParamError};
 pub use vddk_plugin::VddkParams;
 
+/// The `key=value` parameters given to one layer (a plugin or a filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// The pairs as given.
+    pub fn new(pairs: Vec<(String, String)>) -> Params {
+        Params(pairs)
+    }
+
+    /// The pairs, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    /// The value of `key`; the last one given wins, as in nbdkit.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A boolean (nbdkit's spellings), or `default`.
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, ParamError> {
+        self.get(key)
+            .map_or(Ok(default), |v| value::parse_bool(key, v))
+    }
+
+    /// A size (`64K`, `2M`), if given.
+    pub fn size(&self, key: &str) -> Result<Option<u64>, ParamError> {
+        self.get(key)
+            .map(|v| parse_size(v).map_err(|e| ParamError(format!("{key}={v}: {e}"))))
+            .transpose()
+    }
+
+    /// A whole number, if given.
+    pub fn number(&self, key: &str) -> Result<Option<u64>, ParamError> {
+        self.get(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ParamError(format!("{key}={v}: expected a whole number")))
+            })
+            .transpose()
+    }
+}
+
 /// Whether a command-line word is a `key=value` parameter, and if so its
 /// two halves. A word whose part before `=` is empty, holds `/` or `[`,
 /// or starts with `<` is a path (`[datastore1] a=b/disk.vmdk`,

@@ -1,8 +1,17 @@
 //! nbdkit's size syntax: a number of bytes with an optional binary
 //! suffix (`512`, `64K`, `1M`, `10G`, `2T`; `s` counts 512-byte sectors).
 
+/// A size that cannot be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSize(String);
+
 /// Parses a size; the error says what was wrong.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, BadSize> {
+    parse(s).map_err(BadSize)
+}
+
+fn parse(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, suffix) = s.split_at(digits_end);
@@ -54,9 +63,13 @@ mod tests {
         assert!(parse_size("G").is_err());
         assert!(parse_size("1X")
             .unwrap_err()
+            .to_string()
             .contains("unknown size suffix"));
         assert!(parse_size("-1").is_err());
-        assert!(parse_size("16E").unwrap_err().contains("64 bits"));
+        assert!(parse_size("16E")
+            .unwrap_err()
+            .to_string()
+            .contains("64 bits"));
         assert!(parse_size("99999999999999999999999").is_err());
     }
 }

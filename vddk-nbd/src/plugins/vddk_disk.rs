@@ -155,6 +155,11 @@ impl Backend for VddkDisk {
         self.allocation().known(offset, len)
     }
 
+    fn reopen(&self) -> Result<(), Error> {
+        log::debug!("reopening the disk");
+        self.driver.reopen().map_err(Error::from)
+    }
+
     fn close(&self) -> Result<(), Error> {
         self.driver.close().map_err(Error::from)
     }

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::align;
+use super::{align, cannot_reopen, reopen_disk, Opener};
 use crate::blocks::Extent;
 use crate::disk::Disk;
 use crate::error::{Error, Result};
@@ -19,14 +19,26 @@ pub(crate) struct Direct {
     /// Set before a write is issued: a write that fails halfway may still
     /// have changed the disk, and close must flush it.
     written: AtomicBool,
+    opener: Option<Opener>,
 }
 
 impl Direct {
-    pub(crate) fn new(disk: Disk) -> Direct {
+    pub(crate) fn new(disk: Disk, opener: Option<Opener>) -> Direct {
         Direct {
             disk: Mutex::new(Some(disk)),
             written: AtomicBool::new(false),
+            opener,
         }
+    }
+
+    /// Closes the disk and opens it again, under the lock, so no call
+    /// overlaps.
+    pub(crate) fn reopen(&self) -> Result<()> {
+        let opener = self.opener.as_ref().ok_or_else(cannot_reopen)?;
+        let mut disk = self.lock();
+        let written = self.written.swap(false, Ordering::AcqRel);
+        *disk = Some(reopen_disk(disk.take(), written, opener)?);
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Disk>> {

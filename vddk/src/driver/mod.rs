@@ -109,6 +109,10 @@ impl Mode {
     }
 }
 
+/// Opens the disk again, with a new connection: what
+/// [`DiskDriver::reopen`] calls.
+pub type Opener = Arc<dyn Fn() -> Result<Disk> + Send + Sync>;
+
 /// How a [`DiskDriver`] runs.
 ///
 /// ```
@@ -118,11 +122,12 @@ impl Mode {
 ///     .max_request_bytes(2 << 20);
 /// # let _ = opts;
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DriverOptions {
     mode: Option<Mode>,
     max_in_flight: usize,
     max_request_bytes: u64,
+    opener: Option<Opener>,
 }
 
 impl Default for DriverOptions {
@@ -131,7 +136,19 @@ impl Default for DriverOptions {
             mode: None,
             max_in_flight: 16,
             max_request_bytes: 64 << 20,
+            opener: None,
         }
+    }
+}
+
+impl fmt::Debug for DriverOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DriverOptions")
+            .field("mode", &self.mode)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("reopen", &self.opener.is_some())
+            .finish()
     }
 }
 
@@ -163,6 +180,49 @@ impl DriverOptions {
         self.max_request_bytes = bytes.max(crate::SECTOR_SIZE);
         self
     }
+
+    /// How [`DiskDriver::reopen`] opens the disk again: typically a new
+    /// [`Connection`](crate::Connection) with the same parameters, then
+    /// Open with the same flags.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use vddk::{Connection, ConnectParams, DriverOptions, OpenFlags, Vddk};
+    ///
+    /// # fn demo(vddk: Vddk, params: ConnectParams) {
+    /// let opts = DriverOptions::new().reopen_with(Arc::new(move || {
+    ///     let conn = Connection::connect(&vddk, &params)?;
+    ///     conn.open("[datastore1] vm/vm.vmdk", OpenFlags::READ_ONLY)
+    /// }));
+    /// # let _ = opts;
+    /// # }
+    /// ```
+    pub fn reopen_with(mut self, opener: Opener) -> Self {
+        self.opener = Some(opener);
+        self
+    }
+}
+
+fn cannot_reopen() -> Error {
+    Error::InvalidArgument(
+        "this driver cannot reopen its disk: give it DriverOptions::reopen_with".into(),
+    )
+}
+
+/// Closes `old` (flushing it first if it was `written`; failures are
+/// logged, as the connection may be gone) and opens the disk again.
+pub(crate) fn reopen_disk(old: Option<Disk>, written: bool, opener: &Opener) -> Result<Disk> {
+    if let Some(disk) = old {
+        if written {
+            if let Err(e) = disk.flush() {
+                log::warn!(target: "vddk::driver", "flushing before reopening: {e}");
+            }
+        }
+        if let Err(e) = disk.close() {
+            log::warn!(target: "vddk::driver", "closing before reopening: {e}");
+        }
+    }
+    opener()
 }
 
 thread_local! {
@@ -230,7 +290,7 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
         let transport = disk.transport_mode();
         let mode = opts.mode.unwrap_or_else(|| Mode::for_transport(&transport));
         let engine = match mode {
-            Mode::Direct => Engine::Direct(Direct::new(disk)),
+            Mode::Direct => Engine::Direct(Direct::new(disk, opts.opener.clone())),
             Mode::Pipelined => {
                 let (tx, rx) = mpsc::channel();
                 let closed = Arc::new(AtomicBool::new(false));
@@ -240,6 +300,7 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
                     tx.clone(),
                     rx,
                     Arc::clone(&closed),
+                    opts.opener.clone(),
                 );
                 let thread = thread::Builder::new()
                     .name("vddk-disk".into())
@@ -388,6 +449,40 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
                     return Ok(());
                 }
                 reply_rx.recv().unwrap_or(Ok(()))
+            }
+        }
+    }
+
+    /// Finishes every request submitted so far, closes the disk and opens
+    /// it again with the [`Opener`] given to
+    /// [`DriverOptions::reopen_with`] (a new connection, typically), for
+    /// when the connection to the host is lost. Later requests go to the
+    /// new handle. Writes acknowledged before are flushed first if the old
+    /// handle still can; a flush that fails is logged.
+    ///
+    /// # Errors
+    /// The opener's error (the driver then has no disk, and a later
+    /// `reopen` may try again); [`Error::InvalidArgument`] without an
+    /// opener or from inside a completion.
+    pub fn reopen(&self) -> Result<()> {
+        match &self.inner.engine {
+            Engine::Direct(d) => d.reopen(),
+            Engine::Pipelined(p) => {
+                if in_completion() || thread::current().id() == p.thread_id {
+                    return Err(Error::InvalidArgument(
+                        "DiskDriver::reopen was called from inside a completion, which would \
+                         wait for itself"
+                            .into(),
+                    ));
+                }
+                let (reply_tx, reply_rx) = mpsc::channel();
+                if p.tx
+                    .send(Msg::Submit(Op::Reopen { reply: reply_tx }))
+                    .is_err()
+                {
+                    return Err(Error::Closed);
+                }
+                reply_rx.recv().unwrap_or(Err(Error::Closed))
             }
         }
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use vddk_sys::VixError;
 
 use super::schedule::{Kind, Next, Schedule, Span};
-use super::{align, completing, Done};
+use super::{align, completing, reopen_disk, Done, Opener};
 use crate::blocks::{Extent, MIN_CHUNK};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
@@ -50,6 +50,9 @@ pub(crate) enum Op<E> {
     },
     Close {
         reply: Option<Sender<Result<()>>>,
+    },
+    Reopen {
+        reply: Sender<Result<()>>,
     },
 }
 
@@ -121,6 +124,7 @@ pub(crate) struct Worker<E> {
     /// Busy refusals since the last successful completion.
     busy_retries: u32,
     shutting_down: bool,
+    opener: Option<Opener>,
 }
 
 impl<E: From<Error> + Send + 'static> Worker<E> {
@@ -132,6 +136,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
         tx: Sender<Msg<E>>,
         rx: Receiver<Msg<E>>,
         closed: Arc<AtomicBool>,
+        opener: Option<Opener>,
     ) -> Worker<E> {
         let table = AsyncTable::new(slots, Arc::new(Sink { tx }));
         Worker {
@@ -144,6 +149,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             need_wait: false,
             busy_retries: 0,
             shutting_down: false,
+            opener,
         }
     }
 
@@ -323,6 +329,21 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
 
     /// Runs a request that needs the handle to itself.
     fn alone(&mut self, op: Op<E>) {
+        if let Op::Reopen { reply } = op {
+            // Also after a reopen that failed, which left no disk.
+            let Some(opener) = self.opener.clone() else {
+                let _ = reply.send(Err(super::cannot_reopen()));
+                return;
+            };
+            self.settle();
+            let old = self.disk.take();
+            let r = reopen_disk(old, self.written, &opener).map(|disk| {
+                self.disk = Some(disk);
+            });
+            self.written = false;
+            let _ = reply.send(r);
+            return;
+        }
         let Some(disk) = self.disk.as_ref() else {
             return reject(op);
         };
@@ -356,6 +377,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                 let r = disk.allocated_blocks(offset, length, MIN_CHUNK);
                 completing(|| done(r.map_err(E::from)));
             }
+            Op::Reopen { .. } => {}
             Op::Close { reply } => {
                 let r = self.close_disk();
                 match reply {
@@ -432,6 +454,9 @@ pub(crate) fn reject<E: From<Error>>(op: Op<E>) {
             if let Some(r) = reply {
                 let _ = r.send(Ok(()));
             }
+        }
+        Op::Reopen { reply } => {
+            let _ = reply.send(Err(Error::Closed));
         }
     }
 }

@@ -1,0 +1,341 @@
+//! nbdkit-style filters: layers between the server and the plugin.
+//!
+//! A [`Filter`] is one connection's view of a filter: each method gets the
+//! layer below (`next`) and by default passes the request on unchanged, so
+//! a filter overrides only what it changes. [`Layer`] makes a filter a
+//! [`Backend`] over the next layer, computing its [`Caps`] once.
+//!
+//! A [`FilterSpec`] is a filter as the command line configured it: its
+//! parameters and whatever its connections share (cow's overlay, rate's
+//! bucket, count's totals). The server asks it for a layer per connection
+//! ([`FilterSpec::open`]), stacking them in nbdkit's order: the first
+//! `--filter` on the command line is nearest the client.
+//!
+//! Every filter declares its parameters once ([`FilterInfo`]); the command
+//! line, `--help` and the probes read that one table.
+
+pub mod blocksize;
+pub mod cacheextents;
+pub mod count;
+pub mod cow;
+pub mod multi_conn;
+pub mod noextents;
+pub mod rate;
+pub mod retry;
+
+use std::sync::Arc;
+
+use crate::backend::{Backend, Caps, Done, Error, Extent, Known, ZeroFlags};
+use crate::params::{ParamError, Params};
+
+/// One connection's filter layer. Every method has a default that passes
+/// the request to `next` unchanged.
+#[allow(unused_variables)]
+pub trait Filter: Send + Sync + 'static {
+    /// This layer's capabilities, given those of the layer below.
+    fn caps(&self, below: Caps) -> Caps {
+        below
+    }
+    /// See [`Backend::read`].
+    fn read(
+        &self,
+        next: &Arc<dyn Backend>,
+        offset: u64,
+        len: u32,
+        buf: Vec<u8>,
+        done: Done<Vec<u8>>,
+    ) {
+        next.read(offset, len, buf, done)
+    }
+    /// See [`Backend::write`].
+    fn write(
+        &self,
+        next: &Arc<dyn Backend>,
+        offset: u64,
+        data: Vec<u8>,
+        fua: bool,
+        done: Done<Vec<u8>>,
+    ) {
+        next.write(offset, data, fua, done)
+    }
+    /// See [`Backend::zero`].
+    fn zero(
+        &self,
+        next: &Arc<dyn Backend>,
+        offset: u64,
+        len: u64,
+        flags: ZeroFlags,
+        done: Done<()>,
+    ) {
+        next.zero(offset, len, flags, done)
+    }
+    /// See [`Backend::trim`].
+    fn trim(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, fua: bool, done: Done<()>) {
+        next.trim(offset, len, fua, done)
+    }
+    /// See [`Backend::flush`].
+    fn flush(&self, next: &Arc<dyn Backend>, done: Done<()>) {
+        next.flush(done)
+    }
+    /// See [`Backend::extents`].
+    fn extents(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, done: Done<Vec<Extent>>) {
+        next.extents(offset, len, done)
+    }
+    /// See [`Backend::known`]. Filters that change data must not pass this
+    /// through; the default does.
+    fn known(&self, next: &Arc<dyn Backend>, offset: u64, len: u64) -> Known {
+        next.known(offset, len)
+    }
+    /// See [`Backend::reopen`].
+    fn reopen(&self, next: &Arc<dyn Backend>) -> Result<(), Error> {
+        next.reopen()
+    }
+}
+
+/// A filter over the next layer, as a [`Backend`].
+pub struct Layer<F> {
+    filter: F,
+    next: Arc<dyn Backend>,
+    caps: Caps,
+}
+
+impl<F: Filter> Layer<F> {
+    /// Stacks `filter` over `next`.
+    pub fn new(filter: F, next: Arc<dyn Backend>) -> Layer<F> {
+        let caps = filter.caps(next.caps());
+        Layer { filter, next, caps }
+    }
+}
+
+impl<F: Filter> Backend for Layer<F> {
+    fn caps(&self) -> Caps {
+        self.caps
+    }
+    fn read(&self, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
+        self.filter.read(&self.next, offset, len, buf, done)
+    }
+    fn write(&self, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
+        self.filter.write(&self.next, offset, data, fua, done)
+    }
+    fn zero(&self, offset: u64, len: u64, flags: ZeroFlags, done: Done<()>) {
+        self.filter.zero(&self.next, offset, len, flags, done)
+    }
+    fn trim(&self, offset: u64, len: u64, fua: bool, done: Done<()>) {
+        self.filter.trim(&self.next, offset, len, fua, done)
+    }
+    fn flush(&self, done: Done<()>) {
+        self.filter.flush(&self.next, done)
+    }
+    fn extents(&self, offset: u64, len: u64, done: Done<Vec<Extent>>) {
+        self.filter.extents(&self.next, offset, len, done)
+    }
+    fn known(&self, offset: u64, len: u64) -> Known {
+        self.filter.known(&self.next, offset, len)
+    }
+    fn reopen(&self) -> Result<(), Error> {
+        self.filter.reopen(&self.next)
+    }
+    /// A connection's layer closes nothing: the plugin below is shared and
+    /// closed by the server once, after the last connection.
+    fn close(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A filter as configured: its parameters and what its connections share.
+pub trait FilterSpec: Send + Sync + 'static {
+    /// The filter's name (`cow`).
+    fn name(&self) -> &'static str;
+    /// One connection's layer over `next`, for the export `export`.
+    ///
+    /// # Errors
+    /// When the layer cannot be made (an overlay file, say).
+    fn open(&self, next: Arc<dyn Backend>, export: &str) -> Result<Arc<dyn Backend>, Error>;
+    /// Whether the layers below must be opened read-only (cow never writes
+    /// to them).
+    fn read_only_below(&self) -> bool {
+        false
+    }
+    /// Called once as the server stops, after the last connection.
+    fn unload(&self) {}
+}
+
+/// A parameter a layer takes, with its `--help` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamHelp {
+    /// The key (`cow-block-size`).
+    pub key: &'static str,
+    /// The left column of the help line (`cow-block-size=<N>`).
+    pub usage: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// What the command line and the probes know of a filter.
+pub struct FilterInfo {
+    /// Its name, as `--filter=` takes it.
+    pub name: &'static str,
+    /// What it does, as `--help` shows it.
+    pub description: &'static str,
+    /// The parameters it takes.
+    pub params: &'static [ParamHelp],
+    /// Builds it from its parameters (only the keys it declares).
+    pub configure: fn(&Params) -> Result<Arc<dyn FilterSpec>, ParamError>,
+}
+
+/// Every filter this server has.
+pub const FILTERS: &[&FilterInfo] = &[
+    &blocksize::INFO,
+    &cacheextents::INFO,
+    &count::INFO,
+    &cow::INFO,
+    &multi_conn::INFO,
+    &noextents::INFO,
+    &rate::INFO,
+    &retry::INFO,
+];
+
+/// The filter called `name`.
+pub fn find(name: &str) -> Option<&'static FilterInfo> {
+    FILTERS.iter().copied().find(|f| f.name == name)
+}
+
+/// The filters of one server, in command-line order (outermost first).
+#[derive(Default, Clone)]
+pub struct Stack {
+    filters: Vec<Arc<dyn FilterSpec>>,
+}
+
+impl Stack {
+    /// The filters, outermost first.
+    pub fn new(filters: Vec<Arc<dyn FilterSpec>>) -> Stack {
+        Stack { filters }
+    }
+
+    /// No filters at all.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// Whether some filter needs the plugin opened read-only.
+    pub fn read_only_below(&self) -> bool {
+        self.filters.iter().any(|f| f.read_only_below())
+    }
+
+    /// One connection's stack over `plugin` for `export`, built from the
+    /// bottom up.
+    ///
+    /// # Errors
+    /// The first filter that cannot open.
+    pub fn open(&self, plugin: Arc<dyn Backend>, export: &str) -> Result<Arc<dyn Backend>, Error> {
+        let mut top = plugin;
+        for f in self.filters.iter().rev() {
+            top = f.open(top, export)?;
+        }
+        Ok(top)
+    }
+
+    /// Tells every filter the server is stopping, outermost first.
+    pub fn unload(&self) {
+        for f in &self.filters {
+            f.unload();
+        }
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.filters.iter().map(|x| x.name()))
+            .finish()
+    }
+}
+
+/// Joins `n` completions into `done`: the first error wins, else `Ok`
+/// with the value `finish` makes from the parts in order.
+pub(crate) struct Join<T, R> {
+    state: std::sync::Mutex<JoinState<T, R>>,
+}
+
+struct JoinState<T, R> {
+    parts: Vec<Option<T>>,
+    left: usize,
+    error: Option<Error>,
+    finish: Option<Box<dyn FnOnce(Vec<T>) -> R + Send>>,
+    done: Option<Done<R>>,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Join<T, R> {
+    /// A join of `n` parts (at least one).
+    pub(crate) fn new(
+        n: usize,
+        finish: impl FnOnce(Vec<T>) -> R + Send + 'static,
+        done: Done<R>,
+    ) -> Arc<Join<T, R>> {
+        Arc::new(Join {
+            state: std::sync::Mutex::new(JoinState {
+                parts: (0..n).map(|_| None).collect(),
+                left: n,
+                error: None,
+                finish: Some(Box::new(finish)),
+                done: Some(done),
+            }),
+        })
+    }
+
+    /// A completion for part `i`.
+    pub(crate) fn part(self: &Arc<Self>, i: usize) -> Done<T> {
+        let me = Arc::clone(self);
+        Box::new(move |r| me.complete(i, r))
+    }
+
+    fn complete(&self, i: usize, r: Result<T, Error>) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Ok(v) => s.parts[i] = Some(v),
+            Err(e) => {
+                s.error.get_or_insert(e);
+            }
+        }
+        s.left -= 1;
+        if s.left > 0 {
+            return;
+        }
+        let (Some(done), Some(finish)) = (s.done.take(), s.finish.take()) else {
+            return;
+        };
+        let result = match s.error.take() {
+            Some(e) => Err(e),
+            None => Ok(finish(s.parts.drain(..).flatten().collect())),
+        };
+        drop(s);
+        done(result);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A memory disk and a way to wait for completions, for filter tests.
+
+    use std::sync::{mpsc, Arc};
+
+    use crate::backend::{Backend, Done, Error};
+    use crate::plugins::MemoryBackend;
+
+    pub(crate) fn memory(size: u64) -> Arc<MemoryBackend> {
+        Arc::new(MemoryBackend::new(size))
+    }
+
+    pub(crate) fn wait<T: Send + 'static>(f: impl FnOnce(Done<T>)) -> Result<T, Error> {
+        let (tx, rx) = mpsc::channel();
+        f(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("completed")
+    }
+
+    pub(crate) fn read(b: &dyn Backend, offset: u64, len: u32) -> Vec<u8> {
+        wait(|d| b.read(offset, len, Vec::new(), d)).expect("read")
+    }
+}
