@@ -2,10 +2,10 @@
 //! nbdkit (server side) and libnbd and qemu (client side) read them.
 //! GnuTLS clients are strict about extensions, so the CA says it is one
 //! and may sign certificates, and each certificate names its purpose.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use crate::cmd::{command, run_cmd};
 
 /// The directories of one set of certificates.
 pub struct Certs {
@@ -22,16 +22,7 @@ pub struct Certs {
 }
 
 fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_cmd(command("openssl").args(args).current_dir(dir));
 }
 
 /// A P-256 key in `key`.

@@ -1,7 +1,23 @@
 //! Running external tools and failing the test loudly when they fail.
+//!
+//! Tools run by name ([`run`], [`status`], [`command`]) find the system's
+//! own first: /usr/bin leads PATH, so nbdsh and friends get Debian's python3
+//! with its nbd module rather than another python3 earlier on PATH.
 
 use std::ffi::OsStr;
 use std::process::{Command, Output};
+
+/// PATH with /usr/bin first.
+pub fn system_path() -> String {
+    format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+/// A command for `program` with [`system_path`] as its PATH.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("PATH", system_path());
+    cmd
+}
 
 /// Runs `program` with `args`, asserts success, returns its stdout.
 pub fn run<I, S>(program: &str, args: I) -> String
@@ -9,21 +25,39 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let out = run_cmd(Command::new(program).args(args));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    stdout(&run_cmd(command(program).args(args)))
 }
 
 /// Runs `cmd`, asserts success, returns its output.
 pub fn run_cmd(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let out = output(cmd);
     assert!(
         out.status.success(),
-        "{cmd:?} failed ({}): {}{}",
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
         out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        stdout(&out),
+        stderr(&out)
     );
     out
+}
+
+/// Runs `cmd`, asserts it exits with `code`, returns its output.
+pub fn run_fails(cmd: &mut Command, code: i32) -> Output {
+    let out = output(cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?}: expected exit status {code}\nstdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// Runs `cmd` whatever the outcome; panics only when it cannot start.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Runs `program` with `args` whatever the outcome: its exit code (-1 when
@@ -33,14 +67,19 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let out = output(command(program).args(args));
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+/// A program's stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A program's stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

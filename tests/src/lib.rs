@@ -1,10 +1,18 @@
 //! Test support shared by every test crate of the workspace: the fake
 //! library's libdir and a strict `Vddk` over it, scratch directories,
-//! running external tools, and test images with qemu-img as the oracle.
+//! running external tools ([`cmd`]) and servers ([`process`]), test images
+//! with qemu-img as the oracle ([`images`]), the fake's simulated vSphere
+//! inventories ([`inventory`]) and call counts ([`stats`]), TLS
+//! certificates ([`certs`]) and NBD clients ([`nbd`]).
 
+pub mod certs;
 pub mod cmd;
 pub mod images;
+pub mod inventory;
 pub mod library;
+pub mod nbd;
+pub mod process;
+pub mod stats;
 
 pub use cmd::{run, run_cmd};
 
@@ -49,6 +57,11 @@ pub fn fake_libdir() -> PathBuf {
         dir
     })
     .clone()
+}
+
+/// The `libdir=` parameter naming [`fake_libdir`], as the programs take it.
+pub fn libdir_param() -> String {
+    format!("libdir={}", fake_libdir().display())
 }
 
 /// A fresh scratch directory under the target dir, removed by the caller

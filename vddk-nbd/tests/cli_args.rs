@@ -3,15 +3,13 @@
 
 use std::process::{Command, Output};
 
+use vddk_tests::cmd::stderr;
+
 fn vddk_nbd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vddk-nbd"))
         .args(args)
         .output()
         .expect("run vddk-nbd")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs, expects exit status 1, and returns stderr.

@@ -3,100 +3,39 @@
 //! the background mode with a pid file, the library-path re-exec,
 //! password forms against the simulated server, and SIGTERM durability.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod nbd_common;
 
-use vddk_tests::{fake_libdir, scratch_dir};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nbd_common::{through_sh, vddk_nbd, BIN};
+use vddk_tests::cmd::{command, run_cmd, stderr, stdout};
+use vddk_tests::images::{assert_same_as_raw, convert_to_raw, make_vmdk, s};
+use vddk_tests::inventory::{one_vm, ONE_VM_DISK};
+use vddk_tests::nbd::unix_uri;
+use vddk_tests::process::{signal, wait_exit, wait_until};
+use vddk_tests::{fake_libdir, libdir_param, scratch_dir};
 
 const DISK_SIZE: u64 = 64 << 20;
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
-
-/// PATH with /usr/bin first, so nbdsh finds the system Python's nbd module.
-fn path_env() -> String {
-    format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default())
-}
-
-fn libdir_arg() -> String {
-    format!("libdir={}", fake_libdir().display())
-}
-
-fn vddk_nbd() -> Command {
-    let mut c = Command::new(BIN);
-    c.env("PATH", path_env())
-        .env_remove("LD_LIBRARY_PATH")
-        .env_remove("FAKE_VDDK_INVENTORY");
-    c
-}
-
-fn check(cmd: &mut Command) -> Output {
-    let o = cmd.output().expect("spawn");
-    assert!(o.status.success(), "{cmd:?} failed: {o:?}");
-    o
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A 64 MiB monolithic sparse VMDK with 0xab in its second MiB.
 fn sample_disk(dir: &Path, name: &str) -> PathBuf {
-    let disk = dir.join(name);
-    check(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "vmdk"])
-            .arg(&disk)
-            .arg(DISK_SIZE.to_string()),
-    );
-    check(
-        Command::new("qemu-io")
-            .args(["-f", "vmdk", "-c", "write -q -P 0xab 1M 1M"])
-            .arg(&disk),
-    );
-    disk
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn kill(sig: &str, pid: u32) {
-    check(
-        Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string()),
-    );
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("server did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    make_vmdk(
+        &dir.join(name),
+        "monolithicSparse",
+        DISK_SIZE,
+        &[(1 << 20, 1 << 20, 0xab)],
+    )
 }
 
 #[test]
 fn run_sets_uri_and_passes_exit_status() {
     let dir = scratch_dir("cli-run");
     let disk = sample_disk(&dir, "run.vmdk");
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
-            .args(["-U", "-", "vddk", &libdir_arg()])
+            .args(["-U", "-", "vddk", &libdir_param()])
             .arg(&disk)
             .args([
                 "--run",
@@ -124,7 +63,7 @@ fn run_sets_uri_and_passes_exit_status() {
     );
 
     let o = vddk_nbd()
-        .args(["-U", "-", &libdir_arg()])
+        .args(["-U", "-", &libdir_param()])
         .arg(&disk)
         .args(["--run", "exit 7"])
         .output()
@@ -132,9 +71,9 @@ fn run_sets_uri_and_passes_exit_status() {
     assert_eq!(o.status.code(), Some(7), "{o:?}");
 
     // TCP on a port the system picks; $port and $uri agree.
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
-            .args(["-p", "0", "-i", "127.0.0.1", "-r", &libdir_arg()])
+            .args(["-p", "0", "-i", "127.0.0.1", "-r", &libdir_param()])
             .arg(&disk)
             .args(["--run", r#"test "$uri" = "nbd://127.0.0.1:$port" && nbdinfo --is read-only "$uri" && qemu-img info --output=json "$uri""#]),
     );
@@ -149,21 +88,13 @@ fn run_sets_uri_and_passes_exit_status() {
 fn create_then_fill_through_run() {
     let dir = scratch_dir("cli-create");
     let source = dir.join("source.raw");
-    check(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "raw"])
-            .arg(&source)
-            .arg("8M"),
-    );
-    check(
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write -q -P 0x3c 1M 2M"])
-            .arg(&source),
-    );
+    let mut data = vec![0u8; 8 << 20];
+    data[1 << 20..3 << 20].fill(0x3c);
+    std::fs::write(&source, data).expect("write the source");
     let disk = dir.join("created.vmdk");
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
-            .args(["-U", "-", "-D", "vddk.stats=1", "-t", "4", &libdir_arg()])
+            .args(["-U", "-", "-D", "vddk.stats=1", "-t", "4", &libdir_param()])
             .arg(&disk)
             .args([
                 "create=true",
@@ -181,18 +112,9 @@ fn create_then_fill_through_run() {
             )),
     );
     assert_eq!(stdout(&o).trim(), (8u64 << 20).to_string());
-    let o = check(
-        Command::new("qemu-img")
-            .args(["info", "--output=json"])
-            .arg(&disk),
-    );
-    assert!(stdout(&o).contains("\"format\": \"vmdk\""), "{o:?}");
-    check(
-        Command::new("qemu-img")
-            .args(["compare", "-f", "vmdk", "-F", "raw"])
-            .arg(&disk)
-            .arg(&source),
-    );
+    let info = vddk_tests::run("qemu-img", ["info", "--output=json", s(&disk)]);
+    assert!(info.contains("\"format\": \"vmdk\""), "{info}");
+    assert_same_as_raw(&source, &disk);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -214,23 +136,21 @@ fn single_mode_and_socket_activation() {
          while os.path.exists({pid:?}) and time.time() - t < 10: time.sleep(0.02)\n\
          assert not os.path.exists({pid:?})\n\
          print('ok')\n",
-        libdir = libdir_arg(),
+        libdir = libdir_param(),
         disk = disk.to_string_lossy(),
         pid = pidfile.to_string_lossy(),
     );
-    let o = check(
-        Command::new("nbdsh")
-            .env("PATH", path_env())
+    let o = run_cmd(
+        command("nbdsh")
             .env_remove("LD_LIBRARY_PATH")
             .args(["-c", &script]),
     );
     assert_eq!(stdout(&o).trim(), "ok");
 
     // nbdinfo's [ CMD ] form starts the server with LISTEN_FDS.
-    let o = check(
-        Command::new("nbdinfo")
-            .env("PATH", path_env())
-            .args(["--size", "--", "[", BIN, &libdir_arg()])
+    let o = run_cmd(
+        command("nbdinfo")
+            .args(["--size", "--", "[", BIN, &libdir_param()])
             .arg(&disk)
             .arg("]"),
     );
@@ -244,10 +164,10 @@ fn reexec_puts_lib64_first_and_run_sees_the_original() {
     let disk = sample_disk(&dir, "reexec.vmdk");
     let lib64 = fake_libdir().join("lib64");
     let script = r#"echo "child=${LD_LIBRARY_PATH-unset}"; tr '\0' '\n' < /proc/$PPID/environ | grep '^LD_LIBRARY_PATH='"#;
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
             .env("LD_LIBRARY_PATH", "/user/lib")
-            .args(["-U", "-", &libdir_arg()])
+            .args(["-U", "-", &libdir_param()])
             .arg(&disk)
             .args(["--run", script]),
     );
@@ -258,9 +178,9 @@ fn reexec_puts_lib64_first_and_run_sees_the_original() {
         "{out}"
     );
 
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
-            .args(["-U", "-", &libdir_arg()])
+            .args(["-U", "-", &libdir_param()])
             .arg(&disk)
             .args(["--run", script]),
     );
@@ -279,13 +199,13 @@ fn background_mode_with_pidfile_then_sigterm() {
     let disk = sample_disk(&dir, "bg.vmdk");
     let sock = dir.join("sock");
     let pidfile = dir.join("pid");
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
             .arg("-U")
             .arg(&sock)
             .arg("-P")
             .arg(&pidfile)
-            .arg(libdir_arg())
+            .arg(libdir_param())
             .arg(&disk),
     );
     assert!(o.stdout.is_empty(), "{o:?}");
@@ -296,13 +216,8 @@ fn background_mode_with_pidfile_then_sigterm() {
         .parse()
         .unwrap();
     assert!(sock.exists());
-    let uri = format!("nbd+unix:///?socket={}", sock.display());
-    let o = check(
-        Command::new("nbdinfo")
-            .env("PATH", path_env())
-            .args(["--size", &uri]),
-    );
-    assert_eq!(stdout(&o).trim(), DISK_SIZE.to_string());
+    let size = vddk_tests::run("nbdinfo", ["--size", &unix_uri(&sock)]);
+    assert_eq!(size.trim(), DISK_SIZE.to_string());
     // The serving process runs with libdir/lib64 first on its library path.
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let environ = String::from_utf8_lossy(&environ);
@@ -313,8 +228,8 @@ fn background_mode_with_pidfile_then_sigterm() {
             .any(|v| v == format!("LD_LIBRARY_PATH={}", lib64.display())),
         "{environ}"
     );
-    kill("TERM", pid);
-    wait_for("the server to exit", Duration::from_secs(10), || {
+    signal(pid, "TERM");
+    wait_until("the server to exit", Duration::from_secs(10), || {
         !Path::new(&format!("/proc/{pid}")).exists()
     });
     assert!(!pidfile.exists(), "pid file left behind");
@@ -324,7 +239,7 @@ fn background_mode_with_pidfile_then_sigterm() {
     let o = vddk_nbd()
         .arg("-U")
         .arg(dir.join("sock2"))
-        .arg(libdir_arg())
+        .arg(libdir_param())
         .arg(dir.join("missing.vmdk"))
         .output()
         .unwrap();
@@ -345,20 +260,19 @@ fn exit_with_parent_stops_when_the_parent_goes() {
          i=0; while [ ! -s '{}' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cat '{}'",
         sock.display(),
         pidfile.display(),
-        libdir_arg(),
+        libdir_param(),
         disk.display(),
         pidfile.display(),
         pidfile.display()
     );
-    let o = check(
-        Command::new("sh")
-            .env("PATH", path_env())
+    let o = run_cmd(
+        command("sh")
             .env_remove("LD_LIBRARY_PATH")
             .arg("-c")
             .arg(script),
     );
     let pid: u32 = stdout(&o).trim().parse().expect("pid printed by the shell");
-    wait_for(
+    wait_until(
         "the orphaned server to exit",
         Duration::from_secs(10),
         || !Path::new(&format!("/proc/{pid}")).exists(),
@@ -375,12 +289,7 @@ fn sigterm_keeps_acknowledged_writes() {
     let dir = scratch_dir("cli-durable");
     let disk = sample_disk(&dir, "durable.vmdk");
     let reference = dir.join("reference.raw");
-    check(
-        Command::new("qemu-img")
-            .args(["convert", "-f", "vmdk", "-O", "raw"])
-            .arg(&disk)
-            .arg(&reference),
-    );
+    convert_to_raw(&disk, &reference);
     let writes = [
         "write -q -P 0x5a 3M 1M",
         "write -q -P 0x17 7340544 4096",
@@ -391,13 +300,13 @@ fn sigterm_keeps_acknowledged_writes() {
         .arg("-f")
         .arg("-U")
         .arg(&sock)
-        .arg(libdir_arg())
+        .arg(libdir_param())
         .arg(&disk)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("the socket", Duration::from_secs(10), || sock.exists());
-    let uri = format!("nbd+unix:///?socket={}", sock.display());
+    wait_until("the socket", Duration::from_secs(10), || sock.exists());
+    let uri = unix_uri(&sock);
     let mut io = Command::new("qemu-io");
     io.args(["-f", "raw"]);
     let mut refio = Command::new("qemu-io");
@@ -406,17 +315,12 @@ fn sigterm_keeps_acknowledged_writes() {
         io.args(["-c", w]);
         refio.args(["-c", w]);
     }
-    check(io.args(["-c", "flush", &uri]));
-    check(refio.arg(&reference));
-    kill("TERM", server.id());
+    run_cmd(io.args(["-c", "flush", &uri]));
+    run_cmd(refio.arg(&reference));
+    signal(server.id(), "TERM");
     let status = wait_exit(&mut server, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
-    check(
-        Command::new("qemu-img")
-            .args(["compare", "-f", "vmdk", "-F", "raw"])
-            .arg(&disk)
-            .arg(&reference),
-    );
+    assert_same_as_raw(&reference, &disk);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -424,19 +328,17 @@ const THUMBPRINT: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:
 
 /// A simulated ESXi host with one VM whose disk lives in `dir/ds1`.
 fn inventory(dir: &Path) -> PathBuf {
-    let ds = dir.join("ds1");
-    std::fs::create_dir_all(ds.join("web")).unwrap();
-    sample_disk(&ds.join("web"), "web.vmdk");
-    let inv = dir.join("inventory");
-    std::fs::write(
-        &inv,
-        format!(
-            "[server esx1.example.com]\nkind = esxi\nthumbprint = {THUMBPRINT}\nuser = root:pa ss\ncookie = sess-123\n\n\
-             [datastore ds1]\ndir = {}\n\n[vm esx1.example.com 42]\ndisk = [ds1] web/web.vmdk\n",
-            ds.display()
-        ),
-    )
-    .unwrap();
+    let inv = one_vm(
+        dir,
+        "esx1.example.com",
+        &[
+            ("kind", "esxi"),
+            ("thumbprint", THUMBPRINT),
+            ("user", "root:pa ss"),
+            ("cookie", "sess-123"),
+        ],
+    );
+    sample_disk(&dir.join("ds1/web"), "web.vmdk");
     inv
 }
 
@@ -445,13 +347,13 @@ fn remote_args(password: &str) -> Vec<String> {
         "-U".into(),
         "-".into(),
         "-r".into(),
-        libdir_arg(),
+        libdir_param(),
         "server=esx1.example.com".into(),
         "user=root".into(),
         format!("password={password}"),
         format!("thumbprint={THUMBPRINT}"),
         "vm=moref=42".into(),
-        "[ds1] web/web.vmdk".into(),
+        ONE_VM_DISK.into(),
         "--run".into(),
         r#"nbdinfo --size "$uri""#.into(),
     ]
@@ -465,14 +367,14 @@ fn password_forms_reach_the_server() {
     std::fs::write(&pwfile, "pa ss\n").unwrap();
     let size = DISK_SIZE.to_string();
 
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
             .env("FAKE_VDDK_INVENTORY", &inv)
             .args(remote_args("pa ss")),
     );
     assert_eq!(stdout(&o).trim(), size);
 
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
             .env("FAKE_VDDK_INVENTORY", &inv)
             .args(remote_args(&format!("+{}", pwfile.display()))),
@@ -480,19 +382,8 @@ fn password_forms_reach_the_server() {
     assert_eq!(stdout(&o).trim(), size);
 
     // -FD: descriptor 3 opened by the shell that starts us, read after the re-exec.
-    let quoted: Vec<String> = remote_args("-3").iter().map(|a| format!("'{a}'")).collect();
-    let o = check(
-        Command::new("sh")
-            .env("PATH", path_env())
-            .env_remove("LD_LIBRARY_PATH")
-            .env("FAKE_VDDK_INVENTORY", &inv)
-            .arg("-c")
-            .arg(format!(
-                "exec 3< '{}'; exec '{BIN}' {}",
-                pwfile.display(),
-                quoted.join(" ")
-            )),
-    );
+    let prefix = format!("exec 3< '{}'; exec", pwfile.display());
+    let o = run_cmd(through_sh(&prefix, &remote_args("-3")).env("FAKE_VDDK_INVENTORY", &inv));
     assert_eq!(stdout(&o).trim(), size);
 
     // -: prompt; stdin is not a terminal here, so the line is read as is.
@@ -514,7 +405,7 @@ fn password_forms_reach_the_server() {
     let mut cookie_args = remote_args("unused");
     cookie_args.retain(|a| !a.starts_with("user=") && !a.starts_with("password="));
     cookie_args.insert(4, "cookie=sess-123".into());
-    let o = check(
+    let o = run_cmd(
         vddk_nbd()
             .env("FAKE_VDDK_INVENTORY", &inv)
             .args(&cookie_args),

@@ -2,58 +2,41 @@
 //! itself counted (the fake's `FAKE_VDDK_STATS` file is the oracle), is
 //! sorted by time, and is absent without the flag.
 
-use std::collections::HashMap;
+mod nbd_common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use vddk_tests::{fake_libdir, scratch_dir};
+use nbd_common::vddk_nbd;
+use vddk_tests::cmd::{run_cmd, stderr};
+use vddk_tests::images::make_vmdk;
+use vddk_tests::stats::FakeStats;
+use vddk_tests::{libdir_param, scratch_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
 const QUERY_COST_MS: u64 = 200;
-
-fn check(cmd: &mut Command) -> Output {
-    let o = cmd.output().expect("spawn");
-    assert!(o.status.success(), "{cmd:?} failed: {o:?}");
-    o
-}
 
 /// A 64 MiB monolithic sparse VMDK with data in its second MiB only.
 fn sample_disk(dir: &Path) -> PathBuf {
-    let disk = dir.join("stats.vmdk");
-    check(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "vmdk"])
-            .arg(&disk)
-            .arg((64u64 << 20).to_string()),
-    );
-    check(
-        Command::new("qemu-io")
-            .args(["-f", "vmdk", "-c", "write -q -P 0xcd 1M 1M"])
-            .arg(&disk),
-    );
-    disk
+    make_vmdk(
+        &dir.join("stats.vmdk"),
+        "monolithicSparse",
+        64 << 20,
+        &[(1 << 20, 1 << 20, 0xcd)],
+    )
 }
 
 /// Copies the whole disk to nothing through the server, with `io=`
 /// choosing how it calls VDDK; returns stderr.
 fn serve_copy(disk: &Path, fake_stats: &Path, extra: &[&str], io: &str) -> String {
-    let o = check(
-        Command::new(BIN)
-            .env(
-                "PATH",
-                format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
-            )
-            .env_remove("LD_LIBRARY_PATH")
-            .env_remove("FAKE_VDDK_INVENTORY")
+    stderr(&run_cmd(
+        vddk_nbd()
             .env("FAKE_VDDK_STATS", fake_stats)
             .env("FAKE_VDDK_QUERY_COST_MS", QUERY_COST_MS.to_string())
             .args(extra)
             .args(["-r", "-U", "-", "--run", "nbdcopy \"$uri\" null:", "vddk"])
-            .arg(format!("libdir={}", fake_libdir().display()))
+            .arg(libdir_param())
             .arg(format!("file={}", disk.display()))
             .arg(format!("io={io}")),
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    ))
 }
 
 /// Table rows: name -> (µs, calls, bytes), in printed order.
@@ -74,19 +57,6 @@ fn rows(stderr: &str) -> Vec<(String, u64, u64, u64)> {
         .collect()
 }
 
-/// The fake's own counts: VixDiskLib_X -> (calls, bytes).
-fn fake_counts(path: &Path) -> HashMap<String, (u64, u64)> {
-    let text = std::fs::read_to_string(path).expect("fake stats file");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let name = f[0].strip_prefix("VixDiskLib_").unwrap_or(f[0]).to_owned();
-            (name, (f[1].parse().unwrap(), f[3].parse().unwrap()))
-        })
-        .collect()
-}
-
 #[test]
 fn stats_table_matches_the_library_counts() {
     for (io, read) in [("direct", "Read"), ("pipelined", "ReadAsync")] {
@@ -100,7 +70,7 @@ fn stats_table_matches(io: &str, read: &str) {
     let fake_stats = dir.join("fake.stats");
     let stderr = serve_copy(&disk, &fake_stats, &["-D", "vddk.stats=1"], io);
     let table = rows(&stderr);
-    let fake = fake_counts(&fake_stats);
+    let fake = FakeStats::read(&fake_stats);
 
     // Sorted by time, the most first.
     let times: Vec<u64> = table.iter().map(|r| r.1).collect();
@@ -128,18 +98,18 @@ fn stats_table_matches(io: &str, read: &str) {
     assert!(q.1 >= q.2 * QUERY_COST_MS * 1000, "{q:?}");
 
     // Every function the library counted has the same calls and bytes here.
-    for (name, (calls, bytes)) in &fake {
+    for (name, row) in &fake.rows {
         if let Some(r) = table.iter().find(|r| &r.0 == name) {
             assert_eq!(
                 (r.2, r.3),
-                (*calls, *bytes),
+                (row.calls, row.bytes),
                 "{name}: ours vs the library's"
             );
         }
     }
     for name in [read, "QueryAllocatedBlocks", "Open", "GetInfo"] {
         assert!(
-            fake.contains_key(name),
+            fake.rows.contains_key(name),
             "{io}: the fake did not count {name}"
         );
     }

@@ -4,22 +4,22 @@
 //! acknowledged is on disk, as read back by `qemu-img convert`, and
 //! sparse disks pass `qemu-img check`.
 
-#[path = "support/process.rs"]
-mod process;
-#[path = "support/rawclient.rs"]
-mod rawclient;
+mod nbd_common;
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use process::*;
-use rawclient::*;
+use nbd_common::serve_disk;
+use vddk_tests::cmd::command;
+use vddk_tests::images::{convert_to_raw, make_vmdk, qemu_check};
+use vddk_tests::nbd::rawclient::*;
+use vddk_tests::process::wait_until;
 
 /// Virtual size: room for thousands of writes that never overlap.
 const SIZE: u64 = 256 << 20;
@@ -57,7 +57,8 @@ impl Wr {
 
 /// Checks every acknowledged write against the disk as qemu-img reads it.
 fn verify(disk: &Path, acked: &[Wr], sparse: bool) {
-    let raw = to_raw(disk);
+    let raw = disk.with_extension("check.raw");
+    convert_to_raw(disk, &raw);
     let f = File::open(&raw).expect("open the converted disk");
     for w in acked {
         let mut got = vec![0u8; w.len];
@@ -67,7 +68,7 @@ fn verify(disk: &Path, acked: &[Wr], sparse: bool) {
     }
     let _ = std::fs::remove_file(&raw);
     if sparse {
-        check(Command::new("qemu-img").arg("check").arg(disk));
+        qemu_check(disk);
     }
 }
 
@@ -112,8 +113,8 @@ fn stream(socket: &Path, progress: &AtomicUsize, log: &mut File) -> Vec<Wr> {
 
 fn sigterm_mid_stream(subformat: &str) {
     let dir = vddk_tests::scratch_dir(&format!("durable-term-{subformat}"));
-    let disk = make_vmdk(&dir, "d.vmdk", SIZE, subformat);
-    let mut srv = ServerProcess::start(&dir, &disk, &[]);
+    let disk = make_vmdk(&dir.join("d.vmdk"), subformat, SIZE, &[]);
+    let mut srv = serve_disk(&dir, &disk, &[], &[]);
     let progress = AtomicUsize::new(0);
     let mut log = File::create(dir.join("acked.log")).expect("create the ack log");
     let (acked, at_signal) = std::thread::scope(|s| {
@@ -158,15 +159,14 @@ for k in range(count):
 
 fn client_killed_mid_stream(subformat: &str) {
     let dir = vddk_tests::scratch_dir(&format!("durable-kill-{subformat}"));
-    let disk = make_vmdk(&dir, "d.vmdk", SIZE, subformat);
-    let srv = ServerProcess::start(&dir, &disk, &[]);
+    let disk = make_vmdk(&dir.join("d.vmdk"), subformat, SIZE, &[]);
+    let srv = serve_disk(&dir, &disk, &[], &[]);
     let script = format!(
         "uri = {:?}\ncount = {}\nfirst = {FIRST}\nslotsize = {SLOT}\n{NBDSH_WRITER}",
         srv.uri(),
         SIZE / SLOT - FIRST
     );
-    let mut client = Command::new("nbdsh")
-        .env("PATH", path_env())
+    let mut client = command("nbdsh")
         .arg("-c")
         .arg(script)
         .stdout(Stdio::piped())

@@ -4,7 +4,6 @@
 //! the first export.
 
 use std::os::unix::net::UnixListener;
-use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,19 +12,8 @@ use vddk_nbd::backend::Backend;
 use vddk_nbd::exports::ExportRegistry;
 use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::{Listener, Server, ServerConfig};
-
-fn nbd(socket: &std::path::Path, name: &str) -> String {
-    format!("nbd+unix:///{name}?socket={}", socket.display())
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.env(
-        "PATH",
-        format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
-    )
-    .output()
-    .expect("spawn")
-}
+use vddk_tests::cmd::{command, output};
+use vddk_tests::nbd::export_uri as nbd;
 
 #[test]
 fn exports_are_independent() {
@@ -77,7 +65,7 @@ fn exports_are_independent() {
 
     // A client of "slow" waits in negotiation while its disk opens...
     let slow_uri = nbd(&socket, "slow");
-    let slow = std::thread::spawn(move || run(Command::new("nbdinfo").args(["--size", &slow_uri])));
+    let slow = std::thread::spawn(move || output(command("nbdinfo").args(["--size", &slow_uri])));
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         !slow.is_finished(),
@@ -85,13 +73,13 @@ fn exports_are_independent() {
     );
 
     // ...while other exports are served, each from its own backend.
-    let o = run(Command::new("nbdinfo").args(["--size", &nbd(&socket, "b")]));
+    let o = output(command("nbdinfo").args(["--size", &nbd(&socket, "b")]));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         (2 << 20).to_string(),
         "{o:?}"
     );
-    let o = run(Command::new("nbdinfo").args(["--size", &nbd(&socket, "")]));
+    let o = output(command("nbdinfo").args(["--size", &nbd(&socket, "")]));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         (1 << 20).to_string(),
@@ -99,7 +87,7 @@ fn exports_are_independent() {
     );
     let img = dir.join("b.raw");
     std::fs::write(&img, vec![0xc3u8; 2 << 20]).unwrap();
-    let o = run(Command::new("nbdcopy").arg(&img).arg(nbd(&socket, "b")));
+    let o = output(command("nbdcopy").arg(&img).arg(nbd(&socket, "b")));
     assert!(o.status.success(), "{o:?}");
     assert_eq!(b.contents(0, 8), vec![0xc3; 8]);
     assert_eq!(a.contents(0, 8), vec![0x5a; 8], "a write to b reached a");
@@ -114,9 +102,9 @@ fn exports_are_independent() {
     );
 
     // A failed open is refused to that client and tried again for the next.
-    let o = run(Command::new("nbdinfo").args(["--size", &nbd(&socket, "flaky")]));
+    let o = output(command("nbdinfo").args(["--size", &nbd(&socket, "flaky")]));
     assert!(!o.status.success(), "{o:?}");
-    let o = run(Command::new("nbdinfo").args(["--size", &nbd(&socket, "flaky")]));
+    let o = output(command("nbdinfo").args(["--size", &nbd(&socket, "flaky")]));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         (4 << 20).to_string(),
@@ -125,7 +113,7 @@ fn exports_are_independent() {
     assert_eq!(*attempts.lock().unwrap(), 2);
 
     // The listing keeps registration order, with descriptions.
-    let o = run(Command::new("nbdinfo").args(["--list", "--json", &nbd(&socket, "")]));
+    let o = output(command("nbdinfo").args(["--list", "--json", &nbd(&socket, "")]));
     let json = String::from_utf8_lossy(&o.stdout);
     let order: Vec<usize> = ["\"a\"", "\"b\"", "\"slow\"", "\"flaky\""]
         .iter()

@@ -2,32 +2,25 @@
 //! when it matches (`*` within one path component), for local files and
 //! for `[datastore] path` names through the fake's simulated ESXi host.
 
+mod nbd_common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use vddk_tests::{fake_libdir, scratch_dir};
+use nbd_common::run_script;
+use vddk_tests::images::{make_vmdk, s};
+use vddk_tests::inventory::Inventory;
+use vddk_tests::scratch_dir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
 const THUMBPRINT: &str = "12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78";
 
-fn check(cmd: &mut Command) -> Output {
-    let o = cmd.output().expect("spawn");
-    assert!(o.status.success(), "{cmd:?} failed: {o:?}");
-    o
-}
-
-fn disk(path: &Path, size: &str, pattern: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    check(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "vmdk"])
-            .arg(path)
-            .arg(size),
-    );
-    check(
-        Command::new("qemu-io")
-            .args(["-f", "vmdk", "-c", &format!("write -q -P {pattern} 1M 1M")])
-            .arg(path),
+/// A VMDK of `mib` MiB with `byte` in its second MiB.
+fn disk(path: &Path, mib: u64, byte: u8) {
+    make_vmdk(
+        path,
+        "monolithicSparse",
+        mib << 20,
+        &[(1 << 20, 1 << 20, byte)],
     );
 }
 
@@ -49,34 +42,22 @@ fn nbd_uri(name: &str) -> String {
 }
 
 fn serve(inv: Option<&Path>, args: &[String], script: &str) -> Output {
-    let mut c = Command::new(BIN);
-    c.env(
-        "PATH",
-        format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
-    )
-    .env_remove("LD_LIBRARY_PATH")
-    .env_remove("FAKE_VDDK_INVENTORY")
     // Any breach of VDDK's threading rules aborts the server.
-    .env("FAKE_VDDK_STRICT", "1");
+    let mut env = vec![("FAKE_VDDK_STRICT", "1")];
     if let Some(inv) = inv {
-        c.env("FAKE_VDDK_INVENTORY", inv);
+        env.push(("FAKE_VDDK_INVENTORY", s(inv)));
     }
-    c.args(["-U", "-", "-r"])
-        .arg(format!("libdir={}", fake_libdir().display()))
-        .args(args)
-        .args(["--run", script])
-        .output()
-        .expect("spawn vddk-nbd")
+    run_script(&env, args, script)
 }
 
 #[test]
 fn local_paths_matching_the_wildcard() {
     let dir = scratch_dir("exports-local");
     let vms = dir.join("vms");
-    disk(&vms.join("web/web.vmdk"), "8M", "0x61");
-    disk(&vms.join("db/db.vmdk"), "4M", "0x62");
-    disk(&vms.join("db/deep/x.vmdk"), "4M", "0x63");
-    disk(&dir.join("secret.vmdk"), "4M", "0x64");
+    disk(&vms.join("web/web.vmdk"), 8, 0x61);
+    disk(&vms.join("db/db.vmdk"), 4, 0x62);
+    disk(&vms.join("db/deep/x.vmdk"), 4, 0x63);
+    disk(&dir.join("secret.vmdk"), 4, 0x64);
     let web = vms.join("web/web.vmdk");
     let db = vms.join("db/db.vmdk");
     let script = format!(
@@ -113,22 +94,25 @@ done
 /// wildcard covering two of its three disks.
 fn inventory(dir: &Path) -> PathBuf {
     let ds = dir.join("store");
-    disk(&ds.join("web/web.vmdk"), "8M", "0x71");
-    disk(&ds.join("web/web_1.vmdk"), "6M", "0x72");
-    disk(&ds.join("db/db.vmdk"), "4M", "0x73");
-    let inv = dir.join("inventory");
-    std::fs::write(
-        &inv,
-        format!(
-            "[server esx1.example.com]\nthumbprint = {THUMBPRINT}\nuser = root:pw\n\n\
-             [datastore ds-1]\ndir = {}\n\n\
-             [vm esx1.example.com 42]\ndisk = [ds-1] web/web.vmdk\ndisk = [ds-1] web/web_1.vmdk\n\
-             disk = [ds-1] db/db.vmdk\n",
-            ds.display()
-        ),
-    )
-    .unwrap();
-    inv
+    disk(&ds.join("web/web.vmdk"), 8, 0x71);
+    disk(&ds.join("web/web_1.vmdk"), 6, 0x72);
+    disk(&ds.join("db/db.vmdk"), 4, 0x73);
+    Inventory::new()
+        .server(
+            "esx1.example.com",
+            &[("thumbprint", THUMBPRINT), ("user", "root:pw")],
+        )
+        .datastore("ds-1", &ds)
+        .vm(
+            "esx1.example.com",
+            "42",
+            &[
+                ("disk", "[ds-1] web/web.vmdk"),
+                ("disk", "[ds-1] web/web_1.vmdk"),
+                ("disk", "[ds-1] db/db.vmdk"),
+            ],
+        )
+        .write(&dir.join("inventory"))
 }
 
 #[test]

@@ -7,22 +7,25 @@
 //! runs with both ways of calling VDDK (`io=direct`, the default for local
 //! disks, and `io=pipelined`, the default for remote ones).
 
-#[path = "support/process.rs"]
-mod process;
-#[path = "support/rawclient.rs"]
-mod rawclient;
+mod nbd_common;
 
-use process::*;
-use rawclient::*;
+use std::path::{Path, PathBuf};
+
+use nbd_common::{disk_command, serve_disk};
+use vddk_tests::images::{make_vmdk, qemu_check, qemu_raw};
+use vddk_tests::nbd::rawclient::*;
+use vddk_tests::process::lines_with;
 
 const SIZE: u64 = 16 << 20;
 
-fn fill(disk: &std::path::Path) {
-    check(
-        std::process::Command::new("qemu-io")
-            .args(["-f", "vmdk", "-c", "write -q -P 0xab 0 1M"])
-            .arg(disk),
-    );
+/// A sparse disk with 0xab in its first MiB.
+fn filled(dir: &Path, name: &str) -> PathBuf {
+    make_vmdk(
+        &dir.join(name),
+        "monolithicSparse",
+        SIZE,
+        &[(0, 1 << 20, 0xab)],
+    )
 }
 
 /// The read and write functions each way calls.
@@ -40,9 +43,8 @@ fn failing_read_write_flush_are_reported_and_survived() {
 
 fn failing_read_write_flush(io: &str, read: &str, write: &str) {
     let dir = vddk_tests::scratch_dir("faults-rwf");
-    let disk = make_vmdk(&dir, "f.vmdk", SIZE, "monolithicSparse");
-    fill(&disk);
-    let srv = ServerProcess::start_with(
+    let disk = filled(&dir, "f.vmdk");
+    let srv = serve_disk(
         &dir,
         &disk,
         &[(
@@ -121,15 +123,11 @@ fn failing_read_write_flush(io: &str, read: &str, write: &str) {
         1,
         "the VIX text is logged, once:\n{log}"
     );
-    let data = raw_contents(&disk);
+    let data = qemu_raw(&disk);
     assert_eq!(&data[1 << 20..(1 << 20) + 4096], &w[..]);
     assert_eq!(&data[4 << 20..(4 << 20) + 4096], &w[..]);
     assert!(data[2 << 20..(2 << 20) + 4096].iter().all(|&b| b == 0));
-    check(
-        std::process::Command::new("qemu-img")
-            .arg("check")
-            .arg(&disk),
-    );
+    qemu_check(&disk);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -142,9 +140,8 @@ fn random_read_faults_under_load_stay_in_step() {
 
 fn random_read_faults(io: &str, read: &str) {
     let dir = vddk_tests::scratch_dir("faults-prob");
-    let disk = make_vmdk(&dir, "p.vmdk", SIZE, "monolithicSparse");
-    fill(&disk);
-    let srv = ServerProcess::start_with(
+    let disk = filled(&dir, "p.vmdk");
+    let srv = serve_disk(
         &dir,
         &disk,
         &[("FAKE_VDDK_FAIL_PROB", "read:0.25:7")],
@@ -228,8 +225,8 @@ fn served_read_after_faults(socket: &std::path::Path) {
 #[test]
 fn failing_open_exits_1_with_the_vix_error() {
     let dir = vddk_tests::scratch_dir("faults-open");
-    let disk = make_vmdk(&dir, "o.vmdk", SIZE, "monolithicSparse");
-    let out = ServerProcess::command(
+    let disk = make_vmdk(&dir.join("o.vmdk"), "monolithicSparse", SIZE, &[]);
+    let out = disk_command(
         &dir,
         &disk,
         &[("FAKE_VDDK_FAIL", "open:1:FILE_ACCESS_ERROR")],

@@ -6,13 +6,12 @@
 
 mod nbd_common;
 
-use nbd_common::rawclient;
-
 use std::time::Duration;
 
 use nbd_common::{memory, TestServer};
-use rawclient::*;
 use vddk_nbd::ServerConfig;
+use vddk_tests::nbd::rawclient::*;
+use vddk_tests::process::{process_usage, wait_until};
 
 /// One short-lived client; `i` picks how it ends.
 fn cycle(socket: &std::path::Path, i: usize) {

@@ -19,13 +19,11 @@
 
 mod nbd_common;
 
-use nbd_common::rawclient;
-
 use std::time::Duration;
 
 use nbd_common::{memory, TestServer};
-use rawclient::*;
 use vddk_nbd::ServerConfig;
+use vddk_tests::nbd::rawclient::*;
 
 fn server(name: &str) -> TestServer {
     TestServer::unix(

@@ -18,15 +18,14 @@
 
 mod nbd_common;
 
-use nbd_common::rawclient;
-
 use std::io::Write;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use nbd_common::{memory, TestServer};
-use rawclient::*;
 use vddk_nbd::ServerConfig;
+use vddk_tests::nbd::rawclient::*;
+use vddk_tests::process::wait_until;
 
 const SIZE: u64 = 64 << 20;
 

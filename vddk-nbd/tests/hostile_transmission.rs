@@ -20,14 +20,12 @@
 
 mod nbd_common;
 
-use nbd_common::rawclient;
-
 use std::sync::Arc;
 
 use nbd_common::{memory, TestServer};
-use rawclient::*;
 use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::ServerConfig;
+use vddk_tests::nbd::rawclient::*;
 
 const SIZE: u64 = 1 << 20;
 const MAX: u32 = 32 << 20;

@@ -5,35 +5,22 @@
 //! The fake runs in strict mode, so two calls overlapping on one handle
 //! would abort the server.
 
-#[path = "support/esx.rs"]
-mod esx;
+mod nbd_common;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
 
-use vddk_tests::{fake_libdir, scratch_dir};
+use nbd_common::vddk_nbd;
+use vddk_tests::cmd::{run_cmd, stdout};
+use vddk_tests::images::{assert_same_as_raw, qemu_check, vmdk_from_raw};
+use vddk_tests::inventory::one_vm;
+use vddk_tests::scratch_dir;
+use vddk_tests::stats::FakeStats;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
 const THUMBPRINT: &str = "12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78";
 const SIZE: u64 = 32 << 20;
 
-fn path_env() -> String {
-    format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default())
-}
-
-fn check(cmd: &mut Command) -> Output {
-    let o = cmd.env("PATH", path_env()).output().expect("spawn");
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
 /// SIZE bytes of varied data in a raw file.
-fn source(dir: &Path) -> std::path::PathBuf {
+fn source(dir: &Path) -> PathBuf {
     let raw = dir.join("src.raw");
     let mut data = Vec::with_capacity(SIZE as usize);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -49,59 +36,24 @@ fn source(dir: &Path) -> std::path::PathBuf {
     raw
 }
 
-/// A monolithicSparse VMDK holding `raw`.
-fn vmdk_of(raw: &Path, disk: &Path) {
-    check(
-        Command::new("qemu-img")
-            .args(["convert", "-q", "-f", "raw", "-O", "vmdk"])
-            .arg(raw)
-            .arg(disk),
-    );
-}
-
-/// The fake's counts: function (without `VixDiskLib_`) -> calls.
-fn fake_calls(path: &Path) -> HashMap<String, u64> {
-    std::fs::read_to_string(path)
-        .expect("the fake's stats file")
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let name = f.first()?.strip_prefix("VixDiskLib_")?.to_owned();
-            Some((name, f.get(1)?.parse().ok()?))
-        })
-        .collect()
-}
-
 /// Runs the server with `params` until `run` (a `--run` command) ends;
 /// returns its stderr and the fake's call counts.
-fn serve(
-    dir: &Path,
-    env: &[(&str, &str)],
-    params: &[&str],
-    run: &str,
-) -> (String, HashMap<String, u64>) {
+fn serve(dir: &Path, env: &[(&str, &str)], params: &[&str], run: &str) -> (String, FakeStats) {
     let stats = dir.join("fake.stats");
     let _ = std::fs::remove_file(&stats);
-    let o = check(
-        Command::new(BIN)
-            .env_remove("LD_LIBRARY_PATH")
-            .env_remove("FAKE_VDDK_INVENTORY")
+    let o = run_cmd(
+        vddk_nbd()
             .env("FAKE_VDDK_STATS", &stats)
             .env("FAKE_VDDK_STRICT", "1")
             .envs(env.iter().copied())
             .args(["-v", "-U", "-", "--run", run, "vddk"])
-            .arg(format!("libdir={}", fake_libdir().display()))
+            .arg(vddk_tests::libdir_param())
             .args(params),
     );
     (
         String::from_utf8_lossy(&o.stderr).into_owned(),
-        fake_calls(&stats),
+        FakeStats::read(&stats),
     )
-}
-
-fn same_bytes(a: &Path, b: &Path) {
-    check(Command::new("qemu-img").arg("compare").arg(a).arg(b));
 }
 
 #[test]
@@ -110,7 +62,7 @@ fn auto_is_direct_for_local_files_and_pipelined_for_remote_ones() {
     let raw = source(&dir);
     std::fs::create_dir_all(dir.join("ds1/web")).unwrap();
     let disk = dir.join("ds1/web/web.vmdk");
-    vmdk_of(&raw, &disk);
+    vmdk_from_raw(&raw, &disk, "monolithicSparse");
     let out = dir.join("out.raw");
     let copy = format!("nbdcopy \"$uri\" {}", out.display());
 
@@ -120,13 +72,17 @@ fn auto_is_direct_for_local_files_and_pipelined_for_remote_ones() {
         log.contains("transport mode file: calls made by the serving threads"),
         "{log}"
     );
-    assert!(calls.get("Read").is_some_and(|&n| n > 0), "{calls:?}");
-    assert_eq!(calls.get("ReadAsync").copied().unwrap_or(0), 0, "{calls:?}");
-    same_bytes(&raw, &out);
+    assert!(calls.get("Read").calls > 0, "{}", calls.text);
+    assert_eq!(calls.get("ReadAsync").calls, 0, "{}", calls.text);
+    assert_same_as_raw(&raw, &out);
     std::fs::remove_file(&out).unwrap();
 
     // Remote (a simulated ESXi host): ReadAsync, never Read.
-    let inv = esx::one_vm_inventory(&dir, THUMBPRINT, "pw");
+    let inv = one_vm(
+        &dir,
+        "esx1",
+        &[("thumbprint", THUMBPRINT), ("user", "root:pw")],
+    );
     let pw = dir.join("pw");
     std::fs::write(&pw, "pw").unwrap();
     let remote = [
@@ -144,24 +100,24 @@ fn auto_is_direct_for_local_files_and_pipelined_for_remote_ones() {
         log.contains("transport mode nbdssl: calls pipelined on a worker thread"),
         "{log}"
     );
-    assert!(calls.get("ReadAsync").is_some_and(|&n| n > 0), "{calls:?}");
-    assert_eq!(calls.get("Read").copied().unwrap_or(0), 0, "{calls:?}");
-    same_bytes(&raw, &out);
+    assert!(calls.get("ReadAsync").calls > 0, "{}", calls.text);
+    assert_eq!(calls.get("Read").calls, 0, "{}", calls.text);
+    assert_same_as_raw(&raw, &out);
     std::fs::remove_file(&out).unwrap();
 
     // Forced the other way round, each still gives the same bytes.
     let local_pipelined = [format!("file={}", disk.display()), "io=pipelined".into()];
     let local_pipelined: Vec<&str> = local_pipelined.iter().map(String::as_str).collect();
     let (_, calls) = serve(&dir, &[], &local_pipelined, &copy);
-    assert!(calls.get("ReadAsync").is_some_and(|&n| n > 0), "{calls:?}");
-    same_bytes(&raw, &out);
+    assert!(calls.get("ReadAsync").calls > 0, "{}", calls.text);
+    assert_same_as_raw(&raw, &out);
     std::fs::remove_file(&out).unwrap();
     let mut remote_direct = remote.clone();
     remote_direct.push("io=direct");
     let (_, calls) = serve(&dir, &inv_env, &remote_direct, &copy);
-    assert!(calls.get("Read").is_some_and(|&n| n > 0), "{calls:?}");
-    assert_eq!(calls.get("ReadAsync").copied().unwrap_or(0), 0, "{calls:?}");
-    same_bytes(&raw, &out);
+    assert!(calls.get("Read").calls > 0, "{}", calls.text);
+    assert_eq!(calls.get("ReadAsync").calls, 0, "{}", calls.text);
+    assert_same_as_raw(&raw, &out);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -185,9 +141,8 @@ fn direct_writes_from_many_connections_are_all_kept() {
     );
     let (log, calls) = serve(&dir, &[], &params, &copy);
     assert!(log.contains("calls made by the serving threads"), "{log}");
-    assert!(calls.get("Write").is_some_and(|&n| n > 0), "{calls:?}");
-    same_bytes(&raw, &disk);
-    check(Command::new("qemu-img").arg("check").arg(&disk));
+    assert!(calls.get("Write").calls > 0, "{}", calls.text);
+    assert_same_as_raw(&raw, &disk);
 
     // Two connections each write 2 bytes into each of 50 sectors, at
     // different places in the sector, both at once, one sector after
@@ -229,19 +184,15 @@ print("rmw ok")
     let run = format!("/usr/bin/python3 {} \"$uri\"", script.display());
     // Not through `serve`: its `-v` logging spaces the requests out enough
     // that the race this looks for no longer happens without the lock.
-    let o = check(
-        Command::new(BIN)
-            .env_remove("LD_LIBRARY_PATH")
+    let o = run_cmd(
+        vddk_nbd()
             .env("FAKE_VDDK_STRICT", "1")
             .env("FAKE_VDDK_LATENCY_US", "1000")
             .args(["-U", "-", "--run", &run, "vddk"])
-            .arg(format!("libdir={}", fake_libdir().display()))
+            .arg(vddk_tests::libdir_param())
             .args(&params),
     );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("rmw ok"),
-        "{o:?}"
-    );
-    check(Command::new("qemu-img").arg("check").arg(&disk));
+    assert!(stdout(&o).contains("rmw ok"), "{o:?}");
+    qemu_check(&disk);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -4,20 +4,22 @@
 mod nbd_common;
 
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::Arc;
 
-use nbd_common::*;
+use nbd_common::{memory, TestServer};
 use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::{Listener, ServerConfig};
+use vddk_tests::cmd::{command, run, run_cmd, status};
+use vddk_tests::images::{noise, s};
+use vddk_tests::nbd::nbdinfo_map;
 
 const MIB: u64 = 1 << 20;
 
 /// A 64 MiB disk with data at 1 MiB (64 KiB) and 8..10 MiB; holes elsewhere.
 fn sample() -> (Arc<MemoryBackend>, Vec<u8>) {
     let disk = memory(64 * MIB);
-    let a = pattern(64 * 1024, 1);
-    let b = pattern(2 * MIB as usize, 2);
+    let a = noise(64 * 1024, 1);
+    let b = noise(2 * MIB as usize, 2);
     disk.fill(MIB, &a);
     disk.fill(8 * MIB, &b);
     let mut image = vec![0u8; 64 * MIB as usize];
@@ -30,13 +32,14 @@ fn sample() -> (Arc<MemoryBackend>, Vec<u8>) {
 fn qemu_img_info_convert_compare() {
     let (disk, image) = sample();
     let srv = TestServer::unix("nbd-qemu-img", disk.clone(), ServerConfig::default());
-    let info = run(Command::new("qemu-img").args(["info", "--output=json", &srv.uri()]));
+    let info = run("qemu-img", ["info", "--output=json", &srv.uri()]);
     assert!(info.contains("\"virtual-size\": 67108864"), "{info}");
 
     let out = srv.dir.join("out.raw");
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "raw", &srv.uri()])
-        .arg(&out));
+    run(
+        "qemu-img",
+        ["convert", "-f", "raw", "-O", "raw", &srv.uri(), s(&out)],
+    );
     assert!(
         std::fs::read(&out).unwrap() == image,
         "converted image differs"
@@ -44,17 +47,18 @@ fn qemu_img_info_convert_compare() {
 
     // Write a new image in through qemu-img and compare both ways.
     let input = srv.dir.join("in.raw");
-    let mut new = pattern(64 * MIB as usize, 3);
+    let mut new = noise(64 * MIB as usize, 3);
     new[4 * MIB as usize..6 * MIB as usize].fill(0);
     std::fs::write(&input, &new).unwrap();
-    run(Command::new("qemu-img")
-        .args(["convert", "-n", "-f", "raw", "-O", "raw"])
-        .arg(&input)
-        .arg(srv.uri()));
-    run(Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "raw"])
-        .arg(&input)
-        .arg(srv.uri()));
+    let uri = srv.uri();
+    run(
+        "qemu-img",
+        ["convert", "-n", "-f", "raw", "-O", "raw", s(&input), &uri],
+    );
+    run(
+        "qemu-img",
+        ["compare", "-f", "raw", "-F", "raw", s(&input), &uri],
+    );
     assert!(
         disk.contents(0, new.len()) == new,
         "disk differs from what qemu-img wrote"
@@ -76,12 +80,13 @@ fn qemu_img_over_tcp() {
         vec![Listener::Tcp(l)],
     );
     let uri = format!("nbd://127.0.0.1:{port}");
-    let info = run(Command::new("qemu-img").args(["info", "--output=json", &uri]));
+    let info = run("qemu-img", ["info", "--output=json", &uri]);
     assert!(info.contains("\"virtual-size\": 67108864"), "{info}");
     let out = dir.join("out.raw");
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "raw", &uri])
-        .arg(&out));
+    run(
+        "qemu-img",
+        ["convert", "-f", "raw", "-O", "raw", &uri, s(&out)],
+    );
     assert!(std::fs::read(&out).unwrap() == image);
     srv.stop();
 }
@@ -96,10 +101,7 @@ fn nbdinfo_size_flags_and_map() {
     };
     let srv = TestServer::unix("nbd-nbdinfo", disk, config);
     let uri = srv.uri();
-    assert_eq!(
-        run(Command::new("nbdinfo").args(["--size", &uri])).trim(),
-        "67108864"
-    );
+    assert_eq!(run("nbdinfo", ["--size", &uri]).trim(), "67108864");
     for (flag, want) in [
         ("--can=write", true),
         ("--can=flush", true),
@@ -112,14 +114,10 @@ fn nbdinfo_size_flags_and_map() {
         ("--can=trim", false),
         ("--is=read-only", false),
     ] {
-        let status = output(Command::new("nbdinfo").args([flag, &uri])).status;
-        assert_eq!(
-            status.code(),
-            Some(if want { 0 } else { 2 }),
-            "nbdinfo {flag}"
-        );
+        let (code, text) = status("nbdinfo", [flag, &uri]);
+        assert_eq!(code, if want { 0 } else { 2 }, "nbdinfo {flag}: {text}");
     }
-    let json = run(Command::new("nbdinfo").args(["--json", &uri]));
+    let json = run("nbdinfo", ["--json", &uri]);
     for want in [
         "\"block_size_minimum\": 512",
         "\"block_size_preferred\": 4096",
@@ -130,23 +128,11 @@ fn nbdinfo_size_flags_and_map() {
     ] {
         assert!(json.contains(want), "{want} missing from {json}");
     }
-    let list = run(Command::new("nbdinfo").args(["--list", "--json", &uri]));
+    let list = run("nbdinfo", ["--list", "--json", &uri]);
     assert!(list.contains("\"export-name\": \"vm-disk\""), "{list}");
 
-    let map = run(Command::new("nbdinfo").args(["--map", &uri]));
-    let rows: Vec<(u64, u64, u32)> = map
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].parse().unwrap(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        rows,
+        nbdinfo_map(&uri),
         vec![
             (0, MIB, 3),
             (MIB, 64 * 1024, 0),
@@ -154,7 +140,6 @@ fn nbdinfo_size_flags_and_map() {
             (8 * MIB, 2 * MIB, 0),
             (10 * MIB, 54 * MIB, 3),
         ],
-        "{map}"
     );
     srv.stop();
 }
@@ -164,20 +149,21 @@ fn nbdcopy_round_trip() {
     let (disk, image) = sample();
     let srv = TestServer::unix("nbd-nbdcopy", disk.clone(), ServerConfig::default());
     let out = srv.dir.join("out.raw");
-    run(Command::new("nbdcopy").arg(srv.uri()).arg(&out));
+    let uri = srv.uri();
+    run("nbdcopy", [uri.as_str(), s(&out)]);
     assert!(
         std::fs::read(&out).unwrap() == image,
         "nbdcopy read differs"
     );
 
     let input = srv.dir.join("in.raw");
-    let mut new = pattern(64 * MIB as usize, 4);
+    let mut new = noise(64 * MIB as usize, 4);
     new[20 * MIB as usize..30 * MIB as usize].fill(0);
     std::fs::write(&input, &new).unwrap();
-    run(Command::new("nbdcopy").arg(&input).arg(srv.uri()));
+    run("nbdcopy", [s(&input), &uri]);
     assert!(disk.contents(0, new.len()) == new, "nbdcopy write differs");
     let back = srv.dir.join("back.raw");
-    run(Command::new("nbdcopy").arg(srv.uri()).arg(&back));
+    run("nbdcopy", [uri.as_str(), s(&back)]);
     assert!(std::fs::read(&back).unwrap() == new);
     srv.stop();
 }
@@ -202,13 +188,13 @@ fn qemu_io_reads_writes_zeroes_flush() {
         "read -P 0x11 2900 100",
         "read -P 0x11 3100 100",
     ];
-    let mut c = Command::new("qemu-io");
+    let mut c = command("qemu-io");
     c.args(["-f", "raw"]);
     for cmd in cmds {
         c.args(["-c", cmd]);
     }
     c.arg(srv.uri());
-    let out = run(&mut c);
+    let out = vddk_tests::cmd::stdout(&run_cmd(&mut c));
     assert!(!out.contains("Pattern verification failed"), "{out}");
     assert!(!out.contains("failed"), "{out}");
     assert_eq!(disk.contents(MIB, 65536), vec![0xab; 65536]);
@@ -229,27 +215,10 @@ fn read_only_export() {
     };
     let srv = TestServer::unix("nbd-readonly", disk.clone(), config);
     let uri = srv.uri();
-    assert_eq!(
-        output(Command::new("nbdinfo").args(["--is=read-only", &uri]))
-            .status
-            .code(),
-        Some(0)
-    );
-    assert_eq!(
-        output(Command::new("nbdinfo").args(["--can=write", &uri]))
-            .status
-            .code(),
-        Some(2)
-    );
-    assert_eq!(
-        output(Command::new("nbdinfo").args(["--can=zero", &uri]))
-            .status
-            .code(),
-        Some(2)
-    );
-    let out = output(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 1 0 4k", &uri]));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status("nbdinfo", ["--is=read-only", &uri]).0, 0);
+    assert_eq!(status("nbdinfo", ["--can=write", &uri]).0, 2);
+    assert_eq!(status("nbdinfo", ["--can=zero", &uri]).0, 2);
+    let (_, text) = status("qemu-io", ["-f", "raw", "-c", "write -P 1 0 4k", &uri]);
     assert!(
         text.contains("ermission denied")
             || text.contains("read-only")

@@ -7,10 +7,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nbd_common::*;
+use nbd_common::{memory, TestServer};
 use vddk_nbd::backend::{Backend, Caps, Done, Error, Extent, ZeroFlags};
 use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::ServerConfig;
+use vddk_tests::cmd::run;
+use vddk_tests::images::{noise, s};
+use vddk_tests::nbd::nbdsh;
+use vddk_tests::nbd::rawclient::Raw as RawClient;
 
 /// Completes requests on other threads after a delay chosen per request;
 /// reads at `PANIC_AT` panic in the calling thread.
@@ -200,7 +204,7 @@ for c in cookies:
 #[test]
 fn several_clients_at_once() {
     let mem = memory(32 << 20);
-    let image = pattern(32 << 20, 7);
+    let image = noise(32 << 20, 7);
     mem.fill(0, &image);
     let srv = TestServer::unix("nbd-cc-clients", mem, ServerConfig::default());
     let input = srv.dir.join("image.raw");
@@ -218,10 +222,11 @@ fn several_clients_at_once() {
                 .unwrap(),
         ));
     }
-    run(Command::new("qemu-img")
-        .args(["compare", "-f", "raw", "-F", "raw"])
-        .arg(&input)
-        .arg(srv.uri()));
+    let uri = srv.uri();
+    run(
+        "qemu-img",
+        ["compare", "-f", "raw", "-F", "raw", s(&input), &uri],
+    );
     for (out, mut child) in children {
         assert!(child.wait().unwrap().success());
         assert!(
@@ -258,15 +263,18 @@ fn vanishing_clients_do_not_disturb_others() {
     c.option(8, &[]);
     drop((a, b, c));
     // Meanwhile another client works normally.
-    let out = run(Command::new("qemu-io").args([
-        "-f",
-        "raw",
-        "-c",
-        "write -P 0x77 1M 1M",
-        "-c",
-        "read -P 0x77 1M 1M",
-        &srv.uri(),
-    ]));
+    let out = run(
+        "qemu-io",
+        [
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0x77 1M 1M",
+            "-c",
+            "read -P 0x77 1M 1M",
+            &srv.uri(),
+        ],
+    );
     assert!(!out.contains("failed"), "{out}");
     srv.wait_idle();
     assert_eq!(

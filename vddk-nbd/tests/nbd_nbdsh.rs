@@ -5,9 +5,11 @@ mod nbd_common;
 
 use std::sync::Arc;
 
-use nbd_common::*;
+use nbd_common::{memory, TestServer};
 use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::ServerConfig;
+use vddk_tests::images::noise;
+use vddk_tests::nbd::nbdsh;
 
 /// 4 MiB disk: data in the 64 KiB cluster at 1 MiB, holes elsewhere.
 fn disk() -> Arc<MemoryBackend> {
@@ -82,7 +84,7 @@ for s in seen: print(s)
 #[test]
 fn unaligned_requests_with_strict_mode_off() {
     let d = disk();
-    d.fill(0, &pattern(8192, 9));
+    d.fill(0, &noise(8192, 9));
     let srv = TestServer::unix("nbd-sh-unaligned", d.clone(), ServerConfig::default());
     nbdsh(
         &srv.socket,
@@ -102,7 +104,7 @@ assert h.pread(1, 1999) == b"Z"
 assert h.pread(5, (4 << 20) - 5) == bytes(5)
 "#,
     );
-    let mut want = pattern(8192, 9);
+    let mut want = noise(8192, 9);
     want[7..10].fill(0);
     want[511..514].copy_from_slice(b"abc");
     want[1000..2000].fill(b'Z');

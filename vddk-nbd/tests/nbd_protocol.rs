@@ -8,8 +8,9 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nbd_common::*;
+use nbd_common::{memory, TestServer};
 use vddk_nbd::{Server, ServerConfig};
+use vddk_tests::nbd::rawclient::Raw as RawClient;
 
 const EINVAL: u32 = 22;
 const ENOSPC: u32 = 28;

@@ -3,54 +3,39 @@
 //! secret does dump core, which shows that this machine writes core
 //! files and that the difference is the server's doing.
 
-#[path = "support/esx.rs"]
-mod esx;
+mod nbd_common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
 
-use vddk_tests::{fake_libdir, scratch_dir};
+use nbd_common::through_sh;
+use vddk_tests::images::make_vmdk;
+use vddk_tests::inventory::{one_vm, ONE_VM_DISK};
+use vddk_tests::process::{signal, wait_for_path};
+use vddk_tests::{libdir_param, scratch_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
 const THUMBPRINT: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
 
 /// Starts the server in `dir` with core files allowed (and kept small),
 /// waits until it listens, aborts it, and returns how it ended and
 /// whether a core file appeared.
 fn abort_server(dir: &Path, args: &[String], inv: &Path) -> (ExitStatus, bool) {
-    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-    let mut child = Command::new("sh")
+    let mut all = vec![
+        "-f".to_string(),
+        "-U".into(),
+        format!("{}/sock", dir.display()),
+        libdir_param(),
+    ];
+    all.extend_from_slice(args);
+    let prefix = "ulimit -c unlimited && echo 0 > /proc/self/coredump_filter && exec";
+    let mut child = through_sh(prefix, &all)
         .current_dir(dir)
-        .env_remove("LD_LIBRARY_PATH")
         .env("FAKE_VDDK_INVENTORY", inv)
-        .arg("-c")
-        .arg(format!(
-            "ulimit -c unlimited && echo 0 > /proc/self/coredump_filter && \
-             exec '{BIN}' -f -U '{}/sock' libdir='{}' {}",
-            dir.display(),
-            fake_libdir().display(),
-            quoted.join(" ")
-        ))
-        .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while !dir.join("sock").exists() {
-        let gone = child.try_wait().unwrap().is_some();
-        if gone || t.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not start listening");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let kill = Command::new("kill")
-        .args(["-ABRT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    wait_for_path(&dir.join("sock"), &mut child);
+    signal(child.id(), "ABRT");
     let status = child.wait().unwrap();
     let core = std::fs::read_dir(dir)
         .unwrap()
@@ -62,17 +47,17 @@ fn abort_server(dir: &Path, args: &[String], inv: &Path) -> (ExitStatus, bool) {
 #[test]
 fn a_server_holding_a_password_dumps_no_core() {
     let dir = scratch_dir("secrets-core");
-    let web = dir.join("ds1/web");
-    std::fs::create_dir_all(&web).unwrap();
-    let disk = web.join("web.vmdk");
-    let made = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "vmdk"])
-        .arg(&disk)
-        .arg("1M")
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let inv = esx::one_vm_inventory(&dir, THUMBPRINT, "pw");
+    let inv = one_vm(
+        &dir,
+        "esx1",
+        &[("thumbprint", THUMBPRINT), ("user", "root:pw")],
+    );
+    let disk = make_vmdk(
+        &dir.join("ds1/web/web.vmdk"),
+        "monolithicSparse",
+        1 << 20,
+        &[],
+    );
 
     // Without a secret: a core file, as for any program on this machine.
     let run = dir.join("plain");
@@ -103,7 +88,7 @@ fn a_server_holding_a_password_dumps_no_core() {
             password,
             format!("thumbprint={THUMBPRINT}"),
             "vm=moref=42".into(),
-            "[ds1] web/web.vmdk".into(),
+            ONE_VM_DISK.into(),
         ];
         let (status, core) = abort_server(&run, &args, &inv);
         assert_eq!(status.signal(), Some(6), "{name}: {status:?}");

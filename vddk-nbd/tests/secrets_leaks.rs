@@ -4,18 +4,22 @@
 //! of the serving process (after its re-exec) or of the `--run` command,
 //! not error messages.
 
-#[path = "support/process.rs"]
-mod process;
+mod nbd_common;
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use process::{check, path_env, raw_contents, BIN};
-use vddk_tests::{fake_libdir, scratch_dir};
+use nbd_common::{through_sh, BIN};
+use vddk_tests::cmd::{output, run};
+use vddk_tests::images::{make_vmdk, qemu_raw};
+use vddk_tests::inventory::{one_vm, ONE_VM_DISK as DISK};
+use vddk_tests::nbd::unix_uri;
+use vddk_tests::process::{signal, wait_until};
+use vddk_tests::{libdir_param, scratch_dir};
 
 /// Distinctive parts of the secrets: none may show up anywhere.
 const PASSWORD_MARK: &str = "7f3c9e1a";
@@ -23,35 +27,25 @@ const COOKIE_MARK: &str = "51d2e8b4";
 const PASSWORD: &str = "Pw 7f3c9e1a!";
 const COOKIE: &str = "vmware_soap_session=\"ck-51d2e8b4\"";
 const THUMBPRINT: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
-const DISK: &str = "[ds1] web/web.vmdk";
 
 /// A simulated ESXi host whose one VM has a 16 MiB disk with data in it.
 fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
-    let web = dir.join("ds1/web");
-    std::fs::create_dir_all(&web).unwrap();
-    let disk = web.join("web.vmdk");
-    check(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "vmdk"])
-            .arg(&disk)
-            .arg("16M"),
+    let user = format!("root:{PASSWORD}");
+    let inv = one_vm(
+        dir,
+        "esx1.example.com",
+        &[
+            ("thumbprint", THUMBPRINT),
+            ("user", &user),
+            ("cookie", COOKIE),
+        ],
     );
-    check(
-        Command::new("qemu-io")
-            .args(["-f", "vmdk", "-c", "write -q -P 0x5a 1M 2M"])
-            .arg(&disk),
+    let disk = make_vmdk(
+        &dir.join("ds1/web/web.vmdk"),
+        "monolithicSparse",
+        16 << 20,
+        &[(1 << 20, 2 << 20, 0x5a)],
     );
-    let inv = dir.join("inventory");
-    std::fs::write(
-        &inv,
-        format!(
-            "[server esx1.example.com]\nthumbprint = {THUMBPRINT}\nuser = root:{PASSWORD}\n\
-             cookie = {COOKIE}\n\n[datastore ds1]\ndir = {}\n\n\
-             [vm esx1.example.com 42]\ndisk = {DISK}\n",
-            dir.join("ds1").display()
-        ),
-    )
-    .unwrap();
     (inv, disk)
 }
 
@@ -72,7 +66,7 @@ fn server_args(dir: &Path, creds: &[String]) -> Vec<String> {
     .map(String::from)
     .to_vec();
     a.push(dir.join("sock").display().to_string());
-    a.push(format!("libdir={}", fake_libdir().display()));
+    a.push(libdir_param());
     a.push("server=esx1.example.com".into());
     a.extend(creds.iter().cloned());
     a.push(format!("thumbprint={THUMBPRINT}"));
@@ -97,22 +91,10 @@ fn run_command(dir: &Path) -> String {
 /// Runs the server through `sh`, with `fd 3` open on `fd3` when given
 /// (for `password=-3`), the fake's inventory set and fake logging on.
 fn run_server(inv: &Path, args: &[String], fd3: Option<&Path>) -> Output {
-    let quoted: Vec<String> = args
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
-        .collect();
     let redirect = fd3
         .map(|p| format!("exec 3< '{}'; ", p.display()))
         .unwrap_or_default();
-    Command::new("sh")
-        .env("PATH", path_env())
-        .env_remove("LD_LIBRARY_PATH")
-        .env("FAKE_VDDK_INVENTORY", inv)
-        .arg("-c")
-        .arg(format!("{redirect}exec '{BIN}' {}", quoted.join(" ")))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run vddk-nbd")
+    output(through_sh(&format!("{redirect}exec"), args).env("FAKE_VDDK_INVENTORY", inv))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -170,10 +152,7 @@ fn clean_session(name: &str, creds: &[String], fd3_contents: Option<&str>) -> St
         assert_clean(f, &read(&dir, f));
     }
     let copied = std::fs::read(dir.join("copy.raw")).unwrap();
-    assert!(
-        copied == raw_contents(&disk),
-        "the copy differs from the disk"
-    );
+    assert!(copied == qemu_raw(&disk), "the copy differs from the disk");
     std::fs::remove_dir_all(&dir).ok();
     cmdline
 }
@@ -326,16 +305,10 @@ fn background_server_never_shows_the_secret() {
     let mut args = server_args(&dir, &["user=root".into(), format!("password={PASSWORD}")]);
     args.retain(|a| a != "-f");
     args.extend(["-P".into(), pidfile.display().to_string()]);
-    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     let (out, err) = (dir.join("launcher.out"), dir.join("launcher.err"));
     // Files, not pipes: the background server keeps its inherited stderr.
-    let status = Command::new("sh")
-        .env("PATH", path_env())
-        .env_remove("LD_LIBRARY_PATH")
+    let status = through_sh("exec", &args)
         .env("FAKE_VDDK_INVENTORY", &inv)
-        .arg("-c")
-        .arg(format!("exec '{BIN}' {}", quoted.join(" ")))
-        .stdin(Stdio::null())
         .stdout(File::create(&out).unwrap())
         .stderr(File::create(&err).unwrap())
         .status()
@@ -349,21 +322,12 @@ fn background_server_never_shows_the_secret() {
     let environ = text(&std::fs::read(format!("/proc/{pid}/environ")).unwrap());
     assert_clean("the background server's environment", &environ);
     let socket = dir.join("sock");
-    let info = check(
-        Command::new("nbdinfo")
-            .arg("--size")
-            .arg(format!("nbd+unix:///?socket={}", socket.display())),
-    );
+    let info = run("nbdinfo", ["--size", &unix_uri(&socket)]);
     assert_eq!(info.trim(), "16777216");
-    check(Command::new("kill").arg(&pid));
-    let t = Instant::now();
-    while pidfile.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the server did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    signal(pid.parse().expect("a pid"), "TERM");
+    wait_until("the server to stop", Duration::from_secs(20), || {
+        !pidfile.exists()
+    });
     assert_clean("the launcher's stdout", &read(&dir, "launcher.out"));
     assert_clean("the launcher's stderr", &read(&dir, "launcher.err"));
     std::fs::remove_dir_all(&dir).ok();

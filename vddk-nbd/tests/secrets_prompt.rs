@@ -3,18 +3,20 @@
 //! the terminal shows must hold the prompt but not the password, while
 //! the session works (so the password typed is the one VDDK got).
 
-#[path = "support/esx.rs"]
-mod esx;
+mod nbd_common;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nbd_common::BIN;
+use vddk_tests::cmd::command;
+use vddk_tests::images::make_vmdk;
+use vddk_tests::inventory::one_vm;
+use vddk_tests::process::wait_timeout;
 use vddk_tests::{fake_libdir, scratch_dir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
 const PASSWORD: &str = "typed 9b4e2d71";
 const MARK: &str = "9b4e2d71";
 const THUMBPRINT: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
@@ -29,12 +31,8 @@ struct Terminal {
 
 impl Terminal {
     fn start(shell_command: &str, env: &[(&str, &Path)]) -> Terminal {
-        let mut child = Command::new("script")
+        let mut child = command("script")
             .args(["-q", "-e", "-E", "always", "-c", shell_command, "/dev/null"])
-            .env(
-                "PATH",
-                format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
-            )
             .env_remove("LD_LIBRARY_PATH")
             .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::piped())
@@ -87,16 +85,8 @@ impl Terminal {
 
     /// Waits for the program to end; returns its success and the screen.
     fn finish(mut self) -> (bool, String) {
-        let t = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if t.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                panic!("still running; the screen shows:\n{}", self.screen());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = wait_timeout(&mut self.child, Duration::from_secs(30)) else {
+            panic!("still running; the screen shows:\n{}", self.screen());
         };
         // The reader thread sees end-of-file once script has gone.
         std::thread::sleep(Duration::from_millis(100));
@@ -112,6 +102,12 @@ impl Drop for Terminal {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A simulated ESXi host `esx1` where root's password is [`PASSWORD`].
+fn inventory(dir: &Path) -> std::path::PathBuf {
+    let user = format!("root:{PASSWORD}");
+    one_vm(dir, "esx1", &[("thumbprint", THUMBPRINT), ("user", &user)])
 }
 
 /// The method itself: on this terminal, a line typed at a plain `read`
@@ -130,16 +126,13 @@ fn the_terminal_echoes_what_is_typed() {
 #[test]
 fn prompt_reads_the_password_without_echo() {
     let dir = scratch_dir("secrets-prompt");
-    let web = dir.join("ds1/web");
-    std::fs::create_dir_all(&web).unwrap();
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "vmdk"])
-        .arg(web.join("web.vmdk"))
-        .arg("8M")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let inv = esx::one_vm_inventory(&dir, THUMBPRINT, PASSWORD);
+    let inv = inventory(&dir);
+    make_vmdk(
+        &dir.join("ds1/web/web.vmdk"),
+        "monolithicSparse",
+        8 << 20,
+        &[],
+    );
     let command = format!(
         "'{BIN}' -v -U - libdir='{}' server=esx1 user=root password=- \
          thumbprint={THUMBPRINT} vm=moref=42 '[ds1] web/web.vmdk' \
@@ -163,8 +156,7 @@ fn prompt_reads_the_password_without_echo() {
 #[test]
 fn prompt_with_a_wrong_password_fails_clearly() {
     let dir = scratch_dir("secrets-prompt-wrong");
-    std::fs::create_dir_all(dir.join("ds1")).unwrap();
-    let inv = esx::one_vm_inventory(&dir, THUMBPRINT, PASSWORD);
+    let inv = inventory(&dir);
     let command = format!(
         "'{BIN}' -f -U - libdir='{}' server=esx1 user=root password=- \
          thumbprint={THUMBPRINT} vm=moref=42 '[ds1] web/web.vmdk'",

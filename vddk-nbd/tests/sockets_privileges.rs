@@ -4,21 +4,23 @@
 //! The identity tests need root (as CI runs them); as another user they
 //! check only the refusal.
 
+mod nbd_common;
+
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vddk_tests::{fake_libdir, scratch_dir};
+use nbd_common::{through_sh as server, BIN};
+use vddk_tests::cmd::{output, stdout};
+use vddk_tests::images::make_vmdk;
+use vddk_tests::nbd::unix_uri;
+use vddk_tests::process::{signal, wait_exit, wait_for_path, wait_until};
+use vddk_tests::{libdir_param, scratch_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
 const NOBODY: u32 = 65534;
-
-fn path_env() -> String {
-    format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default())
-}
 
 fn is_root() -> bool {
     // The owner of /proc/self is the effective user.
@@ -26,38 +28,11 @@ fn is_root() -> bool {
 }
 
 fn disk(dir: &Path) -> PathBuf {
-    let d = dir.join("d.vmdk");
-    let ok = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "vmdk"])
-        .arg(&d)
-        .arg("4M")
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    d
-}
-
-/// `vddk-nbd` through `sh`, after `prefix` (which ends in `exec`, and
-/// may set the umask first or run the server as another user).
-fn server(prefix: &str, args: &[String]) -> Command {
-    let quoted: Vec<String> = args
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
-        .collect();
-    let mut c = Command::new("sh");
-    c.env("PATH", path_env())
-        .env_remove("LD_LIBRARY_PATH")
-        .arg("-c")
-        .arg(format!("{prefix} '{BIN}' {}", quoted.join(" ")))
-        .stdin(Stdio::null());
-    c
+    make_vmdk(&dir.join("d.vmdk"), "monolithicSparse", 4 << 20, &[])
 }
 
 fn base_args(disk: &Path) -> Vec<String> {
-    vec![
-        format!("libdir={}", fake_libdir().display()),
-        disk.display().to_string(),
-    ]
+    vec![libdir_param(), disk.display().to_string()]
 }
 
 /// A running server, killed if the test fails before stopping it.
@@ -78,29 +53,10 @@ impl Running {
     }
 }
 
-fn wait_for_path(p: &Path, child: &mut Child) {
-    let t = Instant::now();
-    while !p.exists() {
-        if let Some(s) = child.try_wait().unwrap() {
-            panic!("the server exited with {s} before listening");
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "no socket");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn stop(mut running: Running) -> Output {
     let mut child = running.0.take().expect("running");
-    let ok = Command::new("kill")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let t = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(20), "did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    signal(child.id(), "TERM");
+    wait_exit(&mut child, Duration::from_secs(20));
     child.wait_with_output().unwrap()
 }
 
@@ -157,12 +113,7 @@ fn unix_socket_is_owner_only_from_the_start() {
     distinct.dedup();
     assert!(seen.iter().all(|m| *m == 0o600), "modes seen: {distinct:?}");
     // Clients still connect, and nothing is left of the staging.
-    let info = Command::new("nbdinfo")
-        .env("PATH", path_env())
-        .arg("--size")
-        .arg(format!("nbd+unix:///?socket={}", sock.display()))
-        .output()
-        .unwrap();
+    let info = output(vddk_tests::cmd::command("nbdinfo").args(["--size", &unix_uri(&sock)]));
     assert!(info.status.success(), "{info:?}");
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -266,12 +217,10 @@ fn root_becomes_nobody_after_binding() {
     wait_for_path(&sock, child.child());
     let pid = child.child().id();
     // Serving (and ready) only once the change is made: poll until then.
-    let t = Instant::now();
     let status = PathBuf::from(format!("/proc/{pid}/status"));
-    while ids(&status).0 != "65534 65534 65534 65534" {
-        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", ids(&status));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the change of user", Duration::from_secs(20), || {
+        ids(&status).0 == "65534 65534 65534 65534"
+    });
     // Every thread, not just the main one, has changed.
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let (uid, gid, groups) = ids(&task.unwrap().path().join("status"));
@@ -283,13 +232,8 @@ fn root_becomes_nobody_after_binding() {
     assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY));
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     // Root, as a client, still reads the disk.
-    let info = Command::new("nbdinfo")
-        .env("PATH", path_env())
-        .arg("--size")
-        .arg(format!("nbd+unix:///?socket={}", sock.display()))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&info.stdout).trim(), "4194304");
+    let info = output(vddk_tests::cmd::command("nbdinfo").args(["--size", &unix_uri(&sock)]));
+    assert_eq!(stdout(&info).trim(), "4194304");
     let o = stop(child);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");

@@ -3,28 +3,19 @@
 //! `thumbprint=auto`, `uri=...?no_verify=1` and a wrong thumbprint against
 //! the fake's simulated ESXi host at the same address.
 
+mod nbd_common;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vddk_tests::{fake_libdir, scratch_dir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
-
-fn check(cmd: &mut Command) -> Output {
-    let o = cmd.output().expect("spawn");
-    assert!(o.status.success(), "{cmd:?} failed: {o:?}");
-    o
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use nbd_common::{run_script, BIN};
+use vddk_tests::cmd::{command, run_cmd, stderr, stdout};
+use vddk_tests::images::{make_vmdk, s};
+use vddk_tests::inventory::{one_vm, Inventory, ONE_VM_DISK};
+use vddk_tests::process::wait_until;
+use vddk_tests::scratch_dir;
 
 /// An `openssl s_server` on a free local port, killed on drop.
 struct TlsServer {
@@ -43,8 +34,8 @@ impl Drop for TlsServer {
 fn tls_server(dir: &Path) -> TlsServer {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    check(
-        Command::new("openssl")
+    run_cmd(
+        command("openssl")
             .args([
                 "req",
                 "-x509",
@@ -79,21 +70,16 @@ fn tls_server(dir: &Path) -> TlsServer {
         .stderr(Stdio::null())
         .spawn()
         .expect("openssl s_server");
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "s_server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("s_server to start", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     TlsServer { child, port, cert }
 }
 
 /// `openssl x509 -fingerprint -<digest>`: the colon-separated value.
 fn openssl_fingerprint(cert: &Path, digest: &str) -> String {
-    let o = check(
-        Command::new("openssl")
+    let o = run_cmd(
+        command("openssl")
             .args(["x509", "-noout", "-fingerprint", digest, "-in"])
             .arg(cert),
     );
@@ -112,7 +98,7 @@ fn subcommand_matches_openssl() {
     let sha256 = openssl_fingerprint(&tls.cert, "-sha256");
     assert_eq!(sha1.len(), 59, "{sha1}");
 
-    let o = check(Command::new(BIN).args(["thumbprint", &format!("127.0.0.1:{}", tls.port)]));
+    let o = run_cmd(Command::new(BIN).args(["thumbprint", &format!("127.0.0.1:{}", tls.port)]));
     assert_eq!(stdout(&o), format!("thumbprint={sha1}\nsha256={sha256}\n"));
 
     // Nothing listening: a clear error, not a hang.
@@ -141,44 +127,41 @@ const DISK_SIZE: u64 = 16 << 20;
 /// The fake's ESXi host at the TLS server's address and port, with the
 /// certificate's thumbprint, and a VM whose disk is on datastore ds1.
 fn inventory(dir: &Path, port: u16, thumbprint: &str) -> PathBuf {
-    let ds = dir.join("ds1/web");
-    std::fs::create_dir_all(&ds).unwrap();
-    check(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "vmdk"])
-            .arg(ds.join("web.vmdk"))
-            .arg(DISK_SIZE.to_string()),
+    let port = port.to_string();
+    let inv = one_vm(
+        dir,
+        "127.0.0.1",
+        &[
+            ("port", &port),
+            ("thumbprint", thumbprint),
+            ("user", "root:pw"),
+        ],
     );
-    let inv = dir.join("inventory");
-    std::fs::write(
-        &inv,
-        format!(
-            "[server 127.0.0.1]\nport = {port}\nthumbprint = {thumbprint}\nuser = root:pw\n\n\
-             [datastore ds1]\ndir = {}\n\n[vm 127.0.0.1 42]\ndisk = [ds1] web/web.vmdk\n",
-            dir.join("ds1").display()
-        ),
-    )
-    .unwrap();
+    make_vmdk(
+        &dir.join("ds1/web/web.vmdk"),
+        "monolithicSparse",
+        DISK_SIZE,
+        &[],
+    );
     inv
 }
 
+/// Runs the server over the inventory with `args` (which name the disk)
+/// until `nbdinfo --size` ends.
+fn serve(inv: &Path, args: &[String]) -> Output {
+    let env = [("FAKE_VDDK_INVENTORY", s(inv))];
+    run_script(&env, args, r#"nbdinfo --size "$uri""#)
+}
+
+/// [`serve`] for VM 42's disk, as root with password `pw`.
 fn serve_remote(inv: &Path, args: &[String]) -> Output {
-    Command::new(BIN)
-        .env(
-            "PATH",
-            format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
-        )
-        .env_remove("LD_LIBRARY_PATH")
-        .env("FAKE_VDDK_INVENTORY", inv)
-        .args(["-U", "-", "-r"])
-        .arg(format!("libdir={}", fake_libdir().display()))
-        .args(args)
-        .arg("password=pw")
-        .arg("vm=moref=42")
-        .arg("[ds1] web/web.vmdk")
-        .args(["--run", r#"nbdinfo --size "$uri""#])
-        .output()
-        .expect("spawn vddk-nbd")
+    let mut args = args.to_vec();
+    args.extend([
+        "password=pw".into(),
+        "vm=moref=42".into(),
+        ONE_VM_DISK.into(),
+    ]);
+    serve(inv, &args)
 }
 
 #[test]
@@ -254,31 +237,29 @@ fn vpx_uri_reaches_a_vcenter_with_a_fetched_thumbprint() {
     let port = tls.port;
     // The same disk set-up as the ESXi case, served by a vCenter instead.
     inventory(&dir, port, &sha1);
-    let inv = dir.join("inventory-vc");
-    std::fs::write(
+    let port_text = port.to_string();
+    let inv = Inventory::new()
+        .server(
+            "localhost",
+            &[
+                ("kind", "vcenter"),
+                ("port", &port_text),
+                ("thumbprint", &sha1),
+                ("user", "administrator@vsphere.local:pw"),
+            ],
+        )
+        .datastore("ds1", &dir.join("ds1"))
+        .vm("localhost", "vm-42", &[("disk", ONE_VM_DISK)])
+        .write(&dir.join("inventory-vc"));
+    let o = serve(
         &inv,
-        format!(
-            "[server localhost]\nkind = vcenter\nport = {port}\nthumbprint = {sha1}\n\
-             user = administrator@vsphere.local:pw\n\n\
-             [datastore ds1]\ndir = {}\n\n[vm localhost vm-42]\ndisk = [ds1] web/web.vmdk\n",
-            dir.join("ds1").display()
-        ),
-    )
-    .unwrap();
-    let o = Command::new(BIN)
-        .env("PATH", format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()))
-        .env_remove("LD_LIBRARY_PATH")
-        .env("FAKE_VDDK_INVENTORY", &inv)
-        .args(["-U", "-", "-r"])
-        .arg(format!("libdir={}", fake_libdir().display()))
-        .arg(format!(
-            "uri=vpx://administrator%40vsphere.local@localhost:{port}/DC1/Cluster%20A/esx1.example.com?no_verify=1"
-        ))
-        .args(["password=pw", "vm=moref=vm-42"])
-        .arg("file=<source file='[ds1] web/web.vmdk'/>")
-        .args(["--run", r#"nbdinfo --size "$uri""#])
-        .output()
-        .unwrap();
+        &[
+            format!("uri=vpx://administrator%40vsphere.local@localhost:{port}/DC1/Cluster%20A/esx1.example.com?no_verify=1"),
+            "password=pw".into(),
+            "vm=moref=vm-42".into(),
+            format!("file=<source file='{ONE_VM_DISK}'/>"),
+        ],
+    );
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o).trim(), DISK_SIZE.to_string());
     assert!(stderr(&o).contains(&format!("thumbprint={sha1}")), "{o:?}");

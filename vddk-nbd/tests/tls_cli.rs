@@ -3,16 +3,16 @@
 //! errors that name the certificate file at fault, and the warning about
 //! listening on every interface without `--tls=require`.
 
-#[path = "support/certs.rs"]
-mod certs;
-#[path = "support/process.rs"]
-mod process;
+mod nbd_common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 use std::sync::OnceLock;
 
-use process::{check, make_vmdk, path_env, raw_contents, BIN};
+use nbd_common::BIN;
+use vddk_tests::certs;
+use vddk_tests::cmd::{command, output, run_cmd, stdout};
+use vddk_tests::images::{make_vmdk, qemu_raw};
 
 fn certs() -> &'static certs::Certs {
     static CERTS: OnceLock<certs::Certs> = OnceLock::new();
@@ -20,35 +20,25 @@ fn certs() -> &'static certs::Certs {
 }
 
 /// A 16 MiB sparse VMDK with data at 1 MiB and 9 MiB.
-fn disk(dir: &Path) -> std::path::PathBuf {
-    let disk = make_vmdk(dir, "disk.vmdk", 16 << 20, "monolithicSparse");
-    check(
-        Command::new("qemu-io")
-            .args([
-                "-f",
-                "vmdk",
-                "-c",
-                "write -P 0x5a 1M 64k",
-                "-c",
-                "write -P 0xc3 9M 1M",
-            ])
-            .arg(&disk),
-    );
-    disk
+fn disk(dir: &Path) -> PathBuf {
+    make_vmdk(
+        &dir.join("disk.vmdk"),
+        "monolithicSparse",
+        16 << 20,
+        &[(1 << 20, 64 << 10, 0x5a), (9 << 20, 1 << 20, 0xc3)],
+    )
 }
 
 /// Runs `vddk-nbd FLAGS vddk libdir=... DISK` to completion.
 fn vddk_nbd(disk: &Path, flags: &[&str]) -> Output {
-    Command::new(BIN)
-        .env("PATH", path_env())
-        .env_remove("LD_LIBRARY_PATH")
-        .args(flags)
-        .arg("vddk")
-        .arg(format!("libdir={}", vddk_tests::fake_libdir().display()))
-        .arg(disk)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run vddk-nbd")
+    output(
+        nbd_common::vddk_nbd()
+            .args(flags)
+            .arg("vddk")
+            .arg(vddk_tests::libdir_param())
+            .arg(disk)
+            .stdin(Stdio::null()),
+    )
 }
 
 fn text(b: &[u8]) -> String {
@@ -88,7 +78,7 @@ if nbdinfo --size "nbd://localhost:$port" 2>/dev/null; then echo "plain client s
     assert!(o.status.success(), "{o:?}\nstderr: {}", text(&o.stderr));
     let copied = std::fs::read(&out).expect("read the copy");
     assert!(
-        copied == raw_contents(&disk),
+        copied == qemu_raw(&disk),
         "the copy over TLS differs from the disk"
     );
 }
@@ -211,11 +201,11 @@ print("ok")
         libdir = vddk_tests::fake_libdir().display(),
         disk = disk.display().to_string(),
     );
-    let out = check(
-        Command::new("nbdsh")
+    let out = stdout(&run_cmd(
+        command("nbdsh")
             .env_remove("LD_LIBRARY_PATH")
             .arg("-c")
             .arg(script),
-    );
+    ));
     assert_eq!(out.trim(), "ok");
 }

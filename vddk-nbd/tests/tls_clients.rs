@@ -4,18 +4,19 @@
 //! `--tls-verify-peer`: a client certificate the CA signed is let in, no
 //! certificate or one from another CA is not.
 
-#[path = "support/certs.rs"]
-mod certs;
 mod nbd_common;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::Output;
 use std::sync::{Arc, OnceLock};
 
-use nbd_common::*;
+use nbd_common::{memory, TestServer};
 use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::tls::{Tls, TlsMode};
 use vddk_nbd::ServerConfig;
+use vddk_tests::certs;
+use vddk_tests::cmd::{command, output, run};
+use vddk_tests::images::{noise, s};
 
 const SIZE: u64 = 8 << 20;
 
@@ -28,8 +29,8 @@ fn certs() -> &'static certs::Certs {
 fn server(name: &str, mode: TlsMode, verify_peer: bool) -> (TestServer, Arc<MemoryBackend>) {
     let tls = Tls::load(mode, &certs().server, verify_peer).expect("load the test certificates");
     let disk = memory(SIZE);
-    disk.fill(0, &pattern(1 << 20, 1));
-    disk.fill(SIZE - (1 << 20), &pattern(1 << 20, 2));
+    disk.fill(0, &noise(1 << 20, 1));
+    disk.fill(SIZE - (1 << 20), &noise(1 << 20, 2));
     let config = ServerConfig {
         tls: Some(tls),
         ..ServerConfig::default()
@@ -46,22 +47,19 @@ fn nbds(srv: &TestServer, certs: &Path) -> String {
     )
 }
 
-fn nbdinfo_size(uri: &str) -> std::process::Output {
-    output(Command::new("nbdinfo").args(["--size", uri]))
+fn nbdinfo_size(uri: &str) -> Output {
+    output(command("nbdinfo").args(["--size", uri]))
 }
 
 #[test]
 fn nbdinfo_and_nbdcopy_over_nbds() {
     let (srv, disk) = server("tls-nbdcopy", TlsMode::Require, false);
     let uri = nbds(&srv, &certs().anonymous);
-    assert_eq!(
-        run(Command::new("nbdinfo").args(["--size", &uri])).trim(),
-        SIZE.to_string()
-    );
+    assert_eq!(run("nbdinfo", ["--size", &uri]).trim(), SIZE.to_string());
 
     // Out: the whole disk, compared with what the server holds.
     let out = srv.dir.join("out.raw");
-    run(Command::new("nbdcopy").arg(&uri).arg(&out));
+    run("nbdcopy", [uri.as_str(), s(&out)]);
     let copied = std::fs::read(&out).expect("read the copy");
     assert_eq!(copied.len() as u64, SIZE);
     assert!(
@@ -70,10 +68,10 @@ fn nbdinfo_and_nbdcopy_over_nbds() {
     );
 
     // In: new contents written through TLS land in the disk.
-    let new = pattern(SIZE as usize, 3);
+    let new = noise(SIZE as usize, 3);
     let input = srv.dir.join("in.raw");
     std::fs::write(&input, &new).expect("write the input");
-    run(Command::new("nbdcopy").arg(&input).arg(&uri));
+    run("nbdcopy", [s(&input), &uri]);
     assert!(
         disk.contents(0, SIZE as usize) == new,
         "nbdcopy over TLS wrote different bytes"
@@ -98,12 +96,22 @@ fn qemu_img_reads_and_writes_with_x509_credentials() {
     );
     let nbd = format!("driver=nbd,host=localhost,port={},tls-creds=tls0", srv.port);
     let src = srv.dir.join("src.raw");
-    let data = pattern(SIZE as usize, 9);
+    let data = noise(SIZE as usize, 9);
     std::fs::write(&src, &data).expect("write the source");
-    run(Command::new("qemu-img")
-        .args(["convert", "-n", "--object", &creds, "-f", "raw"])
-        .arg(&src)
-        .args(["--target-image-opts", &nbd]));
+    run(
+        "qemu-img",
+        [
+            "convert",
+            "-n",
+            "--object",
+            &creds,
+            "-f",
+            "raw",
+            s(&src),
+            "--target-image-opts",
+            &nbd,
+        ],
+    );
     assert!(
         disk.contents(0, SIZE as usize) == data,
         "qemu-img wrote different bytes over TLS"
@@ -112,26 +120,24 @@ fn qemu_img_reads_and_writes_with_x509_credentials() {
         "driver=raw,file.driver=file,file.filename={}",
         src.display()
     );
-    let cmp = run(Command::new("qemu-img").args([
-        "compare",
-        "--object",
-        &creds,
-        "--image-opts",
-        &file,
-        &nbd,
-    ]));
-    assert!(cmp.contains("Images are identical"), "{cmp}");
+    let compare = || {
+        output(command("qemu-img").args([
+            "compare",
+            "--object",
+            &creds,
+            "--image-opts",
+            &file,
+            &nbd,
+        ]))
+    };
+    let cmp = compare();
+    assert!(cmp.status.success(), "{cmp:?}");
+    let text = String::from_utf8_lossy(&cmp.stdout);
+    assert!(text.contains("Images are identical"), "{text}");
 
     // Wrong data must show: change one byte in the disk.
     disk.fill(SIZE / 2, &[data[(SIZE / 2) as usize] ^ 0xff]);
-    let cmp = output(Command::new("qemu-img").args([
-        "compare",
-        "--object",
-        &creds,
-        "--image-opts",
-        &file,
-        &nbd,
-    ]));
+    let cmp = compare();
     assert_eq!(cmp.status.code(), Some(1), "{cmp:?}");
 }
 
@@ -181,8 +187,5 @@ fn nbds_over_a_unix_socket() {
         srv.socket.display(),
         certs().anonymous.display()
     );
-    assert_eq!(
-        run(Command::new("nbdinfo").args(["--size", &uri])).trim(),
-        SIZE.to_string()
-    );
+    assert_eq!(run("nbdinfo", ["--size", &uri]).trim(), SIZE.to_string());
 }

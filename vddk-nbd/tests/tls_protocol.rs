@@ -4,8 +4,6 @@
 //! upgrade, bytes pipelined behind STARTTLS, the handshake timeout, and
 //! close_notify after NBD_CMD_DISC.
 
-#[path = "support/certs.rs"]
-mod certs;
 mod nbd_common;
 
 use std::io::{Read, Write};
@@ -14,14 +12,16 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use nbd_common::rawclient::*;
-use nbd_common::*;
+use nbd_common::{memory, TestServer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::tls::{Tls, TlsMode};
 use vddk_nbd::ServerConfig;
+use vddk_tests::certs;
+use vddk_tests::images::noise;
+use vddk_tests::nbd::rawclient::{Raw as RawClient, *};
 
 const REP_ERR_TLS_REQD: u32 = (1 << 31) + 5;
 
@@ -37,7 +37,7 @@ fn server(name: &str, mode: TlsMode, timeout: Duration) -> (TestServer, Arc<Memo
         m => Some(Tls::load(m, &certs().server, false).expect("load the test certificates")),
     };
     let disk = memory(1 << 20);
-    disk.fill(0, &pattern(4096, 7));
+    disk.fill(0, &noise(4096, 7));
     let config = ServerConfig {
         tls,
         handshake_timeout: timeout,
@@ -190,7 +190,7 @@ fn starttls_twice_is_invalid_and_transmission_runs_over_tls() {
     assert_eq!(r.last().map(|r| r.1), Some(REP_ACK), "GO over TLS: {r:?}");
 
     // A write and a read back, larger than one TLS record.
-    let data = pattern(256 * 1024, 11);
+    let data = noise(256 * 1024, 11);
     let req = RawClient::request_bytes(CMD_WRITE, F_FUA, 5, 65536, data.len() as u32, &data);
     s.write_all(&req).expect("send a write");
     let h = read_exact(&mut s, 16);
@@ -201,7 +201,7 @@ fn starttls_twice_is_invalid_and_transmission_runs_over_tls() {
     let h = read_exact(&mut s, 20);
     assert_eq!(be32(&h), STRUCTURED_MAGIC);
     let payload = read_exact(&mut s, be32(&h[16..]) as usize);
-    assert_eq!(&payload[8..], &pattern(4096, 7)[..]);
+    assert_eq!(&payload[8..], &noise(4096, 7)[..]);
 
     // DISC: the server ends TLS with close_notify, which rustls reports
     // as a clean end (Ok(0)) rather than UnexpectedEof.
@@ -235,7 +235,7 @@ fn plain_text_options_are_forgotten_at_starttls() {
         "structured replies were not renegotiated"
     );
     assert_eq!(be32(&h[4..]), 0);
-    assert_eq!(read_exact(&mut s, 512), pattern(4096, 7)[..512]);
+    assert_eq!(read_exact(&mut s, 512), noise(4096, 7)[..512]);
 }
 
 #[test]

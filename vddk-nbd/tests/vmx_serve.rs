@@ -2,49 +2,34 @@
 //! its device, checked with nbdinfo --list, qemu-img compare per export
 //! and nbdcopy reading three exports in parallel.
 
+mod nbd_common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use vddk_tests::{fake_libdir, scratch_dir};
+use nbd_common::{run_script, BIN};
+use vddk_tests::images::{assert_same_as_raw, make_vmdk};
+use vddk_tests::scratch_dir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
-
-fn path_env() -> String {
-    format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default())
-}
-
-fn check(cmd: &mut Command) -> Output {
-    let o = cmd.output().expect("spawn");
-    assert!(o.status.success(), "{cmd:?} failed: {o:?}");
-    o
-}
-
-/// A VMDK of `size` with `pattern` in its second MiB.
-fn disk(dir: &Path, name: &str, size: &str, pattern: &str) -> PathBuf {
-    let d = dir.join(name);
-    check(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "vmdk"])
-            .arg(&d)
-            .arg(size),
-    );
-    check(
-        Command::new("qemu-io")
-            .args(["-f", "vmdk", "-c", &format!("write -q -P {pattern} 1M 1M")])
-            .arg(&d),
-    );
-    d
+/// A VMDK of `mib` MiB with `byte` in its second MiB.
+fn disk(dir: &Path, name: &str, mib: u64, byte: u8) -> PathBuf {
+    make_vmdk(
+        &dir.join(name),
+        "monolithicSparse",
+        mib << 20,
+        &[(1 << 20, 1 << 20, byte)],
+    )
 }
 
 /// A VM with SCSI, SATA, NVMe and IDE disks, a CD-ROM and a disk that is
 /// not present; one disk lives in a subdirectory and one by absolute path.
 fn vm(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("sub")).unwrap();
-    disk(dir, "boot.vmdk", "8M", "0x11");
-    disk(&dir.join("sub"), "data.vmdk", "12M", "0x22");
-    let abs = disk(dir, "fast disk.vmdk", "4M", "0x33");
-    disk(dir, "old.vmdk", "6M", "0x44");
-    disk(dir, "gone.vmdk", "2M", "0x55");
+    disk(dir, "boot.vmdk", 8, 0x11);
+    disk(&dir.join("sub"), "data.vmdk", 12, 0x22);
+    let abs = disk(dir, "fast disk.vmdk", 4, 0x33);
+    disk(dir, "old.vmdk", 6, 0x44);
+    disk(dir, "gone.vmdk", 2, 0x55);
     let vmx = dir.join("vm.vmx");
     std::fs::write(
         &vmx,
@@ -80,18 +65,9 @@ ethernet0.present = "TRUE"
 }
 
 fn serve(vmx: &Path, script: &str) -> Output {
-    Command::new(BIN)
-        .env("PATH", path_env())
-        .env_remove("LD_LIBRARY_PATH")
-        .env_remove("FAKE_VDDK_INVENTORY")
-        // Any breach of VDDK's threading rules aborts the server.
-        .env("FAKE_VDDK_STRICT", "1")
-        .args(["-U", "-", "-r"])
-        .arg(format!("libdir={}", fake_libdir().display()))
-        .arg(format!("vmx={}", vmx.display()))
-        .args(["--run", script])
-        .output()
-        .expect("spawn vddk-nbd")
+    // Any breach of VDDK's threading rules aborts the server.
+    let strict = [("FAKE_VDDK_STRICT", "1")];
+    run_script(&strict, &[format!("vmx={}", vmx.display())], script)
 }
 
 #[test]
@@ -170,12 +146,7 @@ if nbdinfo --size "$(u scsi9:9)" 2>out/err; then exit 3; fi
         ("1.raw", "sub/data.vmdk"),
         ("2.raw", "old.vmdk"),
     ] {
-        check(
-            Command::new("qemu-img")
-                .args(["compare", "-q", "-f", "raw", "-F", "vmdk"])
-                .arg(out.join(raw))
-                .arg(dir.join(vmdk)),
-        );
+        assert_same_as_raw(&out.join(raw), &dir.join(vmdk));
     }
     let err = std::fs::read_to_string(out.join("err")).unwrap();
     assert!(err.contains("scsi9:9"), "{err}");

@@ -1,12 +1,11 @@
 //! A byte-level NBD client for hostile, fault and durability tests: it
 //! sends exactly what a test says, including what no well-behaved client
 //! would, and reports a close by the server as a value instead of a panic.
-#![allow(dead_code)]
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
 pub const OPTION_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
@@ -384,25 +383,4 @@ pub fn served_read_only(socket: &Path) {
     assert_eq!(c.error_chunk(912).0, EPERM);
     c.request(CMD_DISC, 0, 913, 0, 0, &[]);
     assert!(c.closed(), "the server closes after DISC");
-}
-
-/// Threads, open descriptors and resident memory (KiB) of this process.
-pub fn process_usage() -> (usize, usize, u64) {
-    let count = |dir: &str| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    (count("/proc/self/task"), count("/proc/self/fd"), rss)
-}
-
-/// Waits until `cond` holds, up to `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

@@ -1,12 +1,14 @@
-//! Shared by the nbd_* tests: an in-process server on a Unix socket and
-//! helpers to run the real NBD clients against it.
-#![allow(dead_code)]
+//! What the vddk-nbd tests share that needs vddk-nbd itself: an
+//! in-process server over a [`Backend`] on a Unix socket or a TCP port,
+//! and the `vddk-nbd` binary over the fake VDDK. Clients, tools, images
+//! and processes come from `vddk_tests`.
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,6 +16,79 @@ use std::time::{Duration, Instant};
 use vddk_nbd::backend::Backend;
 use vddk_nbd::plugins::MemoryBackend;
 use vddk_nbd::{Listener, Server, ServerConfig, ShutdownHandle};
+use vddk_tests::process::ServerProcess;
+
+/// The `vddk-nbd` binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_vddk-nbd");
+
+/// The binary with /usr/bin first on PATH, no inherited library path and
+/// none of the fake's inventory and fault knobs from the environment.
+pub fn vddk_nbd() -> Command {
+    let mut cmd = vddk_tests::cmd::command(BIN);
+    cmd.env_remove("LD_LIBRARY_PATH")
+        .env_remove("FAKE_VDDK_INVENTORY")
+        .env_remove("FAKE_VDDK_FAIL")
+        .env_remove("FAKE_VDDK_FAIL_PROB");
+    cmd
+}
+
+/// `vddk-nbd ARGS` through `sh -c`, after `prefix` (a shell command ending
+/// in `exec`, which may open descriptors, set limits or change user
+/// first), with the environment of [`vddk_nbd`] and stdin closed.
+pub fn through_sh(prefix: &str, args: &[String]) -> Command {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let mut cmd = vddk_tests::cmd::command("sh");
+    cmd.env_remove("LD_LIBRARY_PATH")
+        .env_remove("FAKE_VDDK_INVENTORY")
+        .env_remove("FAKE_VDDK_FAIL")
+        .env_remove("FAKE_VDDK_FAIL_PROB")
+        .arg("-c")
+        .arg(format!("{prefix} '{BIN}' {}", quoted.join(" ")))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `vddk-nbd -U - -r libdir=FAKE ARGS --run SCRIPT` with `env` set, run to
+/// its end: the read-only server on a private socket for as long as
+/// `SCRIPT` (a shell command that finds it at `$uri`) runs.
+pub fn run_script(env: &[(&str, &str)], args: &[String], script: &str) -> Output {
+    vddk_tests::cmd::output(
+        vddk_nbd()
+            .envs(env.iter().copied())
+            .args(["-U", "-", "-r"])
+            .arg(vddk_tests::libdir_param())
+            .args(args)
+            .args(["--run", script]),
+    )
+}
+
+/// `vddk-nbd -f -v -U dir/nbd.sock vddk libdir=FAKE DISK` with `env`
+/// (fault knobs) set, for tests that run it to completion themselves.
+pub fn disk_command(dir: &Path, disk: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = vddk_nbd();
+    cmd.envs(env.iter().copied())
+        .args(["-f", "-v", "-U"])
+        .arg(dir.join("nbd.sock"))
+        .arg("vddk")
+        .arg(vddk_tests::libdir_param())
+        .arg(disk)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// [`disk_command`] with extra disk `params` (`io=direct`), started, its
+/// stderr in `dir/server.stderr`, once its socket is there.
+pub fn serve_disk(dir: &Path, disk: &Path, env: &[(&str, &str)], params: &[&str]) -> ServerProcess {
+    ServerProcess::spawn(
+        disk_command(dir, disk, env).args(params),
+        dir.join("nbd.sock"),
+        dir.join("server.stderr"),
+    )
+}
 
 /// A server running in a thread until dropped.
 pub struct TestServer {
@@ -72,7 +147,7 @@ impl TestServer {
 
     /// The NBD URI of the socket.
     pub fn uri(&self) -> String {
-        format!("nbd+unix:///?socket={}", self.socket.display())
+        vddk_tests::nbd::unix_uri(&self.socket)
     }
 
     /// Connections open right now.
@@ -123,51 +198,3 @@ impl Drop for TestServer {
 pub fn memory(size: u64) -> Arc<MemoryBackend> {
     Arc::new(MemoryBackend::new(size))
 }
-
-/// A deterministic, non-repeating-looking byte pattern.
-pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// Runs a command with /usr/bin first on PATH (Debian's python3 has the
-/// nbd module) and returns its output, whatever the exit status.
-pub fn output(cmd: &mut Command) -> Output {
-    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
-    cmd.env("PATH", path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-/// Runs a command, asserts it succeeded, returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a Python script under nbdsh (`h` is an unconnected handle, `nbd`
-/// is imported, `sock` is the socket path); returns stdout.
-pub fn nbdsh(socket: &Path, script: &str) -> String {
-    let full = format!("sock = {:?}\n{script}", socket.display().to_string());
-    run(Command::new("nbdsh").arg("-c").arg(full))
-}
-
-/// The byte-level NBD client the hostile suites use too.
-#[path = "../support/rawclient.rs"]
-pub mod rawclient;
-#[allow(unused_imports)]
-pub use rawclient::{Chunk, OptReply, Raw as RawClient};
