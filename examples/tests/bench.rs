@@ -4,14 +4,22 @@
 mod common;
 
 use common::*;
+use vddk_tests::cmd::run;
+use vddk_tests::images::make_vmdk;
+use vddk_tests::{libdir_param, scratch_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vddk-bench");
 
 #[test]
 fn table_has_a_row_per_run_with_ordered_percentiles() {
     let dir = scratch_dir("ex-bench");
-    let disk = make_vmdk(&dir, "b.vmdk", 16 << 20, &[(0, 16 << 20, 1)]);
-    let out = ok(example(BIN).arg(libdir()).arg(&disk).args([
+    let disk = make_vmdk(
+        &dir.join("b.vmdk"),
+        "monolithicSparse",
+        16 << 20,
+        &[(0, 16 << 20, 1)],
+    );
+    let out = ok(example(BIN).arg(libdir_param()).arg(&disk).args([
         "-m",
         "read,randread",
         "-b",
@@ -50,10 +58,10 @@ fn table_has_a_row_per_run_with_ordered_percentiles() {
 #[test]
 fn latency_knob_shows_in_the_percentiles() {
     let dir = scratch_dir("ex-bench-latency");
-    let disk = make_vmdk(&dir, "b.vmdk", 4 << 20, &[]);
+    let disk = make_vmdk(&dir.join("b.vmdk"), "monolithicSparse", 4 << 20, &[]);
     let json = ok(example(BIN)
         .env("FAKE_VDDK_ASYNC_LATENCY_US", "5000")
-        .arg(libdir())
+        .arg(libdir_param())
         .arg(&disk)
         .arg("io=pipelined")
         .args(["--json", "-b", "64K", "-q", "4", "--total", "2M"]));
@@ -77,19 +85,19 @@ fn latency_knob_shows_in_the_percentiles() {
 #[test]
 fn writes_need_consent_and_write_the_disk() {
     let dir = scratch_dir("ex-bench-write");
-    let disk = make_vmdk(&dir, "w.vmdk", 4 << 20, &[]);
+    let disk = make_vmdk(&dir.join("w.vmdk"), "monolithicSparse", 4 << 20, &[]);
     let err = fails(
-        example(BIN).arg(libdir()).arg(&disk).args(["-m", "write"]),
+        example(BIN)
+            .arg(libdir_param())
+            .arg(&disk)
+            .args(["-m", "write"]),
         1,
     );
     assert!(err.contains("--allow-writes"), "{err}");
-    let map = tool(
-        "qemu-img",
-        &["map", "--output=json", disk.to_str().unwrap()],
-    );
+    let map = run("qemu-img", ["map", "--output=json", disk.to_str().unwrap()]);
     assert_eq!(json_eval(&map, "any(e['data'] for e in d)"), "false");
 
-    ok(example(BIN).arg(libdir()).arg(&disk).args([
+    ok(example(BIN).arg(libdir_param()).arg(&disk).args([
         "-m",
         "write",
         "--allow-writes",
@@ -100,16 +108,19 @@ fn writes_need_consent_and_write_the_disk() {
         "--total",
         "1M",
     ]));
-    tool("qemu-img", &["check", "-q", disk.to_str().unwrap()]);
-    let map = tool(
-        "qemu-img",
-        &["map", "--output=json", disk.to_str().unwrap()],
-    );
+    run("qemu-img", ["check", "-q", disk.to_str().unwrap()]);
+    let map = run("qemu-img", ["map", "--output=json", disk.to_str().unwrap()]);
     assert_eq!(
         json_eval(&map, "sum(e['length'] for e in d if e['data'])"),
         (1 << 20).to_string()
     );
-    let err = fails(example(BIN).arg(libdir()).arg(&disk).args(["-m", "seq"]), 1);
+    let err = fails(
+        example(BIN)
+            .arg(libdir_param())
+            .arg(&disk)
+            .args(["-m", "seq"]),
+        1,
+    );
     assert!(err.contains("randwrite"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use vddk_tests::cmd::{output, run};
+use vddk_tests::images::{convert_to_raw, make_vmdk, same_bytes};
+use vddk_tests::{libdir_param, scratch_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vddk-copy");
 const MIB: u64 = 1 << 20;
@@ -16,8 +19,8 @@ const MIB: u64 = 1 << 20;
 /// Data at 1M (3 MiB), at 20M (512 KiB) and in the last 64 KiB.
 fn source(dir: &Path, size: u64) -> std::path::PathBuf {
     make_vmdk(
-        dir,
-        "src.vmdk",
+        &dir.join("src.vmdk"),
+        "monolithicSparse",
         size,
         &[
             (MIB, 3 * MIB, 0xab),
@@ -41,12 +44,12 @@ fn copy_matches_qemu_img_and_reads_only_allocated_blocks() {
     let size = 32 * MIB;
     let src = source(&dir, size);
     let expected = dir.join("expected.raw");
-    qemu_raw(&src, &expected);
+    convert_to_raw(&src, &expected);
     let out = dir.join("out.raw");
     let stats = dir.join("stats");
     let text = ok(example(BIN)
         .env("FAKE_VDDK_STATS", &stats)
-        .arg(libdir())
+        .arg(libdir_param())
         .arg(&src)
         .args(["--output", out.to_str().unwrap(), "--checksum", "sha256"]));
     assert!(
@@ -75,11 +78,11 @@ fn failed_copy_resumes_from_its_state_file() {
     let size = 24 * MIB;
     let src = source(&dir, size);
     let expected = dir.join("expected.raw");
-    qemu_raw(&src, &expected);
+    convert_to_raw(&src, &expected);
     let out = dir.join("out.raw");
     let state = dir.join("out.raw.vddk-copy-state");
     let args = |c: &mut std::process::Command| {
-        c.arg(libdir()).arg(&src).args([
+        c.arg(libdir_param()).arg(&src).args([
             "-o",
             out.to_str().unwrap(),
             "--request-size",
@@ -125,15 +128,20 @@ fn failed_copy_resumes_from_its_state_file() {
 fn killed_copy_resumes() {
     let dir = scratch_dir("ex-copy-kill");
     let size = 16 * MIB;
-    let src = make_vmdk(&dir, "src.vmdk", size, &[(0, 12 * MIB, 0x77)]);
+    let src = make_vmdk(
+        &dir.join("src.vmdk"),
+        "monolithicSparse",
+        size,
+        &[(0, 12 * MIB, 0x77)],
+    );
     let expected = dir.join("expected.raw");
-    qemu_raw(&src, &expected);
+    convert_to_raw(&src, &expected);
     let out = dir.join("out.raw");
     let state = dir.join("out.raw.vddk-copy-state");
     // 20 ms per async request, two at a time, 64 KiB each: about two seconds.
     let mut child = example(BIN)
         .env("FAKE_VDDK_ASYNC_LATENCY_US", "20000")
-        .arg(libdir())
+        .arg(libdir_param())
         .arg(&src)
         .arg("io=pipelined")
         .args([
@@ -160,11 +168,11 @@ fn killed_copy_resumes() {
         done > 0 && done < 12 * MIB,
         "killed too late to test resume: {done}"
     );
-    let text =
-        ok(example(BIN)
-            .arg(libdir())
-            .arg(&src)
-            .args(["-o", out.to_str().unwrap(), "--resume"]));
+    let text = ok(example(BIN).arg(libdir_param()).arg(&src).args([
+        "-o",
+        out.to_str().unwrap(),
+        "--resume",
+    ]));
     assert!(text.contains("resumed at byte"), "{text}");
     assert!(
         same_bytes(&out, &expected),
@@ -177,12 +185,17 @@ fn killed_copy_resumes() {
 fn resume_from_offset_leaves_the_prefix_alone() {
     let dir = scratch_dir("ex-copy-offset");
     let size = 8 * MIB;
-    let src = make_vmdk(&dir, "src.vmdk", size, &[(0, size, 0x42)]);
+    let src = make_vmdk(
+        &dir.join("src.vmdk"),
+        "monolithicSparse",
+        size,
+        &[(0, size, 0x42)],
+    );
     let out = dir.join("out.raw");
     // A file whose first 4 MiB are "already copied" (marked 0xee) and
     // whose rest is stale garbage.
     std::fs::write(&out, vec![0xeeu8; size as usize]).unwrap();
-    ok(example(BIN).arg(libdir()).arg(&src).args([
+    ok(example(BIN).arg(libdir_param()).arg(&src).args([
         "-o",
         out.to_str().unwrap(),
         "--resume-from",
@@ -198,7 +211,7 @@ fn resume_from_offset_leaves_the_prefix_alone() {
         "tail not copied"
     );
     let err = fails(
-        example(BIN).arg(libdir()).arg(&src).args([
+        example(BIN).arg(libdir_param()).arg(&src).args([
             "-o",
             out.to_str().unwrap(),
             "--resume-from",
@@ -221,19 +234,24 @@ fn raw_image_into_a_disk() {
     let raw_path = dir.join("in.raw");
     std::fs::write(&raw_path, &raw).unwrap();
     // The target already holds data everywhere: zeroes must overwrite it.
-    let target = make_vmdk(&dir, "t.vmdk", size, &[(0, size, 0xff)]);
+    let target = make_vmdk(
+        &dir.join("t.vmdk"),
+        "monolithicSparse",
+        size,
+        &[(0, size, 0xff)],
+    );
     // Stopped by the fourth write (1 MiB each), then resumed.
     let err = fails(
         example(BIN)
             .env("FAKE_VDDK_FAIL", "write:4")
-            .arg(libdir())
+            .arg(libdir_param())
             .arg(&target)
             .args(["--from-raw", raw_path.to_str().unwrap()]),
         1,
     );
     assert!(err.contains("--resume-from 3145728"), "{err}");
     let text = ok(example(BIN)
-        .arg(libdir())
+        .arg(libdir_param())
         .arg(&target)
         .args([
             "--from-raw",
@@ -244,9 +262,9 @@ fn raw_image_into_a_disk() {
         .arg("--resume"));
     assert!(text.contains("resumed at byte 3145728"), "{text}");
     assert_eq!(field(&text, "sha256"), sha256sum(&raw_path));
-    let cmp = tool(
+    let cmp = run(
         "qemu-img",
-        &[
+        [
             "compare",
             "-f",
             "raw",
@@ -257,11 +275,11 @@ fn raw_image_into_a_disk() {
         ],
     );
     assert!(cmp.contains("identical"), "{cmp}");
-    tool("qemu-img", &["check", "-q", target.to_str().unwrap()]);
+    run("qemu-img", ["check", "-q", target.to_str().unwrap()]);
 
     // Into a fresh sparse disk, zero blocks are skipped.
-    let fresh = make_vmdk(&dir, "fresh.vmdk", size, &[]);
-    let text = ok(example(BIN).arg(libdir()).arg(&fresh).args([
+    let fresh = make_vmdk(&dir.join("fresh.vmdk"), "monolithicSparse", size, &[]);
+    let text = ok(example(BIN).arg(libdir_param()).arg(&fresh).args([
         "--from-raw",
         raw_path.to_str().unwrap(),
         "--request-size",
@@ -271,9 +289,9 @@ fn raw_image_into_a_disk() {
         text.contains(&format!("{} bytes transferred", MIB + 65536)),
         "{text}"
     );
-    let cmp = tool(
+    let cmp = run(
         "qemu-img",
-        &[
+        [
             "compare",
             "-f",
             "raw",
@@ -286,10 +304,10 @@ fn raw_image_into_a_disk() {
     assert!(cmp.contains("identical"), "{cmp}");
 
     // A raw image larger than the disk is refused before anything is written.
-    let small = make_vmdk(&dir, "small.vmdk", MIB, &[]);
+    let small = make_vmdk(&dir.join("small.vmdk"), "monolithicSparse", MIB, &[]);
     let err = fails(
         example(BIN)
-            .arg(libdir())
+            .arg(libdir_param())
             .arg(&small)
             .args(["--from-raw", raw_path.to_str().unwrap()]),
         1,
@@ -304,13 +322,13 @@ fn remote_disk_to_raw() {
     let dir = scratch_dir("ex-copy-remote");
     let (inv, thumb) = inventory(&dir);
     let disk = make_vmdk(
-        &dir.join("ds1/web"),
-        "web.vmdk",
+        &dir.join("ds1/web").join("web.vmdk"),
+        "monolithicSparse",
         4 * MIB,
         &[(MIB, MIB, 0x99)],
     );
     let expected = dir.join("expected.raw");
-    qemu_raw(&disk, &expected);
+    convert_to_raw(&disk, &expected);
     let out = dir.join("out.raw");
     ok(example(BIN)
         .env("FAKE_VDDK_INVENTORY", &inv)
@@ -322,7 +340,7 @@ fn remote_disk_to_raw() {
 
 #[test]
 fn usage_mistakes() {
-    let err = fails(example(BIN).arg(libdir()).arg("/x.vmdk"), 1);
+    let err = fails(example(BIN).arg(libdir_param()).arg("/x.vmdk"), 1);
     assert!(
         err.contains("--output FILE") && err.contains("--from-raw FILE"),
         "{err}"
@@ -334,7 +352,7 @@ fn usage_mistakes() {
     ] {
         let err = fails(
             example(BIN)
-                .arg(libdir())
+                .arg(libdir_param())
                 .arg("/x.vmdk")
                 .args(["-o", "a"])
                 .args(args),
@@ -352,12 +370,17 @@ fn usage_mistakes() {
 #[test]
 fn progress_bar_on_a_terminal_plain_lines_elsewhere() {
     let dir = scratch_dir("ex-copy-progress");
-    let src = make_vmdk(&dir, "src.vmdk", 8 * MIB, &[(0, 8 * MIB, 0x61)]);
+    let src = make_vmdk(
+        &dir.join("src.vmdk"),
+        "monolithicSparse",
+        8 * MIB,
+        &[(0, 8 * MIB, 0x61)],
+    );
     let out = dir.join("out.raw");
     let args = format!(
         "{} {} {} -o {} --request-size 64K --queue-depth 1",
         BIN,
-        libdir(),
+        libdir_param(),
         src.display(),
         out.display()
     );

@@ -6,6 +6,8 @@ mod common;
 use std::path::Path;
 
 use common::*;
+use vddk_tests::cmd::run;
+use vddk_tests::{libdir_param, scratch_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vddk-create");
 
@@ -46,7 +48,7 @@ fn created_disks_have_the_asked_size_type_adapter_and_version() {
     ];
     for (i, (ty, adapter, hw, create_type, ddb_adapter, ddb_hw)) in cases.iter().enumerate() {
         let disk = dir.join(format!("d{i}.vmdk"));
-        let out = ok(example(BIN).arg(libdir()).arg(&disk).args([
+        let out = ok(example(BIN).arg(libdir_param()).arg(&disk).args([
             "--size",
             "24M",
             "--type",
@@ -61,7 +63,7 @@ fn created_disks_have_the_asked_size_type_adapter_and_version() {
             "{out}"
         );
         let p = disk.to_str().unwrap();
-        let info = tool("qemu-img", &["info", "--output=json", p]);
+        let info = run("qemu-img", ["info", "--output=json", p]);
         assert_eq!(
             json_eval(&info, "d['virtual-size']"),
             (24u64 << 20).to_string()
@@ -79,7 +81,7 @@ fn created_disks_have_the_asked_size_type_adapter_and_version() {
             "{ty}: hardware version not recorded"
         );
         if create_type.contains("Sparse") {
-            tool("qemu-img", &["check", "-q", p]);
+            run("qemu-img", ["check", "-q", p]);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -96,18 +98,18 @@ fn fill_from_a_raw_image() {
     std::fs::write(&raw_path, &raw).unwrap();
     let disk = dir.join("filled.vmdk");
     let out = ok(example(BIN)
-        .arg(libdir())
+        .arg(libdir_param())
         .arg(&disk)
         .args(["--fill-from", raw_path.to_str().unwrap()]));
     assert!(out.contains("filled from"), "{out}");
     let p = disk.to_str().unwrap();
-    tool("qemu-img", &["check", "-q", p]);
-    let info = tool("qemu-img", &["info", "--output=json", p]);
+    run("qemu-img", ["check", "-q", p]);
+    let info = run("qemu-img", ["info", "--output=json", p]);
     // No --size: the raw image's size.
     assert_eq!(json_eval(&info, "d['virtual-size']"), size.to_string());
-    let cmp = tool(
+    let cmp = run(
         "qemu-img",
-        &[
+        [
             "compare",
             "-f",
             "raw",
@@ -130,11 +132,11 @@ fn fill_from_a_raw_image() {
 fn mistakes_get_clear_errors() {
     let dir = scratch_dir("ex-create-err");
     let disk = dir.join("x.vmdk");
-    let err = fails(example(BIN).arg(libdir()).arg(&disk), 1);
+    let err = fails(example(BIN).arg(libdir_param()).arg(&disk), 1);
     assert!(err.contains("--size"), "{err}");
     let err = fails(
         example(BIN)
-            .arg(libdir())
+            .arg(libdir_param())
             .arg(&disk)
             .args(["--size", "1M", "--type", "bogus"]),
         1,
@@ -142,7 +144,7 @@ fn mistakes_get_clear_errors() {
     assert!(err.contains("monolithic-sparse"), "{err}");
     let err = fails(
         example(BIN)
-            .arg(libdir())
+            .arg(libdir_param())
             .arg(&disk)
             .args(["--size", "1000"]),
         1,
@@ -150,7 +152,7 @@ fn mistakes_get_clear_errors() {
     assert!(err.contains("multiple of 512"), "{err}");
     let err = fails(
         example(BIN)
-            .arg(libdir())
+            .arg(libdir_param())
             .args([
                 "server=esx",
                 "user=u",
@@ -167,7 +169,7 @@ fn mistakes_get_clear_errors() {
     let big = dir.join("big.raw");
     std::fs::write(&big, vec![1u8; 4096]).unwrap();
     let err = fails(
-        example(BIN).arg(libdir()).arg(&disk).args([
+        example(BIN).arg(libdir_param()).arg(&disk).args([
             "--size",
             "2K",
             "--fill-from",
@@ -178,10 +180,16 @@ fn mistakes_get_clear_errors() {
     assert!(err.contains("more than --size"), "{err}");
     assert!(!disk.exists());
     // Creating over an existing disk fails rather than destroying it.
-    ok(example(BIN).arg(libdir()).arg(&disk).args(["--size", "1M"]));
+    ok(example(BIN)
+        .arg(libdir_param())
+        .arg(&disk)
+        .args(["--size", "1M"]));
     let before = std::fs::read(&disk).unwrap();
     fails(
-        example(BIN).arg(libdir()).arg(&disk).args(["--size", "2M"]),
+        example(BIN)
+            .arg(libdir_param())
+            .arg(&disk)
+            .args(["--size", "2M"]),
         1,
     );
     assert_eq!(std::fs::read(&disk).unwrap(), before);

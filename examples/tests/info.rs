@@ -4,12 +4,15 @@
 mod common;
 
 use common::*;
+use vddk_tests::cmd::{output, run};
+use vddk_tests::images::make_vmdk;
+use vddk_tests::{fake_libdir, libdir_param, scratch_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vddk-info");
 
 #[test]
 fn library_report_without_a_disk() {
-    let out = ok(example(BIN).arg(libdir()));
+    let out = ok(example(BIN).arg(libdir_param()));
     let lib = field(&out, "library");
     assert!(
         lib.starts_with(&fake_libdir().join("lib64").display().to_string())
@@ -23,7 +26,7 @@ fn library_report_without_a_disk() {
 
     // VDDK needs libdir/lib64 on LD_LIBRARY_PATH from the start: the
     // program re-executes itself once to put it there.
-    let o = output(example(BIN).arg(libdir()).arg("-v"));
+    let o = output(example(BIN).arg(libdir_param()).arg("-v"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("re-executing"), "{err}");
     assert!(
@@ -33,7 +36,7 @@ fn library_report_without_a_disk() {
     // RUST_LOG works without -v, and narrows what -v shows.
     let o = output(
         example(BIN)
-            .arg(libdir())
+            .arg(libdir_param())
             .env("RUST_LOG", "vddk::library=debug"),
     );
     let err = String::from_utf8_lossy(&o.stderr);
@@ -42,10 +45,15 @@ fn library_report_without_a_disk() {
         "{err}"
     );
     assert!(!err.contains("re-executing"), "{err}");
-    let o = output(example(BIN).arg(libdir()).arg("-v").env("RUST_LOG", "off"));
+    let o = output(
+        example(BIN)
+            .arg(libdir_param())
+            .arg("-v")
+            .env("RUST_LOG", "off"),
+    );
     assert_eq!(String::from_utf8_lossy(&o.stderr), "");
 
-    let json = ok(example(BIN).arg(libdir()).arg("--json"));
+    let json = ok(example(BIN).arg(libdir_param()).arg("--json"));
     assert_eq!(
         json_eval(&json, "d['library']['transport_modes']"),
         "file:san:hotadd:nbdssl:nbd"
@@ -62,9 +70,9 @@ fn disk_fields_agree_with_qemu_img() {
     let dir = scratch_dir("ex-info");
     let disk = dir.join("d.vmdk");
     let p = disk.to_str().unwrap();
-    tool(
+    run(
         "qemu-img",
-        &[
+        [
             "create",
             "-q",
             "-f",
@@ -75,11 +83,11 @@ fn disk_fields_agree_with_qemu_img() {
             "100M",
         ],
     );
-    let qemu = tool("qemu-img", &["info", "--output=json", p]);
+    let qemu = run("qemu-img", ["info", "--output=json", p]);
     let qemu_size = json_eval(&qemu, "d['virtual-size']");
     assert_eq!(qemu_size, (100u64 << 20).to_string());
 
-    let out = ok(example(BIN).arg(libdir()).arg(p));
+    let out = ok(example(BIN).arg(libdir_param()).arg(p));
     assert_eq!(field(&out, "disk"), p);
     assert_eq!(
         field(&out, "capacity"),
@@ -93,7 +101,7 @@ fn disk_fields_agree_with_qemu_img() {
     assert!(out.contains("\n  virtualHWVersion = 6\n"), "{out}");
 
     let json = ok(example(BIN)
-        .arg(libdir())
+        .arg(libdir_param())
         .arg("--json")
         .arg(format!("file={p}")));
     assert_eq!(json_eval(&json, "d['disk']['capacity_bytes']"), qemu_size);
@@ -116,11 +124,11 @@ fn disk_fields_agree_with_qemu_img() {
 #[test]
 fn child_disk_shows_links_and_parent() {
     let dir = scratch_dir("ex-info-child");
-    let base = make_vmdk(&dir, "base.vmdk", 8 << 20, &[]);
+    let base = make_vmdk(&dir.join("base.vmdk"), "monolithicSparse", 8 << 20, &[]);
     let child = dir.join("child.vmdk");
-    tool(
+    run(
         "qemu-img",
-        &[
+        [
             "create",
             "-q",
             "-f",
@@ -132,12 +140,12 @@ fn child_disk_shows_links_and_parent() {
             child.to_str().unwrap(),
         ],
     );
-    let qemu = tool(
+    let qemu = run(
         "qemu-img",
-        &["info", "--output=json", child.to_str().unwrap()],
+        ["info", "--output=json", child.to_str().unwrap()],
     );
     let backing = json_eval(&qemu, "d['backing-filename']");
-    let json = ok(example(BIN).arg(libdir()).arg("--json").arg(&child));
+    let json = ok(example(BIN).arg(libdir_param()).arg("--json").arg(&child));
     assert_eq!(json_eval(&json, "d['disk']['links']"), "2");
     let parent = json_eval(&json, "d['disk']['parent']");
     assert!(
@@ -151,7 +159,12 @@ fn child_disk_shows_links_and_parent() {
 fn remote_disk_through_the_simulated_server() {
     let dir = scratch_dir("ex-info-remote");
     let (inv, thumb) = inventory(&dir);
-    make_vmdk(&dir.join("ds1/web"), "web.vmdk", 4 << 20, &[]);
+    make_vmdk(
+        &dir.join("ds1/web").join("web.vmdk"),
+        "monolithicSparse",
+        4 << 20,
+        &[],
+    );
     let out = ok(example(BIN)
         .env("FAKE_VDDK_INVENTORY", &inv)
         .args(remote_params(thumb)));
@@ -174,13 +187,16 @@ fn remote_disk_through_the_simulated_server() {
 fn mistakes_get_clear_errors() {
     let err = fails(example(BIN).arg("libdir=/nonexistent/vddk"), 1);
     assert!(err.contains("/nonexistent/vddk"), "{err}");
-    let err = fails(example(BIN).arg(libdir()).arg("relative.vmdk"), 1);
+    let err = fails(example(BIN).arg(libdir_param()).arg("relative.vmdk"), 1);
     assert!(err.contains("absolute path"), "{err}");
-    let err = fails(example(BIN).arg(libdir()).arg("fiel=/x.vmdk"), 1);
+    let err = fails(example(BIN).arg(libdir_param()).arg("fiel=/x.vmdk"), 1);
     assert!(err.contains("unknown parameter 'fiel'"), "{err}");
     let err = fails(example(BIN).arg("--bogus"), 2);
     assert!(err.contains("--bogus") && err.contains("--help"), "{err}");
-    let err = fails(example(BIN).arg(libdir()).arg("/no/such/disk.vmdk"), 1);
+    let err = fails(
+        example(BIN).arg(libdir_param()).arg("/no/such/disk.vmdk"),
+        1,
+    );
     assert!(err.contains("cannot open /no/such/disk.vmdk"), "{err}");
     let help = ok(example(BIN).arg("--help"));
     assert!(

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use fake_support::*;
 use vddk_sys::*;
+use vddk_tests::images::{make_vmdk, qemu_check, qemu_raw, s};
+use vddk_tests::run_cmd;
 
 #[test]
 fn exports_every_header_function_with_the_vddk8_soname() {
@@ -24,7 +26,7 @@ fn exports_every_header_function_with_the_vddk8_soname() {
         .map(str::to_string)
         .collect();
     assert!(wanted.len() >= 40, "header parse found only {wanted:?}");
-    let nm = run(Command::new("nm").args(["-D", "--defined-only"]).arg(&lib));
+    let nm = run_cmd(Command::new("nm").args(["-D", "--defined-only"]).arg(&lib));
     let exported: BTreeSet<String> = String::from_utf8_lossy(&nm.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
@@ -33,7 +35,7 @@ fn exports_every_header_function_with_the_vddk8_soname() {
         .collect();
     let missing: Vec<_> = wanted.difference(&exported).collect();
     assert!(missing.is_empty(), "not exported: {missing:?}");
-    let readelf = run(Command::new("readelf").arg("-d").arg(&lib));
+    let readelf = run_cmd(Command::new("readelf").arg("-d").arg(&lib));
     assert!(
         String::from_utf8_lossy(&readelf.stdout).contains("Library soname: [libvixDiskLib.so.8]"),
         "wrong soname:\n{}",
@@ -244,20 +246,12 @@ fn sparse_disk_allocation_matches_qemu_map() {
     scenario("sparse_disk_allocation_matches_qemu_map", &[], || {
         let dir = vddk_tests::scratch_dir("fake-sparse");
         let path = dir.join("sparse.vmdk");
-        run(Command::new("qemu-img")
-            .args(["create", "-q", "-f", "vmdk"])
-            .arg(&path)
-            .arg("16M"));
-        run(Command::new("qemu-io")
-            .args([
-                "-f",
-                "vmdk",
-                "-c",
-                "write -P 0x5a 1M 64k",
-                "-c",
-                "write -P 0x11 9M 128k",
-            ])
-            .arg(&path));
+        make_vmdk(
+            &path,
+            "monolithicSparse",
+            16 << 20,
+            &[(1 << 20, 64 << 10, 0x5a), (9 << 20, 128 << 10, 0x11)],
+        );
         init_ok();
         let conn = connect_local();
         let h = open(conn, path.to_str().unwrap(), VIXDISKLIB_FLAG_OPEN_READ_ONLY).unwrap();
@@ -568,11 +562,14 @@ fn create_clone_and_unlink_disks_that_qemu_accepts() {
                     VIX_E_NOT_SUPPORTED
                 );
             }
-            run(Command::new("qemu-img").args(["check", "-q"]).arg(&sparse));
-            run(Command::new("qemu-img")
-                .args(["compare", "-q", "-f", "vmdk", "-F", "vmdk"])
-                .arg(&sparse)
-                .arg(&flat));
+            qemu_check(&sparse);
+            let (sparse_s, flat_s) = (s(&sparse), s(&flat));
+            vddk_tests::run(
+                "qemu-img",
+                [
+                    "compare", "-q", "-f", "vmdk", "-F", "vmdk", sparse_s, flat_s,
+                ],
+            );
             assert_eq!(&qemu_raw(&flat)[1024 * 512..1152 * 512], &data[..]);
             // SAFETY: valid connection and paths.
             unsafe {
@@ -624,25 +621,31 @@ int main(int argc, char **argv) {
     )
     .unwrap();
     let exe = dir.join("prog");
-    run(Command::new("gcc")
-        .arg("-I")
-        .arg(vddk_tests::workspace_root().join("vddk-sys/include"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .arg("-L")
-        .arg(&libdir)
-        .arg("-l:libvixDiskLib.so.8"));
-    let ldd = run(Command::new("ldd")
-        .arg(&exe)
-        .env("LD_LIBRARY_PATH", &libdir));
+    run_cmd(
+        Command::new("gcc")
+            .arg("-I")
+            .arg(vddk_tests::workspace_root().join("vddk-sys/include"))
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .arg("-L")
+            .arg(&libdir)
+            .arg("-l:libvixDiskLib.so.8"),
+    );
+    let ldd = run_cmd(
+        Command::new("ldd")
+            .arg(&exe)
+            .env("LD_LIBRARY_PATH", &libdir),
+    );
     assert!(
         String::from_utf8_lossy(&ldd.stdout).contains("libvixDiskLib.so.8 =>"),
         "the soname is recorded"
     );
-    let out = run(Command::new(&exe)
-        .arg(&disk)
-        .env("LD_LIBRARY_PATH", &libdir));
+    let out = run_cmd(
+        Command::new(&exe)
+            .arg(&disk)
+            .env("LD_LIBRARY_PATH", &libdir),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("VMware VixDiskLib (8.0.2) Release build-"),

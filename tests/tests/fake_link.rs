@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use fake_support::*;
 use vddk_sys::*;
+use vddk_tests::inventory::Inventory;
 
 const TP_ESX: &str = "12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78";
 const TP_VC: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
@@ -35,18 +36,36 @@ fn world(name: &str, esx_extra: &str, vm_host: &str) -> Vec<(String, String)> {
     std::fs::create_dir_all(&vmdir).unwrap();
     flat_disk(&vmdir, "vm1.vmdk", 4, 0x11);
     flat_disk(&vmdir, "vm1_1.vmdk", 4, 0x22);
-    let inv = format!(
-        "[server esx1.example.com]\nkind = esxi\nthumbprint = {TP_ESX}\nuser = root:s3cret\n\
-         cookie = {COOKIE}\ntransports = nbdssl:nbd\n{esx_extra}\n\n\
-         [server vc.example.com]\nkind = vcenter\nthumbprint = {TP_VC}\nuser = admin@vsphere.local:pw\n\
-         cookie = {COOKIE}\ntransports = nbd\n\n\
-         [datastore ds1]\ndir = {}\n\n\
-         [vm esx1.example.com 42]\ndisk = {DISK}\ndisk = {DISK2}\n\n\
-         [vm vc.example.com vm-42]\ndisk = {DISK}\ndisk = {DISK2}\nesx_host = {vm_host}\n",
-        dir.join("ds1").display()
-    );
-    let path = dir.join("inventory.ini");
-    std::fs::write(&path, inv).unwrap();
+    let path = Inventory::new()
+        .server(
+            "esx1.example.com",
+            &[
+                ("kind", "esxi"),
+                ("thumbprint", TP_ESX),
+                ("user", "root:s3cret"),
+                ("cookie", COOKIE),
+                ("transports", "nbdssl:nbd"),
+            ],
+        )
+        .lines(esx_extra)
+        .server(
+            "vc.example.com",
+            &[
+                ("kind", "vcenter"),
+                ("thumbprint", TP_VC),
+                ("user", "admin@vsphere.local:pw"),
+                ("cookie", COOKIE),
+                ("transports", "nbd"),
+            ],
+        )
+        .datastore("ds1", &dir.join("ds1"))
+        .vm("esx1.example.com", "42", &[("disk", DISK), ("disk", DISK2)])
+        .vm(
+            "vc.example.com",
+            "vm-42",
+            &[("disk", DISK), ("disk", DISK2), ("esx_host", vm_host)],
+        )
+        .write(&dir.join("inventory.ini"));
     vec![
         (
             "FAKE_VDDK_INVENTORY".into(),

@@ -5,6 +5,7 @@ mod fake_support;
 
 use fake_support::*;
 use vddk_sys::*;
+use vddk_tests::inventory::Inventory;
 
 const TP_ESX: &str = "12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78";
 const TP_VC: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
@@ -19,18 +20,38 @@ fn world(name: &str) -> String {
     std::fs::create_dir_all(&vmdir).unwrap();
     flat_disk(&vmdir, "vm1.vmdk", 2, 0x11);
     flat_disk(&vmdir, "vm1-000001.vmdk", 2, 0x22);
-    let inv = format!(
-        "# two servers sharing one datastore\n\
-         [server esx1.example.com]\nkind = esxi\nport = 443\nthumbprint = {TP_ESX}\nuser = root:s3cret\ntransports = nbdssl:nbd\n\n\
-         [server vc.example.com]\nkind = vcenter\nport = 8443\nthumbprint = {TP_VC}\nuser = admin@vsphere.local:pw\n\
-         cookie = {COOKIE}\ntransports = nbd\n\n\
-         [datastore ds1]\ndir = {}\n\n\
-         [vm esx1.example.com 42]\ndisk = {DISK}\nsnapshot = snapshot-7 {DISK} -> [ds1] vm1/vm1-000001.vmdk\n\n\
-         [vm vc.example.com vm-42]\ndisk = {DISK}\n",
-        dir.join("ds1").display()
-    );
-    let path = dir.join("inventory.ini");
-    std::fs::write(&path, inv).unwrap();
+    let snapshot = format!("snapshot-7 {DISK} -> [ds1] vm1/vm1-000001.vmdk");
+    let path = Inventory::new()
+        .comment("two servers sharing one datastore")
+        .server(
+            "esx1.example.com",
+            &[
+                ("kind", "esxi"),
+                ("port", "443"),
+                ("thumbprint", TP_ESX),
+                ("user", "root:s3cret"),
+                ("transports", "nbdssl:nbd"),
+            ],
+        )
+        .server(
+            "vc.example.com",
+            &[
+                ("kind", "vcenter"),
+                ("port", "8443"),
+                ("thumbprint", TP_VC),
+                ("user", "admin@vsphere.local:pw"),
+                ("cookie", COOKIE),
+                ("transports", "nbd"),
+            ],
+        )
+        .datastore("ds1", &dir.join("ds1"))
+        .vm(
+            "esx1.example.com",
+            "42",
+            &[("disk", DISK), ("snapshot", &snapshot)],
+        )
+        .vm("vc.example.com", "vm-42", &[("disk", DISK)])
+        .write(&dir.join("inventory.ini"));
     path.to_str().unwrap().to_string()
 }
 

@@ -2,11 +2,11 @@
 //! password and session-cookie logins, snapshots, transports,
 //! PrepareForAccess, and the errors users meet with their hints.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use vddk::{ConnectParams, Connection, Credentials, Error, OpenFlags, Secret, Thumbprint, Vddk};
 use vddk_tests::images::{pattern_raw, qemu_raw, vmdk_from_raw};
+use vddk_tests::inventory::Inventory;
 use vddk_tests::library::{fake_vddk, read_all};
 
 const ESX_TP: &str = "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67";
@@ -31,21 +31,37 @@ fn setup() -> &'static Setup {
         vmdk_from_raw(&raw, &web.join("web.vmdk"), "monolithicSparse");
         pattern_raw(&raw, 4096, 12);
         vmdk_from_raw(&raw, &web.join("web-snap.vmdk"), "monolithicSparse");
-        let inventory = format!(
-            "[server esx1.example.com]\n\
-             kind = esxi\nport = 443\nthumbprint = {ESX_TP}\nuser = root:secret\n\
-             cookie = {COOKIE}\ntransports = nbdssl:nbd\n\n\
-             [server vc.example.com]\n\
-             kind = vcenter\nport = 8443\nthumbprint = {VC_TP}\n\
-             user = administrator@vsphere.local:Passw0rd!\ntransports = nbd\n\n\
-             [datastore datastore1]\ndir = {}\n\n\
-             [vm esx1.example.com 42]\ndisk = {DISK}\n\
-             snapshot = snapshot-7 {DISK} -> [datastore1] web/web-snap.vmdk\n\n\
-             [vm vc.example.com vm-42]\ndisk = {DISK}\n",
-            dir.join("ds1").display()
-        );
-        let inv: PathBuf = dir.join("inventory.ini");
-        std::fs::write(&inv, inventory).unwrap();
+        let snapshot = format!("snapshot-7 {DISK} -> [datastore1] web/web-snap.vmdk");
+        let inv = Inventory::new()
+            .server(
+                "esx1.example.com",
+                &[
+                    ("kind", "esxi"),
+                    ("port", "443"),
+                    ("thumbprint", ESX_TP),
+                    ("user", "root:secret"),
+                    ("cookie", COOKIE),
+                    ("transports", "nbdssl:nbd"),
+                ],
+            )
+            .server(
+                "vc.example.com",
+                &[
+                    ("kind", "vcenter"),
+                    ("port", "8443"),
+                    ("thumbprint", VC_TP),
+                    ("user", "administrator@vsphere.local:Passw0rd!"),
+                    ("transports", "nbd"),
+                ],
+            )
+            .datastore("datastore1", &dir.join("ds1"))
+            .vm(
+                "esx1.example.com",
+                "42",
+                &[("disk", DISK), ("snapshot", &snapshot)],
+            )
+            .vm("vc.example.com", "vm-42", &[("disk", DISK)])
+            .write(&dir.join("inventory.ini"));
         let vddk = fake_vddk(&[("FAKE_VDDK_INVENTORY", inv.to_str().unwrap())]);
         Setup {
             vddk,

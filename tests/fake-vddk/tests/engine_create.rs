@@ -7,6 +7,12 @@ use std::path::Path;
 
 use engine_util::*;
 use fake_vddk::vmdk::{self, Adapter, CreateParams, DiskType, VmdkDisk, VmdkError};
+use vddk_tests::cmd::{run, status};
+use vddk_tests::images::{
+    assert_same, assert_same_as_raw, make_vmdk, qemu_check, qemu_raw, s, vmdk_child, vmdk_from_raw,
+    Rng,
+};
+use vddk_tests::scratch_dir;
 
 fn params(disk_type: DiskType, adapter: Adapter, capacity: u64) -> CreateParams {
     CreateParams {
@@ -46,7 +52,7 @@ fn scribble(disk: &mut VmdkDisk, raw: &Path, seed: u64) {
 }
 
 fn create_write_check(disk_type: DiskType, adapter: Adapter, capacity: u64, qemu_reads_it: bool) {
-    let dir = scratch(&format!("create-{disk_type:?}"));
+    let dir = scratch_dir(&format!("create-{disk_type:?}"));
     let img = dir.join("new disk.vmdk");
     vmdk::create(&img, &params(disk_type, adapter, capacity)).expect("create");
     assert!(matches!(
@@ -99,8 +105,7 @@ fn create_write_check(disk_type: DiskType, adapter: Adapter, capacity: u64, qemu
     let mut again = VmdkDisk::open(&img, true, false).expect("reopen");
     assert_same("engine after reopen", &engine_read_all(&mut again), &want);
     if qemu_reads_it {
-        qemu_check(&img);
-        qemu_compare(&img, &raw);
+        assert_same_as_raw(&raw, &img);
     }
 }
 
@@ -139,7 +144,7 @@ fn vmfs_thin_reads_back() {
 
 #[test]
 fn refuses_what_it_cannot_create() {
-    let dir = scratch("create-refused");
+    let dir = scratch_dir("create-refused");
     let img = dir.join("x.vmdk");
     assert!(matches!(
         vmdk::create(&img, &params(DiskType::StreamOptimized, Adapter::Ide, 2048)),
@@ -164,7 +169,7 @@ fn refuses_what_it_cannot_create() {
 
 #[test]
 fn split_types_split_at_2047_mib() {
-    let dir = scratch("create-split-big");
+    let dir = scratch_dir("create-split-big");
     let img = dir.join("big.vmdk");
     let cap = 4_192_256 * 2 + 2048;
     vmdk::create(&img, &params(DiskType::SplitFlat, Adapter::LsiLogic, cap)).expect("create");
@@ -180,14 +185,14 @@ fn split_types_split_at_2047_mib() {
     disk.read(4_192_256 - 4, &mut back).expect("read back");
     assert_eq!(back, data);
     drop(disk);
-    let info = run("qemu-img", &["info", s(&img)]);
+    let info = run("qemu-img", ["info", s(&img)]);
     assert!(
         info.contains(&format!("({} bytes)", cap * SECTOR)),
         "{info}"
     );
-    let (code, text) = run_status(
+    let (code, text) = status(
         "qemu-io",
-        &[
+        [
             "-r",
             "-c",
             &format!("read -P 0 {} 2048", (4_192_256 + 4) * SECTOR),
@@ -200,7 +205,7 @@ fn split_types_split_at_2047_mib() {
 
 #[test]
 fn large_sparse_disk_writes_near_the_end() {
-    let dir = scratch("create-large");
+    let dir = scratch_dir("create-large");
     let img = dir.join("large.vmdk");
     let cap = 5 * 1024 * 1024 * 2 + 3; // 5 GiB + 3 sectors
     vmdk::create(
@@ -223,8 +228,7 @@ fn large_sparse_disk_writes_near_the_end() {
     disk.flush().expect("flush");
     let alloc = disk.allocated(0, cap / 128 * 128, 128).expect("allocated");
     drop(disk);
-    qemu_check(&img);
-    qemu_compare(&img, &raw);
+    assert_same_as_raw(&raw, &img);
     let meta = std::fs::metadata(&img).expect("stat");
     assert!(
         meta.len() < 8 << 20,
@@ -243,13 +247,13 @@ fn large_sparse_disk_writes_near_the_end() {
 
 #[test]
 fn writes_into_a_qemu_child_copy_on_write() {
-    let dir = scratch("cow");
+    let dir = scratch_dir("cow");
     let raw = dir.join("expected.raw");
     let data = make_raw(&raw, 2 * 1024 * 1024, 21);
     let parent = dir.join("base.vmdk");
     vmdk_from_raw(&raw, &parent, "monolithicSparse");
     let child = dir.join("top.vmdk");
-    qemu_vmdk_child("base.vmdk", &child);
+    vmdk_child("base.vmdk", &child);
     let parent_before = std::fs::read(&parent).expect("read parent");
 
     let mut disk = VmdkDisk::open(&child, false, false).expect("open child");
@@ -268,13 +272,12 @@ fn writes_into_a_qemu_child_copy_on_write() {
         parent_before,
         "the parent is never written"
     );
-    qemu_check(&child);
-    qemu_compare(&child, &raw);
+    assert_same_as_raw(&raw, &child);
 }
 
 #[test]
 fn read_only_and_range_errors() {
-    let dir = scratch("errors-rw");
+    let dir = scratch_dir("errors-rw");
     let img = dir.join("d.vmdk");
     vmdk::create(
         &img,
@@ -308,7 +311,7 @@ fn read_only_and_range_errors() {
 
 #[test]
 fn creates_children_that_qemu_reads_through_their_parent() {
-    let dir = scratch("create-child");
+    let dir = scratch_dir("create-child");
     let raw = dir.join("expected.raw");
     make_raw(&raw, 3 * 1024 * 1024, 31);
     let parent = dir.join("base.vmdk");
@@ -334,9 +337,8 @@ fn creates_children_that_qemu_reads_through_their_parent() {
     disk.write(1000, &buf).expect("write child");
     patch_raw(&raw, 1000 * SECTOR, &buf);
     drop(disk);
-    qemu_check(&child);
-    qemu_compare(&child, &raw);
-    let text = run("qemu-img", &["info", "--backing-chain", s(&child)]);
+    assert_same_as_raw(&raw, &child);
+    let text = run("qemu-img", ["info", "--backing-chain", s(&child)]);
     assert!(text.contains("backing file: base.vmdk"), "{text}");
 
     // A parent in another directory is named by its absolute path.
@@ -361,7 +363,7 @@ fn creates_children_that_qemu_reads_through_their_parent() {
 /// allocated grain: written with few system calls, read back like qemu.
 #[test]
 fn large_writes_across_grain_tables_match_qemu() {
-    let dir = scratch("create-large-writes");
+    let dir = scratch_dir("create-large-writes");
     let img = dir.join("big.vmdk");
     let capacity = 64 * 2048;
     vmdk::create(
@@ -389,17 +391,16 @@ fn large_writes_across_grain_tables_match_qemu() {
     assert_same("engine read-back", &engine_read_all(&mut disk), &want);
     drop(disk);
     assert!(assert_redundant_tables_match(&img) >= 4 * 16 + 6);
-    qemu_check(&img);
-    qemu_compare(&img, &raw);
+    assert_same_as_raw(&raw, &img);
 }
 
 /// A monolithicSparse file copied under another name still names the
 /// original in its embedded extent line; the copy must be self-contained.
 #[test]
 fn copied_monolithic_sparse_is_its_own_extent() {
-    let dir = engine_util::scratch("copied-sparse");
+    let dir = scratch_dir("copied-sparse");
     let orig = dir.join("orig.vmdk");
-    engine_util::qemu_vmdk_new(&orig, "monolithicSparse", "4M");
+    make_vmdk(&orig, "monolithicSparse", 4 << 20, &[]);
     let copy = dir.join("copy.vmdk");
     std::fs::copy(&orig, &copy).unwrap();
     let before = std::fs::read(&orig).unwrap();

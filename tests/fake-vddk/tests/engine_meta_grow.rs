@@ -6,6 +6,11 @@ use std::path::Path;
 
 use engine_util::*;
 use fake_vddk::vmdk::{self, Adapter, CreateParams, DiskType, VmdkDisk, VmdkError};
+use vddk_tests::cmd::run;
+use vddk_tests::images::{
+    assert_same, assert_same_as_raw, make_vmdk, qemu_check, qemu_raw, s, vmdk_from_raw,
+};
+use vddk_tests::scratch_dir;
 
 fn create(img: &Path, disk_type: DiskType, capacity: u64) {
     let p = CreateParams {
@@ -40,7 +45,7 @@ fn grow_raw(path: &Path, sectors: u64) {
 
 #[test]
 fn metadata_round_trips_in_an_embedded_descriptor() {
-    let dir = scratch("meta-embedded");
+    let dir = scratch_dir("meta-embedded");
     let img = dir.join("m.vmdk");
     let raw = dir.join("expected.raw");
     create(&img, DiskType::MonolithicSparse, 4096);
@@ -98,13 +103,12 @@ fn metadata_round_trips_in_an_embedded_descriptor() {
         disk.metadata_keys().last().map(String::as_str),
         Some("myTool.note")
     );
-    qemu_check(&img);
-    qemu_compare(&img, &raw);
+    assert_same_as_raw(&raw, &img);
 }
 
 #[test]
 fn metadata_round_trips_in_a_qemu_descriptor_file() {
-    let dir = scratch("meta-file");
+    let dir = scratch_dir("meta-file");
     let raw = dir.join("src.raw");
     make_raw(&raw, 1 << 20, 5);
     let img = dir.join("f.vmdk");
@@ -128,12 +132,12 @@ fn metadata_round_trips_in_a_qemu_descriptor_file() {
         text.contains("ddb.uuid = \"60 00 c2 11 22 33 44 55-66 77 88 99 aa bb cc dd\""),
         "{text}"
     );
-    qemu_compare(&img, &raw);
+    assert_same_as_raw(&raw, &img);
 }
 
 #[test]
 fn grows_an_engine_sparse_disk_in_place() {
-    let dir = scratch("grow-sparse");
+    let dir = scratch_dir("grow-sparse");
     let img = dir.join("g.vmdk");
     let raw = dir.join("expected.raw");
     create(&img, DiskType::MonolithicSparse, 2048);
@@ -158,18 +162,16 @@ fn grows_an_engine_sparse_disk_in_place() {
     put(&mut disk, &raw, new_cap - 5, 5, 0x22);
     put(&mut disk, &raw, 70000, 300, 0x33);
     drop(disk);
-    qemu_check(&img);
-    qemu_compare(&img, &raw);
+    assert_same_as_raw(&raw, &img);
 }
 
 #[test]
 fn grows_a_qemu_sparse_disk_and_qemu_can_write_it() {
-    let dir = scratch("grow-qemu-sparse");
+    let dir = scratch_dir("grow-qemu-sparse");
     let img = dir.join("q.vmdk");
-    qemu_vmdk_new(&img, "monolithicSparse", "1M");
-    run("qemu-io", &["-c", "write -P 0x44 0 64k", s(&img)]);
+    make_vmdk(&img, "monolithicSparse", 1 << 20, &[(0, 64 << 10, 0x44)]);
     vmdk::grow(&img, 64 * 2048, false).expect("grow");
-    run("qemu-io", &["-c", "write -P 0x55 63M 1M", s(&img)]);
+    run("qemu-io", ["-c", "write -P 0x55 63M 1M", s(&img)]);
     qemu_check(&img);
     let mut disk = VmdkDisk::open(&img, true, false).expect("open");
     let all = engine_read_all(&mut disk);
@@ -182,7 +184,7 @@ fn grows_a_qemu_sparse_disk_and_qemu_can_write_it() {
 
 #[test]
 fn refuses_to_grow_past_the_directory_room() {
-    let dir = scratch("grow-refused");
+    let dir = scratch_dir("grow-refused");
     let img = dir.join("r.vmdk");
     create(&img, DiskType::MonolithicSparse, 2048);
     let before = std::fs::read(&img).expect("read");
@@ -199,7 +201,7 @@ fn refuses_to_grow_past_the_directory_room() {
     vmdk::grow(&img, 4 * 1024 * 1024 * 2, false).expect("exactly 4 GiB fits");
     qemu_check(&img);
     let stream = dir.join("s.vmdk");
-    qemu_vmdk_new(&stream, "streamOptimized", "1M");
+    make_vmdk(&stream, "streamOptimized", 1 << 20, &[]);
     assert!(matches!(
         vmdk::grow(&stream, 4096, false),
         Err(VmdkError::NotSupported(_))
@@ -208,7 +210,7 @@ fn refuses_to_grow_past_the_directory_room() {
 
 #[test]
 fn grows_flat_disks() {
-    let dir = scratch("grow-flat");
+    let dir = scratch_dir("grow-flat");
     let raw = dir.join("src.raw");
     make_raw(&raw, 1 << 20, 8);
     let img = dir.join("f.vmdk");
@@ -218,7 +220,7 @@ fn grows_flat_disks() {
     let mut disk = VmdkDisk::open(&img, false, false).expect("open");
     put(&mut disk, &raw, 3 * 2048 - 10, 11, 0x66);
     drop(disk);
-    qemu_compare(&img, &raw);
+    assert_same_as_raw(&raw, &img);
 }
 
 #[test]
@@ -228,7 +230,7 @@ fn grows_split_disks_by_adding_extents() {
         (DiskType::SplitFlat, "x-f002.vmdk"),
         (DiskType::SplitSparse, "x-s002.vmdk"),
     ] {
-        let dir = scratch(&format!("grow-{disk_type:?}"));
+        let dir = scratch_dir(&format!("grow-{disk_type:?}"));
         let img = dir.join("x.vmdk");
         create(&img, disk_type, 2048);
         let new_cap = split + 4096;
@@ -244,7 +246,7 @@ fn grows_split_disks_by_adding_extents() {
         if disk_type == DiskType::SplitSparse {
             qemu_check(&img);
         }
-        let info = run("qemu-img", &["info", s(&img)]);
+        let info = run("qemu-img", ["info", s(&img)]);
         assert!(
             info.contains(&format!("({} bytes)", new_cap * SECTOR)),
             "{info}"
@@ -255,7 +257,7 @@ fn grows_split_disks_by_adding_extents() {
             (split + 1, 512, 0),
         ] {
             let cmd = format!("read -P {byte} {} {len}", at * SECTOR);
-            let out = run("qemu-io", &["-r", "-c", &cmd, s(&img)]);
+            let out = run("qemu-io", ["-r", "-c", &cmd, s(&img)]);
             assert!(
                 !out.contains("Pattern verification failed"),
                 "{disk_type:?} {cmd}: {out}"
@@ -266,7 +268,7 @@ fn grows_split_disks_by_adding_extents() {
 
 #[test]
 fn absurd_capacities_are_refused_not_panicked_on() {
-    let dir = scratch("absurd");
+    let dir = scratch_dir("absurd");
     let img = dir.join("a.vmdk");
     for t in [
         DiskType::MonolithicFlat,

@@ -5,12 +5,15 @@ mod engine_util;
 
 use engine_util::*;
 use fake_vddk::vmdk::{Adapter, VmdkDisk, VmdkError};
+use vddk_tests::cmd::run;
+use vddk_tests::images::{assert_same, make_vmdk, qemu_raw, s, vmdk_child, vmdk_from_raw, Rng};
+use vddk_tests::scratch_dir;
 
 /// 4 MiB + 3 sectors: not a whole grain, so the last grain is partial.
 const ODD_BYTES: u64 = 4 * 1024 * 1024 + 3 * 512;
 
 fn check_subformat(sub: &str, seed: u64) {
-    let dir = scratch(&format!("read-{sub}"));
+    let dir = scratch_dir(&format!("read-{sub}"));
     let raw = dir.join("src.raw");
     let want = make_raw(&raw, ODD_BYTES, seed);
     let img = dir.join(format!("{sub}.vmdk"));
@@ -73,8 +76,8 @@ fn reads_split_flat_like_qemu() {
 #[test]
 fn reads_stream_optimized_like_qemu_and_refuses_writes() {
     check_subformat("streamOptimized", 5);
-    let img = scratch("read-streamOptimized").join("x.vmdk");
-    qemu_vmdk_new(&img, "streamOptimized", "1M");
+    let img = scratch_dir("read-streamOptimized").join("x.vmdk");
+    make_vmdk(&img, "streamOptimized", 1 << 20, &[]);
     let mut disk = VmdkDisk::open(&img, false, false).expect("open stream read-write");
     assert!(matches!(
         disk.write(0, &[1u8; 512]),
@@ -84,20 +87,15 @@ fn reads_stream_optimized_like_qemu_and_refuses_writes() {
 
 #[test]
 fn reads_past_4_gib() {
-    let dir = scratch("read-large");
+    let dir = scratch_dir("read-large");
     let img = dir.join("big.vmdk");
-    qemu_vmdk_new(&img, "monolithicSparse", "6G");
     let near_end = 6u64 * 1024 * 1024 * 1024 - 64 * 1024;
     let past_4g = 4u64 * 1024 * 1024 * 1024 + 512;
-    run(
-        "qemu-io",
-        &[
-            "-c",
-            &format!("write -P 0x5a {near_end} 64k"),
-            "-c",
-            &format!("write -P 0xa5 {past_4g} 4k"),
-            s(&img),
-        ],
+    make_vmdk(
+        &img,
+        "monolithicSparse",
+        6 << 30,
+        &[(near_end, 64 << 10, 0x5a), (past_4g, 4 << 10, 0xa5)],
     );
     let mut disk = VmdkDisk::open(&img, true, false).expect("open");
     assert_eq!(disk.capacity(), 6 * 1024 * 1024 * 2);
@@ -127,7 +125,7 @@ fn reads_past_4_gib() {
 
 #[test]
 fn allocation_matches_qemu_map() {
-    let dir = scratch("map");
+    let dir = scratch_dir("map");
     let raw = dir.join("src.raw");
     make_raw(&raw, 8 * 1024 * 1024, 9);
     for sub in [
@@ -171,16 +169,16 @@ fn allocation_matches_qemu_map() {
 
 #[test]
 fn reads_a_qemu_parent_child_chain() {
-    let dir = scratch("chain");
+    let dir = scratch_dir("chain");
     let raw = dir.join("parent.raw");
     let parent_data = make_raw(&raw, 2 * 1024 * 1024, 11);
     let parent = dir.join("parent.vmdk");
     vmdk_from_raw(&raw, &parent, "monolithicSparse");
     let child = dir.join("child.vmdk");
-    qemu_vmdk_child("parent.vmdk", &child);
+    vmdk_child("parent.vmdk", &child);
     run(
         "qemu-io",
-        &[
+        [
             "-c",
             "write -P 0x11 64k 4k",
             "-c",
@@ -224,11 +222,11 @@ fn reads_a_qemu_parent_child_chain() {
 
 #[test]
 fn missing_parent_and_garbage_are_reported() {
-    let dir = scratch("errors");
+    let dir = scratch_dir("errors");
     let parent = dir.join("p.vmdk");
-    qemu_vmdk_new(&parent, "monolithicSparse", "1M");
+    make_vmdk(&parent, "monolithicSparse", 1 << 20, &[]);
     let child = dir.join("c.vmdk");
-    qemu_vmdk_child("p.vmdk", &child);
+    vmdk_child("p.vmdk", &child);
     std::fs::remove_file(&parent).expect("rm parent");
     assert!(
         matches!(VmdkDisk::open(&child, true, false), Err(VmdkError::NotFound(p)) if p.ends_with("p.vmdk"))
@@ -253,7 +251,7 @@ fn missing_parent_and_garbage_are_reported() {
 /// write them) is read through its footer.
 #[test]
 fn reads_a_stream_with_its_directory_in_the_footer() {
-    let dir = scratch("stream-footer");
+    let dir = scratch_dir("stream-footer");
     let raw = dir.join("src.raw");
     make_raw(&raw, 2 * 1024 * 1024, 41);
     let img = dir.join("s.vmdk");
@@ -282,7 +280,7 @@ fn reads_a_stream_with_its_directory_in_the_footer() {
 /// layout the descriptor spells out.
 #[test]
 fn reads_zero_offset_and_read_only_extents_like_qemu() {
-    let dir = scratch("hand-descriptor");
+    let dir = scratch_dir("hand-descriptor");
     let data_file = dir.join("data file.bin");
     let mut data = vec![0u8; 4 << 20];
     Rng::new(51).fill(&mut data);

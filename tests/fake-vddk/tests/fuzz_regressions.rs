@@ -1,19 +1,8 @@
 //! Inputs found by fuzzing the VMDK engine (fuzz/, `ci/fuzz`), each kept as
 //! a test that failed before the fix it names.
 
-use std::path::{Path, PathBuf};
-
 use fake_vddk::vmdk::{VmdkDisk, VmdkError};
-
-/// A fresh, empty directory `target/test-scratch/fake-vddk-fuzz/<name>`.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/test-scratch/fake-vddk-fuzz")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
+use vddk_tests::scratch_dir;
 
 fn adler32(data: &[u8]) -> u32 {
     let (mut a, mut b) = (1u32, 0u32);
@@ -66,7 +55,7 @@ fn compressed_extent(grain_data: &[u8]) -> Vec<u8> {
 /// file with an 8-byte probe of 5.
 #[test]
 fn short_compressed_grain_reads_zeroes_past_its_data() {
-    let dir = scratch("short-compressed-grain");
+    let dir = scratch_dir("short-compressed-grain");
     let path = dir.join("s.vmdk");
     std::fs::write(&path, compressed_extent(&[0x77; 512])).expect("write the extent");
     let mut d = VmdkDisk::open(&path, true, false).expect("a well-formed compressed extent opens");

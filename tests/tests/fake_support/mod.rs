@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use vddk_sys::*;
+use vddk_tests::images::make_vmdk;
 
 /// Masks a VixError down to its code.
 pub fn code(err: VixError) -> u32 {
@@ -306,49 +307,15 @@ pub fn transport(h: VixDiskLibHandle) -> String {
         .into_owned()
 }
 
-/// Runs `cmd`, asserting success.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// A monolithicFlat VMDK of `mib` MiB made by qemu-img, filled by qemu-io
 /// with byte `fill` in its first MiB.
 pub fn flat_disk(dir: &Path, name: &str, mib: u64, fill: u8) -> PathBuf {
-    let path = dir.join(name);
-    run(Command::new("qemu-img")
-        .args([
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=monolithicFlat",
-        ])
-        .arg(&path)
-        .arg(format!("{mib}M")));
-    run(Command::new("qemu-io")
-        .args(["-f", "vmdk", "-c", &format!("write -P {fill} 0 1M")])
-        .arg(&path));
-    path
-}
-
-/// The disk's contents as qemu-img reads them.
-pub fn qemu_raw(path: &Path) -> Vec<u8> {
-    let raw = path.with_extension("raw");
-    run(Command::new("qemu-img")
-        .args(["convert", "-f", "vmdk", "-O", "raw"])
-        .arg(path)
-        .arg(&raw));
-    let data = std::fs::read(&raw).expect("read converted image");
-    let _ = std::fs::remove_file(&raw);
-    data
+    make_vmdk(
+        &dir.join(name),
+        "monolithicFlat",
+        mib << 20,
+        &[(0, 1 << 20, fill)],
+    )
 }
 
 /// Env var that tells a re-invoked test binary which scenario to run.

@@ -1,137 +1,16 @@
-//! Shared helpers of the engine tests: scratch directories, qemu-img as the
-//! oracle, and reproducible test data with holes.
-#![allow(dead_code)]
+//! What the engine tests share beyond `vddk_tests`: reading a disk through
+//! the engine, raw images with holes and patches, qemu's allocation map in
+//! sectors, and a look at a sparse file's grain tables.
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use fake_vddk::vmdk::VmdkDisk;
+use vddk_tests::images::Rng;
 
 pub const SECTOR: u64 = 512;
-
-/// A fresh, empty directory `target/test-scratch/<name>`.
-pub fn scratch(name: &str) -> PathBuf {
-    let root =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-scratch/fake-vddk-engine");
-    let dir = root.join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
-/// Runs a tool and returns its stdout; fails the test with its stderr.
-pub fn run(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a tool and returns (exit code, stdout + stderr).
-pub fn run_status(tool: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-pub fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-/// `qemu-img convert -O raw` of `img`, read back.
-pub fn qemu_raw(img: &Path) -> Vec<u8> {
-    let raw = img.with_extension("oracle.raw");
-    run("qemu-img", &["convert", "-O", "raw", s(img), s(&raw)]);
-    let data = std::fs::read(&raw).expect("read oracle raw");
-    let _ = std::fs::remove_file(&raw);
-    data
-}
-
-/// `qemu-img convert` of the raw file `raw` into the VMDK `img` of
-/// subformat `sub` (qemu's names: "monolithicSparse", "monolithicFlat"...).
-pub fn vmdk_from_raw(raw: &Path, img: &Path, sub: &str) {
-    let sub = format!("subformat={sub}");
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            &sub,
-            s(raw),
-            s(img),
-        ],
-    );
-}
-
-/// `qemu-img create` of an empty VMDK `img` of subformat `sub` and `size`
-/// (qemu's syntax: "1M", "6G").
-pub fn qemu_vmdk_new(img: &Path, sub: &str, size: &str) {
-    let sub = format!("subformat={sub}");
-    run(
-        "qemu-img",
-        &["create", "-q", "-f", "vmdk", "-o", &sub, s(img), size],
-    );
-}
-
-/// `qemu-img create` of the VMDK `child` over `parent`, a file name that
-/// qemu resolves from the child's directory.
-pub fn qemu_vmdk_child(parent: &str, child: &Path) {
-    run(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-b",
-            parent,
-            "-F",
-            "vmdk",
-            s(child),
-        ],
-    );
-}
-
-/// Asserts `qemu-img check` finds no errors in `img`.
-pub fn qemu_check(img: &Path) {
-    let (code, text) = run_status("qemu-img", &["check", s(img)]);
-    assert_eq!(code, 0, "qemu-img check {} failed:\n{text}", img.display());
-}
-
-/// Asserts `qemu-img compare` calls `a` (any format) and `raw` identical.
-pub fn qemu_compare(img: &Path, raw: &Path) {
-    let (code, text) = run_status(
-        "qemu-img",
-        &["compare", "-f", "vmdk", "-F", "raw", s(img), s(raw)],
-    );
-    assert_eq!(
-        code,
-        0,
-        "qemu-img compare {} {}:\n{text}",
-        img.display(),
-        raw.display()
-    );
-}
 
 /// Reads the whole disk through the engine, in 1 MiB requests.
 pub fn engine_read_all(disk: &mut VmdkDisk) -> Vec<u8> {
@@ -141,43 +20,6 @@ pub fn engine_read_all(disk: &mut VmdkDisk) -> Vec<u8> {
         disk.read(i as u64 * 2048, chunk).expect("engine read");
     }
     out
-}
-
-/// Finds the first differing byte, for a readable failure.
-pub fn assert_same(what: &str, got: &[u8], want: &[u8]) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: first difference at byte {i} (sector {}): engine {:#04x}, oracle {:#04x}",
-            i / 512,
-            got[i],
-            want[i]
-        );
-    }
-}
-
-/// A small deterministic generator (xorshift64*).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for c in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            c.copy_from_slice(&v[..c.len()]);
-        }
-    }
 }
 
 /// Writes a raw image of `bytes` with, per 64 KiB block, a hole, random
@@ -220,33 +62,13 @@ pub fn patch_raw(path: &Path, offset: u64, data: &[u8]) {
     f.write_all_at(data, offset).expect("patch raw");
 }
 
-/// Allocated ranges per `qemu-img map --output=json`, in sectors, rounded
-/// out to `chunk` sectors and merged: the shape VDDK reports.
+/// Allocated ranges per `qemu-img map`, in sectors, rounded out to
+/// `chunk` sectors and merged: the shape VDDK reports.
 pub fn qemu_allocated(img: &Path, chunk: u64) -> Vec<(u64, u64)> {
-    let json = run("qemu-img", &["map", "--output=json", s(img)]);
-    let mut ranges = Vec::new();
-    for line in json.lines() {
-        let field = |name: &str| -> Option<&str> {
-            let at = line.find(&format!("\"{name}\":"))? + name.len() + 3;
-            let rest = line[at..].trim_start();
-            let end = rest.find([',', '}']).unwrap_or(rest.len());
-            Some(rest[..end].trim())
-        };
-        if field("data") != Some("true") {
-            continue;
-        }
-        let start: u64 = field("start")
-            .and_then(|v| v.parse().ok())
-            .expect("map start");
-        let length: u64 = field("length")
-            .and_then(|v| v.parse().ok())
-            .expect("map length");
-        let (s0, e0) = (start / SECTOR, (start + length).div_ceil(SECTOR));
-        ranges.push((s0 / chunk * chunk, e0.div_ceil(chunk) * chunk));
-    }
-    ranges.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::new();
-    for (a, b) in ranges {
+    for (start, length) in vddk_tests::images::qemu_data_extents(img) {
+        let (s0, e0) = (start / SECTOR, (start + length).div_ceil(SECTOR));
+        let (a, b) = (s0 / chunk * chunk, e0.div_ceil(chunk) * chunk);
         match out.last_mut() {
             Some(l) if a <= l.0 + l.1 => l.1 = l.1.max(b - l.0),
             _ => out.push((a, b - a)),
