@@ -44,25 +44,6 @@ fn teardown(conn: VixDiskLibConnection, h: VixDiskLibHandle) {
     exit();
 }
 
-fn read_async(h: VixDiskLibHandle, start: u64, buf: &mut [u8]) -> VixError {
-    // SAFETY: `buf` stays alive until the caller's Wait returns.
-    unsafe {
-        lib().core().VixDiskLib_ReadAsync(
-            h,
-            start,
-            (buf.len() / 512) as u64,
-            buf.as_mut_ptr(),
-            Some(on_done),
-            std::ptr::null_mut(),
-        )
-    }
-}
-
-fn wait(h: VixDiskLibHandle) {
-    // SAFETY: plain call on a live handle.
-    assert_eq!(code(unsafe { lib().core().VixDiskLib_Wait(h) }), VIX_OK);
-}
-
 #[test]
 fn pipelined_async_requests_overlap_their_latency() {
     scenario(
@@ -73,7 +54,16 @@ fn pipelined_async_requests_overlap_their_latency() {
             let mut bufs = vec![vec![0u8; 64 * 512]; 16];
             let t = Instant::now();
             for (i, b) in bufs.iter_mut().enumerate() {
-                assert_eq!(code(read_async(h, i as u64 * 64, b)), VIX_ASYNC);
+                assert_eq!(
+                    code(read_async(
+                        h,
+                        i as u64 * 64,
+                        b,
+                        Some(on_done),
+                        std::ptr::null_mut()
+                    )),
+                    VIX_ASYNC
+                );
             }
             assert_eq!(
                 DONE.load(Ordering::SeqCst),
@@ -92,7 +82,16 @@ fn pipelined_async_requests_overlap_their_latency() {
 
             let t = Instant::now();
             for (i, b) in bufs.iter_mut().enumerate() {
-                assert_eq!(code(read_async(h, i as u64 * 64, b)), VIX_ASYNC);
+                assert_eq!(
+                    code(read_async(
+                        h,
+                        i as u64 * 64,
+                        b,
+                        Some(on_done),
+                        std::ptr::null_mut()
+                    )),
+                    VIX_ASYNC
+                );
                 wait(h);
             }
             let serial = t.elapsed();
@@ -144,9 +143,21 @@ fn in_flight_bound_refuses_excess_submissions() {
         let (conn, h) = setup("fake-knob-inflight");
         let mut bufs = vec![vec![0u8; 512]; 5];
         for b in bufs.iter_mut().take(4) {
-            assert_eq!(code(read_async(h, 0, b)), VIX_ASYNC);
+            assert_eq!(
+                code(read_async(h, 0, b, Some(on_done), std::ptr::null_mut())),
+                VIX_ASYNC
+            );
         }
-        assert_eq!(code(read_async(h, 0, &mut bufs[4])), VIX_E_OBJECT_IS_BUSY);
+        assert_eq!(
+            code(read_async(
+                h,
+                0,
+                &mut bufs[4],
+                Some(on_done),
+                std::ptr::null_mut()
+            )),
+            VIX_E_OBJECT_IS_BUSY
+        );
         assert!(
             captured().contains("FAKE_VDDK_MAX_IN_FLIGHT"),
             "{}",
@@ -155,7 +166,13 @@ fn in_flight_bound_refuses_excess_submissions() {
         wait(h);
         assert_eq!(DONE.load(Ordering::SeqCst), 4);
         assert_eq!(
-            code(read_async(h, 0, &mut bufs[4])),
+            code(read_async(
+                h,
+                0,
+                &mut bufs[4],
+                Some(on_done),
+                std::ptr::null_mut()
+            )),
             VIX_ASYNC,
             "room again after Wait"
         );
@@ -172,20 +189,8 @@ fn query_cost_slows_each_query() {
         || {
             let (conn, h) = setup("fake-knob-query");
             for _ in 0..2 {
-                let mut list: *mut VixDiskLibBlockList = std::ptr::null_mut();
                 let t = Instant::now();
-                // SAFETY: valid handle and out slot; freed right after.
-                unsafe {
-                    assert_eq!(
-                        code(
-                            lib()
-                                .core()
-                                .VixDiskLib_QueryAllocatedBlocks(h, 0, 8192, 128, &mut list)
-                        ),
-                        VIX_OK
-                    );
-                    lib().core().VixDiskLib_FreeBlockList(list);
-                }
+                assert_eq!(code(query(h, 0, 8192, 128)), VIX_OK);
                 assert!(
                     t.elapsed() >= Duration::from_millis(150),
                     "query took {:?}",
@@ -239,29 +244,12 @@ fn fault_injection_fails_the_nth_call() {
         assert!(read(h, 0, 1).is_ok());
         assert_eq!(read(h, 0, 1).unwrap_err(), VIX_E_DISK_FULL as u64);
         assert!(read(h, 0, 1).is_ok(), "only the 3rd read fails");
-        // SAFETY: plain calls on a live handle.
-        unsafe {
-            assert_eq!(
-                code(lib().core().VixDiskLib_Flush(h)),
-                VIX_E_FAIL,
-                "1st flush fails with E_FAIL"
-            );
-            assert_eq!(code(lib().core().VixDiskLib_Flush(h)), VIX_OK);
-        }
+        assert_eq!(code(flush(h)), VIX_E_FAIL, "1st flush fails with E_FAIL");
+        assert_eq!(code(flush(h)), VIX_OK);
         let data = [1u8; 512];
         assert_eq!(code(write(h, 0, &data)), VIX_OK);
         // The 2nd write is asynchronous: its injected failure arrives through the callback.
-        // SAFETY: `data` outlives the Wait.
-        let err = unsafe {
-            lib().core().VixDiskLib_WriteAsync(
-                h,
-                0,
-                1,
-                data.as_ptr(),
-                Some(on_done),
-                std::ptr::null_mut(),
-            )
-        };
+        let err = write_async(h, 0, &data, Some(on_done), std::ptr::null_mut());
         assert_eq!(code(err), VIX_ASYNC);
         wait(h);
         assert_eq!(FAILED.load(Ordering::SeqCst), 1);

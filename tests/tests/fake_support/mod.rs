@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use vddk_sys::*;
+
+pub mod link_world;
 use vddk_tests::images::make_vmdk;
 
 /// Masks a VixError down to its code.
@@ -284,6 +286,90 @@ pub fn write(h: VixDiskLibHandle, start: u64, data: &[u8]) -> VixError {
         lib()
             .core()
             .VixDiskLib_Write(h, start, (data.len() / 512) as u64, data.as_ptr())
+    }
+}
+
+/// ReadAsync of whole sectors into `buf`, completing through `done`
+/// with `data`; the caller keeps `buf` alive until its Wait returns.
+pub fn read_async(
+    h: VixDiskLibHandle,
+    start: u64,
+    buf: &mut [u8],
+    done: VixDiskLibCompletionCB,
+    data: *mut c_void,
+) -> VixError {
+    // SAFETY: `buf` holds `len / 512` sectors and outlives the request
+    // (the caller waits for it).
+    unsafe {
+        lib().core().VixDiskLib_ReadAsync(
+            h,
+            start,
+            (buf.len() / 512) as u64,
+            buf.as_mut_ptr(),
+            done,
+            data,
+        )
+    }
+}
+
+/// WriteAsync of whole sectors from `buf`, like [`read_async`].
+pub fn write_async(
+    h: VixDiskLibHandle,
+    start: u64,
+    buf: &[u8],
+    done: VixDiskLibCompletionCB,
+    data: *mut c_void,
+) -> VixError {
+    // SAFETY: as for `read_async`.
+    unsafe {
+        lib().core().VixDiskLib_WriteAsync(
+            h,
+            start,
+            (buf.len() / 512) as u64,
+            buf.as_ptr(),
+            done,
+            data,
+        )
+    }
+}
+
+/// Wait, which must succeed.
+pub fn wait(h: VixDiskLibHandle) {
+    // SAFETY: plain call on a live handle.
+    assert_eq!(code(unsafe { lib().core().VixDiskLib_Wait(h) }), VIX_OK);
+}
+
+/// Flush.
+pub fn flush(h: VixDiskLibHandle) -> VixError {
+    // SAFETY: plain call on a handle from Open.
+    unsafe { lib().core().VixDiskLib_Flush(h) }
+}
+
+/// GetInfo, the info freed at once.
+pub fn get_info(h: VixDiskLibHandle) -> VixError {
+    let mut info: *mut VixDiskLibInfo = std::ptr::null_mut();
+    // SAFETY: valid out slot; freed when returned.
+    unsafe {
+        let err = lib().core().VixDiskLib_GetInfo(h, &mut info);
+        if !info.is_null() {
+            lib().core().VixDiskLib_FreeInfo(info);
+        }
+        err
+    }
+}
+
+/// QueryAllocatedBlocks, the list freed at once.
+pub fn query(h: VixDiskLibHandle, start: u64, count: u64, chunk: u64) -> VixError {
+    let mut list: *mut VixDiskLibBlockList = std::ptr::null_mut();
+    // SAFETY: valid out slot; freed when returned.
+    unsafe {
+        let err = lib()
+            .core()
+            .VixDiskLib_QueryAllocatedBlocks(h, start, count, chunk, &mut list);
+        if !list.is_null() {
+            lib().core().VixDiskLib_FreeBlockList(list);
+        }
+        err
     }
 }
 
