@@ -6,6 +6,7 @@
 //! a [`Wildcard`], names that are not registered are taken as disk paths
 //! and opened when they match it, as `nbdkit vddk export=` does.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::{self, Backend};
@@ -36,6 +37,9 @@ pub enum ExportError {
     /// A name the wildcard matches that is no plain disk path.
     #[error(transparent)]
     BadPath(#[from] BadPath),
+    /// A name that is no file of the served directory.
+    #[error("no file named {0:?} in {1}: ask for one of the files there (see NBD_OPT_LIST)")]
+    NotInDirectory(String, String),
     /// The wildcard has opened as many disks as it may.
     #[error(
         "already serving {MAX_WILDCARD_EXPORTS} disks through the wildcard: start another \
@@ -161,13 +165,21 @@ impl std::fmt::Debug for Resolved {
     }
 }
 
+/// Exports that are not registered by name but opened when asked for.
+enum Dynamic {
+    /// Disk paths matching a pattern (`export=`).
+    Wildcard(Wildcard, PathOpener),
+    /// The files of a directory, by file name (the file plugin's `dir=`).
+    Directory(PathBuf, PathOpener),
+}
+
 /// The exports of one server. The first registered export is the default
 /// (the empty name).
 #[derive(Default)]
 pub struct ExportRegistry {
     named: Vec<Named>,
     catch_all: bool,
-    wildcard: Option<(Wildcard, PathOpener)>,
+    dynamic: Option<Dynamic>,
     by_path: Mutex<Vec<Named>>,
 }
 
@@ -217,7 +229,39 @@ impl ExportRegistry {
     /// Serves any name that matches `pattern` as a disk path, opened by
     /// `open` on first use.
     pub fn set_wildcard(&mut self, pattern: Wildcard, open: PathOpener) {
-        self.wildcard = Some((pattern, open));
+        self.dynamic = Some(Dynamic::Wildcard(pattern, open));
+    }
+
+    /// Serves the files of `dir`, each under its file name, opened by
+    /// `open` (given the file's path) on first use.
+    ///
+    /// # Errors
+    /// When `dir` is not a directory.
+    pub fn set_directory(&mut self, dir: PathBuf, open: PathOpener) -> std::io::Result<()> {
+        if !std::fs::metadata(&dir)?.is_dir() {
+            return Err(std::io::Error::other(format!(
+                "dir={}: not a directory",
+                dir.display()
+            )));
+        }
+        self.dynamic = Some(Dynamic::Directory(dir, open));
+        Ok(())
+    }
+
+    /// The files of the served directory, sorted.
+    fn directory_files(&self) -> Vec<String> {
+        let Some(Dynamic::Directory(dir, _)) = &self.dynamic else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
     }
 
     /// Names and descriptions for NBD_OPT_LIST: the registered exports in
@@ -228,6 +272,10 @@ impl ExportRegistry {
             .iter()
             .map(|n| (n.name.clone(), n.description.clone()))
             .collect();
+        if matches!(self.dynamic, Some(Dynamic::Directory(..))) {
+            v.extend(self.directory_files().into_iter().map(|n| (n, None)));
+            return v;
+        }
         let by_path = self.by_path.lock().unwrap_or_else(PoisonError::into_inner);
         v.extend(
             by_path
@@ -252,17 +300,37 @@ impl ExportRegistry {
                 backend: n.get()?,
             });
         }
-        let Some((pattern, open)) = &self.wildcard else {
-            let names = self.named.iter().map(|n| n.name.clone()).collect();
-            return Err(ExportError::Unknown(names));
+        let (path, open) = match &self.dynamic {
+            None => {
+                let names = self.named.iter().map(|n| n.name.clone()).collect();
+                return Err(ExportError::Unknown(names));
+            }
+            Some(Dynamic::Wildcard(pattern, open)) => {
+                if name.is_empty() {
+                    return Err(ExportError::NoDefault(pattern.as_str().into()));
+                }
+                if !pattern.matches(name) {
+                    return Err(ExportError::NotMatching(pattern.as_str().into()));
+                }
+                check_path(name)?;
+                (name.to_string(), open)
+            }
+            Some(Dynamic::Directory(dir, open)) => {
+                let plain = !name.is_empty()
+                    && name != "."
+                    && name != ".."
+                    && !name.contains('/')
+                    && !name.chars().any(char::is_control);
+                let path = dir.join(name);
+                if !plain || !path.is_file() {
+                    return Err(ExportError::NotInDirectory(
+                        name.into(),
+                        dir.display().to_string(),
+                    ));
+                }
+                (path.to_string_lossy().into_owned(), open)
+            }
         };
-        if name.is_empty() {
-            return Err(ExportError::NoDefault(pattern.as_str().into()));
-        }
-        if !pattern.matches(name) {
-            return Err(ExportError::NotMatching(pattern.as_str().into()));
-        }
-        check_path(name)?;
         let slot = {
             let mut by_path = self.by_path.lock().unwrap_or_else(PoisonError::into_inner);
             match by_path.iter().find(|n| n.name == name) {
@@ -283,7 +351,7 @@ impl ExportRegistry {
             }
         };
         let backend = slot
-            .get_or_open(|| open(name))
+            .get_or_open(|| open(&path))
             .inspect_err(|_| self.forget(name))?;
         Ok(Resolved {
             name: name.to_string(),

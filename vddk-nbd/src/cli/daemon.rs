@@ -71,7 +71,7 @@ pub fn start(secrets: &Secrets, verbose: bool) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("vddk-nbd: error: cannot find our own executable to start the server in the background: {e} (use -f)");
+            eprintln!("{}: error: cannot find our own executable to start the server in the background: {e} (use -f)", super::program());
             return 1;
         }
     };
@@ -80,11 +80,18 @@ pub fn start(secrets: &Secrets, verbose: bool) -> i32 {
     let (args, _handovers) = match moved_off_argv(&argv, secrets) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("vddk-nbd: error: cannot start the background server: {e} (use -f)");
+            eprintln!(
+                "{}: error: cannot start the background server: {e} (use -f)",
+                super::program()
+            );
             return 1;
         }
     };
     let mut cmd = Command::new(&exe);
+    // The name it was started as (a link named nbdkit, say) stays its name.
+    if let Some(argv0) = std::env::args_os().next() {
+        cmd.arg0(argv0);
+    }
     cmd.args(args)
         .env(DAEMON_CHILD, "1")
         .stdin(Stdio::null())
@@ -98,13 +105,19 @@ pub fn start(secrets: &Secrets, verbose: bool) -> i32 {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vddk-nbd: error: cannot start the background server: {e} (use -f)");
+            eprintln!(
+                "{}: error: cannot start the background server: {e} (use -f)",
+                super::program()
+            );
             return 1;
         }
     };
     drop(_handovers);
     let Some(stdout) = child.stdout.take() else {
-        eprintln!("vddk-nbd: error: no pipe to the background server");
+        eprintln!(
+            "{}: error: no pipe to the background server",
+            super::program()
+        );
         return 1;
     };
     let mut line = String::new();
@@ -115,7 +128,7 @@ pub fn start(secrets: &Secrets, verbose: bool) -> i32 {
         return 0;
     }
     if let Some(msg) = line.strip_prefix(ERROR) {
-        eprintln!("vddk-nbd: error: {msg}");
+        eprintln!("{}: error: {msg}", super::program());
         let _ = child.wait();
         return 1;
     }
@@ -124,7 +137,10 @@ pub fn start(secrets: &Secrets, verbose: bool) -> i32 {
             "vddk-nbd: error: the background server exited during start-up ({status}); \
              run with -f -v to see why"
         ),
-        Err(e) => eprintln!("vddk-nbd: error: lost the background server: {e}"),
+        Err(e) => eprintln!(
+            "{}: error: lost the background server: {e}",
+            super::program()
+        ),
     }
     1
 }

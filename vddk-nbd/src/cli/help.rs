@@ -1,19 +1,25 @@
-//! `--help` and `--version` text.
+//! `--help` text.
 
-/// The program version line.
-pub fn version() -> String {
-    format!("vddk-nbd {}", env!("CARGO_PKG_VERSION"))
+/// Brief usage, in the shape of `nbdkit --help`, with the program's name.
+pub fn usage(program: &str) -> String {
+    USAGE.replace("vddk-nbd ", &format!("{program} "))
 }
 
-/// Brief usage, in the shape of `nbdkit --help`.
-pub const USAGE: &str = "\
+const USAGE: &str = "\
 vddk-nbd: serve a VMware disk over NBD through VDDK (nbdkit vddk compatible)
 
 Usage:
-  vddk-nbd [FLAGS] [vddk] [file=]DISK [KEY=VALUE ...]
-  vddk-nbd [vddk] [libdir=DIR] --dump-plugin
+  vddk-nbd [FLAGS] [--filter=FILTER ...] [vddk] [file=]DISK [KEY=VALUE ...]
+  vddk-nbd [FLAGS] [--filter=FILTER ...] file|null|memory [KEY=VALUE ...]
+  vddk-nbd [--filter=FILTER ...] [PLUGIN] [KEY=VALUE ...] --help|--version|--dump-plugin
+  vddk-nbd --dump-config | --long-options | --short-options
   vddk-nbd thumbprint HOST[:PORT]
   vddk-nbd --help | --version
+
+Plugins: vddk (the default), file, null, memory.
+Filters: blocksize, cacheextents, count, cow, multi-conn, noextents, rate,
+retry (the first --filter is nearest the client; PLUGIN --help lists their
+parameters).
 
 Server flags:
   -r, --readonly             serve read-only
@@ -31,6 +37,11 @@ Server flags:
       --run 'COMMAND'        run COMMAND with $uri, $nbd, $port, $unixsocket
                              and $exportname set; exit with its status
       --dump-plugin          print the library's properties and exit
+      --dump-config          print the build configuration (nbdkit's keys)
+      --filter=FILTER        stack FILTER over the plugin
+  -o, --oldstyle             the oldstyle handshake (one export, no options)
+  -n, --newstyle             the newstyle handshake (the default)
+      --selinux-label=LABEL  SELinux label of the listening sockets
       --exit-with-parent     stop when the parent process exits
       --tls=off|on|require   TLS (NBD_OPT_STARTTLS): off (default), allowed,
                              or required of every client
@@ -61,8 +72,8 @@ How requests reach VDDK:
                              (default): direct for the file transport
 
 Several disks, chosen by the client's export name:
-  export=WILDCARD            serve disk paths matching WILDCARD (* stays in
-                             one path component), e.g. \"[ds1] web/*.vmdk\"
+  export=WILDCARD            serve disk paths matching WILDCARD (as nbdkit 1.46:
+                             * crosses /, \\ escapes), e.g. \"\\[ds1\\] web/*.vmdk\"
   vmx=FILE.vmx               serve every disk of a local VM as scsi0:0, ...
 
 Servers:

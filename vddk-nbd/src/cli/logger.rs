@@ -26,11 +26,13 @@ impl Log for StderrLogger {
             Level::Trace => "trace",
         };
         let msg = record.args().to_string();
+        let context = context();
         // Write errors are ignored: stderr may be closed in the background,
         // and logging must never bring the server down.
         let _ = writeln!(
             std::io::stderr().lock(),
-            "vddk-nbd: {level}: {}",
+            "{}: {context}{level}: {}",
+            super::program(),
             msg.trim_end()
         );
     }
@@ -38,6 +40,44 @@ impl Log for StderrLogger {
     fn flush(&self) {
         let _ = std::io::stderr().flush();
     }
+}
+
+thread_local! {
+    /// The connection this thread works for, when its name does not say.
+    static CONNECTION: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// nbdkit's prefix for messages about a connection: `vddk[1]: `, with the
+/// plugin's name and the connection's number (from 1).
+fn context() -> String {
+    let n = CONNECTION.with(std::cell::Cell::get).or_else(|| {
+        std::thread::current()
+            .name()
+            .and_then(|n| n.strip_prefix(vddk_nbd::server::CONNECTION_THREAD))
+            .and_then(|n| n.parse().ok())
+    });
+    match n {
+        Some(n) => format!("{}[{n}]: ", PLUGIN.get().copied().unwrap_or("vddk")),
+        None => String::new(),
+    }
+}
+
+/// The plugin's name, for the connection prefix.
+static PLUGIN: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Sets the plugin's name used in connection prefixes.
+pub fn set_plugin(name: &'static str) {
+    let _ = PLUGIN.set(name);
+}
+
+/// Runs `f` with this thread's messages about connection `n`: for what a
+/// disk opened before the first connection says (nbdkit opens it for the
+/// first connection, and callers read that line there).
+pub fn as_connection<T>(n: u64, f: impl FnOnce() -> T) -> T {
+    let old = CONNECTION.with(|c| c.replace(Some(n)));
+    let r = f();
+    CONNECTION.with(|c| c.set(old));
+    r
 }
 
 /// Installs the logger: debug and above with `-v`, warnings and errors

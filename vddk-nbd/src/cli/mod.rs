@@ -11,10 +11,12 @@ mod args;
 mod daemon;
 mod dump;
 mod help;
+mod layers;
 mod listen;
 mod logger;
 mod open_exports;
 mod privileges;
+mod probes;
 
 mod run;
 mod secrets;
@@ -28,15 +30,50 @@ use args::Action;
 use daemon::Readiness;
 use vddk_nbd::params::{self, reexec, Secrets, VddkParams};
 
+/// The name this program was started as: `nbdkit` through a link of that
+/// name (messages then take nbdkit's shape), else `vddk-nbd`.
+pub fn program() -> &'static str {
+    static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let argv0 = std::env::args_os().next().unwrap_or_default();
+        let base = std::path::Path::new(&argv0)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if base == "nbdkit" {
+            "nbdkit"
+        } else {
+            "vddk-nbd"
+        }
+    })
+}
+
 fn usage_error(msg: &dyn std::fmt::Display) -> i32 {
-    eprintln!("vddk-nbd: {msg}");
-    eprintln!("Try 'vddk-nbd --help' for more information.");
+    let p = program();
+    eprintln!("{p}: {msg}");
+    eprintln!("Try '{p} --help' for more information.");
     1
 }
 
 fn error(msg: &str) -> i32 {
-    eprintln!("vddk-nbd: error: {msg}");
+    eprintln!("{}: error: {msg}", program());
     1
+}
+
+/// The vddk plugin's table entry.
+fn probes_vddk() -> &'static vddk_nbd::plugins::PluginInfo {
+    &vddk_nbd::plugins::PLUGINS[0]
+}
+
+/// Prints `text` on stdout; a closed stdout is not an error worth a panic.
+fn print(text: &str) -> i32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(_) => 1,
+    }
 }
 
 /// Runs the program; returns its exit status.
@@ -60,31 +97,37 @@ pub fn main() -> i32 {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
     };
+    let named_plugin = opts.plugin_named.then_some(opts.plugin);
     match opts.action {
         Action::Help => {
-            print!("{}", help::USAGE);
-            return 0;
+            let layers = probes::layer_help(&opts.filters, named_plugin);
+            return print(&format!("{}{layers}", help::usage(program())));
         }
         Action::Version => {
-            println!("{}", help::version());
-            return 0;
+            return print(&probes::version(program(), &opts.filters, named_plugin));
         }
+        Action::DumpConfig => return print(&probes::dump_config(program())),
+        Action::LongOptions => return print(&args::long_options()),
+        Action::ShortOptions => return print(&args::short_options()),
         Action::DumpPlugin | Action::Serve => {}
     }
     logger::init(opts.verbose);
-
-    let params = match params::vddk_plugin::parse(&opts.params) {
-        Ok(p) => p,
-        Err(e) => return error(&e.to_string()),
+    logger::set_plugin(opts.plugin.name);
+    debug_flags(&opts);
+    let routed = layers::route(&opts);
+    let filters = match layers::stack(&opts, &routed) {
+        Ok(f) => f,
+        Err(e) => return error(&e),
     };
-    if params.has_secret() {
-        if let Err(e) = secrets::no_core_dumps() {
-            return error(&e);
-        }
+    if opts.plugin.name == "vddk" {
+        vddk_main(&opts, &routed.plugin, filters)
+    } else {
+        local_main(&opts, &routed.plugin, filters)
     }
-    if let Err(e) = reexec_if_needed(&params) {
-        return error(&e);
-    }
+}
+
+/// Notes the `-D` flags that are acted on elsewhere.
+fn debug_flags(opts: &args::Options) {
     for f in &opts.debug_flags {
         match (f.scope.as_str(), f.name.as_str()) {
             ("vddk", "stats") => {
@@ -96,21 +139,18 @@ pub fn main() -> i32 {
     if let Some(n) = opts.threads {
         log::debug!("-t {n}: used as the bound on requests in flight per disk");
     }
+}
 
-    if opts.action == Action::DumpPlugin {
-        return dump::run(&params);
-    }
-
-    if let Err(e) = params::vddk_plugin::validate(&params)
-        .map_err(|e| e.to_string())
-        .and_then(|()| params::connect::check(&params))
-    {
-        return error(&e);
-    }
-
+/// The checks and set-up every plugin's server needs, then serving.
+fn serve_with(
+    opts: &args::Options,
+    source: serve::Source<'_>,
+    filters: vddk_nbd::filters::Stack,
+    secrets: &Secrets,
+) -> i32 {
     // Checked before going to the background, so that a certificate
     // problem reaches the terminal; the serving process loads them again.
-    let tls = match tls_flags::load(&opts) {
+    let tls = match tls_flags::load(opts) {
         Ok(t) => t,
         Err(e) => return error(&e),
     };
@@ -120,32 +160,86 @@ pub fn main() -> i32 {
             Ok(i) => i,
             Err(e) => return error(&e),
         };
-
     let readiness = Readiness::current();
     let foreground = opts.stays_in_foreground()
         || readiness == Readiness::DaemonChild
         || listen::socket_activated();
-
-    // Read the secrets once: in the background case here, in the process
-    // that still has the user's terminal and descriptors.
-    let secrets = match Secrets::resolve(&params) {
-        Ok(s) => s,
-        Err(e) => {
-            readiness.failed(&e);
-            return error(&e);
-        }
-    };
-
     if !foreground {
-        return daemon::start(&secrets, opts.verbose);
+        return daemon::start(secrets, opts.verbose);
     }
-    match serve::run(&opts, &params, &secrets, tls, identity.as_ref(), readiness) {
+    match serve::run(opts, source, filters, tls, identity.as_ref(), readiness) {
         Ok(code) => code,
         Err(e) => {
             readiness.failed(&e);
             error(&e)
         }
     }
+}
+
+/// The `file`, `null` and `memory` plugins.
+fn local_main(
+    opts: &args::Options,
+    pairs: &[(String, String)],
+    filters: vddk_nbd::filters::Stack,
+) -> i32 {
+    if opts.action == Action::DumpPlugin {
+        return print(&probes::plugin_fields(opts.plugin));
+    }
+    let params = vddk_nbd::params::Params::new(pairs.to_vec());
+    let read_only = opts.read_only || filters.read_only_below();
+    let exports = match layers::local_exports(opts, &params, read_only) {
+        Ok(e) => e,
+        Err(e) => return error(&e),
+    };
+    serve_with(
+        opts,
+        serve::Source::Local(exports),
+        filters,
+        &Secrets::default(),
+    )
+}
+
+/// The `vddk` plugin: parameters, secrets and the library path first.
+fn vddk_main(
+    opts: &args::Options,
+    pairs: &[(String, String)],
+    filters: vddk_nbd::filters::Stack,
+) -> i32 {
+    let params = match params::vddk_plugin::parse(pairs) {
+        Ok(p) => p,
+        Err(e) => return error(&e.to_string()),
+    };
+    if params.has_secret() {
+        if let Err(e) = secrets::no_core_dumps() {
+            return error(&e);
+        }
+    }
+    if let Err(e) = reexec_if_needed(&params) {
+        return error(&e);
+    }
+    if opts.action == Action::DumpPlugin {
+        return dump::run(&params);
+    }
+    if let Err(e) = params::vddk_plugin::validate(&params)
+        .map_err(|e| e.to_string())
+        .and_then(|()| params::connect::check(&params))
+    {
+        return error(&e);
+    }
+    // Read the secrets once: in the background case here, in the process
+    // that still has the user's terminal and descriptors.
+    let secrets = match Secrets::resolve(&params) {
+        Ok(s) => s,
+        Err(e) => {
+            Readiness::current().failed(&e);
+            return error(&e);
+        }
+    };
+    let source = serve::Source::Vddk {
+        params: &params,
+        secrets: &secrets,
+    };
+    serve_with(opts, source, filters, &secrets)
 }
 
 /// Re-executes once if `LD_LIBRARY_PATH` needs VDDK's `lib64` first, or

@@ -14,10 +14,20 @@ use vddk_nbd::vmx;
 
 use super::args::Options;
 
+/// How to connect again, for a disk that must be reopened (the retry
+/// filter asks after a failure): the library and the same parameters,
+/// secrets included.
+#[derive(Clone)]
+pub struct Reconnect {
+    pub lib: vddk::Vddk,
+    pub params: vddk::ConnectParams,
+}
+
 /// How to open one disk, shared by every export of the server.
 #[derive(Clone)]
 struct DiskOpener {
     conn: Arc<vddk::Connection>,
+    reconnect: Reconnect,
     params: Arc<VddkParams>,
     read_only: bool,
     threads: Option<usize>,
@@ -30,7 +40,12 @@ impl DiskOpener {
             .conn
             .open(path, flags)
             .map_err(|e| backend::Error::Failed(trust::open_error(&self.params, path, &e)))?;
-        let mut opts = vddk::DriverOptions::new();
+        let reconnect = self.reconnect.clone();
+        let reopen_path = path.to_string();
+        let mut opts = vddk::DriverOptions::new().reopen_with(Arc::new(move || {
+            let conn = vddk::Connection::connect(&reconnect.lib, &reconnect.params)?;
+            conn.open(&reopen_path, flags)
+        }));
         if let Some(mode) = self.params.io.mode() {
             opts = opts.mode(mode);
         }
@@ -54,13 +69,16 @@ impl DiskOpener {
 /// once, wildcard matches when a client names them).
 pub fn open(
     conn: &Arc<vddk::Connection>,
+    reconnect: Reconnect,
     opts: &Options,
     p: &VddkParams,
+    read_only: bool,
 ) -> Result<Arc<ExportRegistry>, String> {
     let opener = DiskOpener {
         conn: Arc::clone(conn),
+        reconnect,
         params: Arc::new(p.clone()),
-        read_only: opts.read_only,
+        read_only,
         threads: opts.threads.map(|n| n as usize),
     };
     if let Some(path) = &p.vmx {

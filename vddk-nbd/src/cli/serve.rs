@@ -6,6 +6,8 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
+use vddk_nbd::exports::ExportRegistry;
+use vddk_nbd::filters::Stack;
 use vddk_nbd::tls::{Tls, TlsMode};
 use vddk_nbd::{Listener, Server, ServerConfig};
 
@@ -17,59 +19,52 @@ use super::{run, signals, stats};
 use vddk_nbd::params::connect::{connect_params, create_params, init_options};
 use vddk_nbd::params::{Secrets, VddkParams};
 
-/// Opens the disk, listens, and serves until told to stop; returns the
+/// Where the exports come from.
+pub enum Source<'a> {
+    /// The vddk plugin: VDDK is initialised and the disks opened here.
+    Vddk {
+        params: &'a VddkParams,
+        secrets: &'a Secrets,
+    },
+    /// Another plugin, its exports already made.
+    Local(Arc<ExportRegistry>),
+}
+
+/// Opens the exports, listens, and serves until told to stop; returns the
 /// exit status.
 pub fn run(
     opts: &Options,
-    p: &VddkParams,
-    secrets: &Secrets,
+    source: Source<'_>,
+    filters: Stack,
     tls: Option<Tls>,
     identity: Option<&Identity>,
     readiness: Readiness,
 ) -> Result<i32, String> {
-    let file = p.file.clone().unwrap_or_default();
-    let read_only = opts.read_only;
     let termination = signals::Termination::install()?;
     if opts.exit_with_parent {
         termination.exit_with_parent()?;
     }
-
-    // Fetched before VDDK starts, so a server that cannot be reached is
-    // reported before anything else happens.
-    let mut p = p.clone();
-    vddk_nbd::params::trust::resolve_thumbprint(&mut p)?;
-    let p = &p;
-
-    let want_stats = stats::requested(&opts.debug_flags);
-    let lib =
-        vddk::Vddk::init(init_options(p).collect_stats(want_stats)).map_err(|e| e.to_string())?;
-    // Kept apart from the library so that the table, printed after Exit,
-    // includes Exit as nbdkit's does.
-    let stats_view = lib.stats_handle();
-    log::debug!(
-        "loaded {} (VDDK {})",
-        lib.library_path().display(),
-        lib.major_version()
-    );
-
-    let params = connect_params(p, secrets, read_only)?;
-    let conn = vddk::Connection::connect(&lib, &params).map_err(|e| e.to_string())?;
-    if let Some(c) = &p.create {
-        conn.create(&file, &create_params(c))
-            .map_err(|e| format!("cannot create {file}: {e}"))?;
-        log::debug!("created {file} ({} bytes)", c.size);
-    }
-    let conn = Arc::new(conn);
-    let exports = super::open_exports::open(&conn, opts, p)?;
+    // The library, when there is one, outlives the exports.
+    let mut vddk_state = None;
+    let (exports, description) = match source {
+        Source::Local(exports) => (exports, None),
+        Source::Vddk { params, secrets } => {
+            let opened = open_vddk(opts, params, secrets, &filters)?;
+            let description = params.file.clone();
+            let exports = Arc::clone(&opened.exports);
+            vddk_state = Some(opened);
+            (exports, description)
+        }
+    };
 
     let config = ServerConfig {
         export_name: opts.export_name.clone(),
-        description: Some(file.clone()),
-        read_only,
+        description,
+        read_only: opts.read_only,
         tls,
         ..ServerConfig::default()
     };
-    let server = Server::with_exports(Arc::clone(&exports), config);
+    let server = Server::with_filters(Arc::clone(&exports), filters.clone(), config);
     let handle = server.shutdown_handle();
     let stdin_socket = if opts.single { stdin_as_socket() } else { None };
     termination.on_signal(move || {
@@ -92,14 +87,87 @@ pub fn run(
     drop(server);
     let closed = exports.close_all();
     drop(exports);
-    drop(conn);
-    drop(lib);
-    if let Some(v) = stats_view {
-        stats::print(&v.snapshot());
+    filters.unload();
+    if let Some(v) = vddk_state {
+        v.finish();
     }
     drop(cleanup);
     closed.map_err(|e| e.to_string())?;
     result
+}
+
+/// VDDK and what was opened through it.
+struct VddkState {
+    exports: Arc<ExportRegistry>,
+    conn: Arc<vddk::Connection>,
+    lib: vddk::Vddk,
+    stats: Option<vddk::Stats>,
+}
+
+impl VddkState {
+    /// Closes the connection and exits the library, then prints the call
+    /// statistics (which then include Exit, as nbdkit's do).
+    fn finish(self) {
+        drop(self.exports);
+        drop(self.conn);
+        drop(self.lib);
+        if let Some(v) = self.stats {
+            stats::print(&v.snapshot());
+        }
+    }
+}
+
+/// Initialises VDDK, connects, creates the disk if asked, and opens the
+/// exports (read-only when a filter, such as cow, never writes below).
+fn open_vddk(
+    opts: &Options,
+    p: &VddkParams,
+    secrets: &Secrets,
+    filters: &Stack,
+) -> Result<VddkState, String> {
+    let file = p.file.clone().unwrap_or_default();
+    let read_only = opts.read_only || filters.read_only_below();
+    // Fetched before VDDK starts, so a server that cannot be reached is
+    // reported before anything else happens.
+    let mut p = p.clone();
+    vddk_nbd::params::trust::resolve_thumbprint(&mut p)?;
+    let p = &p;
+
+    let want_stats = stats::requested(&opts.debug_flags);
+    let lib =
+        vddk::Vddk::init(init_options(p).collect_stats(want_stats)).map_err(|e| e.to_string())?;
+    // Kept apart from the library so that the table, printed after Exit,
+    // includes Exit as nbdkit's does.
+    let stats = lib.stats_handle();
+    log::debug!(
+        "loaded {} (VDDK {})",
+        lib.library_path().display(),
+        lib.major_version()
+    );
+
+    let params = connect_params(p, secrets, read_only)?;
+    let conn = vddk::Connection::connect(&lib, &params).map_err(|e| e.to_string())?;
+    if let Some(c) = &p.create {
+        conn.create(&file, &create_params(c))
+            .map_err(|e| format!("cannot create {file}: {e}"))?;
+        log::debug!("created {file} ({} bytes)", c.size);
+    }
+    let conn = Arc::new(conn);
+    let reconnect = super::open_exports::Reconnect {
+        lib: lib.clone(),
+        params,
+    };
+    // The disks are opened now, for every connection to come; what VDDK
+    // says while opening is told as nbdkit tells it, for the first one.
+    let exports = super::logger::as_connection(1, || {
+        super::open_exports::open(&conn, reconnect, opts, p, read_only)
+    })?;
+    Ok(VddkState {
+        exports,
+        conn,
+        lib,
+        stats,
+    })
 }
 
 /// Stdin as a socket (as with inetd or a client's socketpair), so that

@@ -21,7 +21,7 @@ pub fn requested(flags: &[DebugFlag]) -> bool {
 pub fn table(stats: &[vddk::CallStats]) -> String {
     let mut out = String::new();
     let mut line = |s: String| {
-        let _ = writeln!(out, "vddk-nbd: debug: {s}");
+        let _ = writeln!(out, "{}: debug: {s}", super::program());
     };
     line("VDDK function stats (-D vddk.stats=1):".into());
     line(format!(

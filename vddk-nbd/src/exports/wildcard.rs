@@ -1,7 +1,10 @@
-//! Path-aware wildcards for `export=`: `*` matches any run of characters
-//! within one path component, `?` one character other than `/`, and `\`
-//! makes the next character literal. Brackets are literal, so datastore
-//! paths such as `[datastore1] web/*.vmdk` need no escaping.
+//! `export=` wildcards, matched as nbdkit 1.46 matches them (glibc's
+//! `fnmatch` without flags): `*` matches any run of characters, `/`
+//! included (so one pattern covers disks in several folders); `?` any one
+//! character; `[...]` one character of a set (`[!...]` or `[^...]` not of
+//! it, `a-z` a range); `\` makes the next character literal, so a
+//! datastore name is written `\[datastore1\] web/*.vmdk`. A `[` without
+//! its `]` is literal.
 
 use crate::datastore::DatastorePath;
 
@@ -22,11 +25,63 @@ pub struct Wildcard {
     tokens: Vec<Token>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
     Literal(char),
     One,
     Any,
+    Set {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
+}
+
+impl Token {
+    fn matches_one(&self, c: char) -> bool {
+        match self {
+            Token::Literal(l) => *l == c,
+            Token::One => true,
+            Token::Set { negated, items } => {
+                items.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }
+            Token::Any => false,
+        }
+    }
+}
+
+/// Reads a bracket expression after its `[`; `None` when it has no `]`
+/// (the `[` is then literal).
+fn set(chars: &[char]) -> Option<(Token, usize)> {
+    let mut i = 0;
+    let negated = matches!(chars.first(), Some('!' | '^'));
+    if negated {
+        i += 1;
+    }
+    let mut items = Vec::new();
+    let mut first = true;
+    loop {
+        let mut c = *chars.get(i)?;
+        if c == ']' && !first {
+            return Some((Token::Set { negated, items }, i + 1));
+        }
+        first = false;
+        if c == '\\' {
+            i += 1;
+            c = *chars.get(i)?;
+        }
+        i += 1;
+        let range_end = match (chars.get(i), chars.get(i + 1)) {
+            (Some('-'), Some(&e)) if e != ']' => Some(e),
+            _ => None,
+        };
+        match range_end {
+            Some(e) => {
+                items.push((c, e));
+                i += 2;
+            }
+            None => items.push((c, c)),
+        }
+    }
 }
 
 impl Wildcard {
@@ -34,20 +89,35 @@ impl Wildcard {
     pub fn new(pattern: &str) -> Result<Wildcard, BadPattern> {
         if pattern.is_empty() {
             return Err(BadPattern(
-                "export= is empty: give a path pattern such as /vms/*.vmdk".into(),
+                "export parameter should be a wildcard, not an empty string (e.g. /vms/*.vmdk)"
+                    .into(),
             ));
         }
+        let chars: Vec<char> = pattern.chars().collect();
         let mut tokens = Vec::new();
-        let mut chars = pattern.chars();
-        while let Some(c) = chars.next() {
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            i += 1;
             tokens.push(match c {
                 '*' => Token::Any,
                 '?' => Token::One,
-                '\\' => Token::Literal(chars.next().ok_or_else(|| {
-                    BadPattern(format!(
-                        "export={pattern}: ends with '\\'; escape it as '\\\\'"
-                    ))
-                })?),
+                '\\' => {
+                    let next = chars.get(i).copied().ok_or_else(|| {
+                        BadPattern(format!(
+                            "export={pattern}: ends with '\\'; escape it as '\\\\'"
+                        ))
+                    })?;
+                    i += 1;
+                    Token::Literal(next)
+                }
+                '[' => match set(&chars[i..]) {
+                    Some((t, used)) => {
+                        i += used;
+                        t
+                    }
+                    None => Token::Literal('['),
+                },
                 c => Token::Literal(c),
             });
         }
@@ -67,41 +137,48 @@ impl Wildcard {
         let name: Vec<char> = name.chars().collect();
         matches(&self.tokens, &name)
     }
+
+    /// The longest literal prefix, `\`-escaped for a pattern: what a
+    /// pattern for several names starts with (virt-v2v builds its
+    /// `export=` from the names' common prefix and `*.vmdk`).
+    pub fn escape(literal: &str) -> String {
+        let mut out = String::with_capacity(literal.len());
+        for c in literal.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
 }
 
-/// Classic backtracking over the last `*`: linear in practice, and a `*`
-/// never needs to look past a `/`, which bounds the retries per component.
+/// Backtracking over the last `*`: linear in practice.
 fn matches(tokens: &[Token], name: &[char]) -> bool {
     let (mut t, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {
         match tokens.get(t) {
-            Some(Token::Literal(c)) if *c == name[n] => {
-                t += 1;
-                n += 1;
-                continue;
-            }
-            Some(Token::One) if name[n] != '/' => {
-                t += 1;
-                n += 1;
-                continue;
-            }
             Some(Token::Any) => {
                 star = Some((t, n));
                 t += 1;
                 continue;
             }
+            Some(tok) if tok.matches_one(name[n]) => {
+                t += 1;
+                n += 1;
+                continue;
+            }
             _ => {}
         }
-        // Mismatch: let the last `*` take one more character, unless that
-        // character is a separator it may not cross.
+        // Mismatch: let the last `*` take one more character.
         match star {
-            Some((st, sn)) if name[sn] != '/' => {
+            Some((st, sn)) => {
                 star = Some((st, sn + 1));
                 t = st + 1;
                 n = sn + 1;
             }
-            _ => return false,
+            None => return false,
         }
     }
     tokens[t..].iter().all(|t| *t == Token::Any)
@@ -138,46 +215,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn star_stays_in_one_component() {
+    fn star_crosses_slashes_as_in_nbdkit_1_46() {
         let w = Wildcard::new("/vms/*.vmdk").unwrap();
         assert!(w.matches("/vms/a.vmdk"));
         assert!(w.matches("/vms/.vmdk"));
         assert!(w.matches("/vms/a.b.vmdk"));
-        assert!(!w.matches("/vms/sub/a.vmdk"));
-        assert!(!w.matches("/vms/a.vmdkx"));
+        assert!(w.matches("/vms/sub/a.vmdk"));
         assert!(!w.matches("/other/a.vmdk"));
-        let w = Wildcard::new("/vms/*/*-flat.vmdk").unwrap();
-        assert!(w.matches("/vms/web/web-flat.vmdk"));
-        assert!(!w.matches("/vms/web/x/web-flat.vmdk"));
+        assert!(!w.matches("/vms/a.vmdk.bak"));
         let w = Wildcard::new("/vms/*").unwrap();
         assert!(w.matches("/vms/"));
-        assert!(!w.matches("/vms/a/b"));
+        assert!(w.matches("/vms/a/b"));
     }
 
     #[test]
-    fn question_mark_escapes_and_brackets() {
+    fn question_mark_sets_and_escapes() {
         let w = Wildcard::new("/d/disk?.vmdk").unwrap();
         assert!(w.matches("/d/disk1.vmdk"));
         assert!(!w.matches("/d/disk.vmdk"));
-        assert!(!w.matches("/d/disk/.vmdk"));
         let w = Wildcard::new(r"/d/\*.vmdk").unwrap();
         assert!(w.matches("/d/*.vmdk"));
         assert!(!w.matches("/d/a.vmdk"));
-        let w = Wildcard::new("[datastore 1] web/*.vmdk").unwrap();
+        // What virt-v2v writes: escaped brackets, then *.vmdk.
+        let w = Wildcard::new(r"\[datastore 1\] web/*.vmdk").unwrap();
         assert!(w.matches("[datastore 1] web/web.vmdk"));
-        assert!(w.matches("[datastore 1] web/web_1.vmdk"));
+        assert!(w.matches("[datastore 1] web/sub/web_1.vmdk"));
         assert!(!w.matches("[datastore 2] web/web.vmdk"));
-        assert!(!w.matches("[datastore 1] db/db.vmdk"));
-        let w = Wildcard::new("[*] *-?/*.vmdk").unwrap();
-        assert!(w.matches("[ds] vm-1/vm.vmdk"));
-        assert!(!w.matches("[ds/x] vm-1/vm.vmdk"));
+        // Unescaped, brackets are a set, as fnmatch reads them.
+        let w = Wildcard::new("/d/disk[0-2].vmdk").unwrap();
+        assert!(w.matches("/d/disk1.vmdk") && !w.matches("/d/disk3.vmdk"));
+        let w = Wildcard::new("/d/[!a]*").unwrap();
+        assert!(w.matches("/d/b") && !w.matches("/d/a"));
+        let w = Wildcard::new("/d/[]x].vmdk").unwrap();
+        assert!(w.matches("/d/].vmdk") && w.matches("/d/x.vmdk"));
+        // A [ without its ] is literal.
+        assert!(Wildcard::new("/d/[x").unwrap().matches("/d/[x"));
         assert!(Wildcard::new("").is_err());
         assert!(Wildcard::new("/a\\").is_err());
+        assert_eq!(Wildcard::escape("[ds (3)] vm*/"), r"\[ds (3)\] vm\*/");
     }
 
     #[test]
     fn utf8_names() {
-        let w = Wildcard::new("[données] vm-é/*.vmdk").unwrap();
+        let w = Wildcard::new(r"\[données\] vm-é/*.vmdk").unwrap();
         assert!(w.matches("[données] vm-é/disque-ü.vmdk"));
         let w = Wildcard::new("/d/?.vmdk").unwrap();
         assert!(w.matches("/d/é.vmdk"));

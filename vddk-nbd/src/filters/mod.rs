@@ -26,6 +26,7 @@ pub mod retry;
 use std::sync::Arc;
 
 use crate::backend::{Backend, Caps, Done, Error, Extent, Known, ZeroFlags};
+pub use crate::params::ParamHelp;
 use crate::params::{ParamError, Params};
 
 /// One connection's filter layer. Every method has a default that passes
@@ -160,17 +161,6 @@ pub trait FilterSpec: Send + Sync + 'static {
     fn unload(&self) {}
 }
 
-/// A parameter a layer takes, with its `--help` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParamHelp {
-    /// The key (`cow-block-size`).
-    pub key: &'static str,
-    /// The left column of the help line (`cow-block-size=<N>`).
-    pub usage: &'static str,
-    /// What it does.
-    pub help: &'static str,
-}
-
 /// What the command line and the probes know of a filter.
 pub struct FilterInfo {
     /// Its name, as `--filter=` takes it.
@@ -181,6 +171,21 @@ pub struct FilterInfo {
     pub params: &'static [ParamHelp],
     /// Builds it from its parameters (only the keys it declares).
     pub configure: fn(&Params) -> Result<Arc<dyn FilterSpec>, ParamError>,
+}
+
+/// Filters are the same when their names are.
+impl PartialEq for FilterInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for FilterInfo {}
+
+impl std::fmt::Debug for FilterInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
 }
 
 /// Every filter this server has.

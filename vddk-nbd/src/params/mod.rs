@@ -48,6 +48,17 @@ pub use size::parse_size;
 pub use value::{parse_bool, ParamError};
 pub use vddk_plugin::VddkParams;
 
+/// A parameter a layer (a plugin or a filter) takes, with its `--help` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamHelp {
+    /// The key (`cow-block-size`).
+    pub key: &'static str,
+    /// The left column of the help line (`cow-block-size=<N>`).
+    pub usage: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
 /// The `key=value` parameters given to one layer (a plugin or a filter).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params(Vec<(String, String)>);

@@ -85,6 +85,10 @@ pub fn exec(args: Vec<OsString>, lib_dir: Option<&Path>) -> String {
         Err(e) => return format!("cannot find our own executable to re-execute it: {e}"),
     };
     let mut cmd = Command::new(&exe);
+    // The name it was started as (a link named nbdkit, say) stays its name.
+    if let Some(argv0) = std::env::args_os().next() {
+        cmd.arg0(argv0);
+    }
     cmd.args(args);
     if let Some(dir) = lib_dir {
         log::debug!(

@@ -83,10 +83,18 @@ pub(super) fn accept_loop(inner: &Arc<Inner>, listeners: Vec<Listener>) -> io::R
     Ok(())
 }
 
+/// Connections numbered from 1 in this process, as nbdkit numbers them in
+/// its messages (`vddk[1]`); the number is in the thread's name.
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The prefix of a connection thread's name; its number follows.
+pub const CONNECTION_THREAD: &str = "nbd-conn-";
+
 fn spawn(inner: &Arc<Inner>, s: Stream) {
     let inner2 = Arc::clone(inner);
+    let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
     let result = std::thread::Builder::new()
-        .name("nbd-conn".into())
+        .name(format!("{CONNECTION_THREAD}{n}"))
         .spawn(move || {
             // A bug in one connection must not take the server down.
             let outcome = catch_unwind(AssertUnwindSafe(|| serve_socket(&inner2, s)));

@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::exports::{ExportRegistry, Resolved};
+use crate::filters::Stack;
 use crate::proto::export::{ExportDesc, Exports, NoSuchExport};
 use crate::proto::request::Limits;
 use crate::tls::Tls;
 
-pub use listener::Listener;
+pub use listener::{Listener, CONNECTION_THREAD};
 
 /// How the export is offered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,7 @@ type Closer = Box<dyn Fn() + Send + Sync>;
 
 struct Inner {
     exports: Arc<ExportRegistry>,
+    filters: Stack,
     config: ServerConfig,
     shutdown: AtomicBool,
     active: AtomicUsize,
@@ -114,16 +116,21 @@ impl Drop for Active {
     }
 }
 
-/// What negotiation sees of the registry: exports are opened when a
-/// client asks about them.
+/// The connection's stack over an export, once negotiation has built it.
+type Opened = Arc<Mutex<Option<(String, Arc<dyn Backend>)>>>;
+
+/// What negotiation sees of the registry: exports are opened, and the
+/// connection's filter layers stacked over them, when a client asks.
 struct Lookup {
     exports: Arc<ExportRegistry>,
+    filters: Stack,
     read_only: bool,
+    opened: Opened,
 }
 
 impl Lookup {
-    fn desc(&self, r: &Resolved) -> ExportDesc {
-        let caps = r.backend.caps();
+    fn desc(&self, r: &Resolved, top: &Arc<dyn Backend>) -> ExportDesc {
+        let caps = top.caps();
         let sizes = caps.block_sizes;
         ExportDesc {
             name: r.name.clone(),
@@ -145,11 +152,18 @@ impl Exports for Lookup {
     }
 
     fn lookup(&mut self, name: &str) -> Result<ExportDesc, NoSuchExport> {
-        let r = self.exports.resolve(name).map_err(|e| {
+        let refuse = |e: &dyn std::fmt::Display| {
             log::warn!("a client asked for export {name:?}: {e}");
             NoSuchExport(e.to_string())
-        })?;
-        Ok(self.desc(&r))
+        };
+        let r = self.exports.resolve(name).map_err(|e| refuse(&e))?;
+        let top = self
+            .filters
+            .open(Arc::clone(&r.backend), &r.name)
+            .map_err(|e| refuse(&e))?;
+        let desc = self.desc(&r, &top);
+        *self.opened.lock().unwrap_or_else(PoisonError::into_inner) = Some((r.name, top));
+        Ok(desc)
     }
 }
 
@@ -183,9 +197,12 @@ impl Inner {
         w: W,
         after_handshake: impl FnOnce(),
     ) -> io::Result<()> {
+        let opened: Opened = Arc::default();
         let lookup = Lookup {
             exports: Arc::clone(&self.exports),
+            filters: self.filters.clone(),
             read_only: self.config.read_only,
+            opened: Arc::clone(&opened),
         };
         let Some(negotiate::Negotiation {
             negotiated,
@@ -195,10 +212,19 @@ impl Inner {
         else {
             return Ok(());
         };
-        // Negotiation opened it; this finds it again by its own name.
-        let backend = match self.exports.resolve(&negotiated.export.name) {
-            Ok(r) => r.backend,
-            Err(e) => return Err(io::Error::other(e)),
+        // Negotiation stacked the connection's layers over the export it chose.
+        let opened = opened.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let backend = match opened {
+            Some((name, top)) if name == negotiated.export.name => top,
+            _ => {
+                let r = self
+                    .exports
+                    .resolve(&negotiated.export.name)
+                    .map_err(io::Error::other)?;
+                self.filters
+                    .open(r.backend, &r.name)
+                    .map_err(io::Error::other)?
+            }
         };
         let export = &negotiated.export;
         after_handshake();
@@ -247,9 +273,20 @@ impl Server {
     /// A server offering the exports of `exports`; clients choose by name,
     /// and the empty name selects the first.
     pub fn with_exports(exports: Arc<ExportRegistry>, config: ServerConfig) -> Server {
+        Server::with_filters(exports, Stack::default(), config)
+    }
+
+    /// As [`Server::with_exports`], with `filters` stacked over each export
+    /// for each connection (the first filter nearest the client).
+    pub fn with_filters(
+        exports: Arc<ExportRegistry>,
+        filters: Stack,
+        config: ServerConfig,
+    ) -> Server {
         Server {
             inner: Arc::new(Inner {
                 exports,
+                filters,
                 config,
                 shutdown: AtomicBool::new(false),
                 active: AtomicUsize::new(0),

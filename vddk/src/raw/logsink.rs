@@ -90,9 +90,6 @@ fn route(level: c_int, text: &str) {
         return;
     }
     match level {
-        0 if line.contains("VixDiskLib (") && line.contains("build-") => {
-            log::info!(target: TARGET, "{line}")
-        }
         0 => log::debug!(target: TARGET, "{line}"),
         1 => log::warn!(target: TARGET, "{line}"),
         _ => log::error!(target: TARGET, "VDDK panic: {line}"),

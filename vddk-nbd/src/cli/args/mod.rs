@@ -1,5 +1,6 @@
-//! Command-line parsing: nbdkit's server flags, the optional `vddk` plugin
-//! name, and the plugin's `key=value` parameters.
+//! Command-line parsing: nbdkit's server flags, `--filter`s, the plugin
+//! name (`vddk` when none is given), and the `key=value` parameters of the
+//! plugin and filters, routed to their layers later.
 //!
 //! Options may appear anywhere (before or after the plugin name and its
 //! parameters), short flags may be bundled (`-fv`, `-Usock`), and long
@@ -24,6 +25,12 @@ pub enum Action {
     Version,
     /// Print nbdkit's plugin keys for the library and exit.
     DumpPlugin,
+    /// Print nbdkit's build configuration keys and exit.
+    DumpConfig,
+    /// List the long options, one a line, and exit.
+    LongOptions,
+    /// List the short options, one a line, and exit.
+    ShortOptions,
     /// Serve the disk.
     Serve,
 }
@@ -83,8 +90,19 @@ pub struct Options {
     pub user: Option<String>,
     /// `-g GROUP`: the group to become once the sockets are bound.
     pub group: Option<String>,
-    /// The plugin parameters: `(key, value)` in order; a bare argument is
-    /// recorded with the key `file`.
+    /// The plugin named on the command line (`vddk` when none is).
+    pub plugin: &'static vddk_nbd::plugins::PluginInfo,
+    /// Whether the plugin was named (`--help` and `--version` then
+    /// describe it).
+    pub plugin_named: bool,
+    /// `--filter`s, outermost first.
+    pub filters: Vec<&'static vddk_nbd::filters::FilterInfo>,
+    /// `-o`: the oldstyle handshake.
+    pub oldstyle: bool,
+    /// `--selinux-label`: the SELinux label of listening sockets.
+    pub selinux_label: Option<String>,
+    /// The plugin's and filters' parameters: `(key, value)` in order; a
+    /// bare argument is recorded with the plugin's magic key (`file`).
     pub params: Vec<(String, String)>,
 }
 
@@ -154,6 +172,11 @@ enum Opt {
     NewStyle,
     ExitWithParent,
     Filter,
+    OldStyle,
+    SelinuxLabel,
+    DumpConfig,
+    LongOptions,
+    ShortOptions,
     Tls,
     TlsCertificates,
     TlsVerifyPeer,
@@ -176,6 +199,7 @@ impl Opt {
                 | Opt::Threads
                 | Opt::Run
                 | Opt::Filter
+                | Opt::SelinuxLabel
                 | Opt::Tls
                 | Opt::TlsCertificates
                 | Opt::TlsPsk
@@ -185,70 +209,100 @@ impl Opt {
     }
 }
 
+/// The short options, as `--short-options` lists them.
+const SHORT: &[(char, Opt)] = &[
+    ('4', Opt::Ipv4),
+    ('6', Opt::Ipv6),
+    ('D', Opt::Debug),
+    ('e', Opt::ExportName),
+    ('f', Opt::Foreground),
+    ('g', Opt::Group),
+    ('h', Opt::Help),
+    ('i', Opt::IpAddr),
+    ('n', Opt::NewStyle),
+    ('o', Opt::OldStyle),
+    ('p', Opt::Port),
+    ('P', Opt::PidFile),
+    ('r', Opt::ReadOnly),
+    ('s', Opt::Single),
+    ('t', Opt::Threads),
+    ('u', Opt::User),
+    ('U', Opt::Unix),
+    ('v', Opt::Verbose),
+    ('V', Opt::Version),
+];
+
+/// The long options, as `--long-options` lists them (those this server
+/// refuses are named so that the refusal is clear, and not listed).
+const LONG: &[(&str, Opt)] = &[
+    ("debug", Opt::Debug),
+    ("dump-config", Opt::DumpConfig),
+    ("dump-plugin", Opt::DumpPlugin),
+    ("exit-with-parent", Opt::ExitWithParent),
+    ("export", Opt::ExportName),
+    ("export-name", Opt::ExportName),
+    ("exportname", Opt::ExportName),
+    ("filter", Opt::Filter),
+    ("foreground", Opt::Foreground),
+    ("group", Opt::Group),
+    ("help", Opt::Help),
+    ("ip-addr", Opt::IpAddr),
+    ("ipaddr", Opt::IpAddr),
+    ("ipv4-only", Opt::Ipv4),
+    ("ipv6-only", Opt::Ipv6),
+    ("long-options", Opt::LongOptions),
+    ("new-style", Opt::NewStyle),
+    ("newstyle", Opt::NewStyle),
+    ("no-fork", Opt::Foreground),
+    ("old-style", Opt::OldStyle),
+    ("oldstyle", Opt::OldStyle),
+    ("pid-file", Opt::PidFile),
+    ("pidfile", Opt::PidFile),
+    ("port", Opt::Port),
+    ("read-only", Opt::ReadOnly),
+    ("readonly", Opt::ReadOnly),
+    ("run", Opt::Run),
+    ("selinux-label", Opt::SelinuxLabel),
+    ("short-options", Opt::ShortOptions),
+    ("single", Opt::Single),
+    ("stdin", Opt::Single),
+    ("threads", Opt::Threads),
+    ("tls", Opt::Tls),
+    ("tls-certificates", Opt::TlsCertificates),
+    ("tls-psk", Opt::TlsPsk),
+    ("tls-verify-peer", Opt::TlsVerifyPeer),
+    ("unix", Opt::Unix),
+    ("user", Opt::User),
+    ("verbose", Opt::Verbose),
+    ("version", Opt::Version),
+    ("mask-handshake", Opt::Unsupported("--mask-handshake")),
+    ("swap", Opt::Unsupported("--swap")),
+    ("vsock", Opt::Unsupported("--vsock")),
+];
+
 fn short_opt(c: char) -> Option<Opt> {
-    Some(match c {
-        'r' => Opt::ReadOnly,
-        'p' => Opt::Port,
-        'i' => Opt::IpAddr,
-        '4' => Opt::Ipv4,
-        '6' => Opt::Ipv6,
-        'U' => Opt::Unix,
-        's' => Opt::Single,
-        'e' => Opt::ExportName,
-        'f' => Opt::Foreground,
-        'P' => Opt::PidFile,
-        'v' => Opt::Verbose,
-        'D' => Opt::Debug,
-        't' => Opt::Threads,
-        'V' => Opt::Version,
-        'h' => Opt::Help,
-        'n' => Opt::NewStyle,
-        'o' => Opt::Unsupported("-o (oldstyle protocol)"),
-        'g' => Opt::Group,
-        'u' => Opt::User,
-        _ => return None,
-    })
+    SHORT.iter().find(|(s, _)| *s == c).map(|(_, o)| *o)
 }
 
 fn long_opt(name: &str) -> Option<Opt> {
-    Some(match name {
-        "readonly" | "read-only" => Opt::ReadOnly,
-        "port" => Opt::Port,
-        "ipaddr" | "ip-addr" => Opt::IpAddr,
-        "ipv4-only" => Opt::Ipv4,
-        "ipv6-only" => Opt::Ipv6,
-        "unix" => Opt::Unix,
-        "single" | "stdin" => Opt::Single,
-        "exportname" | "export-name" | "export" => Opt::ExportName,
-        "foreground" | "no-fork" => Opt::Foreground,
-        "pidfile" | "pid-file" => Opt::PidFile,
-        "verbose" => Opt::Verbose,
-        "debug" => Opt::Debug,
-        "threads" => Opt::Threads,
-        "run" => Opt::Run,
-        "dump-plugin" => Opt::DumpPlugin,
-        "version" => Opt::Version,
-        "help" => Opt::Help,
-        "newstyle" | "new-style" => Opt::NewStyle,
-        "filter" => Opt::Filter,
-        "oldstyle" | "old-style" => Opt::Unsupported("--oldstyle"),
-        "user" => Opt::User,
-        "group" => Opt::Group,
-        "exit-with-parent" => Opt::ExitWithParent,
-        "tls" => Opt::Tls,
-        "tls-certificates" => Opt::TlsCertificates,
-        "tls-verify-peer" => Opt::TlsVerifyPeer,
-        "tls-psk" => Opt::TlsPsk,
-        "vsock" => Opt::Unsupported("--vsock"),
-        "swap" => Opt::Unsupported("--swap"),
-        "selinux-label" => Opt::Unsupported("--selinux-label"),
-        "mask-handshake" => Opt::Unsupported("--mask-handshake"),
-        "dump-config" => Opt::Unsupported("--dump-config (try --dump-plugin)"),
-        _ => return None,
-    })
+    LONG.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
 }
 
-/// Plugin names nbdkit users may type first; only `vddk` is served here.
+/// `--long-options`: one a line, as nbdkit prints them.
+pub fn long_options() -> String {
+    LONG.iter()
+        .filter(|(_, o)| !matches!(o, Opt::Unsupported(_)))
+        .map(|(n, _)| format!("--{n}\n"))
+        .collect()
+}
+
+/// `--short-options`: one a line.
+pub fn short_options() -> String {
+    SHORT.iter().map(|(c, _)| format!("-{c}\n")).collect()
+}
+
+/// A word that names a plugin rather than a disk: nbdkit plugin names
+/// are short identifiers.
 fn is_plugin_name(arg: &str) -> bool {
     !arg.is_empty()
         && arg
@@ -257,8 +311,25 @@ fn is_plugin_name(arg: &str) -> bool {
         && !arg.ends_with(".vmdk")
 }
 
+/// nbdkit's vddk plugin named by its path.
 fn is_vddk_plugin_path(arg: &str) -> bool {
     arg.ends_with("/nbdkit-vddk-plugin.so")
+}
+
+fn supported_plugins() -> String {
+    vddk_nbd::plugins::PLUGINS
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn supported_filters() -> String {
+    vddk_nbd::filters::FILTERS
+        .iter()
+        .map(|f| f.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses the arguments after the program name.
@@ -296,12 +367,15 @@ where
         tls_verify_peer: false,
         user: None,
         group: None,
+        plugin: &vddk_nbd::plugins::PLUGINS[0],
+        plugin_named: false,
+        filters: Vec::new(),
+        oldstyle: false,
+        selinux_label: None,
         params: Vec::new(),
     };
     let mut positionals = Vec::new();
-    let mut dump_plugin = false;
-    let mut version = false;
-    let mut help = false;
+    let mut special = Special::default();
     let mut options_ended = false;
 
     while let Some(arg) = args.pop() {
@@ -356,31 +430,29 @@ where
             }
         }
         for (opt, value, spelled) in found {
-            apply(
-                &mut o,
-                opt,
-                value,
-                &spelled,
-                &mut dump_plugin,
-                &mut version,
-                &mut help,
-            )?;
+            apply(&mut o, opt, value, &spelled, &mut special)?;
         }
     }
 
     let mut positionals = positionals.into_iter().peekable();
     if let Some(first) = positionals.peek() {
         if !first.contains('=') {
-            if first == "vddk" || is_vddk_plugin_path(first) {
+            if is_vddk_plugin_path(first) {
+                o.plugin_named = true;
+                positionals.next();
+            } else if let Some(p) = vddk_nbd::plugins::find(first) {
+                o.plugin = p;
+                o.plugin_named = true;
                 positionals.next();
             } else if is_plugin_name(first) {
                 return Err(usage(format!(
-                    "plugin '{first}' is not supported: vddk-nbd serves only the vddk plugin \
-                     (write `vddk-nbd [vddk] [file=]DISK.vmdk ...`, or use nbdkit for other plugins)"
+                    "plugin '{first}' is not supported: the plugins here are {}",
+                    supported_plugins()
                 )));
             }
         }
     }
+    let magic = o.plugin.magic_key;
     let mut bare_seen = false;
     for p in positionals {
         match vddk_nbd::params::as_pair(&p) {
@@ -388,29 +460,52 @@ where
             None => {
                 if bare_seen {
                     return Err(usage(format!(
-                        "more than one bare parameter ('{p}'): only the file may be given \
+                        "more than one bare parameter ('{p}'): only the {magic} may be given \
                          without its key; write the others as key=value"
                     )));
                 }
                 bare_seen = true;
-                o.params.push(("file".to_string(), p));
+                o.params.push((magic.to_string(), p));
             }
         }
     }
 
-    o.action = if help {
-        Action::Help
-    } else if version {
-        Action::Version
-    } else if dump_plugin {
-        Action::DumpPlugin
-    } else {
-        Action::Serve
-    };
+    o.action = special.action();
     if o.action == Action::Serve {
         check_combinations(&o)?;
     }
     Ok(o)
+}
+
+/// The options that print something instead of serving.
+#[derive(Default)]
+struct Special {
+    help: bool,
+    version: bool,
+    dump_plugin: bool,
+    dump_config: bool,
+    long_options: bool,
+    short_options: bool,
+}
+
+impl Special {
+    fn action(&self) -> Action {
+        if self.help {
+            Action::Help
+        } else if self.version {
+            Action::Version
+        } else if self.dump_config {
+            Action::DumpConfig
+        } else if self.long_options {
+            Action::LongOptions
+        } else if self.short_options {
+            Action::ShortOptions
+        } else if self.dump_plugin {
+            Action::DumpPlugin
+        } else {
+            Action::Serve
+        }
+    }
 }
 
 fn apply(
@@ -418,9 +513,7 @@ fn apply(
     opt: Opt,
     value: Option<String>,
     spelled: &str,
-    dump_plugin: &mut bool,
-    version: &mut bool,
-    help: &mut bool,
+    special: &mut Special,
 ) -> Result<(), UsageError> {
     let v = value.unwrap_or_default();
     match opt {
@@ -463,10 +556,20 @@ fn apply(
             }
             o.run = Some(v)
         }
-        Opt::DumpPlugin => *dump_plugin = true,
-        Opt::Version => *version = true,
-        Opt::Help => *help = true,
-        Opt::NewStyle => {}
+        Opt::DumpPlugin => special.dump_plugin = true,
+        Opt::DumpConfig => special.dump_config = true,
+        Opt::LongOptions => special.long_options = true,
+        Opt::ShortOptions => special.short_options = true,
+        Opt::Version => special.version = true,
+        Opt::Help => special.help = true,
+        Opt::NewStyle => o.oldstyle = false,
+        Opt::OldStyle => o.oldstyle = true,
+        Opt::SelinuxLabel => {
+            if v.is_empty() {
+                return Err(usage(format!("{spelled}: the label is empty")));
+            }
+            o.selinux_label = Some(v)
+        }
         Opt::ExitWithParent => o.exit_with_parent = true,
         Opt::User | Opt::Group if v.is_empty() => {
             return Err(usage(format!("{spelled}: the name is empty")));
@@ -474,10 +577,13 @@ fn apply(
         Opt::User => o.user = Some(v),
         Opt::Group => o.group = Some(v),
         Opt::Filter => {
-            return Err(usage(format!(
-                "--filter={v}: filters are not supported; vddk-nbd serves the vddk plugin only \
-                 (use nbdkit to stack filters)"
-            )))
+            let f = vddk_nbd::filters::find(&v).ok_or_else(|| {
+                usage(format!(
+                    "filter '{v}' is not supported: the filters here are {}",
+                    supported_filters()
+                ))
+            })?;
+            o.filters.push(f);
         }
         Opt::Tls => o.tls = Some(parse_tls_mode(spelled, &v)?),
         Opt::TlsCertificates => {

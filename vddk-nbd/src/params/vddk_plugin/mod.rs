@@ -12,37 +12,142 @@ use super::password::Password;
 use super::size::parse_size;
 use super::uri::{self, EsxUri};
 use super::value::{err, lookup, parse_bool, parse_port, typed, ParamError};
+use super::ParamHelp;
 use crate::datastore::DatastorePath;
 
-/// Every key accepted: those of `nbdkit vddk`, plus `uri`, `export`,
-/// `vmx` and `io`, in alphabetical order after `file`.
-pub const VALID_KEYS: &[&str] = &[
-    "file",
-    "compression",
-    "config",
-    "cookie",
-    "create",
-    "create-adapter-type",
-    "create-hwversion",
-    "create-size",
-    "create-type",
-    "export",
-    "io",
-    "libdir",
-    "nfchostport",
-    "password",
-    "port",
-    "server",
-    "single-link",
-    "snapshot",
-    "thumbprint",
-    "transports",
-    "unbuffered",
-    "uri",
-    "user",
-    "vimapiver",
-    "vm",
-    "vmx",
+/// Every key accepted, with its `--help` line: those of `nbdkit vddk`,
+/// plus `uri`, `export`, `vmx` and `io`, in alphabetical order after `file`.
+pub const PARAMS: &[ParamHelp] = &[
+    ParamHelp {
+        key: "file",
+        usage: "[file=]<FILENAME>",
+        help: "The filename (eg. VMDK file) to serve.",
+    },
+    ParamHelp {
+        key: "compression",
+        usage: "compression=<TYPE>",
+        help: "none, zlib, fastlz or skipz (NBD transports).",
+    },
+    ParamHelp {
+        key: "config",
+        usage: "config=<FILENAME>",
+        help: "VDDK configuration file.",
+    },
+    ParamHelp {
+        key: "cookie",
+        usage: "cookie=<COOKIE>",
+        help: "Session cookie (or -, +FILE, -FD, as password).",
+    },
+    ParamHelp {
+        key: "create",
+        usage: "create=true",
+        help: "Create the local disk first.",
+    },
+    ParamHelp {
+        key: "create-adapter-type",
+        usage: "create-adapter-type=<TYPE>",
+        help: "ide, scsi-buslogic or scsi-lsilogic.",
+    },
+    ParamHelp {
+        key: "create-hwversion",
+        usage: "create-hwversion=<VERSION>",
+        help: "workstation4 ... esx65, or a number.",
+    },
+    ParamHelp {
+        key: "create-size",
+        usage: "create-size=<SIZE>",
+        help: "Size of the disk to create.",
+    },
+    ParamHelp {
+        key: "create-type",
+        usage: "create-type=<TYPE>",
+        help: "monolithic-sparse, monolithic-flat, ...",
+    },
+    ParamHelp {
+        key: "export",
+        usage: "export=<WILDCARD>",
+        help: "Let client choose file matching wildcard.",
+    },
+    ParamHelp {
+        key: "io",
+        usage: "io=auto|direct|pipelined",
+        help: "How requests reach VDDK (default auto).",
+    },
+    ParamHelp {
+        key: "libdir",
+        usage: "libdir=<DIRECTORY>",
+        help: "VDDK library directory.",
+    },
+    ParamHelp {
+        key: "nfchostport",
+        usage: "nfchostport=<PORT>",
+        help: "ESXi host's NFC port (default 902).",
+    },
+    ParamHelp {
+        key: "password",
+        usage: "password=<PASSWORD>",
+        help: "Password, or - (prompt), +FILE, -FD.",
+    },
+    ParamHelp {
+        key: "port",
+        usage: "port=<PORT>",
+        help: "Server's port (default 443).",
+    },
+    ParamHelp {
+        key: "server",
+        usage: "server=<HOSTNAME>",
+        help: "vCenter or ESXi host.",
+    },
+    ParamHelp {
+        key: "single-link",
+        usage: "single-link=true",
+        help: "Open only this link of a snapshot chain.",
+    },
+    ParamHelp {
+        key: "snapshot",
+        usage: "snapshot=<MOREF>",
+        help: "Snapshot to read from.",
+    },
+    ParamHelp {
+        key: "thumbprint",
+        usage: "thumbprint=<THUMBPRINT>",
+        help: "Server's SHA-1 thumbprint, or auto.",
+    },
+    ParamHelp {
+        key: "transports",
+        usage: "transports=<MODE>:<MODE>...",
+        help: "Transport modes to try.",
+    },
+    ParamHelp {
+        key: "unbuffered",
+        usage: "unbuffered=true",
+        help: "Bypass the host's page cache.",
+    },
+    ParamHelp {
+        key: "uri",
+        usage: "uri=esx://...|vpx://...",
+        help: "libvirt URI giving server, port, user.",
+    },
+    ParamHelp {
+        key: "user",
+        usage: "user=<USERNAME>",
+        help: "User name.",
+    },
+    ParamHelp {
+        key: "vimapiver",
+        usage: "vimapiver=<VERSION>",
+        help: "Accepted and ignored.",
+    },
+    ParamHelp {
+        key: "vm",
+        usage: "vm=moref=<MOREF>",
+        help: "The VM whose disk is opened.",
+    },
+    ParamHelp {
+        key: "vmx",
+        usage: "vmx=<FILENAME>",
+        help: "Serve every disk of a local VM.",
+    },
 ];
 
 /// Network compression between VDDK and the server (NBD/NBDSSL transports).
@@ -276,7 +381,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
             other => {
                 return Err(err(format!(
                     "unknown parameter '{other}'; valid parameters are: {}",
-                    VALID_KEYS.join(", ")
+                    PARAMS.iter().map(|p| p.key).collect::<Vec<_>>().join(", ")
                 )))
             }
         }
