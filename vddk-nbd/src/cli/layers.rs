@@ -50,7 +50,17 @@ pub fn stack(opts: &Options, routed: &Routed) -> Result<Stack, String> {
     for (f, p) in opts.filters.iter().zip(&routed.filters) {
         built.push((f.configure)(p).map_err(|e| format!("--filter={}: {e}", f.name))?);
     }
-    Ok(Stack::new(built))
+    let flag = |scope: &str, name: &str| {
+        opts.debug_flags
+            .iter()
+            .rev()
+            .find(|f| f.scope == scope && f.name == name)
+            .is_some_and(|f| f.value != "0")
+    };
+    let plugin = opts.plugin.name;
+    Ok(Stack::new(built)
+        .trace_requests(flag("nbdkit", "backend.datapath"))
+        .trace_plugin(flag(plugin, "datapath").then_some(plugin)))
 }
 
 /// Refuses keys the plugin does not take, naming those it does.

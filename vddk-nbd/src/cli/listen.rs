@@ -98,6 +98,12 @@ pub fn socket_activated() -> bool {
 /// Opens the sockets `opts` asks for. Unix sockets are owner-only
 /// (mode 0600) and, with `-u`/`-g`, belong to `owner`.
 pub fn open(opts: &Options, owner: Option<&Identity>) -> Result<Listening, String> {
+    super::selinux::with_label(opts.selinux_label.as_deref(), || {
+        open_unlabelled(opts, owner)
+    })
+}
+
+fn open_unlabelled(opts: &Options, owner: Option<&Identity>) -> Result<Listening, String> {
     if socket_activated() {
         return from_systemd(opts);
     }

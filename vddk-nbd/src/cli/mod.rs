@@ -20,6 +20,7 @@ mod probes;
 
 mod run;
 mod secrets;
+mod selinux;
 mod serve;
 mod signals;
 mod stats;
@@ -133,6 +134,7 @@ fn debug_flags(opts: &args::Options) {
             ("vddk", "stats") => {
                 log::debug!("-D vddk.stats={}: call statistics at exit", f.value)
             }
+            ("vddk", "datapath" | "diskinfo" | "extents") | ("nbdkit", "backend.datapath") => {}
             _ => log::debug!("-D {}.{}={}: accepted, no effect", f.scope, f.name, f.value),
         }
     }

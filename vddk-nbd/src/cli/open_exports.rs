@@ -31,6 +31,28 @@ struct DiskOpener {
     params: Arc<VddkParams>,
     read_only: bool,
     threads: Option<usize>,
+    /// `-D vddk.diskinfo=1`, `-D vddk.extents=1`.
+    diskinfo: bool,
+    extents: bool,
+}
+
+/// Logs what GetInfo said, as nbdkit's `-D vddk.diskinfo=1` does.
+fn log_info(path: &str, i: &vddk::DiskInfo) {
+    let g = |g: &vddk::Geometry| format!("C:{} H:{} S:{}", g.cylinders, g.heads, g.sectors);
+    log::debug!("disk info: {path}: capacity: {} sectors", i.capacity / 512);
+    log::debug!("disk info: biosGeo: {}", g(&i.bios_geometry));
+    log::debug!("disk info: physGeo: {}", g(&i.physical_geometry));
+    log::debug!("disk info: adapter type: {}", i.adapter.as_raw());
+    log::debug!("disk info: num links: {}", i.num_links);
+    if let Some(p) = &i.parent_hint {
+        log::debug!("disk info: parent filename hint: {p}");
+    }
+    if let Some(u) = &i.uuid {
+        log::debug!("disk info: uuid: {u}");
+    }
+    if let (Some(l), Some(p)) = (i.logical_sector_size, i.physical_sector_size) {
+        log::debug!("disk info: sector size: logical {l} physical {p}");
+    }
 }
 
 impl DiskOpener {
@@ -61,7 +83,12 @@ impl DiskOpener {
                 vddk::Mode::Pipelined => "calls pipelined on a worker thread",
             }
         );
-        Ok(Arc::new(VddkDisk::new(driver, self.read_only)))
+        if self.diskinfo {
+            log_info(path, driver.info());
+        }
+        Ok(Arc::new(
+            VddkDisk::new(driver, self.read_only).log_extents(self.extents),
+        ))
     }
 }
 
@@ -80,6 +107,8 @@ pub fn open(
         params: Arc::new(p.clone()),
         read_only,
         threads: opts.threads.map(|n| n as usize),
+        diskinfo: flag(opts, "diskinfo"),
+        extents: flag(opts, "extents"),
     };
     if let Some(path) = &p.vmx {
         let mut reg = ExportRegistry::new();
@@ -120,6 +149,15 @@ pub fn open(
         ),
     );
     Ok(Arc::new(reg))
+}
+
+/// Whether `-D vddk.NAME=` is set to something other than 0.
+fn flag(opts: &Options, name: &str) -> bool {
+    opts.debug_flags
+        .iter()
+        .rev()
+        .find(|f| f.scope == "vddk" && f.name == name)
+        .is_some_and(|f| f.value != "0")
 }
 
 /// `10 GiB`, `512 MiB`, `1.5 GiB`, `4096 bytes`: sizes as users read them.

@@ -62,6 +62,7 @@ pub fn run(
         description,
         read_only: opts.read_only,
         tls,
+        oldstyle: opts.oldstyle,
         ..ServerConfig::default()
     };
     let server = Server::with_filters(Arc::clone(&exports), filters.clone(), config);

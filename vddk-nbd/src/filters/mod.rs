@@ -22,6 +22,7 @@ pub mod multi_conn;
 pub mod noextents;
 pub mod rate;
 pub mod retry;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -209,12 +210,31 @@ pub fn find(name: &str) -> Option<&'static FilterInfo> {
 #[derive(Default, Clone)]
 pub struct Stack {
     filters: Vec<Arc<dyn FilterSpec>>,
+    /// Log requests at the top (`-D nbdkit.backend.datapath=1`) and over
+    /// the plugin (`-D PLUGIN.datapath=1`).
+    trace_top: bool,
+    trace_plugin: Option<&'static str>,
 }
 
 impl Stack {
     /// The filters, outermost first.
     pub fn new(filters: Vec<Arc<dyn FilterSpec>>) -> Stack {
-        Stack { filters }
+        Stack {
+            filters,
+            ..Stack::default()
+        }
+    }
+
+    /// Logs every request as the client sent it (`nbdkit.backend.datapath`).
+    pub fn trace_requests(mut self, on: bool) -> Stack {
+        self.trace_top = on;
+        self
+    }
+
+    /// Logs every request as it reaches the plugin `name`.
+    pub fn trace_plugin(mut self, name: Option<&'static str>) -> Stack {
+        self.trace_plugin = name;
+        self
     }
 
     /// No filters at all.
@@ -234,8 +254,14 @@ impl Stack {
     /// The first filter that cannot open.
     pub fn open(&self, plugin: Arc<dyn Backend>, export: &str) -> Result<Arc<dyn Backend>, Error> {
         let mut top = plugin;
+        if let Some(name) = self.trace_plugin {
+            top = trace::Trace::over(name, top);
+        }
         for f in self.filters.iter().rev() {
             top = f.open(top, export)?;
+        }
+        if self.trace_top {
+            top = trace::Trace::over("backend", top);
         }
         Ok(top)
     }

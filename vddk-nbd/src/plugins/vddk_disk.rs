@@ -26,6 +26,7 @@ pub struct VddkDisk {
     driver: DiskDriver<Error>,
     read_only: bool,
     allocation: Arc<Mutex<Allocation>>,
+    log_extents: bool,
 }
 
 impl VddkDisk {
@@ -36,7 +37,14 @@ impl VddkDisk {
             driver,
             read_only,
             allocation: Arc::default(),
+            log_extents: false,
         }
+    }
+
+    /// Logs every allocation query and its answer (`-D vddk.extents=1`).
+    pub fn log_extents(mut self, on: bool) -> VddkDisk {
+        self.log_extents = on;
+        self
     }
 
     /// The driver underneath.
@@ -138,6 +146,7 @@ impl Backend for VddkDisk {
         // completes the request from all of them.
         let capacity = self.driver.capacity();
         let query = Query {
+            log: self.log_extents,
             driver: self.driver.clone(),
             allocation: Arc::clone(&self.allocation),
             windows: missing,
@@ -237,6 +246,7 @@ impl ZeroChain {
 
 /// An allocation query over the windows not known yet.
 struct Query {
+    log: bool,
     driver: DiskDriver<Error>,
     allocation: Arc<Mutex<Allocation>>,
     windows: Vec<u64>,
@@ -260,6 +270,12 @@ impl Query {
         // is queried as far as whole sectors go, and the driver reports
         // the rest as data.
         let length = (end - start) / SECTOR_SIZE * SECTOR_SIZE;
+        if self.log {
+            log::debug!(
+                "extents: querying allocated blocks of [{start}...{}]",
+                start + length
+            );
+        }
         let driver = self.driver.clone();
         driver.allocated(
             start,
@@ -268,6 +284,14 @@ impl Query {
                 Ok(extents) => {
                     let runs: Vec<(u64, u64)> =
                         extents.iter().map(|e| (e.offset, e.length)).collect();
+                    if self.log {
+                        for &(a, n) in &runs {
+                            log::debug!(
+                                "adding extent type allocated data at [{a}...{}] (length {n})",
+                                a + n
+                            );
+                        }
+                    }
                     self.allocation
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

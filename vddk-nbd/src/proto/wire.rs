@@ -45,6 +45,16 @@ pub fn encode_greeting(out: &mut Vec<u8>, flags: u16) {
     out.extend_from_slice(&flags.to_be_bytes());
 }
 
+/// The whole oldstyle handshake: magics, export size and flags, then 124
+/// zero bytes; transmission follows at once (no options, one export).
+pub fn encode_oldstyle(out: &mut Vec<u8>, size: u64, transmission_flags: u16) {
+    out.extend_from_slice(&NBD_MAGIC.to_be_bytes());
+    out.extend_from_slice(&OLDSTYLE_MAGIC.to_be_bytes());
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(&u32::from(transmission_flags).to_be_bytes());
+    out.extend_from_slice(&[0u8; 124]);
+}
+
 /// The client's 32-bit flags after the greeting.
 pub fn decode_client_flags(buf: &[u8]) -> Result<u32, WireError> {
     need(buf, 4)?;

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// TLS offered through NBD_OPT_STARTTLS; `None` refuses it.
     pub tls: Option<Tls>,
+    /// The oldstyle handshake (`-o`): the default export's size and flags
+    /// at once, no options (so no export names, TLS or structured replies).
+    pub oldstyle: bool,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             max_connections: None,
             handshake_timeout: Duration::from_secs(60),
             tls: None,
+            oldstyle: false,
         }
     }
 }
@@ -197,6 +201,9 @@ impl Inner {
         w: W,
         after_handshake: impl FnOnce(),
     ) -> io::Result<()> {
+        if self.config.oldstyle {
+            return self.run_oldstyle(r, w, after_handshake);
+        }
         let opened: Opened = Arc::default();
         let lookup = Lookup {
             exports: Arc::clone(&self.exports),
@@ -256,6 +263,50 @@ impl Inner {
                 result
             }
         }
+    }
+}
+
+impl Inner {
+    /// The oldstyle handshake, then transmission of the default export.
+    fn run_oldstyle<R: Read, W: Write + Send + 'static>(
+        &self,
+        r: R,
+        mut w: W,
+        after_handshake: impl FnOnce(),
+    ) -> io::Result<()> {
+        let mut lookup = Lookup {
+            exports: Arc::clone(&self.exports),
+            filters: self.filters.clone(),
+            read_only: self.config.read_only,
+            opened: Arc::default(),
+        };
+        let export = lookup.lookup("").map_err(io::Error::other)?;
+        let Some((_, backend)) = lookup
+            .opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return Err(io::Error::other("the default export did not open"));
+        };
+        let mut out = Vec::with_capacity(152);
+        crate::proto::wire::encode_oldstyle(
+            &mut out,
+            export.size,
+            export.transmission_flags(false),
+        );
+        w.write_all(&out)?;
+        w.flush()?;
+        after_handshake();
+        log::debug!("client connected with the oldstyle handshake");
+        let limits = Limits {
+            size: export.size,
+            features: export.features,
+            max_payload: export.block_sizes.2,
+            structured: false,
+            base_allocation: None,
+        };
+        transmit::transmit(r, w, backend, limits)
     }
 }
 

@@ -643,6 +643,11 @@ pub fn parse_debug_flag(s: &str) -> Result<DebugFlag, UsageError> {
 }
 
 fn check_combinations(o: &Options) -> Result<(), UsageError> {
+    if o.oldstyle && o.tls.is_some_and(|t| t != TlsMode::Off) {
+        return Err(usage(
+            "-o (oldstyle) and --tls cannot be combined: TLS needs the newstyle handshake",
+        ));
+    }
     if o.single && (o.unix.is_some() || o.port.is_some() || o.ipaddr.is_some()) {
         return Err(usage(
             "-s (serve on stdin/stdout) cannot be combined with -p, -i or -U",
