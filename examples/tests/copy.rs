@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vddk_tests::cmd::{output, run};
-use vddk_tests::images::{convert_to_raw, make_vmdk, same_bytes};
+use vddk_tests::cmd::output;
+use vddk_tests::images::{assert_same_as_raw, convert_to_raw, make_vmdk, same_bytes};
 use vddk_tests::{libdir_param, scratch_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vddk-copy");
@@ -262,20 +262,7 @@ fn raw_image_into_a_disk() {
         .arg("--resume"));
     assert!(text.contains("resumed at byte 3145728"), "{text}");
     assert_eq!(field(&text, "sha256"), sha256sum(&raw_path));
-    let cmp = run(
-        "qemu-img",
-        [
-            "compare",
-            "-f",
-            "raw",
-            "-F",
-            "vmdk",
-            raw_path.to_str().unwrap(),
-            target.to_str().unwrap(),
-        ],
-    );
-    assert!(cmp.contains("identical"), "{cmp}");
-    run("qemu-img", ["check", "-q", target.to_str().unwrap()]);
+    assert_same_as_raw(&raw_path, &target);
 
     // Into a fresh sparse disk, zero blocks are skipped.
     let fresh = make_vmdk(&dir.join("fresh.vmdk"), "monolithicSparse", size, &[]);
@@ -289,19 +276,7 @@ fn raw_image_into_a_disk() {
         text.contains(&format!("{} bytes transferred", MIB + 65536)),
         "{text}"
     );
-    let cmp = run(
-        "qemu-img",
-        [
-            "compare",
-            "-f",
-            "raw",
-            "-F",
-            "vmdk",
-            raw_path.to_str().unwrap(),
-            fresh.to_str().unwrap(),
-        ],
-    );
-    assert!(cmp.contains("identical"), "{cmp}");
+    assert_same_as_raw(&raw_path, &fresh);
 
     // A raw image larger than the disk is refused before anything is written.
     let small = make_vmdk(&dir.join("small.vmdk"), "monolithicSparse", MIB, &[]);

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use vddk_tests::cmd::{output, run};
-use vddk_tests::images::make_vmdk;
+use vddk_tests::images::{make_vmdk, vmdk_child};
 use vddk_tests::{fake_libdir, libdir_param, scratch_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vddk-info");
@@ -126,20 +126,7 @@ fn child_disk_shows_links_and_parent() {
     let dir = scratch_dir("ex-info-child");
     let base = make_vmdk(&dir.join("base.vmdk"), "monolithicSparse", 8 << 20, &[]);
     let child = dir.join("child.vmdk");
-    run(
-        "qemu-img",
-        [
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-F",
-            "vmdk",
-            "-b",
-            base.to_str().unwrap(),
-            child.to_str().unwrap(),
-        ],
-    );
+    vmdk_child(base.to_str().unwrap(), &child);
     let qemu = run(
         "qemu-img",
         ["info", "--output=json", child.to_str().unwrap()],

@@ -32,7 +32,9 @@ pub fn pattern_raw(path: &Path, sectors: u64, seed: u64) -> Vec<u8> {
 }
 
 /// Converts a raw image to a VMDK of qemu's `subformat`
-/// (`monolithicSparse`, `monolithicFlat`, `streamOptimized`, ...).
+/// (`monolithicSparse`, `monolithicFlat`, `streamOptimized`, ...), which
+/// may carry more of qemu's vmdk options after a comma
+/// (`monolithicSparse,adapter_type=lsilogic`).
 pub fn vmdk_from_raw(raw: &Path, vmdk: &Path, subformat: &str) {
     let opt = format!("subformat={subformat}");
     run(

@@ -52,15 +52,6 @@ impl Inventory {
         self.section(&format!("vm {server} {moref}"), keys)
     }
 
-    /// Lines added as they are to the section above.
-    pub fn lines(mut self, text: &str) -> Inventory {
-        self.text.push_str(text);
-        if !text.ends_with('\n') {
-            self.text.push('\n');
-        }
-        self
-    }
-
     fn section(mut self, head: &str, keys: &[(&str, &str)]) -> Inventory {
         if !self.text.is_empty() && !self.text.ends_with("]\n") {
             self.text.push('\n');
@@ -97,4 +88,41 @@ pub fn one_vm(dir: &Path, server: &str, keys: &[(&str, &str)]) -> PathBuf {
         .datastore("ds1", &ds)
         .vm(server, "42", &[("disk", ONE_VM_DISK)])
         .write(&dir.join("inventory"))
+}
+
+/// The ESXi host of [`TwoServers`].
+pub const ESX: &str = "esx1.example.com";
+/// The vCenter of [`TwoServers`].
+pub const VCENTER: &str = "vc.example.com";
+
+/// Two servers sharing one datastore, each declaring VM 42: the ESXi host
+/// [`ESX`] (`kind = esxi`, the VM as moref `42`) and the vCenter
+/// [`VCENTER`] (`kind = vcenter`, the VM as `vm-42`).
+pub struct TwoServers<'a> {
+    /// The host's keys after `kind`.
+    pub esx: &'a [(&'a str, &'a str)],
+    /// The vCenter's keys after `kind`.
+    pub vcenter: &'a [(&'a str, &'a str)],
+    /// The datastore's name and directory.
+    pub datastore: (&'a str, &'a Path),
+    /// The VM's keys on the host.
+    pub esx_vm: &'a [(&'a str, &'a str)],
+    /// The VM's keys on the vCenter.
+    pub vcenter_vm: &'a [(&'a str, &'a str)],
+}
+
+impl TwoServers<'_> {
+    /// The inventory, to write or add to.
+    pub fn inventory(&self) -> Inventory {
+        let mut esx = vec![("kind", "esxi")];
+        esx.extend_from_slice(self.esx);
+        let mut vcenter = vec![("kind", "vcenter")];
+        vcenter.extend_from_slice(self.vcenter);
+        Inventory::new()
+            .server(ESX, &esx)
+            .server(VCENTER, &vcenter)
+            .datastore(self.datastore.0, self.datastore.1)
+            .vm(ESX, "42", self.esx_vm)
+            .vm(VCENTER, "vm-42", self.vcenter_vm)
+    }
 }

@@ -28,6 +28,11 @@ unsafe extern "C" fn on_done(_data: *mut c_void, result: VixError) {
     DONE.fetch_add(1, Ordering::SeqCst);
 }
 
+/// ReadAsync into `buf`, completing through [`on_done`].
+fn submit_read(h: VixDiskLibHandle, start: u64, buf: &mut [u8]) -> VixError {
+    read_async(h, start, buf, Some(on_done), std::ptr::null_mut())
+}
+
 /// Init, a local connection and an open 4 MiB flat disk (first MiB 0x5a).
 fn setup(tag: &str) -> (VixDiskLibConnection, VixDiskLibHandle) {
     let dir = vddk_tests::scratch_dir(tag);
@@ -54,16 +59,7 @@ fn pipelined_async_requests_overlap_their_latency() {
             let mut bufs = vec![vec![0u8; 64 * 512]; 16];
             let t = Instant::now();
             for (i, b) in bufs.iter_mut().enumerate() {
-                assert_eq!(
-                    code(read_async(
-                        h,
-                        i as u64 * 64,
-                        b,
-                        Some(on_done),
-                        std::ptr::null_mut()
-                    )),
-                    VIX_ASYNC
-                );
+                assert_eq!(code(submit_read(h, i as u64 * 64, b)), VIX_ASYNC);
             }
             assert_eq!(
                 DONE.load(Ordering::SeqCst),
@@ -82,16 +78,7 @@ fn pipelined_async_requests_overlap_their_latency() {
 
             let t = Instant::now();
             for (i, b) in bufs.iter_mut().enumerate() {
-                assert_eq!(
-                    code(read_async(
-                        h,
-                        i as u64 * 64,
-                        b,
-                        Some(on_done),
-                        std::ptr::null_mut()
-                    )),
-                    VIX_ASYNC
-                );
+                assert_eq!(code(submit_read(h, i as u64 * 64, b)), VIX_ASYNC);
                 wait(h);
             }
             let serial = t.elapsed();
@@ -143,21 +130,9 @@ fn in_flight_bound_refuses_excess_submissions() {
         let (conn, h) = setup("fake-knob-inflight");
         let mut bufs = vec![vec![0u8; 512]; 5];
         for b in bufs.iter_mut().take(4) {
-            assert_eq!(
-                code(read_async(h, 0, b, Some(on_done), std::ptr::null_mut())),
-                VIX_ASYNC
-            );
+            assert_eq!(code(submit_read(h, 0, b)), VIX_ASYNC);
         }
-        assert_eq!(
-            code(read_async(
-                h,
-                0,
-                &mut bufs[4],
-                Some(on_done),
-                std::ptr::null_mut()
-            )),
-            VIX_E_OBJECT_IS_BUSY
-        );
+        assert_eq!(code(submit_read(h, 0, &mut bufs[4])), VIX_E_OBJECT_IS_BUSY);
         assert!(
             captured().contains("FAKE_VDDK_MAX_IN_FLIGHT"),
             "{}",
@@ -166,13 +141,7 @@ fn in_flight_bound_refuses_excess_submissions() {
         wait(h);
         assert_eq!(DONE.load(Ordering::SeqCst), 4);
         assert_eq!(
-            code(read_async(
-                h,
-                0,
-                &mut bufs[4],
-                Some(on_done),
-                std::ptr::null_mut()
-            )),
+            code(submit_read(h, 0, &mut bufs[4])),
             VIX_ASYNC,
             "room again after Wait"
         );

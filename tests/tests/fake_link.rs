@@ -27,6 +27,11 @@ unsafe extern "C" fn on_done(_data: *mut c_void, result: VixError) {
     DONE.fetch_add(1, Ordering::SeqCst);
 }
 
+/// ReadAsync into `buf`, completing through [`on_done`].
+fn submit_read(h: VixDiskLibHandle, start: u64, buf: &mut [u8]) -> VixError {
+    read_async(h, start, buf, Some(on_done), std::ptr::null_mut())
+}
+
 #[test]
 fn bandwidth_makes_a_transfer_take_size_over_rate() {
     let env = [
@@ -35,7 +40,7 @@ fn bandwidth_makes_a_transfer_take_size_over_rate() {
     ];
     in_world(
         "bandwidth_makes_a_transfer_take_size_over_rate",
-        "",
+        &[],
         "esx7.example.com",
         &env,
         || {
@@ -53,16 +58,7 @@ fn bandwidth_makes_a_transfer_take_size_over_rate() {
             let mut bufs = vec![vec![0u8; 256 * 1024]; 8];
             let t = Instant::now();
             for (i, b) in bufs.iter_mut().enumerate() {
-                assert_eq!(
-                    code(read_async(
-                        h,
-                        i as u64 * 512,
-                        b,
-                        Some(on_done),
-                        std::ptr::null_mut()
-                    )),
-                    VIX_ASYNC
-                );
+                assert_eq!(code(submit_read(h, i as u64 * 512, b)), VIX_ASYNC);
             }
             wait(h);
             let took = t.elapsed();
@@ -90,7 +86,7 @@ fn host_bandwidth_is_shared_by_two_handles() {
     let env = [("FAKE_VDDK_HOST_BANDWIDTH", "8M")];
     in_world(
         "host_bandwidth_is_shared_by_two_handles",
-        "",
+        &[],
         "esx7.example.com",
         &env,
         || {
@@ -131,7 +127,7 @@ fn drop_after_bytes_loses_the_connection_until_reconnect() {
     ];
     in_world(
         "drop_after_bytes_loses_the_connection_until_reconnect",
-        "",
+        &[],
         "esx7.example.com",
         &env,
         || {
@@ -149,16 +145,7 @@ fn drop_after_bytes_loses_the_connection_until_reconnect() {
             assert_eq!(code(flush(h)), lost);
             assert_eq!(code(query(h, 0, 8192, 128)), lost);
             let mut buf = vec![0u8; 512];
-            assert_eq!(
-                code(read_async(
-                    h,
-                    0,
-                    &mut buf,
-                    Some(on_done),
-                    std::ptr::null_mut()
-                )),
-                lost
-            );
+            assert_eq!(code(submit_read(h, 0, &mut buf)), lost);
             assert_eq!(
                 code(open(c, DISK2, 0).unwrap_err()),
                 lost,
@@ -173,16 +160,7 @@ fn drop_after_bytes_loses_the_connection_until_reconnect() {
             let h = open(c, DISK, 0).expect("new open");
             let mut bufs = vec![vec![0u8; 512 * 1024]; 4];
             for (i, b) in bufs.iter_mut().enumerate() {
-                assert_eq!(
-                    code(read_async(
-                        h,
-                        i as u64 * 1024,
-                        b,
-                        Some(on_done),
-                        std::ptr::null_mut()
-                    )),
-                    VIX_ASYNC
-                );
+                assert_eq!(code(submit_read(h, i as u64 * 1024, b)), VIX_ASYNC);
             }
             wait(h);
             assert_eq!(DONE.load(Ordering::SeqCst), 4);
@@ -213,10 +191,10 @@ fn drop_after_bytes_loses_the_connection_until_reconnect() {
 #[test]
 fn drop_after_ms_and_drop_every_bytes_lose_connections() {
     let env = [("FAKE_VDDK_DROP_AFTER_MS", "400")];
-    let extra = "drop_every_bytes = 1M";
+    let extra = [("drop_every_bytes", "1M")];
     in_world(
         "drop_after_ms_and_drop_every_bytes_lose_connections",
-        extra,
+        &extra,
         "esx7.example.com",
         &env,
         || {

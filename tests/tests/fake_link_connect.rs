@@ -17,7 +17,7 @@ fn session_expiry_refuses_a_cookie_but_not_open_handles() {
     let env = [("FAKE_VDDK_SESSION_TTL_S", "1")];
     in_world(
         "session_expiry_refuses_a_cookie_but_not_open_handles",
-        "",
+        &[],
         "esx7.example.com",
         &env,
         || {
@@ -59,7 +59,7 @@ fn nfc_connection_limit_refuses_one_more_open() {
     // The limit is the ESXi host's; the vCenter's VM lives on that host.
     in_world(
         "nfc_connection_limit_refuses_one_more_open",
-        "max_nfc_connections = 2",
+        &[("max_nfc_connections", "2")],
         "esx1.example.com",
         &[("FAKE_VDDK_OPEN_COST_MS", "20")],
         || {
@@ -216,7 +216,7 @@ fn cdi_regex_emulation_matches_cdi_own_test_lines() {
 #[test]
 fn disklib_link_line_is_logged_on_open() {
     let name = "disklib_link_line_is_logged_on_open";
-    in_world(name, "", "esx7.example.com", &[], || {
+    in_world(name, &[], "esx7.example.com", &[], || {
         let dir = PathBuf::from(std::env::var(DIR_VAR).expect("world dir"));
         let local = dir.join("ds1/vm1/vm1.vmdk");
         init_ok();
@@ -267,7 +267,7 @@ fn a_bad_link_knob_fails_initex_naming_the_variable() {
     let env = [("FAKE_VDDK_HOST_BANDWIDTH", "fast")];
     in_world(
         "a_bad_link_knob_fails_initex_naming_the_variable",
-        "",
+        &[],
         "esx7.example.com",
         &env,
         || {

@@ -5,7 +5,7 @@ mod fake_support;
 
 use fake_support::*;
 use vddk_sys::*;
-use vddk_tests::inventory::Inventory;
+use vddk_tests::inventory::TwoServers;
 
 const TP_ESX: &str = "12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78";
 const TP_VC: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
@@ -21,37 +21,27 @@ fn world(name: &str) -> String {
     flat_disk(&vmdir, "vm1.vmdk", 2, 0x11);
     flat_disk(&vmdir, "vm1-000001.vmdk", 2, 0x22);
     let snapshot = format!("snapshot-7 {DISK} -> [ds1] vm1/vm1-000001.vmdk");
-    let path = Inventory::new()
-        .comment("two servers sharing one datastore")
-        .server(
-            "esx1.example.com",
-            &[
-                ("kind", "esxi"),
-                ("port", "443"),
-                ("thumbprint", TP_ESX),
-                ("user", "root:s3cret"),
-                ("transports", "nbdssl:nbd"),
-            ],
-        )
-        .server(
-            "vc.example.com",
-            &[
-                ("kind", "vcenter"),
-                ("port", "8443"),
-                ("thumbprint", TP_VC),
-                ("user", "admin@vsphere.local:pw"),
-                ("cookie", COOKIE),
-                ("transports", "nbd"),
-            ],
-        )
-        .datastore("ds1", &dir.join("ds1"))
-        .vm(
-            "esx1.example.com",
-            "42",
-            &[("disk", DISK), ("snapshot", &snapshot)],
-        )
-        .vm("vc.example.com", "vm-42", &[("disk", DISK)])
-        .write(&dir.join("inventory.ini"));
+    let path = TwoServers {
+        esx: &[
+            ("port", "443"),
+            ("thumbprint", TP_ESX),
+            ("user", "root:s3cret"),
+            ("transports", "nbdssl:nbd"),
+        ],
+        vcenter: &[
+            ("port", "8443"),
+            ("thumbprint", TP_VC),
+            ("user", "admin@vsphere.local:pw"),
+            ("cookie", COOKIE),
+            ("transports", "nbd"),
+        ],
+        datastore: ("ds1", &dir.join("ds1")),
+        esx_vm: &[("disk", DISK), ("snapshot", &snapshot)],
+        vcenter_vm: &[("disk", DISK)],
+    }
+    .inventory()
+    .comment("two servers sharing one datastore")
+    .write(&dir.join("inventory.ini"));
     path.to_str().unwrap().to_string()
 }
 

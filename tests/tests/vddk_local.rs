@@ -105,20 +105,7 @@ fn info_reports_adapter_and_sector_sizes() {
     let raw = dir.join("a.raw");
     let vmdk = dir.join("a.vmdk");
     pattern_raw(&raw, 2048, 4);
-    run(
-        "qemu-img",
-        [
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vmdk",
-            "-o",
-            "adapter_type=lsilogic",
-            s(&raw),
-            s(&vmdk),
-        ],
-    );
+    vmdk_from_raw(&raw, &vmdk, "monolithicSparse,adapter_type=lsilogic");
     let conn = local();
     let disk = conn.open(s(&vmdk), OpenFlags::READ_ONLY).unwrap();
     let info = disk.info().unwrap();

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use vddk::{ConnectParams, Connection, Credentials, Error, OpenFlags, Secret, Thumbprint, Vddk};
 use vddk_tests::images::{pattern_raw, qemu_raw, vmdk_from_raw};
-use vddk_tests::inventory::Inventory;
+use vddk_tests::inventory::TwoServers;
 use vddk_tests::library::{fake_vddk, read_all};
 
 const ESX_TP: &str = "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67";
@@ -32,36 +32,26 @@ fn setup() -> &'static Setup {
         pattern_raw(&raw, 4096, 12);
         vmdk_from_raw(&raw, &web.join("web-snap.vmdk"), "monolithicSparse");
         let snapshot = format!("snapshot-7 {DISK} -> [datastore1] web/web-snap.vmdk");
-        let inv = Inventory::new()
-            .server(
-                "esx1.example.com",
-                &[
-                    ("kind", "esxi"),
-                    ("port", "443"),
-                    ("thumbprint", ESX_TP),
-                    ("user", "root:secret"),
-                    ("cookie", COOKIE),
-                    ("transports", "nbdssl:nbd"),
-                ],
-            )
-            .server(
-                "vc.example.com",
-                &[
-                    ("kind", "vcenter"),
-                    ("port", "8443"),
-                    ("thumbprint", VC_TP),
-                    ("user", "administrator@vsphere.local:Passw0rd!"),
-                    ("transports", "nbd"),
-                ],
-            )
-            .datastore("datastore1", &dir.join("ds1"))
-            .vm(
-                "esx1.example.com",
-                "42",
-                &[("disk", DISK), ("snapshot", &snapshot)],
-            )
-            .vm("vc.example.com", "vm-42", &[("disk", DISK)])
-            .write(&dir.join("inventory.ini"));
+        let inv = TwoServers {
+            esx: &[
+                ("port", "443"),
+                ("thumbprint", ESX_TP),
+                ("user", "root:secret"),
+                ("cookie", COOKIE),
+                ("transports", "nbdssl:nbd"),
+            ],
+            vcenter: &[
+                ("port", "8443"),
+                ("thumbprint", VC_TP),
+                ("user", "administrator@vsphere.local:Passw0rd!"),
+                ("transports", "nbd"),
+            ],
+            datastore: ("datastore1", &dir.join("ds1")),
+            esx_vm: &[("disk", DISK), ("snapshot", &snapshot)],
+            vcenter_vm: &[("disk", DISK)],
+        }
+        .inventory()
+        .write(&dir.join("inventory.ini"));
         let vddk = fake_vddk(&[("FAKE_VDDK_INVENTORY", inv.to_str().unwrap())]);
         Setup {
             vddk,

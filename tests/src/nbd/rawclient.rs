@@ -145,12 +145,7 @@ impl Raw {
     /// Waits for the server to close: true on EOF or reset, false if bytes
     /// arrive instead or nothing happens within `within`.
     pub fn closed_within(&mut self, within: Duration) -> bool {
-        self.s.set_read_timeout(Some(within)).expect("set timeout");
-        let mut b = [0u8; 1];
-        let r = self.s.read(&mut b);
-        self.s
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .expect("set timeout");
+        let r = self.read_byte_within(within);
         matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() == io::ErrorKind::ConnectionReset)
     }
 
@@ -161,13 +156,19 @@ impl Raw {
 
     /// Nothing arrives for `quiet` and the connection stays open.
     pub fn silent_for(&mut self, quiet: Duration) -> bool {
-        self.s.set_read_timeout(Some(quiet)).expect("set timeout");
+        let r = self.read_byte_within(quiet);
+        matches!(&r, Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+
+    /// Tries to read one byte, waiting up to `within`.
+    fn read_byte_within(&mut self, within: Duration) -> io::Result<usize> {
+        self.s.set_read_timeout(Some(within)).expect("set timeout");
         let mut b = [0u8; 1];
         let r = self.s.read(&mut b);
         self.s
             .set_read_timeout(Some(READ_TIMEOUT))
             .expect("set timeout");
-        matches!(&r, Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+        r
     }
 
     /// An option header with a length of the caller's choosing.
@@ -298,6 +299,14 @@ impl Raw {
         let h = self.recv(16);
         assert_eq!(be32(&h), SIMPLE_MAGIC, "simple reply magic");
         (be32(&h[4..]), be64(&h[8..]))
+    }
+
+    /// Reads `length` bytes at `offset` with simple replies: checks the
+    /// reply for `cookie` carries no error and returns the data.
+    pub fn simple_read(&mut self, cookie: u64, offset: u64, length: u32) -> Vec<u8> {
+        self.request(CMD_READ, 0, cookie, offset, length, &[]);
+        assert_eq!(self.simple_reply(), (0, cookie), "simple read reply");
+        self.recv(length as usize)
     }
 
     /// Reads one structured chunk.

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use vddk_sys::VixDiskLibHandle;
-use vddk_tests::inventory::Inventory;
+use vddk_tests::inventory::TwoServers;
 
 use super::{flat_disk, is_child, read, scenario, Params};
 
@@ -21,44 +21,38 @@ pub const DIR_VAR: &str = "FAKE_LINK_TEST_DIR";
 
 /// A datastore with two 4 MiB flat disks (first MiB 0x11 and 0x22), an
 /// ESXi host and a vCenter whose VM lives on `esx7.example.com`;
-/// `esx_extra` is added to the ESXi host's section. Returns the env the
+/// `esx_extra` are more keys of the ESXi host. Returns the env the
 /// child needs.
-pub fn world(name: &str, esx_extra: &str, vm_host: &str) -> Vec<(String, String)> {
+pub fn world(name: &str, esx_extra: &[(&str, &str)], vm_host: &str) -> Vec<(String, String)> {
     let dir = vddk_tests::scratch_dir(name);
     let vmdir = dir.join("ds1/vm1");
     std::fs::create_dir_all(&vmdir).unwrap();
     flat_disk(&vmdir, "vm1.vmdk", 4, 0x11);
     flat_disk(&vmdir, "vm1_1.vmdk", 4, 0x22);
-    let path = Inventory::new()
-        .server(
-            "esx1.example.com",
-            &[
-                ("kind", "esxi"),
-                ("thumbprint", TP_ESX),
-                ("user", "root:s3cret"),
-                ("cookie", COOKIE),
-                ("transports", "nbdssl:nbd"),
-            ],
-        )
-        .lines(esx_extra)
-        .server(
-            "vc.example.com",
-            &[
-                ("kind", "vcenter"),
-                ("thumbprint", TP_VC),
-                ("user", "admin@vsphere.local:pw"),
-                ("cookie", COOKIE),
-                ("transports", "nbd"),
-            ],
-        )
-        .datastore("ds1", &dir.join("ds1"))
-        .vm("esx1.example.com", "42", &[("disk", DISK), ("disk", DISK2)])
-        .vm(
-            "vc.example.com",
-            "vm-42",
-            &[("disk", DISK), ("disk", DISK2), ("esx_host", vm_host)],
-        )
-        .write(&dir.join("inventory.ini"));
+    let ds = dir.join("ds1");
+    // The vCenter's VM is the host's, and lives on `vm_host`.
+    let vm = [("disk", DISK), ("disk", DISK2), ("esx_host", vm_host)];
+    let mut esx = vec![
+        ("thumbprint", TP_ESX),
+        ("user", "root:s3cret"),
+        ("cookie", COOKIE),
+        ("transports", "nbdssl:nbd"),
+    ];
+    esx.extend_from_slice(esx_extra);
+    let path = TwoServers {
+        esx: &esx,
+        vcenter: &[
+            ("thumbprint", TP_VC),
+            ("user", "admin@vsphere.local:pw"),
+            ("cookie", COOKIE),
+            ("transports", "nbd"),
+        ],
+        datastore: ("ds1", &ds),
+        esx_vm: &vm[..2],
+        vcenter_vm: &vm,
+    }
+    .inventory()
+    .write(&dir.join("inventory.ini"));
     vec![
         (
             "FAKE_VDDK_INVENTORY".into(),
@@ -72,7 +66,7 @@ pub fn world(name: &str, esx_extra: &str, vm_host: &str) -> Vec<(String, String)
 /// only) with `esx_extra` and `vm_host`, and with `env`.
 pub fn in_world(
     name: &str,
-    esx_extra: &str,
+    esx_extra: &[(&str, &str)],
     vm_host: &str,
     env: &[(&str, &str)],
     body: impl FnOnce(),

@@ -30,31 +30,10 @@ impl SparseExtent {
             return Err(VmdkError::OutOfRange);
         }
         let at = self.end;
-        let sector = u32::try_from(at).map_err(|_| {
-            VmdkError::NotSupported(
-                "sparse extent is full: grain offsets beyond 2 TiB do not fit a grain table entry"
-                    .into(),
-            )
-        })?;
+        let sector = entry(at)?;
         self.file.write_all_at(data, at * SECTOR)?;
         self.end = at + self.header.grain_size;
-        if self.gd[gd_index] == 0 {
-            self.new_tables(gd_index)?;
-        }
-        let bytes = sector.to_le_bytes();
-        let off = gt_index as u64 * 4;
-        if let Some(rgd) = &self.rgd {
-            let rgt = u64::from(rgd[gd_index]);
-            if rgt != 0 {
-                self.file.write_all_at(&bytes, rgt * SECTOR + off)?;
-            }
-        }
-        self.file
-            .write_all_at(&bytes, u64::from(self.gd[gd_index]) * SECTOR + off)?;
-        if let Some(t) = self.table(gd_index)? {
-            t[gt_index] = sector;
-        }
-        Ok(())
+        self.point_tables(gd_index, gt_index, &[sector])
     }
 
     /// Grains per grain table.
@@ -83,16 +62,22 @@ impl SparseExtent {
         }
         let at = self.end;
         let entries = (0..count)
-            .map(|i| u32::try_from(at + i * gs))
-            .collect::<Result<Vec<u32>, _>>()
-            .map_err(|_| {
-                VmdkError::NotSupported(
-                    "sparse extent is full: grain offsets beyond 2 TiB do not fit a grain table entry"
-                        .into(),
-                )
-            })?;
+            .map(|i| entry(at + i * gs))
+            .collect::<Result<Vec<u32>, _>>()?;
         self.file.write_all_at(data, at * SECTOR)?;
         self.end = at + count * gs;
+        self.point_tables(gd_index, gt_index, &entries)
+    }
+
+    /// Points entries `gt_index..` of the grain table of directory entry
+    /// `gd_index` (made if missing) at `entries`, the redundant table
+    /// first, and updates the loaded copy.
+    fn point_tables(
+        &mut self,
+        gd_index: usize,
+        gt_index: usize,
+        entries: &[u32],
+    ) -> Result<(), VmdkError> {
         if self.gd[gd_index] == 0 {
             self.new_tables(gd_index)?;
         }
@@ -107,7 +92,7 @@ impl SparseExtent {
         self.file
             .write_all_at(&bytes, u64::from(self.gd[gd_index]) * SECTOR + off)?;
         if let Some(t) = self.table(gd_index)? {
-            t[gt_index..gt_index + entries.len()].copy_from_slice(&entries);
+            t[gt_index..gt_index + entries.len()].copy_from_slice(entries);
         }
         Ok(())
     }
@@ -202,4 +187,14 @@ impl SparseExtent {
         self.file.sync_data()?;
         Ok(())
     }
+}
+
+/// The grain table entry for file sector `at`.
+fn entry(at: u64) -> Result<u32, VmdkError> {
+    u32::try_from(at).map_err(|_| {
+        VmdkError::NotSupported(
+            "sparse extent is full: grain offsets beyond 2 TiB do not fit a grain table entry"
+                .into(),
+        )
+    })
 }
