@@ -68,21 +68,13 @@ fn library_report_without_a_disk() {
 #[test]
 fn disk_fields_agree_with_qemu_img() {
     let dir = scratch_dir("ex-info");
-    let disk = dir.join("d.vmdk");
-    let p = disk.to_str().unwrap();
-    run(
-        "qemu-img",
-        [
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "adapter_type=lsilogic,hwversion=6",
-            p,
-            "100M",
-        ],
+    let disk = make_vmdk(
+        &dir.join("d.vmdk"),
+        "monolithicSparse,adapter_type=lsilogic,hwversion=6",
+        100 << 20,
+        &[],
     );
+    let p = disk.to_str().unwrap();
     let qemu = run("qemu-img", ["info", "--output=json", p]);
     let qemu_size = json_eval(&qemu, "d['virtual-size']");
     assert_eq!(qemu_size, (100u64 << 20).to_string());

@@ -69,8 +69,9 @@ pub fn vmdk_image(
     (dir, vmdk, bytes)
 }
 
-/// A VMDK of qemu's `subformat` and `size` bytes made by `qemu-img create`
-/// (its directory too), then `writes` of (offset, length, byte) made by
+/// A VMDK of qemu's `subformat` (with more options after a comma, as for
+/// [`vmdk_from_raw`]) and `size` bytes made by `qemu-img create` (its
+/// directory too), then `writes` of (offset, length, byte) made by
 /// `qemu-io`. Returns the path.
 pub fn make_vmdk(path: &Path, subformat: &str, size: u64, writes: &[(u64, u64, u8)]) -> PathBuf {
     if let Some(dir) = path.parent() {

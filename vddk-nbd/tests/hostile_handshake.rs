@@ -37,15 +37,6 @@ fn server(name: &str) -> TestServer {
     )
 }
 
-/// The hostile connection is gone, a good client works, the server stops.
-fn finish(srv: TestServer) {
-    let dir = srv.dir.clone();
-    served_normally(&srv.socket);
-    srv.wait_idle();
-    srv.stop();
-    std::fs::remove_dir_all(dir).ok();
-}
-
 #[test]
 fn bad_option_magic_closes() {
     let srv = server("hostile-opt-magic");
@@ -55,7 +46,7 @@ fn bad_option_magic_closes() {
     c.send(&b);
     assert!(c.closed());
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -66,7 +57,7 @@ fn transmission_request_before_go_closes() {
     c.request(CMD_READ, 0, 1, 0, 512, &[]);
     assert!(c.closed(), "a command during negotiation is not an option");
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -76,7 +67,7 @@ fn unknown_client_flag_closes() {
     c.send(&(3u32 | 1 << 2).to_be_bytes());
     assert!(c.closed());
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -87,7 +78,7 @@ fn every_client_flag_closes() {
     c.option(OPT_GO, &Raw::info_payload(b"", &[]));
     assert!(c.closed());
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -104,7 +95,7 @@ fn unset_client_flags_still_negotiate_with_zero_padding() {
     assert!(r[10..].iter().all(|&b| b == 0));
     assert_eq!(c.simple_read(5, 0, 16), vec![0; 16]);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -125,7 +116,7 @@ fn short_option_payload_then_silence_times_out() {
     assert!(c.silent_for(Duration::from_millis(150)));
     assert!(c.closed_within(Duration::from_secs(3)));
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -139,7 +130,7 @@ fn four_gib_option_claim_is_refused_without_reading_it() {
     assert!(msg.contains("4294967295") && msg.contains("65536"), "{msg}");
     assert!(c.closed());
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -150,7 +141,7 @@ fn option_one_byte_over_the_cap_is_refused() {
     assert_eq!(c.opt_reply().1, REP_ERR_TOO_BIG);
     assert!(c.closed());
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -164,7 +155,7 @@ fn option_at_the_cap_is_read_whole_and_answered() {
     c.request(CMD_FLUSH, 0, 1, 0, 0, &[]);
     assert_eq!(c.simple_reply(), (0, 1));
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -185,7 +176,7 @@ fn unknown_options_are_unsupported_and_keep_sync() {
     }
     c.go_now();
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -197,7 +188,7 @@ fn starttls_is_unsupported_without_tls() {
     c.option(OPT_STARTTLS, b"junk");
     assert_eq!(c.opt_reply().1, REP_ERR_UNSUP);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -215,7 +206,7 @@ fn more_than_256_options_close() {
     }
     assert!(c.closed(), "the 257th option ends negotiation");
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -230,7 +221,7 @@ fn export_name_of_a_missing_export_is_served() {
     assert_eq!(c.simple_reply(), (0, 1));
     assert_eq!(c.recv(4), vec![0; 4]);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -246,7 +237,7 @@ fn go_of_a_missing_export_reports_the_real_name() {
     c.request(CMD_FLUSH, 0, 2, 0, 0, &[]);
     assert_eq!(c.simple_reply(), (0, 2));
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -256,7 +247,7 @@ fn export_name_not_utf8_closes() {
     c.option(OPT_EXPORT_NAME, b"\xff\xfe");
     assert!(c.closed(), "EXPORT_NAME has no error reply: hang up");
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -273,7 +264,7 @@ fn go_name_length_lies() {
     // A rejected GO leaves the client negotiating.
     c.go_now();
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -290,7 +281,7 @@ fn go_info_request_count_lies() {
     c.option(OPT_INFO, &p);
     assert_eq!(c.opt_reply().1, REP_ERR_INVALID);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -306,7 +297,7 @@ fn meta_query_count_claiming_billions() {
     assert_eq!((o, t), (OPT_SET_META, REP_ERR_INVALID));
     assert!(String::from_utf8_lossy(&msg).contains("4294967295"));
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -327,7 +318,7 @@ fn meta_query_length_lies() {
     c.request(CMD_BLOCK_STATUS, 0, 3, 0, 512, &[]);
     assert_eq!(c.error_chunk(3).0, EINVAL);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -341,7 +332,7 @@ fn meta_contexts_before_structured_replies_are_invalid() {
     c.request(CMD_BLOCK_STATUS, 0, 4, 0, 512, &[]);
     assert_eq!(c.simple_reply(), (EINVAL, 4));
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -363,7 +354,7 @@ fn structured_replies_twice_and_after_meta_contexts() {
     assert_eq!((flags, kind, cookie), (1, CHUNK_BLOCK_STATUS, 5));
     assert_eq!(u32::from_be_bytes(p[..4].try_into().unwrap()), id);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -391,7 +382,7 @@ fn bad_context_names_select_nothing() {
     assert_eq!(e, EINVAL);
     assert!(msg.contains("base:allocation"), "{msg}");
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -408,7 +399,7 @@ fn a_later_set_meta_context_replaces_the_first() {
     c.request(CMD_BLOCK_STATUS, 0, 7, 0, 512, &[]);
     assert_eq!(c.error_chunk(7).0, EINVAL);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -419,5 +410,5 @@ fn abort_is_acknowledged_then_closed() {
     assert_eq!(c.opt_reply(), (OPT_ABORT, REP_ACK, vec![]));
     assert!(c.closed());
     drop(c);
-    finish(srv);
+    srv.finish();
 }

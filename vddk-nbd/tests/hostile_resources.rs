@@ -46,12 +46,8 @@ fn server(
 }
 
 fn finish(srv: TestServer) {
-    let dir = srv.dir.clone();
     srv.wait_idle();
-    served_normally(&srv.socket);
-    srv.wait_idle();
-    srv.stop();
-    std::fs::remove_dir_all(dir).ok();
+    srv.finish();
 }
 
 #[test]

@@ -36,14 +36,6 @@ fn server(name: &str) -> (TestServer, Arc<MemoryBackend>) {
     (srv, disk)
 }
 
-fn finish(srv: TestServer) {
-    let dir = srv.dir.clone();
-    served_normally(&srv.socket);
-    srv.wait_idle();
-    srv.stop();
-    std::fs::remove_dir_all(dir).ok();
-}
-
 /// The connection is still in step: a write and a read of it succeed.
 fn in_step(c: &mut Raw, cookie: u64) {
     c.request(CMD_WRITE, 0, cookie, 8192, 4, b"sync");
@@ -62,7 +54,7 @@ fn read_past_the_end() {
     assert!(msg.contains("past the end"), "{msg}");
     in_step(&mut c, 2);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -75,7 +67,7 @@ fn read_straddling_the_end() {
     assert_eq!(c.simple_reply(), (0, 2));
     assert_eq!(c.recv(1), [0]);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -90,7 +82,7 @@ fn write_past_the_end_skips_its_payload() {
     in_step(&mut c, 2);
     assert_eq!(disk.contents(0, 4), vec![0; 4]);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -101,7 +93,7 @@ fn write_zeroes_past_the_end() {
     assert_eq!(c.error_chunk(1).0, ENOSPC);
     in_step(&mut c, 2);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -114,7 +106,7 @@ fn read_offset_overflow() {
     assert_eq!(c.error_chunk(2).0, EINVAL);
     in_step(&mut c, 3);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -126,7 +118,7 @@ fn write_offset_overflow_skips_its_payload() {
     c.request(CMD_WRITE, 0, 2, 8192, 4, b"sync");
     assert_eq!(c.simple_reply(), (0, 2));
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -139,7 +131,7 @@ fn cache_and_block_status_past_the_end() {
     assert_eq!(c.error_chunk(2).0, EINVAL);
     in_step(&mut c, 3);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -164,7 +156,7 @@ fn zero_length_requests() {
     }
     in_step(&mut c, 20);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -181,7 +173,7 @@ fn read_above_the_maximum_payload() {
     assert_eq!(c.error_chunk(2).0, EINVAL, "also past the end");
     in_step(&mut c, 3);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -200,7 +192,7 @@ fn write_above_the_maximum_payload_with_simple_replies() {
     assert_eq!(c.simple_reply(), (0, 2));
     assert_eq!(disk.contents(0, 4), vec![0; 4]);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -216,7 +208,7 @@ fn unknown_command_numbers() {
     }
     in_step(&mut c, 40);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -228,7 +220,7 @@ fn trim_is_refused_as_not_advertised() {
     assert_eq!(c.simple_reply(), (EINVAL, 1));
     assert_eq!(disk.contents(0, 4), b"keep");
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -254,7 +246,7 @@ fn unknown_flag_bits_on_each_command() {
     // DISC with a bad flag was refused, not obeyed: still connected.
     in_step(&mut c, 60);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -265,7 +257,7 @@ fn df_without_structured_replies() {
     assert_eq!(c.simple_reply(), (EINVAL, 1));
     assert_eq!(c.simple_read(2, 0, 8), vec![0; 8]);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -278,7 +270,7 @@ fn invalid_flags_on_a_write_skip_its_payload() {
     in_step(&mut c, 2);
     assert_eq!(disk.contents(0, 4), vec![0; 4]);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -291,7 +283,7 @@ fn fast_zero_is_not_supported() {
     assert_eq!(disk.contents(0, 4), b"data", "nothing zeroed");
     in_step(&mut c, 2);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -339,7 +331,7 @@ fn block_status_without_a_context() {
     assert_eq!(c.error_chunk(2).0, EINVAL);
     in_step(&mut c, 3);
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -354,7 +346,7 @@ fn bad_request_magic_closes_after_answering_what_came_before() {
     assert_eq!(c.simple_reply(), (0, 1));
     assert!(c.closed(), "the stream cannot be resynchronised");
     drop(c);
-    finish(srv);
+    srv.finish();
 }
 
 #[test]
@@ -370,5 +362,5 @@ fn duplicate_cookies_are_each_answered() {
         assert_eq!(c.simple_reply(), (0, 7));
     }
     drop(c);
-    finish(srv);
+    srv.finish();
 }

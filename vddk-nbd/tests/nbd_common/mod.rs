@@ -172,6 +172,17 @@ impl TestServer {
         self.handle.shutdown();
     }
 
+    /// After a hostile client: a well-behaved client is still served
+    /// normally, every connection closes, the server stops cleanly, and
+    /// its scratch directory goes.
+    pub fn finish(self) {
+        let dir = self.dir.clone();
+        vddk_tests::nbd::rawclient::served_normally(&self.socket);
+        self.wait_idle();
+        self.stop();
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     /// Shuts down and checks `serve` returned Ok.
     pub fn stop(mut self) {
         self.handle.shutdown();
