@@ -55,11 +55,23 @@ fn bad_flags_point_to_help() {
 }
 
 #[test]
-fn other_plugins_and_filters_are_refused() {
-    let e = fails(&["memory", "size=1G"]);
-    assert!(e.contains("plugin 'memory' is not supported"), "{e}");
-    let e = fails(&["--filter=cow", "vddk", "/x.vmdk"]);
-    assert!(e.contains("filters are not supported"), "{e}");
+fn unknown_plugins_and_filters_are_refused_with_the_known_ones() {
+    let e = fails(&["curl", "url=http://h/d"]);
+    assert!(e.contains("plugin 'curl' is not supported"), "{e}");
+    assert!(e.contains("vddk, file, null, memory"), "{e}");
+    let e = fails(&["--filter=xz", "vddk", "/x.vmdk"]);
+    assert!(e.contains("filter 'xz' is not supported"), "{e}");
+    for f in [
+        "blocksize",
+        "cacheextents",
+        "count",
+        "cow",
+        "multi-conn",
+        "rate",
+        "retry",
+    ] {
+        assert!(e.contains(f), "{f} missing from: {e}");
+    }
 }
 
 #[test]

@@ -58,10 +58,14 @@ fn local_paths_matching_the_wildcard() {
     disk(&vms.join("db/db.vmdk"), 4, 0x62);
     disk(&vms.join("db/deep/x.vmdk"), 4, 0x63);
     disk(&dir.join("secret.vmdk"), 4, 0x64);
+    disk(&vms.join("web/web.raw"), 4, 0x65);
     let web = vms.join("web/web.vmdk");
     let db = vms.join("db/db.vmdk");
+    // As in nbdkit (fnmatch without FNM_PATHNAME), `*` crosses `/`.
+    let deep = vms.join("db/deep/x.vmdk");
     let script = format!(
         r#"set -e
+qemu-img compare -q -f raw -F vmdk {} '{}'
 qemu-img compare -q -f raw -F vmdk {} '{}'
 qemu-img compare -q -f raw -F vmdk {} '{}'
 for bad in {} {} {} {}; do
@@ -72,7 +76,9 @@ done
         web.display(),
         nbd_uri(&db.to_string_lossy()),
         db.display(),
-        nbd_uri(&vms.join("db/deep/x.vmdk").to_string_lossy()),
+        nbd_uri(&deep.to_string_lossy()),
+        deep.display(),
+        nbd_uri(&vms.join("web/web.raw").to_string_lossy()),
         nbd_uri(&format!("{}/vms/../secret.vmdk", dir.display())),
         nbd_uri(&format!("{}/vms/web/missing.vmdk", dir.display())),
         nbd_uri(""),
@@ -82,7 +88,7 @@ done
     assert!(o.status.success(), "{o:?}");
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(
-        log.contains("deep/x.vmdk\": not a path matching the exported paths"),
+        log.contains("web/web.raw\": not a path matching the exported paths"),
         "{log}"
     );
     assert!(log.contains("'..' component"), "{log}");
@@ -135,7 +141,9 @@ nbdinfo --list --json "$uri"
         nbd_uri("[ds-1] db/db.vmdk"),
     );
     let args: Vec<String> = [
-        "export=[ds-1] web/*.vmdk",
+        // `[` opens a set in a wildcard, as in nbdkit: the datastore's
+        // brackets are escaped.
+        r"export=\[ds-1\] web/*.vmdk",
         "server=esx1.example.com",
         "user=root",
         "password=pw",
@@ -158,7 +166,7 @@ nbdinfo --list --json "$uri"
     assert!(!list.contains("db.vmdk"), "{list}");
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(
-        log.contains("db/db.vmdk\": not a path matching the exported paths [ds-1] web/*.vmdk"),
+        log.contains(r#"db/db.vmdk": not a path matching the exported paths \[ds-1\] web/*.vmdk"#),
         "{log}"
     );
     std::fs::remove_dir_all(&dir).ok();

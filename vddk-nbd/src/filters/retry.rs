@@ -310,10 +310,14 @@ impl Shared {
                     }
                 }
             }
-            match w.as_ref().map(|tx| tx.send(job)) {
-                Some(Ok(())) => return,
-                Some(Err(mpsc::SendError(job))) => job,
-                None => return,
+            // A send fails only when the retry thread has gone (it
+            // panicked); the request is then answered here.
+            match w.as_ref() {
+                Some(tx) => match tx.send(job) {
+                    Ok(()) => return,
+                    Err(mpsc::SendError(job)) => job,
+                },
+                None => job,
             }
         };
         give_up(job, 0);

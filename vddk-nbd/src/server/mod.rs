@@ -11,7 +11,7 @@ mod transmit;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::backend::Backend;
@@ -81,9 +81,12 @@ pub struct Server {
 }
 
 /// Stops a running [`Server`] from any thread.
+///
+/// It does not keep the server alive: a signal handler that holds one must
+/// not keep the exports (and through them the library) open after serving.
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    inner: Arc<Inner>,
+    inner: Weak<Inner>,
 }
 
 impl ShutdownHandle {
@@ -91,12 +94,11 @@ impl ShutdownHandle {
     /// finish and be answered, then closes every connection. `serve`
     /// returns once all connections are gone.
     pub fn shutdown(&self) {
-        self.inner.shutdown.store(true, Ordering::SeqCst);
-        let closers = self
-            .inner
-            .closers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        inner.shutdown.store(true, Ordering::SeqCst);
+        let closers = inner.closers.lock().unwrap_or_else(PoisonError::into_inner);
         for close in closers.values() {
             close();
         }
@@ -350,7 +352,7 @@ impl Server {
     /// A handle that stops [`Server::serve`].
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            inner: Arc::clone(&self.inner),
+            inner: Arc::downgrade(&self.inner),
         }
     }
 

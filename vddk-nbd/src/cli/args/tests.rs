@@ -15,13 +15,17 @@ fn plugin_name_is_optional_and_file_may_be_bare() {
 }
 
 #[test]
-fn other_plugins_and_filters_are_refused() {
-    let e = p(&["memory", "1G"]).unwrap_err();
-    assert!(e.0.contains("plugin 'memory' is not supported"), "{e}");
-    let e = p(&["--filter=cow", "vddk", "/d.vmdk"]).unwrap_err();
-    assert!(e.0.contains("filters are not supported"), "{e}");
-    let e = p(&["--filter", "cow", "vddk", "/d.vmdk"]).unwrap_err();
-    assert!(e.0.contains("--filter=cow"), "{e}");
+fn plugins_and_filters_are_known_by_name() {
+    let o = p(&["--filter=cow", "--filter", "retry", "memory", "1G"]).unwrap();
+    assert_eq!(o.plugin.name, "memory");
+    let names: Vec<_> = o.filters.iter().map(|f| f.name).collect();
+    assert_eq!(names, ["cow", "retry"]);
+    let e = p(&["curl", "url=http://h/d"]).unwrap_err();
+    assert!(e.0.contains("plugin 'curl' is not supported"), "{e}");
+    assert!(e.0.contains("vddk, file, null, memory"), "{e}");
+    let e = p(&["--filter=xz", "vddk", "/d.vmdk"]).unwrap_err();
+    assert!(e.0.contains("filter 'xz' is not supported"), "{e}");
+    assert!(e.0.contains("cow"), "{e}");
 }
 
 #[test]
