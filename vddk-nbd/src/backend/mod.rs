@@ -28,6 +28,19 @@ pub struct BlockSizes {
     pub maximum: u32,
 }
 
+impl BlockSizes {
+    /// The sizes of an export that can serve any range itself (file, null,
+    /// memory): clients are asked to align to `minimum` only, a page is the
+    /// efficient size, and requests may be as large as the server takes.
+    pub const fn paged(minimum: u32) -> BlockSizes {
+        BlockSizes {
+            minimum,
+            preferred: 4096,
+            maximum: MAX_PAYLOAD,
+        }
+    }
+}
+
 /// Largest READ/WRITE payload: 32 MiB, enough for nbdcopy and qemu's
 /// largest requests while bounding the memory a single request can pin.
 pub const MAX_PAYLOAD: u32 = 32 * 1024 * 1024;

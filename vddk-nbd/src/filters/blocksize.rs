@@ -191,7 +191,7 @@ impl Filter for BlockSize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filters::testing::{memory, read, wait};
+    use crate::filters::testing::{memory, params, read, wait};
     use std::sync::Mutex;
 
     /// Records the size of every request that reaches it.
@@ -219,15 +219,6 @@ mod tests {
             self.0.lock().unwrap().push(data.len() as u64);
             next.write(offset, data, fua, done)
         }
-    }
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        Params::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
     }
 
     #[test]

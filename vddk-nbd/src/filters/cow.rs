@@ -303,16 +303,10 @@ impl Filter for CowLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filters::testing::{memory, read, wait};
+    use crate::filters::testing::{memory, params, read, wait};
 
     fn cow(pairs: &[(&str, &str)]) -> Arc<dyn FilterSpec> {
-        configure(&Params::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
-        .unwrap()
+        configure(&params(pairs)).unwrap()
     }
 
     #[test]
@@ -408,7 +402,7 @@ mod tests {
 
     #[test]
     fn bad_block_sizes_are_refused() {
-        let p = |v: &str| configure(&Params::new(vec![("cow-block-size".into(), v.into())]));
+        let p = |v: &str| configure(&params(&[("cow-block-size", v)]));
         assert!(p("1000").is_err());
         assert!(p("2048").is_err());
         assert!(p("1M").is_ok());

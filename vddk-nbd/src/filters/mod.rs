@@ -346,12 +346,23 @@ impl<T: Send + 'static, R: Send + 'static> Join<T, R> {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! A memory disk and a way to wait for completions, for filter tests.
+    //! A memory disk, parameters and a way to wait for completions, for
+    //! filter tests.
 
     use std::sync::{mpsc, Arc};
 
     use crate::backend::{Backend, Done, Error};
+    use crate::params::Params;
     use crate::plugins::MemoryBackend;
+
+    pub(crate) fn params(pairs: &[(&str, &str)]) -> Params {
+        Params::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
 
     pub(crate) fn memory(size: u64) -> Arc<MemoryBackend> {
         Arc::new(MemoryBackend::new(size))

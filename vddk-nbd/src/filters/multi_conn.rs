@@ -107,16 +107,7 @@ impl Filter for MultiConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filters::testing::memory;
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        Params::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
+    use crate::filters::testing::{memory, params};
 
     #[test]
     fn modes_decide_what_is_advertised() {

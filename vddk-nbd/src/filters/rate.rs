@@ -243,6 +243,7 @@ impl Filter for Limited {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filters::testing::params;
 
     #[test]
     fn a_bucket_lets_a_burst_through_then_paces() {
@@ -271,14 +272,7 @@ mod tests {
     fn parameters_are_bits_per_second_and_never_zero() {
         assert_eq!(bits("rate", "10M"), Ok(10 << 20));
         assert!(bits("rate", "0").is_err());
-        let p = |pairs: &[(&str, &str)]| {
-            configure(&Params::new(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ))
-        };
+        let p = |pairs: &[(&str, &str)]| configure(&params(pairs));
         assert!(p(&[("burstiness", "-1")]).is_err());
         assert!(p(&[("rate", "1M"), ("connection-rate", "512K")]).is_ok());
     }

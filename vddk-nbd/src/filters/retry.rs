@@ -457,7 +457,7 @@ impl Filter for Retrying {
 mod tests {
     use super::*;
     use crate::backend::{Caps, Known};
-    use crate::filters::testing::{memory, wait};
+    use crate::filters::testing::{memory, params, wait};
     use crate::plugins::MemoryBackend;
     use std::sync::atomic::AtomicU32;
 
@@ -535,13 +535,7 @@ mod tests {
     }
 
     fn retry(pairs: &[(&str, &str)]) -> Arc<dyn FilterSpec> {
-        configure(&Params::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
-        .unwrap()
+        configure(&params(pairs)).unwrap()
     }
 
     #[test]

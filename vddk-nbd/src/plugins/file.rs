@@ -18,9 +18,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 use nix::fcntl::{fallocate, posix_fadvise, FallocateFlags, PosixFadviseAdvice};
 use nix::unistd::{lseek, Whence};
 
-use crate::backend::{
-    Backend, BlockSizes, Caps, Done, Error, Extent, Features, ZeroFlags, MAX_PAYLOAD,
-};
+use crate::backend::{Backend, BlockSizes, Caps, Done, Error, Extent, Features, ZeroFlags};
 
 /// `cache=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -214,11 +212,7 @@ impl Backend for FileBackend {
                 features
             },
             extents: true,
-            block_sizes: BlockSizes {
-                minimum: 1,
-                preferred: 4096,
-                maximum: MAX_PAYLOAD,
-            },
+            block_sizes: BlockSizes::paged(1),
             inline: true,
         }
     }

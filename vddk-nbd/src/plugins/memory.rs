@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::backend::{
-    Backend, BlockSizes, Caps, Done, Error, Extent, Features, Known, ZeroFlags, MAX_PAYLOAD,
-};
+use crate::backend::{Backend, BlockSizes, Caps, Done, Error, Extent, Features, Known, ZeroFlags};
 
 const CLUSTER: u64 = 64 * 1024;
 
@@ -140,11 +138,7 @@ impl Backend for MemoryBackend {
                 features
             },
             extents: true,
-            block_sizes: BlockSizes {
-                minimum: 512,
-                preferred: 4096,
-                maximum: MAX_PAYLOAD,
-            },
+            block_sizes: BlockSizes::paged(512),
             inline: true,
         }
     }

@@ -2,9 +2,7 @@
 //! forgets what is written, as nbdkit's null plugin (the base of the
 //! probes callers run: `nbdkit null --filter=cow --version`).
 
-use crate::backend::{
-    Backend, BlockSizes, Caps, Done, Error, Extent, Features, Known, ZeroFlags, MAX_PAYLOAD,
-};
+use crate::backend::{Backend, BlockSizes, Caps, Done, Error, Extent, Features, Known, ZeroFlags};
 
 /// An export of `size` bytes of nothing.
 #[derive(Debug, Clone, Copy)]
@@ -28,11 +26,7 @@ impl Backend for NullBackend {
                 ..Features::WRITABLE
             },
             extents: true,
-            block_sizes: BlockSizes {
-                minimum: 1,
-                preferred: 4096,
-                maximum: MAX_PAYLOAD,
-            },
+            block_sizes: BlockSizes::paged(1),
             inline: true,
         }
     }

@@ -109,22 +109,40 @@ fn spawn(inner: &Arc<Inner>, s: Stream) {
     }
 }
 
-/// A socket whose read timeout can be changed while it is being read.
-trait TimedRead: Read {
-    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+/// A connected socket, TCP or Unix: what a connection thread needs of it.
+trait Socket: Read + io::Write + Send + Sync + Sized + 'static {
+    /// Changes the read timeout; it may be called while the socket is
+    /// being read.
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
+    fn try_clone(&self) -> io::Result<Self>;
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
 }
 
-impl TimedRead for TcpStream {
-    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(t)
-    }
+macro_rules! impl_socket {
+    ($($t:ty),*) => {$(
+        impl Socket for $t {
+            fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+                <$t>::set_read_timeout(self, t)
+            }
+            fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+                <$t>::set_write_timeout(self, t)
+            }
+            fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+                <$t>::set_nonblocking(self, on)
+            }
+            fn try_clone(&self) -> io::Result<Self> {
+                <$t>::try_clone(self)
+            }
+            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                <$t>::shutdown(self, how)
+            }
+        }
+    )*};
 }
 
-impl TimedRead for UnixStream {
-    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(t)
-    }
-}
+impl_socket!(TcpStream, UnixStream);
 
 /// The reading side of a connection, with the handshake timeout applied
 /// to negotiation as a whole: a per-read timeout alone would let a client
@@ -137,12 +155,12 @@ struct Reader<S> {
     negotiated: Arc<AtomicBool>,
 }
 
-impl<S: TimedRead> Read for Reader<S> {
+impl<S: Socket> Read for Reader<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(deadline) = self.deadline {
             if self.negotiated.load(Ordering::Acquire) {
                 self.deadline = None;
-                self.s.set_timeout(None)?;
+                self.s.set_read_timeout(None)?;
             } else {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -151,7 +169,7 @@ impl<S: TimedRead> Read for Reader<S> {
                         "the client did not finish negotiating within the handshake timeout",
                     ));
                 }
-                self.s.set_timeout(Some(left))?;
+                self.s.set_read_timeout(Some(left))?;
             }
         }
         self.s.read(buf)
@@ -161,38 +179,23 @@ impl<S: TimedRead> Read for Reader<S> {
 fn serve_socket(inner: &Arc<Inner>, s: Stream) -> io::Result<()> {
     match s {
         Stream::Tcp(s) => {
-            s.set_nonblocking(false)?;
             s.set_nodelay(true)?;
-            let closer = s.try_clone()?;
-            let Some(_active) = inner.admit(Box::new(move || {
-                let _ = closer.shutdown(Shutdown::Read);
-            })) else {
-                return Ok(());
-            };
-            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
-            let w = s.try_clone()?;
-            serve_stream(inner, s, w)
+            serve_connected(inner, s)
         }
-        Stream::Unix(s) => {
-            s.set_nonblocking(false)?;
-            let closer = s.try_clone()?;
-            let Some(_active) = inner.admit(Box::new(move || {
-                let _ = closer.shutdown(Shutdown::Read);
-            })) else {
-                return Ok(());
-            };
-            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
-            let w = s.try_clone()?;
-            serve_stream(inner, s, w)
-        }
+        Stream::Unix(s) => serve_connected(inner, s),
     }
 }
 
-fn serve_stream<S: TimedRead, W: io::Write + Send + 'static>(
-    inner: &Arc<Inner>,
-    s: S,
-    w: W,
-) -> io::Result<()> {
+fn serve_connected<S: Socket>(inner: &Arc<Inner>, s: S) -> io::Result<()> {
+    s.set_nonblocking(false)?;
+    let closer = s.try_clone()?;
+    let Some(_active) = inner.admit(Box::new(move || {
+        let _ = closer.shutdown(Shutdown::Read);
+    })) else {
+        return Ok(());
+    };
+    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let w = s.try_clone()?;
     let timeout = Some(inner.config.handshake_timeout).filter(|t| !t.is_zero());
     let negotiated = Arc::new(AtomicBool::new(false));
     let r = Reader {

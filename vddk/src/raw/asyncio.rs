@@ -198,37 +198,35 @@ impl RawDisk {
         self.used_async.set(true);
         let cb_data = (s as *const Slot<P>).cast_mut().cast::<c_void>();
         let core = self.lib().core();
-        let name = match dir {
-            Direction::Read => "VixDiskLib_ReadAsync",
-            Direction::Write => "VixDiskLib_WriteAsync",
+        // ReadAsync and WriteAsync differ only in the constness of the
+        // buffer pointer, which `data` coerces to: one expansion serves
+        // both, and times each under its own name.
+        macro_rules! submit_async {
+            ($f:ident) => {
+                // SAFETY: `data` points to `sectors` whole sectors within the
+                // capacity of a buffer owned by the slot (a read's bytes are
+                // not initialised, which is fine for memory the library only
+                // writes), which stays there until the callback has taken it;
+                // `cb_data` is the slot, kept alive by its table's owner until
+                // every callback ran; `&self` guarantees no other call on the
+                // handle overlaps this one. No lock is held here that
+                // `on_complete` takes.
+                self.lib().timed(stringify!($f), sectors * 512, || unsafe {
+                    core.$f(
+                        self.handle(),
+                        start,
+                        sectors,
+                        data,
+                        Some(on_complete::<P>),
+                        cb_data,
+                    )
+                })
+            };
+        }
+        let err = match dir {
+            Direction::Read => submit_async!(VixDiskLib_ReadAsync),
+            Direction::Write => submit_async!(VixDiskLib_WriteAsync),
         };
-        // SAFETY: `data` points to `sectors` whole sectors within the
-        // capacity of a buffer owned by the slot (a read's bytes are not
-        // initialised, which is fine for memory the library only writes),
-        // which stays there until the callback has taken it; `cb_data` is
-        // the slot, kept alive by its table's owner until every callback
-        // ran; `&self` guarantees no other call on the handle overlaps this
-        // one. No lock is held here that `on_complete` takes.
-        let err = self.lib().timed(name, sectors * 512, || unsafe {
-            match dir {
-                Direction::Read => core.VixDiskLib_ReadAsync(
-                    self.handle(),
-                    start,
-                    sectors,
-                    data,
-                    Some(on_complete::<P>),
-                    cb_data,
-                ),
-                Direction::Write => core.VixDiskLib_WriteAsync(
-                    self.handle(),
-                    start,
-                    sectors,
-                    data,
-                    Some(on_complete::<P>),
-                    cb_data,
-                ),
-            }
-        });
         if VixCode::from_raw(err) == VixCode::ASYNC {
             return Ok(());
         }

@@ -39,26 +39,9 @@ fn remote_path_with_spaces_is_a_file() {
 
 #[test]
 fn flags_anywhere_bundled_and_long_forms() {
-    let o = p(&[
-        "-fvr",
-        "vddk",
-        "/d.vmdk",
-        "--port=1234",
-        "-e",
-        "x",
-        "-Usock",
-    ]);
-    assert!(o.is_err(), "-U with -p is refused");
-    let o = p(&[
-        "-fvr",
-        "vddk",
-        "/d.vmdk",
-        "--port=1234",
-        "-e",
-        "x",
-        "-P/tmp/p",
-    ])
-    .unwrap();
+    let with = |last| p(&["-fvr", "vddk", "/d.vmdk", "--port=1234", "-e", "x", last]);
+    assert!(with("-Usock").is_err(), "-U with -p is refused");
+    let o = with("-P/tmp/p").unwrap();
     assert!(o.foreground && o.verbose && o.read_only);
     assert_eq!(o.port, Some(1234));
     assert_eq!(o.export_name, "x");
