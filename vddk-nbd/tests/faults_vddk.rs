@@ -155,14 +155,7 @@ fn random_read_faults(io: &str, read: &str) {
                     // 50 reads in flight at once, answered in any order.
                     let mut b = Vec::new();
                     for i in 0..50u64 {
-                        b.extend_from_slice(&Raw::request_bytes(
-                            CMD_READ,
-                            0,
-                            i,
-                            i * 8192,
-                            4096,
-                            &[],
-                        ));
+                        b.request(CMD_READ, 0, i, i * 8192, 4096, &[]);
                     }
                     c.send(&b);
                     let mut failed = 0;

@@ -99,7 +99,7 @@ fn pipelined_reads_never_collected() {
     // blocks, its in-flight bound fills, and then the client leaves.
     let mut b = Vec::new();
     for i in 0..100u64 {
-        b.extend_from_slice(&Raw::request_bytes(CMD_READ, 0, i, 0, 1 << 20, &[]));
+        b.request(CMD_READ, 0, i, 0, 1 << 20, &[]);
     }
     c.send(&b);
     std::thread::sleep(Duration::from_millis(200));
@@ -114,7 +114,7 @@ fn half_close_still_gets_every_reply() {
     let mut c = Raw::go(&srv.socket, false, false);
     let mut b = Vec::new();
     for i in 0..8u64 {
-        b.extend_from_slice(&Raw::request_bytes(CMD_WRITE, 0, i, i * 512, 3, b"abc"));
+        b.request(CMD_WRITE, 0, i, i * 512, 3, b"abc");
     }
     c.send(&b);
     c.s.shutdown(Shutdown::Write).unwrap();
@@ -140,9 +140,9 @@ fn disc_with_requests_in_flight_answers_them_first() {
     let (srv, disk) = server("hostile-disc-inflight", Duration::from_secs(5));
     let mut c = Raw::go(&srv.socket, false, false);
     let mut b = Vec::new();
-    b.extend_from_slice(&Raw::request_bytes(CMD_WRITE, F_FUA, 1, 0, 4, b"last"));
-    b.extend_from_slice(&Raw::request_bytes(CMD_READ, 0, 2, 0, 4 << 20, &[]));
-    b.extend_from_slice(&Raw::request_bytes(CMD_DISC, 0, 3, 0, 0, &[]));
+    b.request(CMD_WRITE, F_FUA, 1, 0, 4, b"last");
+    b.request(CMD_READ, 0, 2, 0, 4 << 20, &[]);
+    b.request(CMD_DISC, 0, 3, 0, 0, &[]);
     // Anything after DISC is ignored, not parsed.
     b.extend_from_slice(b"garbage after the disconnect");
     c.send(&b);

@@ -76,7 +76,8 @@ fn write_past_the_end_skips_its_payload() {
     let mut c = Raw::go(&srv.socket, true, false);
     // The payload looks like request headers: if the server parsed it as
     // requests, the next reply would be for cookie 77.
-    let fake = Raw::request_bytes(CMD_WRITE, 0, 77, 0, 4, b"evil");
+    let mut fake = Vec::new();
+    fake.request(CMD_WRITE, 0, 77, 0, 4, b"evil");
     c.request(CMD_WRITE, 0, 1, SIZE, fake.len() as u32, &fake);
     assert_eq!(c.error_chunk(1).0, ENOSPC);
     in_step(&mut c, 2);
@@ -264,7 +265,8 @@ fn df_without_structured_replies() {
 fn invalid_flags_on_a_write_skip_its_payload() {
     let (srv, disk) = server("hostile-write-flags");
     let mut c = Raw::go(&srv.socket, true, false);
-    let fake = Raw::request_bytes(CMD_DISC, 0, 66, 0, 0, &[]);
+    let mut fake = Vec::new();
+    fake.request(CMD_DISC, 0, 66, 0, 0, &[]);
     c.request(CMD_WRITE, F_REQ_ONE, 1, 0, fake.len() as u32, &fake);
     assert_eq!(c.error_chunk(1).0, EINVAL);
     in_step(&mut c, 2);
@@ -338,10 +340,11 @@ fn block_status_without_a_context() {
 fn bad_request_magic_closes_after_answering_what_came_before() {
     let (srv, _) = server("hostile-req-magic");
     let mut c = Raw::go(&srv.socket, false, false);
-    let mut b = Raw::request_bytes(CMD_FLUSH, 0, 1, 0, 0, &[]);
-    let mut bad = Raw::request_bytes(CMD_READ, 0, 2, 0, 512, &[]);
-    bad[0] = 0;
-    b.extend_from_slice(&bad);
+    let mut b = Vec::new();
+    b.request(CMD_FLUSH, 0, 1, 0, 0, &[]);
+    let bad = b.len();
+    b.request(CMD_READ, 0, 2, 0, 512, &[]);
+    b[bad] = 0;
     c.send(&b);
     assert_eq!(c.simple_reply(), (0, 1));
     assert!(c.closed(), "the stream cannot be resynchronised");
@@ -355,7 +358,7 @@ fn duplicate_cookies_are_each_answered() {
     let mut c = Raw::go(&srv.socket, false, false);
     let mut b = Vec::new();
     for _ in 0..16 {
-        b.extend_from_slice(&Raw::request_bytes(CMD_FLUSH, 0, 7, 0, 0, &[]));
+        b.request(CMD_FLUSH, 0, 7, 0, 0, &[]);
     }
     c.send(&b);
     for _ in 0..16 {

@@ -14,7 +14,7 @@ use vddk_nbd::ServerConfig;
 use vddk_tests::cmd::run;
 use vddk_tests::images::{noise, s};
 use vddk_tests::nbd::nbdsh;
-use vddk_tests::nbd::rawclient::Raw as RawClient;
+use vddk_tests::nbd::rawclient::{Raw as RawClient, Requests};
 
 /// Completes requests on other threads after a delay chosen per request;
 /// reads at `PANIC_AT` panic in the calling thread.

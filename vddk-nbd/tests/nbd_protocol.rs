@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nbd_common::{memory, TestServer};
 use vddk_nbd::{Server, ServerConfig};
-use vddk_tests::nbd::rawclient::Raw as RawClient;
+use vddk_tests::nbd::rawclient::{Raw as RawClient, Requests};
 
 const EINVAL: u32 = 22;
 const ENOSPC: u32 = 28;

@@ -191,12 +191,14 @@ fn starttls_twice_is_invalid_and_transmission_runs_over_tls() {
 
     // A write and a read back, larger than one TLS record.
     let data = noise(256 * 1024, 11);
-    let req = RawClient::request_bytes(CMD_WRITE, F_FUA, 5, 65536, data.len() as u32, &data);
+    let mut req = Vec::new();
+    req.request(CMD_WRITE, F_FUA, 5, 65536, data.len() as u32, &data);
     s.write_all(&req).expect("send a write");
     let h = read_exact(&mut s, 16);
     assert_eq!((be32(&h), be32(&h[4..])), (SIMPLE_MAGIC, 0), "write done");
     assert_eq!(disk.contents(65536, data.len()), data);
-    let req = RawClient::request_bytes(CMD_READ, 0, 6, 0, 4096, &[]);
+    let mut req = Vec::new();
+    req.request(CMD_READ, 0, 6, 0, 4096, &[]);
     s.write_all(&req).expect("send a read");
     let h = read_exact(&mut s, 20);
     assert_eq!(be32(&h), STRUCTURED_MAGIC);
@@ -205,7 +207,8 @@ fn starttls_twice_is_invalid_and_transmission_runs_over_tls() {
 
     // DISC: the server ends TLS with close_notify, which rustls reports
     // as a clean end (Ok(0)) rather than UnexpectedEof.
-    let req = RawClient::request_bytes(CMD_DISC, 0, 7, 0, 0, &[]);
+    let mut req = Vec::new();
+    req.request(CMD_DISC, 0, 7, 0, 0, &[]);
     s.write_all(&req).expect("send DISC");
     let mut b = [0u8; 1];
     let end = s.read(&mut b);
@@ -226,7 +229,8 @@ fn plain_text_options_are_forgotten_at_starttls() {
     assert_eq!(opt_replies(&mut s).last().map(|r| r.1), Some(REP_ACK));
     // Structured replies were agreed in plain text only: a read gets a
     // simple reply.
-    let req = RawClient::request_bytes(CMD_READ, 0, 9, 0, 512, &[]);
+    let mut req = Vec::new();
+    req.request(CMD_READ, 0, 9, 0, 512, &[]);
     s.write_all(&req).expect("send a read");
     let h = read_exact(&mut s, 16);
     assert_eq!(
@@ -304,7 +308,8 @@ fn shutdown_ends_tls_connections_with_close_notify() {
     let mut s = starttls(connect(&srv.socket));
     send_option(&mut s, OPT_GO, &RawClient::info_payload(b"", &[]));
     assert_eq!(opt_replies(&mut s).last().map(|r| r.1), Some(REP_ACK));
-    let req = RawClient::request_bytes(CMD_READ, 0, 3, 0, 512, &[]);
+    let mut req = Vec::new();
+    req.request(CMD_READ, 0, 3, 0, 512, &[]);
     s.write_all(&req).expect("send a read");
     assert_eq!(read_exact(&mut s, 16)[..4], SIMPLE_MAGIC.to_be_bytes());
     read_exact(&mut s, 512);

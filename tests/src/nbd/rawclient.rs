@@ -261,39 +261,6 @@ impl Raw {
         c
     }
 
-    /// A request header and its payload.
-    pub fn request_bytes(
-        command: u16,
-        flags: u16,
-        cookie: u64,
-        offset: u64,
-        length: u32,
-        payload: &[u8],
-    ) -> Vec<u8> {
-        let mut b = REQUEST_MAGIC.to_be_bytes().to_vec();
-        b.extend_from_slice(&flags.to_be_bytes());
-        b.extend_from_slice(&command.to_be_bytes());
-        b.extend_from_slice(&cookie.to_be_bytes());
-        b.extend_from_slice(&offset.to_be_bytes());
-        b.extend_from_slice(&length.to_be_bytes());
-        b.extend_from_slice(payload);
-        b
-    }
-
-    /// Sends a request.
-    pub fn request(
-        &mut self,
-        command: u16,
-        flags: u16,
-        cookie: u64,
-        offset: u64,
-        length: u32,
-        payload: &[u8],
-    ) {
-        let b = Raw::request_bytes(command, flags, cookie, offset, length, payload);
-        self.send(&b);
-    }
-
     /// Reads a simple reply header: (error, cookie).
     pub fn simple_reply(&mut self) -> (u32, u64) {
         let h = self.recv(16);
@@ -359,6 +326,46 @@ impl Raw {
                 return data;
             }
         }
+    }
+}
+
+/// Where transmission requests go: a [`Raw`] connection sends each one
+/// at once; a `Vec<u8>` collects them, to send several in one write or
+/// over another stream (TLS).
+pub trait Requests {
+    /// Takes one request, header and payload, as it goes on the wire.
+    fn put(&mut self, bytes: &[u8]);
+
+    /// A request header and its payload.
+    fn request(
+        &mut self,
+        command: u16,
+        flags: u16,
+        cookie: u64,
+        offset: u64,
+        length: u32,
+        payload: &[u8],
+    ) {
+        let mut b = REQUEST_MAGIC.to_be_bytes().to_vec();
+        b.extend_from_slice(&flags.to_be_bytes());
+        b.extend_from_slice(&command.to_be_bytes());
+        b.extend_from_slice(&cookie.to_be_bytes());
+        b.extend_from_slice(&offset.to_be_bytes());
+        b.extend_from_slice(&length.to_be_bytes());
+        b.extend_from_slice(payload);
+        self.put(&b);
+    }
+}
+
+impl Requests for Raw {
+    fn put(&mut self, bytes: &[u8]) {
+        self.send(bytes);
+    }
+}
+
+impl Requests for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
     }
 }
 

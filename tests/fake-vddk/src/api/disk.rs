@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{malloc_string, opt_str, put, vix, VixResult};
+use super::{disk_call, malloc_string, opt_str, put, vix, VixResult};
 use crate::ffi::*;
 use crate::handles::{self, Allocation, Conn, Disk, RemoteConn};
 use crate::knobs::{self, Op};
@@ -276,10 +276,7 @@ fn adapter_code(a: Adapter) -> u32 {
 /// The disk's geometry, capacity, adapter, chain length and UUID.
 #[no_mangle]
 pub extern "C" fn VixDiskLib_GetInfo(handle: Handle, out: *mut *mut Info) -> VixError {
-    vix("VixDiskLib_GetInfo", |_| {
-        require_init("VixDiskLib_GetInfo")?;
-        let disk = handles::disk(handle, "VixDiskLib_GetInfo")?;
-        let _busy = disk.enter("VixDiskLib_GetInfo")?;
+    disk_call("VixDiskLib_GetInfo", handle, |_, disk| {
         if out.is_null() {
             return Err(VIX_E_INVALID_ARG);
         }
@@ -359,10 +356,7 @@ pub extern "C" fn VixDiskLib_GetTransportMode(handle: Handle) -> *const c_char {
 /// Makes completed writes durable.
 #[no_mangle]
 pub extern "C" fn VixDiskLib_Flush(handle: Handle) -> VixError {
-    vix("VixDiskLib_Flush", |_| {
-        require_init("VixDiskLib_Flush")?;
-        let disk = handles::disk(handle, "VixDiskLib_Flush")?;
-        let _busy = disk.enter("VixDiskLib_Flush")?;
+    disk_call("VixDiskLib_Flush", handle, |_, disk| {
         knobs::call_latency();
         if let Some(code) = knobs::get().inject(Op::Flush) {
             log::warn(&format!(

@@ -4,7 +4,7 @@
 use std::ffi::c_void;
 use std::time::Instant;
 
-use super::{put, vix};
+use super::{disk_call, put, vix, with_disk};
 use crate::asyncio::{self, Request, SendPtr};
 use crate::ffi::*;
 use crate::handles::{self, Allocation, Disk};
@@ -65,13 +65,10 @@ fn sync_io(
     buf: *mut u8,
     write: bool,
 ) -> VixError {
-    vix(function, |ctx| {
-        require_init(function)?;
-        let disk = handles::disk(handle, function)?;
-        let _busy = disk.enter(function)?;
+    disk_call(function, handle, |ctx, disk| {
         knobs::call_latency();
         disk.check_link(function)?;
-        let len = check_io(&disk, function, start, count, buf.is_null(), write)?;
+        let len = check_io(disk, function, start, count, buf.is_null(), write)?;
         if disk.in_flight() > 0 {
             log::warn(&format!(
                 "VixDiskLib: {function} while asynchronous requests are in flight on the same handle; \
@@ -158,50 +155,52 @@ fn async_io(
     write: bool,
 ) -> VixError {
     vix(function, |ctx| {
-        require_init(function)?;
-        let disk = handles::disk(handle, function)?;
-        let _busy = disk.enter(function)?;
-        disk.check_link(function)?;
-        let len = check_io(&disk, function, start, count, buf.is_null(), write)?;
-        let knobs = knobs::get();
-        if !disk.try_add_in_flight(knobs.max_in_flight) {
-            log::warn(&format!(
-                "VixDiskLib: {function}: {} requests already in flight on this handle (FAKE_VDDK_MAX_IN_FLIGHT); \
-                 wait for completions before submitting more",
-                disk.in_flight()
-            ));
-            return Err(VIX_E_OBJECT_IS_BUSY);
-        }
-        let fail = knobs.inject(if write { Op::Write } else { Op::Read });
-        if let Some(code) = fail {
-            log::warn(&format!(
-                "VixDiskLib: {function}: injected failure {} (via the callback)",
-                errors::name(code)
-            ));
-        }
-        ctx.bytes = len as u64;
-        // Latency overlaps between requests; transfers on the link follow
-        // each other per connection, and a loss fails the request when it
-        // happens, without the latency.
-        let (due, transfer) = match (&disk.link, fail) {
-            (Some(link), None) => match link.reserve(len as u64) {
-                t @ Transfer::Done(end) => (end + knobs.async_latency, Some(t)),
-                t @ Transfer::Lost(at) => (at, Some(t)),
-            },
-            _ => (Instant::now() + knobs.async_latency, None),
-        };
-        let req = Request {
-            disk: disk.clone(),
-            write,
-            sector: start,
-            sectors: count,
-            buf: SendPtr(buf as *mut c_void),
-            callback,
-            data: SendPtr(data),
-            fail,
-            transfer,
-        };
-        drop(_busy);
+        // The disk is no longer busy when the request is queued: a stopped
+        // queue completes it at once, and the callback may make the next
+        // call on this handle.
+        let (req, due) = with_disk(function, handle, |disk| {
+            disk.check_link(function)?;
+            let len = check_io(disk, function, start, count, buf.is_null(), write)?;
+            let knobs = knobs::get();
+            if !disk.try_add_in_flight(knobs.max_in_flight) {
+                log::warn(&format!(
+                    "VixDiskLib: {function}: {} requests already in flight on this handle (FAKE_VDDK_MAX_IN_FLIGHT); \
+                     wait for completions before submitting more",
+                    disk.in_flight()
+                ));
+                return Err(VIX_E_OBJECT_IS_BUSY);
+            }
+            let fail = knobs.inject(if write { Op::Write } else { Op::Read });
+            if let Some(code) = fail {
+                log::warn(&format!(
+                    "VixDiskLib: {function}: injected failure {} (via the callback)",
+                    errors::name(code)
+                ));
+            }
+            ctx.bytes = len as u64;
+            // Latency overlaps between requests; transfers on the link follow
+            // each other per connection, and a loss fails the request when it
+            // happens, without the latency.
+            let (due, transfer) = match (&disk.link, fail) {
+                (Some(link), None) => match link.reserve(len as u64) {
+                    t @ Transfer::Done(end) => (end + knobs.async_latency, Some(t)),
+                    t @ Transfer::Lost(at) => (at, Some(t)),
+                },
+                _ => (Instant::now() + knobs.async_latency, None),
+            };
+            let req = Request {
+                disk: disk.clone(),
+                write,
+                sector: start,
+                sectors: count,
+                buf: SendPtr(buf as *mut c_void),
+                callback,
+                data: SendPtr(data),
+                fail,
+                transfer,
+            };
+            Ok((req, due))
+        })?;
         asyncio::submit(req, due);
         Ok(VIX_ASYNC)
     })
@@ -300,10 +299,7 @@ pub extern "C" fn VixDiskLib_QueryAllocatedBlocks(
     chunk: u64,
     out: *mut *mut BlockList,
 ) -> VixError {
-    vix("VixDiskLib_QueryAllocatedBlocks", |_| {
-        require_init("VixDiskLib_QueryAllocatedBlocks")?;
-        let disk = handles::disk(handle, "VixDiskLib_QueryAllocatedBlocks")?;
-        let _busy = disk.enter("VixDiskLib_QueryAllocatedBlocks")?;
+    disk_call("VixDiskLib_QueryAllocatedBlocks", handle, |_, disk| {
         disk.check_link("VixDiskLib_QueryAllocatedBlocks")?;
         if out.is_null() {
             return Err(VIX_E_INVALID_ARG);

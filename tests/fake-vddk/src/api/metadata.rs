@@ -3,11 +3,9 @@
 
 use std::ffi::c_char;
 
-use super::{opt_str, vix};
+use super::{disk_call, opt_str};
 use crate::ffi::*;
-use crate::handles;
 use crate::knobs;
-use crate::rules::require_init;
 use crate::{errors, log};
 
 /// Copies `bytes` into the caller's buffer when it fits, always reporting
@@ -42,10 +40,7 @@ pub extern "C" fn VixDiskLib_ReadMetadata(
     len: usize,
     required: *mut usize,
 ) -> VixError {
-    vix("VixDiskLib_ReadMetadata", |_| {
-        require_init("VixDiskLib_ReadMetadata")?;
-        let disk = handles::disk(handle, "VixDiskLib_ReadMetadata")?;
-        let _busy = disk.enter("VixDiskLib_ReadMetadata")?;
+    disk_call("VixDiskLib_ReadMetadata", handle, |_, disk| {
         disk.check_link("VixDiskLib_ReadMetadata")?;
         // SAFETY: NULL or a NUL-terminated string from the caller.
         let key = unsafe { opt_str(key) }.ok_or(VIX_E_INVALID_ARG)?;
@@ -68,10 +63,7 @@ pub extern "C" fn VixDiskLib_WriteMetadata(
     key: *const c_char,
     value: *const c_char,
 ) -> VixError {
-    vix("VixDiskLib_WriteMetadata", |_| {
-        require_init("VixDiskLib_WriteMetadata")?;
-        let disk = handles::disk(handle, "VixDiskLib_WriteMetadata")?;
-        let _busy = disk.enter("VixDiskLib_WriteMetadata")?;
+    disk_call("VixDiskLib_WriteMetadata", handle, |_, disk| {
         disk.check_link("VixDiskLib_WriteMetadata")?;
         // SAFETY: NULL or NUL-terminated strings from the caller.
         let (key, value) = unsafe { (opt_str(key), opt_str(value)) };
@@ -101,10 +93,7 @@ pub extern "C" fn VixDiskLib_GetMetadataKeys(
     len: usize,
     required: *mut usize,
 ) -> VixError {
-    vix("VixDiskLib_GetMetadataKeys", |_| {
-        require_init("VixDiskLib_GetMetadataKeys")?;
-        let disk = handles::disk(handle, "VixDiskLib_GetMetadataKeys")?;
-        let _busy = disk.enter("VixDiskLib_GetMetadataKeys")?;
+    disk_call("VixDiskLib_GetMetadataKeys", handle, |_, disk| {
         disk.check_link("VixDiskLib_GetMetadataKeys")?;
         knobs::call_latency();
         let mut bytes = Vec::new();

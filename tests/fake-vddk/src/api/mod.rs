@@ -4,9 +4,12 @@
 
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ffi::*;
+use crate::handles::{self, Disk};
+use crate::rules::require_init;
 use crate::{log, stats};
 
 pub mod connect;
@@ -44,6 +47,31 @@ pub fn vix(function: &'static str, body: impl FnOnce(&mut Ctx) -> VixResult) -> 
         start.elapsed(),
     );
     result
+}
+
+/// Runs an exported function on an open disk (see [`with_disk`]).
+pub fn disk_call(
+    function: &'static str,
+    handle: Handle,
+    body: impl FnOnce(&mut Ctx, &Arc<Disk>) -> VixResult,
+) -> VixError {
+    vix(function, |ctx| {
+        with_disk(function, handle, |disk| body(ctx, disk))
+    })
+}
+
+/// Runs `body` on the disk `handle` names, as every call on an open disk
+/// must: the library initialised, the handle a live disk's and no other
+/// call on it running. The disk stays marked busy while `body` runs.
+pub fn with_disk<T>(
+    function: &str,
+    handle: Handle,
+    body: impl FnOnce(&Arc<Disk>) -> Result<T, VixError>,
+) -> Result<T, VixError> {
+    require_init(function)?;
+    let disk = handles::disk(handle, function)?;
+    let _busy = disk.enter(function)?;
+    body(&disk)
 }
 
 /// Runs an exported function returning something else (a pointer, nothing);
