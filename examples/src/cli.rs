@@ -71,6 +71,35 @@ pub trait Program: Parser {
     fn common(&self) -> &Common;
 }
 
+/// Declares an example program's flags: the struct given, as a clap
+/// parser with the settings every program shares, [`Common`] flattened in
+/// last as `common`, and its [`Program`] impl. The struct's own
+/// `#[command(...)]` gives the name, usage, about and after-help.
+#[macro_export]
+macro_rules! program {
+    (
+        $(#[$($attr:tt)*])*
+        struct $name:ident {
+            $($fields:tt)*
+        }
+    ) => {
+        #[derive(Debug, clap::Parser)]
+        $(#[$($attr)*])*
+        #[command(args_override_self = true, max_term_width = 100)]
+        struct $name {
+            $($fields)*
+            #[command(flatten)]
+            common: $crate::cli::Common,
+        }
+
+        impl $crate::cli::Program for $name {
+            fn common(&self) -> &$crate::cli::Common {
+                &self.common
+            }
+        }
+    };
+}
+
 /// Parses the command line (exit status 2 on a usage error, 0 after
 /// `--help`), starts logging, and returns the parsed flags.
 pub fn parse<P: Program>() -> P {

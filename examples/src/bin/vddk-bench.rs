@@ -4,83 +4,72 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use serde::Serialize;
 use vddk::DiskDriver;
 use vddk_examples::bench::{self, Mode, Outcome, Run};
-use vddk_examples::cli::{self, Common};
+use vddk_examples::cli;
 use vddk_examples::{session, units};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "vddk-bench",
-    override_usage = "vddk-bench [OPTIONS] [CONNECTION-PARAMETERS...] [file=]DISK",
-    about = "Measures one disk: for every combination of --mode, --request-size and \
-             --queue-depth, keeps that many requests in flight until --total bytes or \
-             --duration, and prints MB/s (10^6 bytes per second) and the latency percentiles \
-             p50, p90 and p99. Write runs include a final flush.",
-    after_help = cli::after_help(EXAMPLES),
-    args_override_self = true,
-    max_term_width = 100
-)]
-struct Args {
-    /// Comma list of read, write, randread, randwrite
-    #[arg(
-        short,
-        long,
-        value_name = "MODES",
-        value_delimiter = ',',
-        default_value = "read"
+vddk_examples::program! {
+    #[command(
+        name = "vddk-bench",
+        override_usage = "vddk-bench [OPTIONS] [CONNECTION-PARAMETERS...] [file=]DISK",
+        about = "Measures one disk: for every combination of --mode, --request-size and \
+                 --queue-depth, keeps that many requests in flight until --total bytes or \
+                 --duration, and prints MB/s (10^6 bytes per second) and the latency percentiles \
+                 p50, p90 and p99. Write runs include a final flush.",
+        after_help = cli::after_help(EXAMPLES)
     )]
-    mode: Vec<String>,
+    struct Args {
+        /// Comma list of read, write, randread, randwrite
+        #[arg(
+            short,
+            long,
+            value_name = "MODES",
+            value_delimiter = ',',
+            default_value = "read"
+        )]
+        mode: Vec<String>,
 
-    /// Comma list of request sizes
-    #[arg(
-        short = 'b',
-        long,
-        value_name = "SIZES",
-        value_delimiter = ',',
-        default_value = "64K"
-    )]
-    request_size: Vec<String>,
+        /// Comma list of request sizes
+        #[arg(
+            short = 'b',
+            long,
+            value_name = "SIZES",
+            value_delimiter = ',',
+            default_value = "64K"
+        )]
+        request_size: Vec<String>,
 
-    /// Comma list of requests in flight
-    #[arg(
-        short,
-        long,
-        value_name = "DEPTHS",
-        value_delimiter = ',',
-        default_value = "1,8"
-    )]
-    queue_depth: Vec<String>,
+        /// Comma list of requests in flight
+        #[arg(
+            short,
+            long,
+            value_name = "DEPTHS",
+            value_delimiter = ',',
+            default_value = "1,8"
+        )]
+        queue_depth: Vec<String>,
 
-    /// Bytes per run
-    #[arg(long, value_name = "SIZE", default_value = "256M")]
-    total: String,
+        /// Bytes per run
+        #[arg(long, value_name = "SIZE", default_value = "256M")]
+        total: String,
 
-    /// Longest time per run
-    #[arg(long, value_name = "SECONDS", default_value = "10")]
-    duration: String,
+        /// Longest time per run
+        #[arg(long, value_name = "SECONDS", default_value = "10")]
+        duration: String,
 
-    /// Seed of the random offsets
-    #[arg(long, value_name = "N", default_value = "1")]
-    seed: String,
+        /// Seed of the random offsets
+        #[arg(long, value_name = "N", default_value = "1")]
+        seed: String,
 
-    /// Needed for write modes: they overwrite the disk's data
-    #[arg(long)]
-    allow_writes: bool,
+        /// Needed for write modes: they overwrite the disk's data
+        #[arg(long)]
+        allow_writes: bool,
 
-    /// Print a JSON array of results instead of a table
-    #[arg(long)]
-    json: bool,
-
-    #[command(flatten)]
-    common: Common,
-}
-
-impl cli::Program for Args {
-    fn common(&self) -> &Common {
-        &self.common
+        /// Print a JSON array of results instead of a table
+        #[arg(long)]
+        json: bool,
     }
 }
 

@@ -6,76 +6,65 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::Parser;
 use vddk::DiskDriver;
-use vddk_examples::cli::{self, Common};
+use vddk_examples::cli;
 use vddk_examples::copy::{self, CopyOptions, CopyReport, StateFile};
 use vddk_examples::{session, units};
 use vddk_nbd::params::VddkParams;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "vddk-copy",
-    override_usage = "vddk-copy [OPTIONS] --output FILE [CONNECTION-PARAMETERS...] [file=]DISK
+vddk_examples::program! {
+    #[command(
+        name = "vddk-copy",
+        override_usage = "vddk-copy [OPTIONS] --output FILE [CONNECTION-PARAMETERS...] [file=]DISK
        vddk-copy [OPTIONS] --from-raw FILE [CONNECTION-PARAMETERS...] [file=]DISK",
-    about = "Copies a disk into a raw image (--output), reading only its allocated blocks and \
-             leaving the rest as holes, or a raw image into an existing disk (--from-raw). \
-             Requests are pipelined (--queue-depth at once). Progress goes to stderr: a bar on \
-             a terminal, otherwise a plain line at every tenth of the copy (or every 30 \
-             seconds). The copy records how far it got in a state file as it goes, so an \
-             interrupted copy continues with --resume.",
-    after_help = cli::after_help(EXAMPLES),
-    args_override_self = true,
-    max_term_width = 100
-)]
-struct Args {
-    /// Write the disk to this raw image file
-    #[arg(short, long, value_name = "FILE")]
-    output: Option<PathBuf>,
+        about = "Copies a disk into a raw image (--output), reading only its allocated blocks and \
+                 leaving the rest as holes, or a raw image into an existing disk (--from-raw). \
+                 Requests are pipelined (--queue-depth at once). Progress goes to stderr: a bar on \
+                 a terminal, otherwise a plain line at every tenth of the copy (or every 30 \
+                 seconds). The copy records how far it got in a state file as it goes, so an \
+                 interrupted copy continues with --resume.",
+        after_help = cli::after_help(EXAMPLES)
+    )]
+    struct Args {
+        /// Write the disk to this raw image file
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
 
-    /// Write this raw image into the disk instead
-    #[arg(long, value_name = "FILE")]
-    from_raw: Option<PathBuf>,
+        /// Write this raw image into the disk instead
+        #[arg(long, value_name = "FILE")]
+        from_raw: Option<PathBuf>,
 
-    /// Output format: raw (the only one; unallocated blocks stay holes)
-    #[arg(long, value_name = "raw", default_value = "raw")]
-    format: String,
+        /// Output format: raw (the only one; unallocated blocks stay holes)
+        #[arg(long, value_name = "raw", default_value = "raw")]
+        format: String,
 
-    /// Bytes per request (VMware advises at most 2M for nbdssl)
-    #[arg(long, value_name = "SIZE", default_value = "1M")]
-    request_size: String,
+        /// Bytes per request (VMware advises at most 2M for nbdssl)
+        #[arg(long, value_name = "SIZE", default_value = "1M")]
+        request_size: String,
 
-    /// Requests in flight at once
-    #[arg(long, value_name = "N", default_value = "16")]
-    queue_depth: String,
+        /// Requests in flight at once
+        #[arg(long, value_name = "N", default_value = "16")]
+        queue_depth: String,
 
-    /// Continue an interrupted copy from its state file
-    #[arg(long)]
-    resume: bool,
+        /// Continue an interrupted copy from its state file
+        #[arg(long)]
+        resume: bool,
 
-    /// Continue from this byte offset (a multiple of 512)
-    #[arg(long, value_name = "BYTES")]
-    resume_from: Option<String>,
+        /// Continue from this byte offset (a multiple of 512)
+        #[arg(long, value_name = "BYTES")]
+        resume_from: Option<String>,
 
-    /// The state file [default: the local file's name + .vddk-copy-state]
-    #[arg(long, value_name = "FILE")]
-    state: Option<PathBuf>,
+        /// The state file [default: the local file's name + .vddk-copy-state]
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
 
-    /// Print the SHA-256 of the whole image
-    #[arg(long, value_name = "sha256")]
-    checksum: Option<String>,
+        /// Print the SHA-256 of the whole image
+        #[arg(long, value_name = "sha256")]
+        checksum: Option<String>,
 
-    /// Show no progress at all
-    #[arg(long)]
-    no_progress: bool,
-
-    #[command(flatten)]
-    common: Common,
-}
-
-impl cli::Program for Args {
-    fn common(&self) -> &Common {
-        &self.common
+        /// Show no progress at all
+        #[arg(long)]
+        no_progress: bool,
     }
 }
 

@@ -3,60 +3,49 @@
 
 use std::fs::File;
 
-use clap::Parser;
 use vddk::DiskDriver;
-use vddk_examples::cli::{self, Common};
+use vddk_examples::cli;
 use vddk_examples::copy::{self, CopyOptions};
 use vddk_examples::{session, units};
 use vddk_nbd::params::connect::{create_params, open_flags};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "vddk-create",
-    override_usage = "vddk-create [OPTIONS] --size SIZE [libdir=DIR] [file=]/ABSOLUTE/PATH.vmdk",
-    about = "Creates a local VMware disk of the given size, type, adapter and virtual hardware \
-             version, and optionally copies a raw image into it (zero blocks are skipped, so a \
-             sparse disk stays sparse).",
-    after_help = cli::after_help(EXAMPLES),
-    args_override_self = true,
-    max_term_width = 100
-)]
-struct Args {
-    /// Virtual size, a multiple of 512 (e.g. 10G, 512M) [default: the --fill-from file's
-    /// size]
-    #[arg(short, long, value_name = "SIZE")]
-    size: Option<String>,
-
-    /// monolithic-sparse (sparse), monolithic-flat (flat), split-sparse, split-flat,
-    /// vmfs-flat, vmfs-thin (thin), vmfs-sparse, stream-optimized
-    #[arg(
-        short = 't',
-        long = "type",
-        value_name = "TYPE",
-        default_value = "monolithic-sparse"
+vddk_examples::program! {
+    #[command(
+        name = "vddk-create",
+        override_usage = "vddk-create [OPTIONS] --size SIZE [libdir=DIR] [file=]/ABSOLUTE/PATH.vmdk",
+        about = "Creates a local VMware disk of the given size, type, adapter and virtual hardware \
+                 version, and optionally copies a raw image into it (zero blocks are skipped, so a \
+                 sparse disk stays sparse).",
+        after_help = cli::after_help(EXAMPLES)
     )]
-    disk_type: String,
+    struct Args {
+        /// Virtual size, a multiple of 512 (e.g. 10G, 512M) [default: the --fill-from file's
+        /// size]
+        #[arg(short, long, value_name = "SIZE")]
+        size: Option<String>,
 
-    /// ide, buslogic or lsilogic
-    #[arg(short, long, value_name = "ADAPTER", default_value = "buslogic")]
-    adapter: String,
+        /// monolithic-sparse (sparse), monolithic-flat (flat), split-sparse, split-flat,
+        /// vmfs-flat, vmfs-thin (thin), vmfs-sparse, stream-optimized
+        #[arg(
+            short = 't',
+            long = "type",
+            value_name = "TYPE",
+            default_value = "monolithic-sparse"
+        )]
+        disk_type: String,
 
-    /// Virtual hardware version: a number or workstation4/5/6, esx30, esx4x, esx50, esx51,
-    /// esx55, esx60, esx65 (workstation5 is 4)
-    #[arg(long, value_name = "VERSION", default_value = "workstation5")]
-    hw_version: String,
+        /// ide, buslogic or lsilogic
+        #[arg(short, long, value_name = "ADAPTER", default_value = "buslogic")]
+        adapter: String,
 
-    /// Copy this raw image into the new disk
-    #[arg(long, value_name = "RAW")]
-    fill_from: Option<String>,
+        /// Virtual hardware version: a number or workstation4/5/6, esx30, esx4x, esx50, esx51,
+        /// esx55, esx60, esx65 (workstation5 is 4)
+        #[arg(long, value_name = "VERSION", default_value = "workstation5")]
+        hw_version: String,
 
-    #[command(flatten)]
-    common: Common,
-}
-
-impl cli::Program for Args {
-    fn common(&self) -> &Common {
-        &self.common
+        /// Copy this raw image into the new disk
+        #[arg(long, value_name = "RAW")]
+        fill_from: Option<String>,
     }
 }
 

@@ -1,35 +1,24 @@
 //! `vddk-info`: what the VDDK library offers and, given a disk, what
 //! GetInfo, GetTransportMode and the metadata say about it.
 
-use clap::Parser;
 use serde::{Serialize, Serializer};
 use vddk::{Disk, DiskInfo, Geometry, Vddk};
-use vddk_examples::cli::{self, Common};
+use vddk_examples::cli;
 use vddk_examples::session;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "vddk-info",
-    override_usage = "vddk-info [OPTIONS] [libdir=DIR] [CONNECTION-PARAMETERS...] [[file=]DISK]",
-    about = "Prints the VDDK library's version, path, transport modes and optional functions; \
-             with a disk, also its capacity, geometry, adapter, links, parent, UUID, transport \
-             mode and metadata.",
-    after_help = cli::after_help(EXAMPLES),
-    args_override_self = true,
-    max_term_width = 100
-)]
-struct Args {
-    /// Print one JSON object instead of text
-    #[arg(long)]
-    json: bool,
-
-    #[command(flatten)]
-    common: Common,
-}
-
-impl cli::Program for Args {
-    fn common(&self) -> &Common {
-        &self.common
+vddk_examples::program! {
+    #[command(
+        name = "vddk-info",
+        override_usage = "vddk-info [OPTIONS] [libdir=DIR] [CONNECTION-PARAMETERS...] [[file=]DISK]",
+        about = "Prints the VDDK library's version, path, transport modes and optional functions; \
+                 with a disk, also its capacity, geometry, adapter, links, parent, UUID, transport \
+                 mode and metadata.",
+        after_help = cli::after_help(EXAMPLES)
+    )]
+    struct Args {
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
     }
 }
 

@@ -12,17 +12,13 @@
 //! zeroes is skipped when the disk has nothing allocated there, so a new
 //! sparse disk stays sparse.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc;
-use std::time::Instant;
 
 use vddk::{DiskDriver, Extent, SECTOR_SIZE};
 
 use sha2::{Digest, Sha256};
-
-use crate::progress::Progress;
 
 mod pipeline;
 mod state;
@@ -207,23 +203,11 @@ pub fn disk_to_file(
         }
     };
     let pieces = plan(opts.resume_from, total, &extents, opts.request_bytes);
-    let mut hash = opts.checksum.then(Sha256::new);
-    if let Some(h) = &mut hash {
-        hash_prefix(out, opts.resume_from, h).map_err(fail)?;
-    }
-    let mut retire = Retire {
-        pieces: &pieces,
-        next: 0,
-        finished: BTreeMap::new(),
-        hash,
-        state: opts.state.as_ref(),
-        last_save: Instant::now(),
-        progress: Progress::new(total, opts.resume_from, opts.progress),
-        sync: Box::new(|| {
-            out.sync_data()
-                .map_err(|e| format!("cannot sync the output: {e}"))
-        }),
-    };
+    let sync = Box::new(|| {
+        out.sync_data()
+            .map_err(|e| format!("cannot sync the output: {e}"))
+    });
+    let mut retire = Retire::new(&pieces, total, opts, out, sync).map_err(fail)?;
     let keep = opts.checksum;
     let mut transferred = 0u64;
     let mut skipped = 0u64;
@@ -317,20 +301,8 @@ pub fn file_to_disk(
         &[(opts.resume_from, padded)],
         opts.request_bytes,
     );
-    let mut hash = opts.checksum.then(Sha256::new);
-    if let Some(h) = &mut hash {
-        hash_prefix(input, opts.resume_from, h).map_err(fail)?;
-    }
-    let mut retire = Retire {
-        pieces: &pieces,
-        next: 0,
-        finished: BTreeMap::new(),
-        hash,
-        state: opts.state.as_ref(),
-        last_save: Instant::now(),
-        progress: Progress::new(padded, opts.resume_from, opts.progress),
-        sync: Box::new(|| flush(driver).map_err(|e| format!("cannot flush the disk: {e}"))),
-    };
+    let sync = Box::new(|| flush(driver).map_err(|e| format!("cannot flush the disk: {e}")));
+    let mut retire = Retire::new(&pieces, padded, opts, input, sync).map_err(fail)?;
     let keep = opts.checksum;
     let mut transferred = 0u64;
     let mut skipped = 0u64;

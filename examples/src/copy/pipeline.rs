@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use vddk::Extent;
 
 use super::state::StateFile;
-use super::CopyError;
+use super::{CopyError, CopyOptions};
 use crate::progress::Progress;
 
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +101,34 @@ pub(super) struct Retire<'a> {
     pub(super) sync: Box<dyn Fn() -> Result<(), String> + 'a>,
 }
 
-impl Retire<'_> {
+impl<'a> Retire<'a> {
+    /// Retirement of `pieces`, a copy of `total` bytes resumed as `opts`
+    /// says. With a checksum, the part an earlier run copied is read back
+    /// from `local` first (the error is that read's). `sync` makes the
+    /// retired data durable before the state claims it.
+    pub(super) fn new(
+        pieces: &'a [Piece],
+        total: u64,
+        opts: &'a CopyOptions,
+        local: &File,
+        sync: Box<dyn Fn() -> Result<(), String> + 'a>,
+    ) -> Result<Retire<'a>, String> {
+        let mut hash = opts.checksum.then(Sha256::new);
+        if let Some(h) = &mut hash {
+            hash_prefix(local, opts.resume_from, h)?;
+        }
+        Ok(Retire {
+            pieces,
+            next: 0,
+            finished: BTreeMap::new(),
+            hash,
+            state: opts.state.as_ref(),
+            last_save: Instant::now(),
+            progress: Progress::new(total, opts.resume_from, opts.progress),
+            sync,
+        })
+    }
+
     fn done_bytes(&self, total: u64) -> u64 {
         self.pieces.get(self.next).map_or(total, |p| p.start)
     }
