@@ -4,14 +4,19 @@
 //! `maxdata` bytes, issued together and joined (virt-v2v and CDI use
 //! `maxdata=2M`, because an ESXi host refuses larger NFC allocations);
 //! zeroes and trims above `maxlen` are split the same way, and block
-//! status asks for at most `maxlen` bytes at a time. `minblock` is the
-//! minimum block size advertised to clients; every layer here serves any
-//! alignment (the VDDK driver does its own read-modify-write), so no
-//! request needs widening.
+//! status asks for at most `maxlen` bytes at a time.
+//!
+//! nbdkit's filter makes requests aligned to `minblock` by reading and
+//! writing around them, and so tells clients that any alignment will do.
+//! Every layer below this one already serves any alignment (the VDDK
+//! driver does its own read-modify-write, whole sectors reach VDDK), so
+//! this one widens nothing: the minimum advertised stays the one below
+//! (1), and `minblock` raises the *preferred* size, which is what makes
+//! clients such as qemu send aligned requests.
 
 use std::sync::Arc;
 
-use super::{Filter, FilterInfo, FilterSpec, Join, Layer, ParamHelp};
+use super::{Filter, FilterInfo, FilterSpec, Join, Layer, Next, ParamHelp};
 use crate::backend::{Backend, Caps, Done, Error, Extent, ZeroFlags, MAX_PAYLOAD};
 use crate::params::{ParamError, Params};
 
@@ -95,23 +100,14 @@ fn pieces(offset: u64, len: u64, max: u64) -> impl Iterator<Item = (u64, u64)> {
 impl Filter for BlockSize {
     fn caps(&self, below: Caps) -> Caps {
         let mut caps = below;
-        let minimum = self
-            .minblock
-            .map_or(below.block_sizes.minimum, |m| m as u32);
-        caps.block_sizes.minimum = minimum;
-        caps.block_sizes.preferred = caps.block_sizes.preferred.max(minimum);
+        if let Some(m) = self.minblock {
+            caps.block_sizes.preferred = caps.block_sizes.preferred.max(m as u32);
+        }
         caps.block_sizes.maximum = MAX_PAYLOAD;
         caps
     }
 
-    fn read(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u32,
-        buf: Vec<u8>,
-        done: Done<Vec<u8>>,
-    ) {
+    fn read(&self, next: &Next, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
         if u64::from(len) <= self.maxdata {
             return next.read(offset, len, buf, done);
         }
@@ -133,14 +129,7 @@ impl Filter for BlockSize {
         }
     }
 
-    fn write(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        data: Vec<u8>,
-        fua: bool,
-        done: Done<Vec<u8>>,
-    ) {
+    fn write(&self, next: &Next, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
         if data.len() as u64 <= self.maxdata {
             return next.write(offset, data, fua, done);
         }
@@ -153,14 +142,7 @@ impl Filter for BlockSize {
         }
     }
 
-    fn zero(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u64,
-        flags: ZeroFlags,
-        done: Done<()>,
-    ) {
+    fn zero(&self, next: &Next, offset: u64, len: u64, flags: ZeroFlags, done: Done<()>) {
         if len <= self.maxlen {
             return next.zero(offset, len, flags, done);
         }
@@ -171,7 +153,7 @@ impl Filter for BlockSize {
         }
     }
 
-    fn trim(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, fua: bool, done: Done<()>) {
+    fn trim(&self, next: &Next, offset: u64, len: u64, fua: bool, done: Done<()>) {
         if len <= self.maxlen {
             return next.trim(offset, len, fua, done);
         }
@@ -182,7 +164,7 @@ impl Filter for BlockSize {
         }
     }
 
-    fn extents(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, done: Done<Vec<Extent>>) {
+    fn extents(&self, next: &Next, offset: u64, len: u64, done: Done<Vec<Extent>>) {
         // Block status may answer for less than asked: clip the question.
         next.extents(offset, len.min(self.maxlen), done)
     }
@@ -197,25 +179,11 @@ mod tests {
     /// Records the size of every request that reaches it.
     struct Sizes(Mutex<Vec<u64>>);
     impl Filter for Arc<Sizes> {
-        fn read(
-            &self,
-            next: &Arc<dyn Backend>,
-            offset: u64,
-            len: u32,
-            buf: Vec<u8>,
-            done: Done<Vec<u8>>,
-        ) {
+        fn read(&self, next: &Next, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
             self.0.lock().unwrap().push(u64::from(len));
             next.read(offset, len, buf, done)
         }
-        fn write(
-            &self,
-            next: &Arc<dyn Backend>,
-            offset: u64,
-            data: Vec<u8>,
-            fua: bool,
-            done: Done<Vec<u8>>,
-        ) {
+        fn write(&self, next: &Next, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
             self.0.lock().unwrap().push(data.len() as u64);
             next.write(offset, data, fua, done)
         }
@@ -230,7 +198,14 @@ mod tests {
         let recorder: Arc<dyn Backend> = Arc::new(Layer::new(Arc::clone(&sizes), mem.clone()));
         let spec = configure(&params(&[("minblock", "512"), ("maxdata", "2M")])).unwrap();
         let top = spec.open(recorder, "").unwrap();
-        assert_eq!(top.caps().block_sizes.minimum, 512);
+        // Any alignment is still served; 512 becomes the preferred size
+        // when the layer below prefers less.
+        let sizes_below = mem.caps().block_sizes;
+        assert_eq!(top.caps().block_sizes.minimum, sizes_below.minimum);
+        assert_eq!(
+            top.caps().block_sizes.preferred,
+            sizes_below.preferred.max(512)
+        );
         assert_eq!(top.caps().block_sizes.maximum, MAX_PAYLOAD);
         let got = read(top.as_ref(), 1000, data.len() as u32);
         assert!(got == data, "split read reassembled wrongly");

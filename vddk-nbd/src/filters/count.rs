@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{Filter, FilterInfo, FilterSpec, Layer};
+use super::{Filter, FilterInfo, FilterSpec, Layer, Next};
 use crate::backend::{Backend, Done, Error, ZeroFlags};
 use crate::params::{ParamError, Params};
 
@@ -82,14 +82,7 @@ fn counted<T: Send + 'static>(
 }
 
 impl Filter for Counting {
-    fn read(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u32,
-        buf: Vec<u8>,
-        done: Done<Vec<u8>>,
-    ) {
+    fn read(&self, next: &Next, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
         next.read(
             offset,
             len,
@@ -97,25 +90,11 @@ impl Filter for Counting {
             counted(&self.0, |t| &t.read, u64::from(len), done),
         )
     }
-    fn write(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        data: Vec<u8>,
-        fua: bool,
-        done: Done<Vec<u8>>,
-    ) {
+    fn write(&self, next: &Next, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
         let n = data.len() as u64;
         next.write(offset, data, fua, counted(&self.0, |t| &t.written, n, done))
     }
-    fn zero(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u64,
-        flags: ZeroFlags,
-        done: Done<()>,
-    ) {
+    fn zero(&self, next: &Next, offset: u64, len: u64, flags: ZeroFlags, done: Done<()>) {
         next.zero(
             offset,
             len,
@@ -123,7 +102,7 @@ impl Filter for Counting {
             counted(&self.0, |t| &t.zeroed, len, done),
         )
     }
-    fn trim(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, fua: bool, done: Done<()>) {
+    fn trim(&self, next: &Next, offset: u64, len: u64, fua: bool, done: Done<()>) {
         next.trim(
             offset,
             len,

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 
 use self::overlay::{Overlay, State};
-use super::{Filter, FilterInfo, FilterSpec, Layer, ParamHelp};
+use super::{Filter, FilterInfo, FilterSpec, Layer, Next, ParamHelp};
 use crate::backend::{Backend, Caps, Done, Error, Extent, Features, Known, ZeroFlags};
 use crate::params::{ParamError, Params};
 
@@ -143,7 +143,7 @@ fn wait_below<T: Send + 'static>(f: impl FnOnce(Done<T>)) -> Result<T, Error> {
 
 impl CowLayer {
     /// Reads the whole block `b` as it reads now (overlay or below).
-    fn block(&self, next: &Arc<dyn Backend>, b: u64) -> Result<Vec<u8>, Error> {
+    fn block(&self, next: &Next, b: u64) -> Result<Vec<u8>, Error> {
         let o = &self.overlay;
         let (at, len) = o.block_range(b);
         match o.state(b) {
@@ -153,7 +153,7 @@ impl CowLayer {
     }
 
     /// Writes `data` at `offset` into the overlay, merging partial blocks.
-    fn put(&self, next: &Arc<dyn Backend>, offset: u64, data: &[u8]) -> Result<(), Error> {
+    fn put(&self, next: &Next, offset: u64, data: &[u8]) -> Result<(), Error> {
         let o = &self.overlay;
         let _writing = o.writing();
         let end = offset + data.len() as u64;
@@ -174,7 +174,7 @@ impl CowLayer {
     }
 
     /// Makes `[offset, offset + len)` read as zeroes in the overlay.
-    fn zeroes(&self, next: &Arc<dyn Backend>, offset: u64, len: u64) -> Result<(), Error> {
+    fn zeroes(&self, next: &Next, offset: u64, len: u64) -> Result<(), Error> {
         let o = &self.overlay;
         let end = offset + len;
         let mut partial = Vec::new();
@@ -213,14 +213,7 @@ impl Filter for CowLayer {
         }
     }
 
-    fn read(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u32,
-        buf: Vec<u8>,
-        done: Done<Vec<u8>>,
-    ) {
+    fn read(&self, next: &Next, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
         let o = &self.overlay;
         let (below, ours) = o.census(offset, u64::from(len));
         let keep = self.on_read.active();
@@ -244,39 +237,25 @@ impl Filter for CowLayer {
         );
     }
 
-    fn write(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        data: Vec<u8>,
-        _fua: bool,
-        done: Done<Vec<u8>>,
-    ) {
+    fn write(&self, next: &Next, offset: u64, data: Vec<u8>, _fua: bool, done: Done<Vec<u8>>) {
         // The overlay is thrown away at exit: FUA asks for nothing more.
         let r = self.put(next, offset, &data).map(|()| data);
         done(r)
     }
 
-    fn zero(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u64,
-        _flags: ZeroFlags,
-        done: Done<()>,
-    ) {
+    fn zero(&self, next: &Next, offset: u64, len: u64, _flags: ZeroFlags, done: Done<()>) {
         done(self.zeroes(next, offset, len))
     }
 
-    fn trim(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, _fua: bool, done: Done<()>) {
+    fn trim(&self, next: &Next, offset: u64, len: u64, _fua: bool, done: Done<()>) {
         done(self.zeroes(next, offset, len))
     }
 
-    fn flush(&self, _next: &Arc<dyn Backend>, done: Done<()>) {
+    fn flush(&self, _next: &Next, done: Done<()>) {
         done(Ok(()))
     }
 
-    fn extents(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, done: Done<Vec<Extent>>) {
+    fn extents(&self, next: &Next, offset: u64, len: u64, done: Done<Vec<Extent>>) {
         let o = &self.overlay;
         let (below, _) = o.census(offset, len);
         if !below {
@@ -295,7 +274,7 @@ impl Filter for CowLayer {
         );
     }
 
-    fn known(&self, _next: &Arc<dyn Backend>, _offset: u64, _len: u64) -> Known {
+    fn known(&self, _next: &Next, _offset: u64, _len: u64) -> Known {
         Known::Unknown
     }
 }

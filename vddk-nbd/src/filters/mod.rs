@@ -30,6 +30,9 @@ use crate::backend::{Backend, Caps, Done, Error, Extent, Known, ZeroFlags};
 pub use crate::params::ParamHelp;
 use crate::params::{ParamError, Params};
 
+/// The layer below a filter.
+pub type Next = Arc<dyn Backend>;
+
 /// One connection's filter layer. Every method has a default that passes
 /// the request to `next` unchanged.
 #[allow(unused_variables)]
@@ -39,57 +42,36 @@ pub trait Filter: Send + Sync + 'static {
         below
     }
     /// See [`Backend::read`].
-    fn read(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u32,
-        buf: Vec<u8>,
-        done: Done<Vec<u8>>,
-    ) {
+    fn read(&self, next: &Next, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
         next.read(offset, len, buf, done)
     }
     /// See [`Backend::write`].
-    fn write(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        data: Vec<u8>,
-        fua: bool,
-        done: Done<Vec<u8>>,
-    ) {
+    fn write(&self, next: &Next, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
         next.write(offset, data, fua, done)
     }
     /// See [`Backend::zero`].
-    fn zero(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u64,
-        flags: ZeroFlags,
-        done: Done<()>,
-    ) {
+    fn zero(&self, next: &Next, offset: u64, len: u64, flags: ZeroFlags, done: Done<()>) {
         next.zero(offset, len, flags, done)
     }
     /// See [`Backend::trim`].
-    fn trim(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, fua: bool, done: Done<()>) {
+    fn trim(&self, next: &Next, offset: u64, len: u64, fua: bool, done: Done<()>) {
         next.trim(offset, len, fua, done)
     }
     /// See [`Backend::flush`].
-    fn flush(&self, next: &Arc<dyn Backend>, done: Done<()>) {
+    fn flush(&self, next: &Next, done: Done<()>) {
         next.flush(done)
     }
     /// See [`Backend::extents`].
-    fn extents(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, done: Done<Vec<Extent>>) {
+    fn extents(&self, next: &Next, offset: u64, len: u64, done: Done<Vec<Extent>>) {
         next.extents(offset, len, done)
     }
     /// See [`Backend::known`]. Filters that change data must not pass this
     /// through; the default does.
-    fn known(&self, next: &Arc<dyn Backend>, offset: u64, len: u64) -> Known {
+    fn known(&self, next: &Next, offset: u64, len: u64) -> Known {
         next.known(offset, len)
     }
     /// See [`Backend::reopen`].
-    fn reopen(&self, next: &Arc<dyn Backend>) -> Result<(), Error> {
+    fn reopen(&self, next: &Next) -> Result<(), Error> {
         next.reopen()
     }
 }

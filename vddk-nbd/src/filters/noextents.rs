@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Filter, FilterInfo, FilterSpec, Layer};
+use super::{Filter, FilterInfo, FilterSpec, Layer, Next};
 use crate::backend::{Backend, Caps, Error, Known};
 use crate::params::{ParamError, Params};
 
@@ -37,7 +37,7 @@ impl Filter for NoExtents {
             ..below
         }
     }
-    fn known(&self, _next: &Arc<dyn Backend>, _offset: u64, _len: u64) -> Known {
+    fn known(&self, _next: &Next, _offset: u64, _len: u64) -> Known {
         Known::Unknown
     }
 }

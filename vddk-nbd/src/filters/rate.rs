@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Filter, FilterInfo, FilterSpec, Layer, ParamHelp};
+use super::{Filter, FilterInfo, FilterSpec, Layer, Next, ParamHelp};
 use crate::backend::{Backend, Done, Error};
 use crate::params::{parse_size, ParamError, Params};
 
@@ -216,25 +216,11 @@ impl Limited {
 }
 
 impl Filter for Limited {
-    fn read(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u32,
-        buf: Vec<u8>,
-        done: Done<Vec<u8>>,
-    ) {
+    fn read(&self, next: &Next, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
         self.wait(u64::from(len), false);
         next.read(offset, len, buf, done)
     }
-    fn write(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        data: Vec<u8>,
-        fua: bool,
-        done: Done<Vec<u8>>,
-    ) {
+    fn write(&self, next: &Next, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
         self.wait(data.len() as u64, true);
         next.write(offset, data, fua, done)
     }

@@ -16,9 +16,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{Filter, FilterInfo, FilterSpec, Layer, ParamHelp};
+use super::{Filter, FilterInfo, FilterSpec, Layer, Next, ParamHelp};
 use crate::backend::{Backend, Done, Error, Extent, ZeroFlags};
 use crate::params::{ParamError, Params};
 
@@ -159,6 +159,9 @@ struct Job {
     tries: u32,
     /// The reopen generation it failed in.
     generation: u64,
+    /// When its last try failed: the wait counts from then, not from when
+    /// the retry thread gets to it.
+    failed_at: Instant,
     error: Error,
 }
 
@@ -200,6 +203,7 @@ impl Shared {
                         next: below,
                         tries,
                         generation,
+                        failed_at: Instant::now(),
                         error: e,
                     }),
                     r => $done(r),
@@ -324,9 +328,14 @@ impl Shared {
     }
 
     /// On the retry thread: wait, reopen if nothing has since, try again.
+    /// Requests that failed together wait together: the first one's wait
+    /// and reopen serve all of them, the others are tried again at once.
     fn retry(self: &Arc<Self>, mut job: Job) {
         loop {
             job.tries += 1;
+            if self.generation.load(Ordering::Acquire) != job.generation {
+                return self.attempt(job.op, job.next, job.tries);
+            }
             let wait = self.policy.delay(job.tries);
             log::debug!(
                 "retry {}: {}; waiting {:?} before retrying",
@@ -334,7 +343,7 @@ impl Shared {
                 job.error,
                 wait
             );
-            std::thread::sleep(wait);
+            std::thread::sleep(wait.saturating_sub(job.failed_at.elapsed()));
             if self.generation.load(Ordering::Acquire) == job.generation {
                 match job.next.reopen() {
                     Ok(()) => {
@@ -344,6 +353,7 @@ impl Shared {
                     Err(e) => {
                         log::debug!("retry {}: reopen failed: {e}", job.tries);
                         job.error = e;
+                        job.failed_at = Instant::now();
                         if job.tries >= self.policy.retries {
                             return give_up(job, self.policy.retries);
                         }
@@ -392,25 +402,11 @@ impl FilterSpec for Retry {
 struct Retrying(Arc<Shared>);
 
 impl Filter for Retrying {
-    fn read(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u32,
-        _buf: Vec<u8>,
-        done: Done<Vec<u8>>,
-    ) {
+    fn read(&self, next: &Next, offset: u64, len: u32, _buf: Vec<u8>, done: Done<Vec<u8>>) {
         self.0
             .attempt(Op::Read { offset, len, done }, Arc::clone(next), 0)
     }
-    fn write(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        data: Vec<u8>,
-        fua: bool,
-        done: Done<Vec<u8>>,
-    ) {
+    fn write(&self, next: &Next, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
         let op = Op::Write {
             offset,
             data,
@@ -419,14 +415,7 @@ impl Filter for Retrying {
         };
         self.0.attempt(op, Arc::clone(next), 0)
     }
-    fn zero(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u64,
-        flags: ZeroFlags,
-        done: Done<()>,
-    ) {
+    fn zero(&self, next: &Next, offset: u64, len: u64, flags: ZeroFlags, done: Done<()>) {
         let op = Op::Zero {
             offset,
             len,
@@ -435,7 +424,7 @@ impl Filter for Retrying {
         };
         self.0.attempt(op, Arc::clone(next), 0)
     }
-    fn trim(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, fua: bool, done: Done<()>) {
+    fn trim(&self, next: &Next, offset: u64, len: u64, fua: bool, done: Done<()>) {
         let op = Op::Trim {
             offset,
             len,
@@ -444,10 +433,10 @@ impl Filter for Retrying {
         };
         self.0.attempt(op, Arc::clone(next), 0)
     }
-    fn flush(&self, next: &Arc<dyn Backend>, done: Done<()>) {
+    fn flush(&self, next: &Next, done: Done<()>) {
         self.0.attempt(Op::Flush { done }, Arc::clone(next), 0)
     }
-    fn extents(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, done: Done<Vec<Extent>>) {
+    fn extents(&self, next: &Next, offset: u64, len: u64, done: Done<Vec<Extent>>) {
         self.0
             .attempt(Op::Extents { offset, len, done }, Arc::clone(next), 0)
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Filter, Layer};
+use super::{Filter, Layer, Next};
 use crate::backend::{Backend, Done, Extent, ZeroFlags};
 
 /// Logs requests under `name` (the layer they are about).
@@ -29,25 +29,11 @@ fn logged<T: Send + 'static>(name: &'static str, what: String, done: Done<T>) ->
 }
 
 impl Filter for Trace {
-    fn read(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u32,
-        buf: Vec<u8>,
-        done: Done<Vec<u8>>,
-    ) {
+    fn read(&self, next: &Next, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
         let what = format!("pread count={len} offset={offset}");
         next.read(offset, len, buf, logged(self.0, what, done))
     }
-    fn write(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        data: Vec<u8>,
-        fua: bool,
-        done: Done<Vec<u8>>,
-    ) {
+    fn write(&self, next: &Next, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
         let what = format!(
             "pwrite count={} offset={offset} fua={}",
             data.len(),
@@ -55,14 +41,7 @@ impl Filter for Trace {
         );
         next.write(offset, data, fua, logged(self.0, what, done))
     }
-    fn zero(
-        &self,
-        next: &Arc<dyn Backend>,
-        offset: u64,
-        len: u64,
-        flags: ZeroFlags,
-        done: Done<()>,
-    ) {
+    fn zero(&self, next: &Next, offset: u64, len: u64, flags: ZeroFlags, done: Done<()>) {
         let what = format!(
             "zero count={len} offset={offset} may_trim={} fua={} fast={}",
             u8::from(flags.may_trim),
@@ -71,14 +50,14 @@ impl Filter for Trace {
         );
         next.zero(offset, len, flags, logged(self.0, what, done))
     }
-    fn trim(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, fua: bool, done: Done<()>) {
+    fn trim(&self, next: &Next, offset: u64, len: u64, fua: bool, done: Done<()>) {
         let what = format!("trim count={len} offset={offset} fua={}", u8::from(fua));
         next.trim(offset, len, fua, logged(self.0, what, done))
     }
-    fn flush(&self, next: &Arc<dyn Backend>, done: Done<()>) {
+    fn flush(&self, next: &Next, done: Done<()>) {
         next.flush(logged(self.0, "flush".into(), done))
     }
-    fn extents(&self, next: &Arc<dyn Backend>, offset: u64, len: u64, done: Done<Vec<Extent>>) {
+    fn extents(&self, next: &Next, offset: u64, len: u64, done: Done<Vec<Extent>>) {
         let what = format!("extents count={len} offset={offset}");
         next.extents(offset, len, logged(self.0, what, done))
     }

@@ -70,8 +70,11 @@ impl Backend for VddkDisk {
                 Features::WRITABLE
             },
             extents: true,
+            // Any alignment is served (the driver reads and writes around
+            // partial sectors), so libnbd clients such as nbdfuse may send
+            // what a filesystem asks; whole sectors are what is preferred.
             block_sizes: BlockSizes {
-                minimum: SECTOR_SIZE as u32,
+                minimum: 1,
                 preferred: physical.clamp(4096, 1 << 20),
                 maximum: MAX_PAYLOAD,
             },
