@@ -1,6 +1,7 @@
 //! `export=WILDCARD`: the client's export name is the disk path, served
-//! when it matches (`*` within one path component), for local files and
-//! for `[datastore] path` names through the fake's simulated ESXi host.
+//! when it matches (nbdkit's fnmatch rules: `*` crosses `/`, `[` opens a
+//! set), for local files and for `[datastore] path` names through the
+//! fake's simulated ESXi host.
 
 mod nbd_common;
 
@@ -10,6 +11,7 @@ use std::process::Output;
 use nbd_common::run_script;
 use vddk_tests::images::{make_vmdk, s};
 use vddk_tests::inventory::Inventory;
+use vddk_tests::nbd::uri_path;
 use vddk_tests::scratch_dir;
 
 const THUMBPRINT: &str = "12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78";
@@ -22,18 +24,6 @@ fn disk(path: &Path, mib: u64, byte: u8) {
         mib << 20,
         &[(1 << 20, 1 << 20, byte)],
     );
-}
-
-/// The export name as the path of an NBD URI (RFC 3986 escapes).
-fn uri_path(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Shell words that build the NBD URI of `name` on the server's socket.

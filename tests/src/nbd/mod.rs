@@ -10,9 +10,23 @@ pub fn unix_uri(socket: &Path) -> String {
     export_uri(socket, "")
 }
 
-/// The NBD URI of export `name` on the Unix socket `socket`.
+/// The NBD URI of export `name` on the Unix socket `socket`, the name
+/// percent-encoded (RFC 3986) so that any name (`[ds] vm/vm.vmdk`) survives.
 pub fn export_uri(socket: &Path, name: &str) -> String {
-    format!("nbd+unix:///{name}?socket={}", socket.display())
+    format!("nbd+unix:///{}?socket={}", uri_path(name), socket.display())
+}
+
+/// `name` as the path of an NBD URI: unreserved characters and `/` as
+/// they are, every other byte percent-encoded.
+pub fn uri_path(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Runs a Python script under nbdsh (`h` is an unconnected handle, `nbd`

@@ -58,33 +58,52 @@ pub(crate) fn resolve_remote(
     let wanted = path.trim();
     let mut target = wanted.to_string();
     if let Some(vm) = &rc.vm {
-        if !vm.disks.iter().any(|d| d.trim() == wanted) {
-            log::warn(&format!(
-                "VixDiskLib: Open: {wanted} is not a disk of VM {}",
-                vm.moref
-            ));
-            return Err(VIX_E_FILE_NOT_FOUND);
-        }
-        if let Some(snap) = &rc.snapshot {
-            match vm
-                .snapshots
+        // With a snapshot, the disk may be named as the VM has it (the
+        // snapshot's disk is opened) or as the snapshot's own
+        // configuration has it (its delta file: what CDI's warm import and
+        // backup tools read from the snapshot's hardware list).
+        let own = rc.snapshot.as_ref().and_then(|snap| {
+            vm.snapshots
                 .iter()
-                .find(|s| &s.snapshot == snap && s.disk.trim() == wanted)
-            {
-                Some(s) => target = s.target.clone(),
-                None => {
-                    log::warn(&format!(
-                        "VixDiskLib: Open: snapshot {snap} does not contain {wanted}"
-                    ));
-                    return Err(VIX_E_FILE_NOT_FOUND);
-                }
-            }
+                .find(|s| &s.snapshot == snap && s.target.trim() == wanted)
+        });
+        match own {
+            Some(s) => target = s.target.clone(),
+            None => target = vm_disk_in_snapshot(rc, vm, wanted)?,
         }
     }
     match remote::inventory().resolve(&target) {
         Ok(p) => Ok((p, transport_cstr(transport), target)),
         Err(why) => {
             log::warn(&format!("VixDiskLib: Open: {why}"));
+            Err(VIX_E_FILE_NOT_FOUND)
+        }
+    }
+}
+
+/// `wanted`, a disk of the VM, as the connection's snapshot (if any) has
+/// it.
+fn vm_disk_in_snapshot(rc: &RemoteConn, vm: &remote::Vm, wanted: &str) -> Result<String, VixError> {
+    if !vm.disks.iter().any(|d| d.trim() == wanted) {
+        log::warn(&format!(
+            "VixDiskLib: Open: {wanted} is not a disk of VM {}",
+            vm.moref
+        ));
+        return Err(VIX_E_FILE_NOT_FOUND);
+    }
+    let Some(snap) = &rc.snapshot else {
+        return Ok(wanted.to_string());
+    };
+    match vm
+        .snapshots
+        .iter()
+        .find(|s| &s.snapshot == snap && s.disk.trim() == wanted)
+    {
+        Some(s) => Ok(s.target.clone()),
+        None => {
+            log::warn(&format!(
+                "VixDiskLib: Open: snapshot {snap} does not contain {wanted}"
+            ));
             Err(VIX_E_FILE_NOT_FOUND)
         }
     }

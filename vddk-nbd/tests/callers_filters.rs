@@ -1,0 +1,176 @@
+//! The filters the callers stack, doing their job on the callers' own
+//! command lines against the simulated vSphere: retry carrying a copy
+//! over a lost connection (and its absence failing it), rate holding
+//! virt-v2v's `--bandwidth`, blocksize serving the large and unaligned
+//! requests qemu makes, noextents hiding the allocation map.
+
+mod callers_common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use callers_common::{args, libdir, read, AsNbdkit, Running, World, ESX_TP};
+use vddk_tests::cmd::command;
+use vddk_tests::images::assert_same;
+use vddk_tests::inventory::ESX;
+use vddk_tests::nbd::{export_uri, nbdinfo_map, nbdsh};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `nbdkit --foreground --readonly -U SOCK --pidfile PID FILTERS vddk
+/// (the host's VM 42, disk 0) EXTRA`, started with `env` added.
+fn serve(
+    n: &AsNbdkit,
+    world: &World,
+    filters: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Running {
+    let sock = n.dir.join("nbd.sock");
+    let pid = n.dir.join("nbd.pid");
+    let _ = std::fs::remove_file(&pid);
+    let mut a = args(&["--foreground", "--readonly", "--exit-with-parent", "-U"]);
+    a.push(sock.display().to_string());
+    a.push("--pidfile".into());
+    a.push(pid.display().to_string());
+    a.extend(filters.iter().map(|f| format!("--filter={f}")));
+    a.push("vddk".into());
+    a.push(libdir());
+    a.push(format!("server={ESX}"));
+    a.push("user=root".into());
+    a.push(world.password_param.clone());
+    a.push(format!("thumbprint={ESX_TP}"));
+    a.push("vm=moref=42".into());
+    a.extend(args(extra));
+    a.push(format!("file={}", world.disks[0].name));
+    let mut all = world.env();
+    all.extend_from_slice(env);
+    n.start(&a, &all, &pid, &sock, PATIENCE)
+}
+
+/// nbdcopy of the default export into `dir/out.raw`; the output path, or
+/// the failure's stderr.
+fn copy(socket: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let out = dir.join("out.raw");
+    let _ = std::fs::remove_file(&out);
+    let o = command("nbdcopy")
+        .arg(export_uri(socket, ""))
+        .arg(&out)
+        .output()
+        .expect("run nbdcopy");
+    if o.status.success() {
+        Ok(out)
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+}
+
+#[test]
+fn retry_carries_a_copy_over_a_lost_connection() {
+    let n = AsNbdkit::install("callers-retry");
+    let world = World::new(&n.dir, &["web/web.vmdk"], 12);
+    // The host drops each connection after 1.5 MiB of disk data: the copy
+    // (3.5 MiB) needs the retry filter to reconnect twice, with the
+    // callers' default delays.
+    let drop = [("FAKE_VDDK_DROP_AFTER_BYTES", "1536K")];
+
+    let s = serve(
+        &n,
+        &world,
+        &["retry", "cacheextents"],
+        &["--verbose"],
+        &drop,
+    );
+    let out = copy(&s.socket, &n.dir).unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    assert_same("copied over drops", &read(&out), &world.disks[0].bytes);
+    let (status, log) = s.stop("INT");
+    assert!(status.success(), "{status}:\n{log}");
+    assert!(log.contains("retry: reopens needed: 2"), "{log}");
+
+    // The same without retry: the first loss fails the copy, loudly.
+    let s = serve(&n, &world, &["cacheextents"], &[], &drop);
+    let err = copy(&s.socket, &n.dir).expect_err("a copy over a dropped connection");
+    assert!(err.to_lowercase().contains("error"), "{err}");
+    let (status, log) = s.stop("INT");
+    assert!(status.success(), "{status}:\n{log}");
+}
+
+#[test]
+fn rate_holds_the_bandwidth_virt_v2v_asks_for() {
+    let n = AsNbdkit::install("callers-rate");
+    // 3 MiB of data to move at 8 Mbit/s (1 MB/s): about 3 s, never much
+    // less (a bucket may lend at most a second's worth at the start).
+    let world = World::with_layout(&n.dir, &["slow/slow.vmdk"], 4 << 20, &[(0, 3 << 20)], &[]);
+    let s = serve(&n, &world, &["rate", "retry"], &["rate=8M"], &[]);
+    let t = Instant::now();
+    let out = copy(&s.socket, &n.dir).unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    let took = t.elapsed();
+    assert_same("rate-limited copy", &read(&out), &world.disks[0].bytes);
+    assert!(
+        took >= Duration::from_millis(1500),
+        "3 MiB at 8 Mbit/s took only {took:?}"
+    );
+    s.stop("TERM");
+}
+
+#[test]
+fn blocksize_serves_large_and_unaligned_requests() {
+    let n = AsNbdkit::install("callers-blocksize");
+    let world = World::with_layout(&n.dir, &["big/big.vmdk"], 40 << 20, &[(0, 36 << 20)], &[]);
+    let want = &world.disks[0].bytes;
+    // VDDK refuses requests over 2 MiB here, as NFC servers do.
+    let s = serve(
+        &n,
+        &world,
+        &["blocksize", "retry"],
+        &["minblock=512", "maxdata=2M"],
+        &[("FAKE_VDDK_MAX_REQUEST", "2097152")],
+    );
+    let got = nbdsh(
+        &s.socket,
+        "h.connect_unix(sock)\n\
+         big = h.pread(32 << 20, 1 << 20)\n\
+         small = h.pread(100, 7)\n\
+         print(h.get_block_size(nbd.SIZE_MINIMUM))\n\
+         import hashlib\n\
+         print(hashlib.sha256(big).hexdigest())\n\
+         print(small.hex())\n",
+    );
+    let lines: Vec<&str> = got.lines().collect();
+    // Whatever the client's alignment, it is served (as behind nbdkit's
+    // blocksize filter, which advertises 1 and aligns requests itself).
+    assert_eq!(lines[0], "1");
+    let big = &want[1 << 20..33 << 20];
+    let sha = command("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(big)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    let sha = String::from_utf8_lossy(&sha.stdout);
+    assert_eq!(lines[1], sha.split_whitespace().next().unwrap_or(""));
+    let small: String = want[7..107].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(lines[2], small);
+    let (status, log) = s.stop("TERM");
+    assert!(status.success(), "{status}:\n{log}");
+}
+
+#[test]
+fn noextents_reports_the_whole_disk_as_data() {
+    let n = AsNbdkit::install("callers-noextents");
+    let world = World::new(&n.dir, &["web/web.vmdk"], 12);
+    let s = serve(&n, &world, &["noextents", "retry"], &[], &[]);
+    let map = nbdinfo_map(&export_uri(&s.socket, ""));
+    assert_eq!(map, vec![(0, 12 << 20, 0)], "{map:?}");
+    s.stop("TERM");
+
+    // Without it, the holes show.
+    let s = serve(&n, &world, &["retry"], &[], &[]);
+    let map = nbdinfo_map(&export_uri(&s.socket, ""));
+    assert!(map.iter().any(|&(_, _, t)| t == 3), "{map:?}");
+    s.stop("TERM");
+}
