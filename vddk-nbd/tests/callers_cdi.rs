@@ -178,6 +178,28 @@ fn cdi_argv(
     a
 }
 
+/// One import as CDI runs it: nbdkit started with [`cdi_argv`] and
+/// waited for, the disk copied by [`cdi_copy`] into `dir/disk.img`, then
+/// SIGINT. What was imported, the copy's figures and the whole log.
+fn import(
+    n: &AsNbdkit,
+    world: &World,
+    login: &Login,
+    file: &str,
+    warm: Option<&str>,
+    max_read: u64,
+) -> (Vec<u8>, Copied, String) {
+    let a = cdi_argv(&n.dir, world, login, file, warm);
+    let sock = n.dir.join("nbd.sock");
+    let pid = n.dir.join("nbd.pid");
+    let server = n.start(&a, &world.env(), &pid, &sock, CDI_PATIENCE);
+    let out = n.dir.join("disk.img");
+    let copied = cdi_copy(&unix_uri(&sock), &out, max_read);
+    // KillNbdkit: SIGINT.
+    let log = server.stop_clean("INT");
+    (read(&out), copied, log)
+}
+
 /// watchNbdLog: the VDDK version and build, and the ESXi host, as CDI's
 /// regular expressions take them from the combined log.
 fn scrape(log: &str) -> (String, String, Option<String>) {
@@ -207,18 +229,8 @@ fn a_cold_import_through_the_vcenter() {
     let n = AsNbdkit::install("cdi-cold-vc");
     let world = World::new(&n.dir, &["web/web.vmdk"], 12);
     let disk = &world.disks[0];
-    let a = cdi_argv(&n.dir, &world, &THROUGH_VCENTER, &disk.name, None);
-    let sock = n.dir.join("nbd.sock");
-    let server = n.start(
-        &a,
-        &world.env(),
-        &n.dir.join("nbd.pid"),
-        &sock,
-        CDI_PATIENCE,
-    );
-    let out = n.dir.join("disk.img");
-    let c = cdi_copy(&unix_uri(&sock), &out, PREAD_VC);
-    assert_same("imported", &read(&out), &disk.bytes);
+    let (got, c, log) = import(&n, &world, &THROUGH_VCENTER, &disk.name, None, PREAD_VC);
+    assert_same("imported", &got, &disk.bytes);
     assert!(c.largest_read <= PREAD_VC, "a read of {}", c.largest_read);
     // 12 MiB with 3.5 MiB of data: the holes were skipped, not read.
     assert!(
@@ -228,10 +240,6 @@ fn a_cold_import_through_the_vcenter() {
     );
     assert!(c.status_calls >= 5, "{} block status calls", c.status_calls);
     assert!(c.reads >= 3, "{} reads", c.reads);
-
-    // KillNbdkit: SIGINT.
-    let (status, log) = server.stop("INT");
-    assert!(status.success(), "{status}:\n{log}");
     let (version, build, host) = scrape(&log);
     assert!(version.starts_with(char::is_numeric), "{version}");
     assert!(
@@ -253,26 +261,14 @@ fn a_cold_import_from_the_host_reads_23_mib_at_a_time() {
         &[],
     );
     let disk = &world.disks[0];
-    let a = cdi_argv(&n.dir, &world, &ON_THE_HOST, &disk.name, None);
-    let sock = n.dir.join("nbd.sock");
-    let server = n.start(
-        &a,
-        &world.env(),
-        &n.dir.join("nbd.pid"),
-        &sock,
-        CDI_PATIENCE,
-    );
-    let out = n.dir.join("disk.img");
-    let c = cdi_copy(&unix_uri(&sock), &out, PREAD_ESX);
-    assert_same("imported", &read(&out), &disk.bytes);
+    let (got, c, log) = import(&n, &world, &ON_THE_HOST, &disk.name, None, PREAD_ESX);
+    assert_same("imported", &got, &disk.bytes);
     assert_eq!(c.largest_read, PREAD_ESX);
     assert!(
         c.zero_bytes >= 10 << 20,
         "only {} bytes skipped",
         c.zero_bytes
     );
-    let (status, log) = server.stop("INT");
-    assert!(status.success(), "{status}:\n{log}");
     assert_eq!(scrape(&log).2.as_deref(), Some(ESX), "{log}");
 }
 
@@ -287,8 +283,9 @@ fn a_warm_import_reads_the_snapshot_disk() {
         &[(1 << 20, 2 << 20)],
         &[("snapshot", snapshot)],
     );
-    // The running VM writes to the snapshot's delta disk after the
-    // snapshot; the base disk is what the snapshot froze.
+    // The snapshot's own delta disk (what CDI names in file=) holds the
+    // changes since the base: read through it, the disk is the base with
+    // those changes.
     let child = world.store().join("web/web-000001.vmdk");
     vmdk_child("web.vmdk", &child);
     qemu_write(
@@ -298,24 +295,13 @@ fn a_warm_import_reads_the_snapshot_disk() {
     let want = qemu_raw(&child);
     assert_ne!(want, world.disks[0].bytes);
 
-    let a = cdi_argv(
-        &n.dir,
+    let (got, _, _) = import(
+        &n,
         &world,
         &THROUGH_VCENTER,
         "[ds-1] web/web-000001.vmdk",
         Some("snapshot-7"),
+        PREAD_VC,
     );
-    let sock = n.dir.join("nbd.sock");
-    let server = n.start(
-        &a,
-        &world.env(),
-        &n.dir.join("nbd.pid"),
-        &sock,
-        CDI_PATIENCE,
-    );
-    let out = n.dir.join("disk.img");
-    cdi_copy(&unix_uri(&sock), &out, PREAD_VC);
-    assert_same("snapshot disk", &read(&out), &want);
-    let (status, log) = server.stop("INT");
-    assert!(status.success(), "{status}:\n{log}");
+    assert_same("snapshot disk", &got, &want);
 }

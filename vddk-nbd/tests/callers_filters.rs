@@ -83,16 +83,14 @@ fn retry_carries_a_copy_over_a_lost_connection() {
     );
     let out = copy(&s.socket, &n.dir).unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
     assert_same("copied over drops", &read(&out), &world.disks[0].bytes);
-    let (status, log) = s.stop("INT");
-    assert!(status.success(), "{status}:\n{log}");
+    let log = s.stop_clean("INT");
     assert!(log.contains("retry: reopens needed: 2"), "{log}");
 
     // The same without retry: the first loss fails the copy, loudly.
     let s = serve(&n, &world, &["cacheextents"], &[], &drop);
     let err = copy(&s.socket, &n.dir).expect_err("a copy over a dropped connection");
     assert!(err.to_lowercase().contains("error"), "{err}");
-    let (status, log) = s.stop("INT");
-    assert!(status.success(), "{status}:\n{log}");
+    s.stop_clean("INT");
 }
 
 #[test]
@@ -110,7 +108,7 @@ fn rate_holds_the_bandwidth_virt_v2v_asks_for() {
         took >= Duration::from_millis(1500),
         "3 MiB at 8 Mbit/s took only {took:?}"
     );
-    s.stop("TERM");
+    s.stop_clean("TERM");
 }
 
 #[test]
@@ -155,8 +153,7 @@ fn blocksize_serves_large_and_unaligned_requests() {
     assert_eq!(lines[1], sha.split_whitespace().next().unwrap_or(""));
     let small: String = want[7..107].iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(lines[2], small);
-    let (status, log) = s.stop("TERM");
-    assert!(status.success(), "{status}:\n{log}");
+    s.stop_clean("TERM");
 }
 
 #[test]
@@ -166,11 +163,11 @@ fn noextents_reports_the_whole_disk_as_data() {
     let s = serve(&n, &world, &["noextents", "retry"], &[], &[]);
     let map = nbdinfo_map(&export_uri(&s.socket, ""));
     assert_eq!(map, vec![(0, 12 << 20, 0)], "{map:?}");
-    s.stop("TERM");
+    s.stop_clean("TERM");
 
     // Without it, the holes show.
     let s = serve(&n, &world, &["retry"], &[], &[]);
     let map = nbdinfo_map(&export_uri(&s.socket, ""));
     assert!(map.iter().any(|&(_, _, t)| t == 3), "{map:?}");
-    s.stop("TERM");
+    s.stop_clean("TERM");
 }

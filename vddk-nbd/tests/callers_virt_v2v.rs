@@ -91,6 +91,80 @@ fn the_probes_pass_as_virt_v2v_runs_them() {
     assert!(!n.probe("nbdkit --long-options | grep -sq '^--name$'"));
 }
 
+/// What `Nbdkit.run_unix` puts first on every command line: exit with
+/// virt-v2v, stay in the foreground, the pid file and socket it waits for,
+/// 16 threads.
+fn run_unix(pidfile: &Path, socket: &Path) -> Vec<String> {
+    let mut a = args(&["--exit-with-parent", "--foreground", "--pidfile"]);
+    a.push(pidfile.display().to_string());
+    a.push("--unix".into());
+    a.push(socket.display().to_string());
+    a.extend(args(&["--threads", "16"]));
+    a
+}
+
+/// Where virt-v2v's VDDK input logs in (`-ic`, `-ip`, `-io vddk-*`).
+struct V2vLogin {
+    server: &'static str,
+    moref: &'static str,
+    user: &'static str,
+    thumbprint: &'static str,
+}
+
+/// The VDDK input's command line as `input_vddk.ml` builds it (2.2 and
+/// later), all but the disk (`file=` or `export=`): the debug flags, the
+/// filters (outermost first), the plugin's keys, then the filters' keys.
+fn vddk_input(
+    pidfile: &Path,
+    socket: &Path,
+    verbose: bool,
+    filters: &[&str],
+    login: &V2vLogin,
+    world: &World,
+    convert: &Path,
+) -> Vec<String> {
+    let mut a = run_unix(pidfile, socket);
+    a.extend(args(&[
+        "-D",
+        "nbdkit.backend.datapath=0",
+        "-D",
+        "vddk.stats=1",
+        "-D",
+        "vddk.datapath=0",
+    ]));
+    if verbose {
+        a.push("--verbose".into());
+    }
+    for f in filters {
+        a.extend(args(&["--filter", f]));
+    }
+    a.push("vddk".into());
+    a.push(format!("server={}", login.server));
+    a.push(format!("vm=moref={}", login.moref));
+    a.push(format!("user={}", login.user));
+    a.push(world.password_param.clone());
+    a.push(libdir());
+    a.push(format!("thumbprint={}", login.thumbprint));
+    a.extend(args(&[
+        "minblock=512",
+        "maxdata=2M",
+        "multi-conn-mode=disable",
+        "cow-block-size=4096",
+    ]));
+    a.push(format!("cow-on-read={}", convert.display()));
+    a
+}
+
+/// The disk at qemu's NBD `uri`, as the libguestfs appliance reads it
+/// (through qemu's NBD client), converted to raw at `raw`.
+fn qemu_reads(uri: &str, raw: &Path) -> Vec<u8> {
+    run(
+        "qemu-img",
+        ["convert", "-O", "raw", uri, &raw.display().to_string()],
+    );
+    read(raw)
+}
+
 /// The longest common prefix of the disks' names, escaped for a wildcard,
 /// then `*.vmdk`: how virt-v2v 2.8 and later compute `export=`.
 fn v2v_wildcard(names: &[&str]) -> String {
@@ -151,45 +225,23 @@ fn one_instance_for_the_whole_vm_then_the_file_output() {
     // As logged by virt-v2v 2.8+ (`running nbdkit:`), in this order.
     let input_sock = tmp.join("in0");
     let input_pid = n.dir.join("nbdkit1.pid");
-    let mut input = args(&["--exit-with-parent", "--foreground", "--pidfile"]);
-    input.push(input_pid.display().to_string());
-    input.push("--unix".into());
-    input.push(input_sock.display().to_string());
-    input.extend(args(&[
-        "--threads",
-        "16",
-        "-D",
-        "nbdkit.backend.datapath=0",
-        "-D",
-        "vddk.stats=1",
-        "-D",
-        "vddk.datapath=0",
-        "--verbose",
-        "--filter",
-        "multi-conn",
-        "--filter",
-        "cow",
-        "--filter",
-        "blocksize",
-        "--filter",
-        "count",
-        "--filter",
-        "retry",
-        "vddk",
-    ]));
-    input.push(format!("server={VCENTER}"));
-    input.push("vm=moref=vm-42".into());
-    input.push(format!("user={VC_USER}"));
-    input.push(world.password_param.clone());
-    input.push(libdir());
-    input.push(format!("thumbprint={VC_TP}"));
-    input.extend(args(&[
-        "minblock=512",
-        "maxdata=2M",
-        "multi-conn-mode=disable",
-        "cow-block-size=4096",
-    ]));
-    input.push(format!("cow-on-read={}", tmp.join("convert").display()));
+    let login = V2vLogin {
+        server: VCENTER,
+        moref: "vm-42",
+        user: VC_USER,
+        thumbprint: VC_TP,
+    };
+    let filters = ["multi-conn", "cow", "blocksize", "count", "retry"];
+    let convert = tmp.join("convert");
+    let mut input = vddk_input(
+        &input_pid,
+        &input_sock,
+        true,
+        &filters,
+        &login,
+        &world,
+        &convert,
+    );
     input.push(format!("export={wildcard}"));
     let server = n.start(&input, &world.env(), &input_pid, &input_sock, V2V_PATIENCE);
 
@@ -205,13 +257,8 @@ fn one_instance_for_the_whole_vm_then_the_file_output() {
     }
     let output_sock = tmp.join("out0");
     let output_pid = n.dir.join("nbdkit2.pid");
-    let mut output = args(&["--exit-with-parent", "--foreground", "--pidfile"]);
-    output.push(output_pid.display().to_string());
-    output.push("--unix".into());
-    output.push(output_sock.display().to_string());
+    let mut output = run_unix(&output_pid, &output_sock);
     output.extend(args(&[
-        "--threads",
-        "16",
         "-D",
         "nbdkit.backend.datapath=0",
         "--filter",
@@ -240,10 +287,8 @@ fn one_instance_for_the_whole_vm_then_the_file_output() {
         assert_same(&d.name, &read(&out_dir.join(&target)), &want);
     }
 
-    let (status, log) = server.stop("TERM");
-    assert!(status.success(), "{status}:\n{log}");
-    let (status, out_log) = out_server.stop("TERM");
-    assert!(status.success(), "{status}:\n{out_log}");
+    let log = server.stop_clean("TERM");
+    out_server.stop_clean("TERM");
     // The source disks were opened read-only under cow: untouched.
     for d in &world.disks {
         assert_same(&d.name, &vddk_tests::images::qemu_raw(&d.file), &d.bytes);
@@ -270,73 +315,29 @@ fn one_instance_per_disk_as_virt_v2v_2_0_to_2_7() {
     // retry.
     let sock = n.dir.join("in0");
     let pid = n.dir.join("nbdkit1.pid");
-    let mut a = args(&["--exit-with-parent", "--foreground", "--pidfile"]);
-    a.push(pid.display().to_string());
-    a.push("--unix".into());
-    a.push(sock.display().to_string());
-    a.extend(args(&[
-        "--threads",
-        "16",
-        "-D",
-        "nbdkit.backend.datapath=0",
-        "-D",
-        "vddk.stats=1",
-        "-D",
-        "vddk.datapath=0",
-        "--filter",
-        "multi-conn",
-        "--filter",
-        "cow",
-        "--filter",
-        "blocksize",
-        "--filter",
-        "retry",
-        "vddk",
-    ]));
-    a.push(format!("server={ESX}"));
-    a.push("vm=moref=42".into());
-    a.push("user=root".into());
-    a.push(world.password_param.clone());
-    a.push(libdir());
-    a.push(format!("thumbprint={ESX_TP}"));
-    a.extend(args(&[
-        "minblock=512",
-        "maxdata=2M",
-        "multi-conn-mode=disable",
-        "cow-block-size=4096",
-    ]));
-    a.push(format!("cow-on-read={}", convert.display()));
+    let login = V2vLogin {
+        server: ESX,
+        moref: "42",
+        user: "root",
+        thumbprint: ESX_TP,
+    };
+    let filters = ["multi-conn", "cow", "blocksize", "retry"];
+    let mut a = vddk_input(&pid, &sock, false, &filters, &login, &world, &convert);
     a.push(format!("file={}", disk.name));
     let server = n.start(&a, &world.env(), &pid, &sock, V2V_PATIENCE);
-    let raw = n.dir.join("db.raw");
-    // The libguestfs appliance reads through qemu's NBD client.
-    run(
-        "qemu-img",
-        [
-            "convert".to_string(),
-            "-f".into(),
-            "raw".into(),
-            "-O".into(),
-            "raw".into(),
-            format!("nbd:unix:{}", sock.display()),
-            raw.display().to_string(),
-        ],
+    let got = qemu_reads(
+        &format!("nbd:unix:{}", sock.display()),
+        &n.dir.join("db.raw"),
     );
-    assert_same("2.x per disk", &read(&raw), &disk.bytes);
-    let (status, log) = server.stop("TERM");
-    assert!(status.success(), "{status}:\n{log}");
+    assert_same("2.x per disk", &got, &disk.bytes);
+    server.stop_clean("TERM");
 
     // 2.0: cow over cacheextents over retry, the export named "/", the
     // password last and cow-block-size=1M.
     let sock = n.dir.join("in1");
     let pid = n.dir.join("nbdkit2.pid");
-    let mut a = args(&["--exit-with-parent", "--foreground", "--pidfile"]);
-    a.push(pid.display().to_string());
-    a.push("--unix".into());
-    a.push(sock.display().to_string());
+    let mut a = run_unix(&pid, &sock);
     a.extend(args(&[
-        "--threads",
-        "16",
         "--exportname",
         "/",
         "-D",
@@ -359,20 +360,10 @@ fn one_instance_per_disk_as_virt_v2v_2_0_to_2_7() {
     a.push(format!("cow-on-read={}", convert.display()));
     a.push(world.password_param.clone());
     let server = n.start(&a, &world.env(), &pid, &sock, V2V_PATIENCE);
-    let raw = n.dir.join("db2.raw");
-    run(
-        "qemu-img",
-        [
-            "convert".to_string(),
-            "-O".into(),
-            "raw".into(),
-            format!("nbd:unix:{}:exportname=/", sock.display()),
-            raw.display().to_string(),
-        ],
-    );
-    assert_same("2.0 per disk", &read(&raw), &disk.bytes);
-    let (status, log) = server.stop("TERM");
-    assert!(status.success(), "{status}:\n{log}");
+    let uri = format!("nbd:unix:{}:exportname=/", sock.display());
+    let got = qemu_reads(&uri, &n.dir.join("db2.raw"));
+    assert_same("2.0 per disk", &got, &disk.bytes);
+    server.stop_clean("TERM");
 }
 
 #[test]
@@ -385,11 +376,8 @@ fn local_files_as_virt_v2v_serves_them() {
     // -i disk: the guest's raw disk under cow, never written.
     let sock = n.dir.join("in0");
     let pid = n.dir.join("in.pid");
-    let mut a = args(&["--exit-with-parent", "--foreground", "--pidfile"]);
-    a.push(pid.display().to_string());
-    a.push("--unix".into());
-    a.push(sock.display().to_string());
-    a.extend(args(&["--threads", "16", "--filter", "cow", "file"]));
+    let mut a = run_unix(&pid, &sock);
+    a.extend(args(&["--filter", "cow", "file"]));
     a.push(format!("file={}", src.display()));
     a.extend(args(&["fadvise=sequential", "cache=none"]));
     let input = n.start(&a, &[], &pid, &sock, V2V_PATIENCE);
@@ -402,11 +390,8 @@ fn local_files_as_virt_v2v_serves_them() {
         .expect("make the output disk");
     let out_sock = n.dir.join("out0");
     let out_pid = n.dir.join("out.pid");
-    let mut a = args(&["--exit-with-parent", "--foreground", "--pidfile"]);
-    a.push(out_pid.display().to_string());
-    a.push("--unix".into());
-    a.push(out_sock.display().to_string());
-    a.extend(args(&["--threads", "16", "file"]));
+    let mut a = run_unix(&out_pid, &out_sock);
+    a.extend(args(&["file"]));
     a.push(format!("file={}", dst.display()));
     a.extend(args(&["cache=none", "fadvise=sequential"]));
     let output = n.start(&a, &[], &out_pid, &out_sock, V2V_PATIENCE);
@@ -419,7 +404,6 @@ fn local_files_as_virt_v2v_serves_them() {
     assert_same("copied", &read(&dst), &want);
     assert_same("source", &read(&src), &bytes);
     for s in [input, output] {
-        let (status, log) = s.stop("TERM");
-        assert!(status.success(), "{status}:\n{log}");
+        s.stop_clean("TERM");
     }
 }

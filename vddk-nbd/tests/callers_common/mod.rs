@@ -162,6 +162,15 @@ impl Running {
     }
 }
 
+impl Running {
+    /// [`Running::stop`], which must end in exit status 0; the log.
+    pub fn stop_clean(self, sig: &str) -> String {
+        let (status, log) = self.stop(sig);
+        assert!(status.success(), "SIG{sig}: {status}:\n{log}");
+        log
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
