@@ -31,7 +31,7 @@ pub struct Session {
 /// The loader's report, listing every path tried.
 pub fn load(p: &VddkParams) -> Result<Vddk, String> {
     if let Some(dir) = &p.libdir {
-        vddk_nbd::params::reexec::reexec_if_needed(dir)?;
+        vddk_nbd::params::reexec::reexec_if_needed(dir).map_err(|e| e.to_string())?;
     }
     Vddk::init(cc::init_options(p)).map_err(|e| {
         let mut msg = e.to_string();
@@ -50,7 +50,7 @@ pub fn load(p: &VddkParams) -> Result<Vddk, String> {
 /// The first mistake, as a sentence that says how to fix it.
 pub fn validate(p: &VddkParams) -> Result<(), String> {
     vddk_plugin::validate(p).map_err(|e| e.to_string())?;
-    cc::check(p)
+    cc::check(p).map_err(|e| e.to_string())
 }
 
 /// Connects (reading the password if one is needed) without opening a disk.
@@ -58,8 +58,8 @@ pub fn validate(p: &VddkParams) -> Result<(), String> {
 /// # Errors
 /// A bad parameter, an unreadable password, or ConnectEx's failure.
 pub fn connect(lib: &Vddk, p: &VddkParams, read_only: bool) -> Result<Connection, String> {
-    let secrets = vddk_nbd::params::Secrets::resolve(p)?;
-    let cp = cc::connect_params(p, &secrets, read_only)?;
+    let secrets = vddk_nbd::params::Secrets::resolve(p).map_err(|e| e.to_string())?;
+    let cp = cc::connect_params(p, &secrets, read_only).map_err(|e| e.to_string())?;
     Connection::connect(lib, &cp).map_err(|e| {
         let where_ = p.server.as_deref().unwrap_or("the local host");
         format!("cannot connect to {where_}: {e}")
@@ -94,7 +94,10 @@ pub fn open_with(lib: Vddk, p: &VddkParams, read_only: bool) -> Result<Session, 
     let path = p.file.clone().unwrap_or_default();
     let conn = connect(&lib, p, read_only)?;
     let disk = conn
-        .open(&path, cc::open_flags(p, read_only)?)
+        .open(
+            &path,
+            cc::open_flags(p, read_only).map_err(|e| e.to_string())?,
+        )
         .map_err(|e| format!("cannot open {path}: {e}"))?;
     Ok(Session {
         disk,

@@ -29,7 +29,7 @@ impl DatastorePath {
         let unescaped;
         let s = match source_attribute(s) {
             Some(v) => {
-                unescaped = xml_unescape(v).map_err(BadDatastorePath)?;
+                unescaped = xml_unescape(v)?;
                 unescaped.trim()
             }
             None => s,
@@ -95,7 +95,7 @@ fn source_attribute(s: &str) -> Option<&str> {
 }
 
 /// Decodes the escapes libvirt writes in attribute values.
-fn xml_unescape(s: &str) -> Result<String, String> {
+fn xml_unescape(s: &str) -> Result<String, BadDatastorePath> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(at) = rest.find('&') {
@@ -103,7 +103,7 @@ fn xml_unescape(s: &str) -> Result<String, String> {
         let tail = &rest[at..];
         let end = tail
             .find(';')
-            .ok_or_else(|| format!("unfinished XML escape in {s:?}"))?;
+            .ok_or_else(|| BadDatastorePath(format!("unfinished XML escape in {s:?}")))?;
         let entity = &tail[1..end];
         let c = match entity {
             "amp" => '&',
@@ -118,7 +118,7 @@ fn xml_unescape(s: &str) -> Result<String, String> {
                     .or_else(|| e.strip_prefix('#').map(str::parse::<u32>))
                     .and_then(Result::ok)
                     .and_then(char::from_u32);
-                code.ok_or_else(|| format!("unknown XML escape &{e}; in {s:?}"))?
+                code.ok_or_else(|| BadDatastorePath(format!("unknown XML escape &{e}; in {s:?}")))?
             }
         };
         out.push(c);

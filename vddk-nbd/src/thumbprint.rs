@@ -7,13 +7,13 @@
 //! Trust comes from the user (or `no_verify=1`) deciding to use the value.
 
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, InvalidDnsNameError, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
 /// The port vSphere serves HTTPS on, and VDDK's default.
@@ -59,18 +59,57 @@ pub fn hex_pairs(bytes: &[u8]) -> String {
     pairs.join(":")
 }
 
+/// A `HOST[:PORT]` that names no server, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?}: {problem}; expected HOST or HOST:PORT (e.g. esx1.example.com:443)")]
+pub struct BadHostPort {
+    /// The text as given.
+    pub text: String,
+    /// What is wrong with it.
+    pub problem: HostPortProblem,
+}
+
+/// What is wrong with a `HOST[:PORT]`: see [`BadHostPort`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostPortProblem {
+    /// `[v6addr` without its `]`.
+    #[error("missing ']'")]
+    UnclosedBracket,
+    /// Something other than `:PORT` after `[v6addr]`.
+    #[error("junk after ']'")]
+    JunkAfterBracket,
+    /// Nothing before the port.
+    #[error("no host")]
+    NoHost,
+    /// A port that is not 1 to 65535.
+    #[error("the port is not a number from 1 to 65535")]
+    BadPort,
+}
+
 /// Splits `HOST[:PORT]` (`[v6addr]:PORT` for IPv6); the port defaults
 /// to 443.
-pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
-    let bad =
-        |why: &str| format!("{s:?}: {why}; expected HOST or HOST:PORT (e.g. esx1.example.com:443)");
+///
+/// # Errors
+/// [`BadHostPort`] when there is no host, a bracket is unclosed or
+/// followed by something other than `:PORT`, or the port is not 1 to 65535.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), BadHostPort> {
+    let bad = |problem| BadHostPort {
+        text: s.to_string(),
+        problem,
+    };
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| bad(HostPortProblem::UnclosedBracket))?;
         match after {
             "" => (h, None),
             p => (
                 h,
-                Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?),
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad(HostPortProblem::JunkAfterBracket))?,
+                ),
             ),
         }
     } else if s.matches(':').count() > 1 {
@@ -83,7 +122,7 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
         }
     };
     if host.is_empty() {
-        return Err(bad("no host"));
+        return Err(bad(HostPortProblem::NoHost));
     }
     let port = match port {
         None => DEFAULT_PORT,
@@ -91,20 +130,112 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
             .parse::<u16>()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+            .ok_or_else(|| bad(HostPortProblem::BadPort))?,
     };
     Ok((host.to_string(), port))
 }
 
+/// Why a thumbprint could not be fetched. Each message names the server
+/// and the step that failed; a handshake failure suggests the usual cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host as given.
+        host: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// The host name resolved to no address.
+    #[error("{host} has no address")]
+    NoAddress {
+        /// The host as given.
+        host: String,
+    },
+    /// No address accepted a connection; the last attempt's error.
+    #[error("cannot connect to {host}:{port} ({addr}): {source}")]
+    Connect {
+        /// The host as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The address last tried.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The connection's timeouts could not be set.
+    #[error("{host}:{port}: {source}")]
+    Socket {
+        /// The host as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The host cannot be a TLS server name.
+    #[error("{host:?} is not a valid TLS server name: {source}")]
+    ServerName {
+        /// The host as given.
+        host: String,
+        /// Why rustls refused it.
+        source: InvalidDnsNameError,
+    },
+    /// The TLS client could not be configured.
+    #[error("TLS setup: {0}")]
+    Setup(#[source] rustls::Error),
+    /// The TLS session could not be started.
+    #[error("{host}:{port}: cannot start TLS: {source}")]
+    Start {
+        /// The host as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Why rustls refused.
+        source: rustls::Error,
+    },
+    /// The handshake failed, as it does on a port that does not speak TLS.
+    #[error(
+        "{host}:{port}: TLS handshake failed: {source} (is this a TLS port? vSphere uses 443)"
+    )]
+    Handshake {
+        /// The host as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The I/O or TLS error.
+        source: std::io::Error,
+    },
+    /// The handshake completed without a certificate.
+    #[error("{host}:{port} presented no certificate")]
+    NoCertificate {
+        /// The host as given.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
 /// Connects to `host:port`, completes a TLS handshake and returns the
 /// fingerprints of the certificate the server presented.
-pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<Fingerprints, String> {
-    let target = format!("{host}:{port}");
+///
+/// # Errors
+/// [`FetchError`]: the name does not resolve, no address connects within
+/// `timeout`, or the TLS handshake fails or yields no certificate.
+pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<Fingerprints, FetchError> {
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|source| FetchError::Resolve {
+            host: host.to_string(),
+            source,
+        })?
         .collect();
-    let mut last = format!("{host} has no address");
+    let mut last = FetchError::NoAddress {
+        host: host.to_string(),
+    };
     let mut sock = None;
     for a in &addrs {
         match TcpStream::connect_timeout(a, timeout) {
@@ -112,27 +243,49 @@ pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<Fingerprints, S
                 sock = Some(s);
                 break;
             }
-            Err(e) => last = format!("cannot connect to {target} ({a}): {e}"),
+            Err(source) => {
+                last = FetchError::Connect {
+                    host: host.to_string(),
+                    port,
+                    addr: *a,
+                    source,
+                }
+            }
         }
     }
     let mut sock = sock.ok_or(last)?;
     sock.set_read_timeout(Some(timeout))
         .and_then(|()| sock.set_write_timeout(Some(timeout)))
-        .map_err(|e| format!("{target}: {e}"))?;
-
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
-    let mut conn = ClientConnection::new(config()?, name)
-        .map_err(|e| format!("{target}: cannot start TLS: {e}"))?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut sock).map_err(|e| {
-            format!("{target}: TLS handshake failed: {e} (is this a TLS port? vSphere uses 443)")
+        .map_err(|source| FetchError::Socket {
+            host: host.to_string(),
+            port,
+            source,
         })?;
+
+    let name = ServerName::try_from(host.to_string()).map_err(|source| FetchError::ServerName {
+        host: host.to_string(),
+        source,
+    })?;
+    let mut conn = ClientConnection::new(config()?, name).map_err(|source| FetchError::Start {
+        host: host.to_string(),
+        port,
+        source,
+    })?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .map_err(|source| FetchError::Handshake {
+                host: host.to_string(),
+                port,
+                source,
+            })?;
     }
     let der = conn
         .peer_certificates()
         .and_then(|c| c.first())
-        .ok_or_else(|| format!("{target} presented no certificate"))?;
+        .ok_or_else(|| FetchError::NoCertificate {
+            host: host.to_string(),
+            port,
+        })?;
     let fp = Fingerprints::of_der(der.as_ref());
     conn.send_close_notify();
     // Best effort: the fingerprint is already known.
@@ -140,11 +293,11 @@ pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<Fingerprints, S
     Ok(fp)
 }
 
-fn config() -> Result<Arc<ClientConfig>, String> {
+fn config() -> Result<Arc<ClientConfig>, FetchError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(FetchError::Setup)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(FingerprintOnly(provider)))
         .with_no_client_auth();
@@ -230,5 +383,16 @@ mod tests {
         for bad in ["", ":443", "h:0", "h:x", "h:70000", "[::1", "[::1]x"] {
             assert!(parse_host_port(bad).is_err(), "{bad}");
         }
+        let e = parse_host_port("h:0").unwrap_err();
+        assert_eq!(e.problem, HostPortProblem::BadPort);
+        assert_eq!(
+            e.to_string(),
+            "\"h:0\": the port is not a number from 1 to 65535; expected HOST or HOST:PORT \
+             (e.g. esx1.example.com:443)"
+        );
+        assert_eq!(
+            parse_host_port("[::1").unwrap_err().problem,
+            HostPortProblem::UnclosedBracket
+        );
     }
 }

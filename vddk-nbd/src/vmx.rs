@@ -26,19 +26,47 @@ pub struct VmxDisk {
 /// disk, `scsi0:0`, comes first and is the default export).
 const BUSES: &[&str] = &["scsi", "sata", "nvme", "ide"];
 
-/// Reads the VMX at `path` and lists its disks; fails when it cannot be
-/// read or holds no disk.
-pub fn read(path: &Path) -> Result<Vec<VmxDisk>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// Why a VMX file gives no disk to serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VmxError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The VMX file.
+        path: PathBuf,
+        /// The read's error.
+        source: std::io::Error,
+    },
+    /// The file lists no disk that can be served.
+    #[error(
+        "{} lists no virtual disk (no scsiX:Y, sataX:Y, nvmeX:Y or ideX:Y device \
+         with a .vmdk fileName and present = \"TRUE\")",
+        path.display()
+    )]
+    NoDisks {
+        /// The VMX file.
+        path: PathBuf,
+    },
+}
+
+/// Reads the VMX at `path` and lists its disks.
+///
+/// # Errors
+/// [`VmxError::Read`] when it cannot be read, [`VmxError::NoDisks`] when
+/// it holds no disk.
+pub fn read(path: &Path) -> Result<Vec<VmxDisk>, VmxError> {
+    let text = std::fs::read(path).map_err(|source| VmxError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let text = String::from_utf8_lossy(&text);
     let dir = path.parent().unwrap_or(Path::new("."));
     let disks = parse(&text, dir);
     if disks.is_empty() {
-        return Err(format!(
-            "{} lists no virtual disk (no scsiX:Y, sataX:Y, nvmeX:Y or ideX:Y device \
-             with a .vmdk fileName and present = \"TRUE\")",
-            path.display()
-        ));
+        return Err(VmxError::NoDisks {
+            path: path.to_path_buf(),
+        });
     }
     Ok(disks)
 }
@@ -247,10 +275,11 @@ floppy0.present = "TRUE"
         let f = dir.join("empty.vmx");
         std::fs::write(&f, "displayName = \"x\"\nide1:0.present = \"TRUE\"\nide1:0.deviceType = \"cdrom-raw\"\nide1:0.fileName = \"a.vmdk\"\n").unwrap();
         let e = read(&f).unwrap_err();
-        assert!(e.contains("lists no virtual disk"), "{e}");
-        assert!(read(&dir.join("missing.vmx"))
-            .unwrap_err()
-            .contains("cannot read"));
+        assert!(matches!(e, VmxError::NoDisks { .. }), "{e}");
+        assert!(e.to_string().contains("lists no virtual disk"), "{e}");
+        let e = read(&dir.join("missing.vmx")).unwrap_err();
+        assert!(matches!(e, VmxError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("cannot read"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -142,7 +142,7 @@ fn refused_forms_say_why() {
         ("esx://esx1/#frag", "fragment"),
     ];
     for (text, why) in table {
-        let e = uri::parse(text).unwrap_err();
+        let e = uri::parse(text).unwrap_err().to_string();
         assert!(e.contains(why), "{text}: {e}");
         assert!(e.starts_with(&format!("uri={text}")), "{text}: {e}");
     }

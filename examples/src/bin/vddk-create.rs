@@ -131,7 +131,10 @@ fn create_main(args: &Args) -> Result<(), String> {
     );
     if let Some((raw, file, len)) = fill {
         let disk = conn
-            .open(&path, open_flags(&params, false)?)
+            .open(
+                &path,
+                open_flags(&params, false).map_err(|e| e.to_string())?,
+            )
             .map_err(|e| format!("cannot open the new disk {path}: {e}"))?;
         let opts = CopyOptions::default();
         let driver: DiskDriver =

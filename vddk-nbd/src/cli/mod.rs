@@ -224,7 +224,7 @@ fn vddk_main(
     }
     if let Err(e) = params::vddk_plugin::validate(&params)
         .map_err(|e| e.to_string())
-        .and_then(|()| params::connect::check(&params))
+        .and_then(|()| params::connect::check(&params).map_err(|e| e.to_string()))
     {
         return error(&e);
     }
@@ -233,6 +233,7 @@ fn vddk_main(
     let secrets = match Secrets::resolve(&params) {
         Ok(s) => s,
         Err(e) => {
+            let e = e.to_string();
             Readiness::current().failed(&e);
             return error(&e);
         }
@@ -272,10 +273,7 @@ fn reexec_if_needed(params: &VddkParams) -> Result<(), String> {
     }
     let e = reexec::exec(argv, lib_dir.as_deref());
     match lib_dir {
-        Some(dir) => Err(format!(
-            "{e}; set LD_LIBRARY_PATH={} yourself",
-            dir.display()
-        )),
+        Some(dir) => Err(reexec::LibraryPathError { dir, source: e }.to_string()),
         None => {
             log::warn!("the secret stays on the command line: {e}");
             Ok(())

@@ -57,7 +57,8 @@ fn log_info(path: &str, i: &vddk::DiskInfo) {
 
 impl DiskOpener {
     fn open(&self, path: &str) -> Result<Arc<VddkDisk>, backend::Error> {
-        let flags = open_flags(&self.params, self.read_only).map_err(backend::Error::Failed)?;
+        let flags = open_flags(&self.params, self.read_only)
+            .map_err(|e| backend::Error::Failed(e.to_string()))?;
         let disk = self
             .conn
             .open(path, flags)
@@ -112,7 +113,7 @@ pub fn open(
     };
     if let Some(path) = &p.vmx {
         let mut reg = ExportRegistry::new();
-        for d in vmx::read(path)? {
+        for d in vmx::read(path).map_err(|e| e.to_string())? {
             let path = d.path.to_string_lossy();
             let backend = opener
                 .open(&path)

@@ -50,6 +50,7 @@ pub fn literals(p: &VddkParams) -> Result<Secrets, String> {
             .filter(|g| g.is_literal())
             .map(|g| g.resolve(key))
             .transpose()
+            .map_err(|e| e.to_string())
     };
     Ok(Secrets {
         password: literal(&p.password, "password")?,
@@ -123,7 +124,8 @@ pub fn moved_off_argv(
     let handovers = secrets
         .named()
         .map(|(key, s)| Handover::new(key, s))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     let out = replace_secret_words(argv, &handovers);
     let still_literal = args::parse(out.iter().cloned())
         .map_err(|e| e.to_string())

@@ -131,7 +131,7 @@ fn open_vddk(
     // Fetched before VDDK starts, so a server that cannot be reached is
     // reported before anything else happens.
     let mut p = p.clone();
-    vddk_nbd::params::trust::resolve_thumbprint(&mut p)?;
+    vddk_nbd::params::trust::resolve_thumbprint(&mut p).map_err(|e| e.to_string())?;
     let p = &p;
 
     let want_stats = stats::requested(&opts.debug_flags);
@@ -146,7 +146,7 @@ fn open_vddk(
         lib.major_version()
     );
 
-    let params = connect_params(p, secrets, read_only)?;
+    let params = connect_params(p, secrets, read_only).map_err(|e| e.to_string())?;
     let conn = vddk::Connection::connect(&lib, &params).map_err(|e| e.to_string())?;
     if let Some(c) = &p.create {
         conn.create(&file, &create_params(c))

@@ -11,7 +11,10 @@ pub fn run(args: &[String]) -> i32 {
         return 1;
     };
     let result = thumbprint::parse_host_port(target)
-        .and_then(|(host, port)| thumbprint::fetch(&host, port, thumbprint::TIMEOUT));
+        .map_err(|e| e.to_string())
+        .and_then(|(host, port)| {
+            thumbprint::fetch(&host, port, thumbprint::TIMEOUT).map_err(|e| e.to_string())
+        });
     match result {
         Ok(fp) => {
             // The first line can be pasted as a parameter as it is.

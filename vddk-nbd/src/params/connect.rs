@@ -21,21 +21,41 @@ pub fn init_options(p: &VddkParams) -> vddk::InitOptions {
     init
 }
 
-fn parse<T: FromStr>(key: &str, v: &str) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    v.parse::<T>().map_err(|e| format!("{key}={v}: {e}"))
+/// A parameter value the `vddk` crate refused (a thumbprint, moref,
+/// snapshot, transport list or compression it cannot parse); the message
+/// names the parameter and gives the `vddk` crate's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}={value}: {source}")]
+pub struct BadValue {
+    /// The parameter (`thumbprint`, `vm`, `snapshot`, `transports`,
+    /// `compression`).
+    pub key: &'static str,
+    /// Its value as given.
+    pub value: String,
+    /// Why the `vddk` crate refused it.
+    pub source: vddk::Error,
+}
+
+fn parse<T: FromStr<Err = vddk::Error>>(key: &'static str, v: &str) -> Result<T, BadValue> {
+    v.parse::<T>().map_err(|source| BadValue {
+        key,
+        value: v.to_string(),
+        source,
+    })
 }
 
 /// Builds the connection parameters with the secrets already read
 /// ([`Secrets::resolve`]); with `cookie=`, the password is the session
 /// key, as in nbdkit.
+///
+/// # Errors
+/// [`BadValue`] for a `thumbprint=`, `vm=`, `snapshot=` or `transports=`
+/// the `vddk` crate cannot parse.
 pub fn connect_params(
     p: &VddkParams,
     secrets: &Secrets,
     read_only: bool,
-) -> Result<vddk::ConnectParams, String> {
+) -> Result<vddk::ConnectParams, BadValue> {
     if !p.is_remote() {
         return Ok(vddk::ConnectParams::local().read_only(read_only));
     }
@@ -79,14 +99,20 @@ pub fn connect_params(
 
 /// Checks the values the `vddk` crate parses (thumbprint, vm, snapshot,
 /// transports, compression), so mistakes show before anything starts.
-pub fn check(p: &VddkParams) -> Result<(), String> {
+///
+/// # Errors
+/// [`BadValue`] for the first of them the `vddk` crate cannot parse.
+pub fn check(p: &VddkParams) -> Result<(), BadValue> {
     connect_params(p, &Secrets::default(), false).map(drop)?;
     open_flags(p, false).map(drop)
 }
 
 /// The Open flags for `single-link=`, `unbuffered=`, `compression=` and
 /// the read-only choice.
-pub fn open_flags(p: &VddkParams, read_only: bool) -> Result<vddk::OpenFlags, String> {
+///
+/// # Errors
+/// [`BadValue`] when the `vddk` crate does not know the compression.
+pub fn open_flags(p: &VddkParams, read_only: bool) -> Result<vddk::OpenFlags, BadValue> {
     let mut flags = vddk::OpenFlags::empty();
     if read_only {
         flags |= vddk::OpenFlags::READ_ONLY;
@@ -109,4 +135,22 @@ pub fn create_params(c: &CreateOptions) -> vddk::CreateParams {
     vddk::CreateParams::new(c.disk_type, c.size)
         .adapter(c.adapter)
         .hw_version(c.hw_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_value_names_its_parameter_and_keeps_the_cause() {
+        let p = VddkParams {
+            server: Some("esx1".into()),
+            thumbprint: Some("zz".into()),
+            ..VddkParams::default()
+        };
+        let e = check(&p).unwrap_err();
+        assert_eq!((e.key, e.value.as_str()), ("thumbprint", "zz"));
+        assert_eq!(e.to_string(), format!("thumbprint=zz: {}", e.source));
+        assert!(std::error::Error::source(&e).is_some());
+    }
 }

@@ -17,6 +17,39 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use vddk::Secret;
 
+/// Why a secret could not be put in a pipe for the next program; the
+/// message names the parameter, and for a secret too large says how else
+/// to give it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandoverError {
+    /// The pipe could not be made or set up.
+    #[error("cannot pass the {key} to the new process through a pipe: {source}")]
+    Pipe {
+        /// The parameter (`password` or `cookie`).
+        key: &'static str,
+        /// The system call's error.
+        source: nix::Error,
+    },
+    /// The secret is more than the pipe holds, and nobody reads it yet.
+    #[error(
+        "cannot pass the {key} to the new process through a pipe: the {key} does not fit \
+         in a pipe; give it with {key}=+FILE"
+    )]
+    TooLarge {
+        /// The parameter (`password` or `cookie`).
+        key: &'static str,
+    },
+    /// Writing the secret into the pipe failed.
+    #[error("cannot pass the {key} to the new process through a pipe: {source}")]
+    Write {
+        /// The parameter (`password` or `cookie`).
+        key: &'static str,
+        /// The write's error.
+        source: io::Error,
+    },
+}
+
 /// A secret waiting in a pipe for the next program to read it.
 #[derive(Debug)]
 pub struct Handover {
@@ -28,28 +61,28 @@ impl Handover {
     /// Puts `secret` in a new pipe for the parameter `key` (`password`
     /// or `cookie`). The reader strips one trailing newline, so one is
     /// added: a secret that itself ends in a newline arrives intact.
-    pub fn new(key: &'static str, secret: &Secret) -> Result<Handover, String> {
-        let fail = |e: &dyn std::fmt::Display| {
-            format!("cannot pass the {key} to the new process through a pipe: {e}")
-        };
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| fail(&e))?;
+    ///
+    /// # Errors
+    /// [`HandoverError`]: no pipe could be made, or the secret does not
+    /// fit in one.
+    pub fn new(key: &'static str, secret: &Secret) -> Result<Handover, HandoverError> {
+        let pipe = |source| HandoverError::Pipe { key, source };
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(pipe)?;
         // Nobody reads until the new program runs, so a secret larger than
         // the pipe must fail here rather than block forever.
-        fcntl(&write, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| fail(&e))?;
+        fcntl(&write, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(pipe)?;
         let mut w = File::from(write);
         w.write_all(secret.expose().as_bytes())
             .and_then(|()| w.write_all(b"\n"))
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    fail(&format!(
-                        "the {key} does not fit in a pipe; give it with {key}=+FILE"
-                    ))
+            .map_err(|source| {
+                if source.kind() == io::ErrorKind::WouldBlock {
+                    HandoverError::TooLarge { key }
                 } else {
-                    fail(&e)
+                    HandoverError::Write { key, source }
                 }
             })?;
         drop(w);
-        fcntl(&read, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| fail(&e))?;
+        fcntl(&read, FcntlArg::F_SETFD(FdFlag::empty())).map_err(pipe)?;
         Ok(Handover { key, read })
     }
 
@@ -94,5 +127,20 @@ mod tests {
         let flags = fcntl(&h.read, FcntlArg::F_GETFD).unwrap();
         assert_eq!(flags & libc::FD_CLOEXEC, 0);
         assert!(h.arg().starts_with("cookie=-"));
+    }
+
+    #[test]
+    fn a_secret_larger_than_the_pipe_says_how_else_to_give_it() {
+        let big = Secret::new("x".repeat(4 << 20));
+        let e = Handover::new("cookie", &big).unwrap_err();
+        assert!(
+            matches!(e, HandoverError::TooLarge { key: "cookie" }),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot pass the cookie to the new process through a pipe: the cookie does not \
+             fit in a pipe; give it with cookie=+FILE"
+        );
     }
 }

@@ -21,6 +21,113 @@ use super::VddkParams;
 /// and the bound keeps every read in one fixed, zeroized buffer.
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
 
+/// Where a secret was to be read from, as the parameter gave it. Never
+/// the secret itself, so errors can carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretInput {
+    /// `KEY=+FILE`.
+    File(PathBuf),
+    /// `KEY=-FD`.
+    Fd(u32),
+    /// `KEY=-`: the terminal, or stdin.
+    Prompt,
+}
+
+/// Why a secret could not be read. The message starts with the parameter
+/// as written (`password=+/run/pw`) and never holds any of the secret.
+#[derive(Debug)]
+pub struct SecretError {
+    /// The parameter (`password` or `cookie`).
+    pub key: String,
+    /// Where it was to be read from.
+    pub input: SecretInput,
+    /// What went wrong.
+    pub kind: SecretErrorKind,
+}
+
+/// What went wrong reading a secret: see [`SecretError`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SecretErrorKind {
+    /// The file, descriptor or stdin could not be opened.
+    Open(io::Error),
+    /// Echo could not be turned off on the terminal, so nothing was asked.
+    EchoOff,
+    /// Reading failed.
+    Read(io::Error),
+    /// More than [`MAX_SECRET_LEN`] bytes.
+    TooLong,
+    /// The prompt met the end of input before anything was typed.
+    NoInput,
+    /// A NUL byte, which VDDK's C strings cannot hold.
+    Nul,
+    /// Not UTF-8, which VDDK needs.
+    NotUtf8,
+}
+
+impl SecretError {
+    fn new(key: &str, input: SecretInput, kind: SecretErrorKind) -> SecretError {
+        SecretError {
+            key: key.to_string(),
+            input,
+            kind,
+        }
+    }
+}
+
+impl std::fmt::Display for SecretError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = &self.key;
+        match &self.input {
+            SecretInput::File(path) => write!(f, "{key}=+{}: ", path.display())?,
+            SecretInput::Fd(fd) => write!(f, "{key}=-{fd}: ")?,
+            SecretInput::Prompt => write!(f, "{key}=-: ")?,
+        }
+        // An answer typed at the prompt is named by its parameter; what a
+        // file or descriptor holds is "the secret".
+        let noun = match self.input {
+            SecretInput::Prompt => key.as_str(),
+            _ => "secret",
+        };
+        match (&self.kind, &self.input) {
+            (SecretErrorKind::Open(e), SecretInput::File(_)) => {
+                write!(f, "cannot read the {key} file: {e}")
+            }
+            (SecretErrorKind::Open(e), SecretInput::Fd(fd)) => write!(
+                f,
+                "cannot read file descriptor {fd}: {e} \
+                 (is the descriptor open and inherited by vddk-nbd?)"
+            ),
+            (SecretErrorKind::Open(e), SecretInput::Prompt) => {
+                write!(f, "cannot use stdin: {e}")
+            }
+            (SecretErrorKind::EchoOff, _) => write!(
+                f,
+                "cannot turn off echo on the terminal, so the {key} would be shown; \
+                 give it with {key}=+FILE or {key}=-FD instead"
+            ),
+            (SecretErrorKind::Read(e), _) => write!(f, "cannot read the {noun}: {e}"),
+            (SecretErrorKind::TooLong, _) => {
+                write!(f, "the {noun} is longer than {MAX_SECRET_LEN} bytes")
+            }
+            (SecretErrorKind::NoInput, _) => write!(f, "no {key} given (end of input)"),
+            (SecretErrorKind::Nul, _) => {
+                write!(f, "the secret contains a NUL byte, which VDDK cannot take")
+            }
+            (SecretErrorKind::NotUtf8, _) => write!(f, "the secret is not valid UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            SecretErrorKind::Open(e) | SecretErrorKind::Read(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// How `password=` (or `cookie=`) was written.
 #[derive(Clone)]
 pub enum Password {
@@ -87,32 +194,37 @@ impl Password {
     /// since `echo secret > file` is how most people write one. A
     /// descriptor above 2 is closed once read, as nbdkit does, so that
     /// programs we start do not inherit it.
-    pub fn resolve(&self, key: &str) -> Result<Secret, String> {
+    ///
+    /// # Errors
+    /// [`SecretError`]: the file, descriptor or terminal cannot be read,
+    /// or the secret is too long, holds a NUL byte or is not UTF-8.
+    pub fn resolve(&self, key: &str) -> Result<Secret, SecretError> {
         match self {
             Password::Literal(s) => Ok(s.clone()),
             Password::File(path) => {
-                let what = format!("{key}=+{}", path.display());
-                let mut f = File::open(path)
-                    .map_err(|e| format!("{what}: cannot read the {key} file: {e}"))?;
-                read_secret(&mut f, &what)
+                let input = SecretInput::File(path.clone());
+                let secret = File::open(path)
+                    .map_err(SecretErrorKind::Open)
+                    .and_then(|mut f| read_secret(&mut f));
+                secret.map_err(|kind| SecretError::new(key, input, kind))
             }
             Password::Fd(fd) => {
-                let what = format!("{key}=-{fd}");
                 // /proc/self/fd/N reopens the inherited descriptor without
                 // taking ownership of the raw number.
-                let mut f = File::open(format!("/proc/self/fd/{fd}")).map_err(|e| {
-                    format!(
-                        "{what}: cannot read file descriptor {fd}: {e} \
-                         (is the descriptor open and inherited by vddk-nbd?)"
-                    )
-                })?;
-                let secret = read_secret(&mut f, &what);
-                if *fd > 2 {
-                    close_inherited(*fd);
-                }
-                secret
+                let secret = File::open(format!("/proc/self/fd/{fd}"))
+                    .map_err(SecretErrorKind::Open)
+                    .and_then(|mut f| {
+                        let secret = read_secret(&mut f);
+                        if *fd > 2 {
+                            close_inherited(*fd);
+                        }
+                        secret
+                    });
+                secret.map_err(|kind| SecretError::new(key, SecretInput::Fd(*fd), kind))
             }
-            Password::Prompt => prompt(key),
+            Password::Prompt => {
+                prompt(key).map_err(|kind| SecretError::new(key, SecretInput::Prompt, kind))
+            }
         }
     }
 }
@@ -129,7 +241,10 @@ pub struct Secrets {
 impl Secrets {
     /// Reads the secrets `p` names (prompting, or reading files and
     /// descriptors, as needed).
-    pub fn resolve(p: &VddkParams) -> Result<Secrets, String> {
+    ///
+    /// # Errors
+    /// The [`SecretError`] of the first that cannot be read.
+    pub fn resolve(p: &VddkParams) -> Result<Secrets, SecretError> {
         Ok(Secrets {
             password: p
                 .password
@@ -164,7 +279,7 @@ fn close_inherited(fd: u32) {
 /// Reads `r` to its end into one fixed zeroized buffer, drops one
 /// trailing newline, and checks that VDDK can take the result (UTF-8, no
 /// NUL byte).
-fn read_secret(r: &mut impl Read, what: &str) -> Result<Secret, String> {
+fn read_secret(r: &mut impl Read) -> Result<Secret, SecretErrorKind> {
     let mut buf = Zeroizing::new(vec![0u8; MAX_SECRET_LEN + 1]);
     let mut len = 0;
     loop {
@@ -173,31 +288,26 @@ fn read_secret(r: &mut impl Read, what: &str) -> Result<Secret, String> {
             Ok(n) => {
                 len += n;
                 if len > MAX_SECRET_LEN {
-                    return Err(format!(
-                        "{what}: the secret is longer than {MAX_SECRET_LEN} bytes"
-                    ));
+                    return Err(SecretErrorKind::TooLong);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("{what}: cannot read the secret: {e}")),
+            Err(e) => return Err(SecretErrorKind::Read(e)),
         }
     }
-    checked(&buf[..len], what)
+    checked(&buf[..len])
 }
 
 /// The bytes without one trailing newline (`\n` or `\r\n`), as a secret.
-fn checked(bytes: &[u8], what: &str) -> Result<Secret, String> {
+fn checked(bytes: &[u8]) -> Result<Secret, SecretErrorKind> {
     let bytes = bytes
         .strip_suffix(b"\n")
         .map(|b| b.strip_suffix(b"\r").unwrap_or(b))
         .unwrap_or(bytes);
     if bytes.contains(&0) {
-        return Err(format!(
-            "{what}: the secret contains a NUL byte, which VDDK cannot take"
-        ));
+        return Err(SecretErrorKind::Nul);
     }
-    let s =
-        std::str::from_utf8(bytes).map_err(|_| format!("{what}: the secret is not valid UTF-8"))?;
+    let s = std::str::from_utf8(bytes).map_err(|_| SecretErrorKind::NotUtf8)?;
     // One allocation of the exact size, owned by the zeroizing Secret.
     Ok(Secret::new(String::from(s)))
 }
@@ -228,22 +338,18 @@ impl Drop for EchoOff {
 /// (so nothing typed early is shown) and reads one line; otherwise reads
 /// one line as it comes. Stdin is read directly, a byte at a time, so no
 /// buffered reader keeps a copy and nothing past the line is consumed.
-fn prompt(key: &str) -> Result<Secret, String> {
-    let what = format!("{key}=-");
+fn prompt(key: &str) -> Result<Secret, SecretErrorKind> {
     let stdin = io::stdin();
     let tty = stdin.is_terminal();
     let mut input = stdin
         .as_fd()
         .try_clone_to_owned()
         .map(File::from)
-        .map_err(|e| format!("{what}: cannot use stdin: {e}"))?;
+        .map_err(SecretErrorKind::Open)?;
     let echo = if tty {
         let echo = EchoOff::new();
         if echo.is_none() {
-            return Err(format!(
-                "{what}: cannot turn off echo on the terminal, so the {key} would be shown; \
-                 give it with {key}=+FILE or {key}=-FD instead"
-            ));
+            return Err(SecretErrorKind::EchoOff);
         }
         let mut err = io::stderr();
         let _ = write!(err, "{key}: ");
@@ -262,14 +368,12 @@ fn prompt(key: &str) -> Result<Secret, String> {
                     break true;
                 }
                 if line.len() >= MAX_SECRET_LEN {
-                    return Err(format!(
-                        "{what}: the {key} is longer than {MAX_SECRET_LEN} bytes"
-                    ));
+                    return Err(SecretErrorKind::TooLong);
                 }
                 line.push(byte[0]);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("{what}: cannot read the {key}: {e}")),
+            Err(e) => return Err(SecretErrorKind::Read(e)),
         }
     };
     drop(echo);
@@ -277,9 +381,9 @@ fn prompt(key: &str) -> Result<Secret, String> {
         let _ = writeln!(io::stderr());
     }
     if !got_any {
-        return Err(format!("{what}: no {key} given (end of input)"));
+        return Err(SecretErrorKind::NoInput);
     }
-    checked(&line, &what)
+    checked(&line)
 }
 
 #[cfg(test)]
@@ -335,28 +439,61 @@ mod tests {
         let fd = std::os::fd::IntoRawFd::into_raw_fd(file) as u32;
         assert_eq!(read(Password::Fd(fd)).unwrap(), "from-fd");
         assert!(!std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists());
-        assert!(read(Password::File(dir.join("missing")))
-            .unwrap_err()
-            .contains("cannot read the password file"));
+        let e = read(Password::File(dir.join("missing"))).unwrap_err();
+        assert!(matches!(e.kind, SecretErrorKind::Open(_)), "{e}");
+        assert!(
+            e.to_string().contains("cannot read the password file"),
+            "{e}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn bad_secrets_are_refused_without_being_shown() {
-        let e = checked(b"abc\0def\n", "password=+f").unwrap_err();
+        let shown = |key: &str, path: &str, kind| {
+            SecretError::new(key, SecretInput::File(path.into()), kind).to_string()
+        };
+        let e = shown("password", "f", checked(b"abc\0def\n").unwrap_err());
         assert!(e.contains("NUL") && !e.contains("abc"), "{e}");
-        let e = checked(b"abc\xffdef", "password=+f").unwrap_err();
+        let e = shown("password", "f", checked(b"abc\xffdef").unwrap_err());
         assert!(e.contains("UTF-8") && !e.contains("abc"), "{e}");
         let long = vec![b'x'; MAX_SECRET_LEN + 10];
-        let e = read_secret(&mut &long[..], "cookie=+f").unwrap_err();
+        let e = shown("cookie", "f", read_secret(&mut &long[..]).unwrap_err());
         assert!(e.contains("longer than"), "{e}");
+        assert_eq!(
+            e,
+            format!("cookie=+f: the secret is longer than {MAX_SECRET_LEN} bytes")
+        );
         let ok = vec![b'y'; MAX_SECRET_LEN];
         assert_eq!(
-            read_secret(&mut &ok[..], "cookie=+f")
-                .unwrap()
-                .expose()
-                .len(),
+            read_secret(&mut &ok[..]).unwrap().expose().len(),
             MAX_SECRET_LEN
+        );
+    }
+
+    #[test]
+    fn messages_name_the_parameter_as_written() {
+        let e = |input, kind| SecretError::new("cookie", input, kind).to_string();
+        let gone = || io::Error::from_raw_os_error(libc::EBADF);
+        assert_eq!(
+            e(SecretInput::Fd(7), SecretErrorKind::Open(gone())),
+            format!(
+                "cookie=-7: cannot read file descriptor 7: {} \
+                 (is the descriptor open and inherited by vddk-nbd?)",
+                gone()
+            )
+        );
+        assert_eq!(
+            e(SecretInput::Prompt, SecretErrorKind::TooLong),
+            format!("cookie=-: the cookie is longer than {MAX_SECRET_LEN} bytes")
+        );
+        assert_eq!(
+            e(SecretInput::Prompt, SecretErrorKind::NoInput),
+            "cookie=-: no cookie given (end of input)"
+        );
+        assert_eq!(
+            e(SecretInput::Prompt, SecretErrorKind::Nul),
+            "cookie=-: the secret contains a NUL byte, which VDDK cannot take"
         );
     }
 }

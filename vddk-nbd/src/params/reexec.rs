@@ -12,6 +12,7 @@
 //! the caller gives.
 
 use std::ffi::{OsStr, OsString};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -75,14 +76,43 @@ pub fn library_path_change(libdir: &Path) -> Option<PathBuf> {
     Some(dir)
 }
 
+/// Why this program could not be executed again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The path of the running executable is unknown.
+    #[error("cannot find our own executable to re-execute it: {0}")]
+    CurrentExe(#[source] io::Error),
+    /// The exec itself failed.
+    #[error("cannot re-execute {}: {source}", exe.display())]
+    Exec {
+        /// The executable.
+        exe: PathBuf,
+        /// The exec's error.
+        source: io::Error,
+    },
+}
+
+/// The library directory could not be put on `LD_LIBRARY_PATH`, because
+/// the re-exec that would do it failed; the message says how to set it by
+/// hand.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}; set {LD_LIBRARY_PATH}={} yourself", dir.display())]
+pub struct LibraryPathError {
+    /// The directory that should lead `LD_LIBRARY_PATH`.
+    pub dir: PathBuf,
+    /// Why the re-exec failed.
+    pub source: ExecError,
+}
+
 /// Replaces this process with a fresh run of the program with `args`
 /// (the arguments after the program name) and, when `lib_dir` is given,
 /// that directory first on `LD_LIBRARY_PATH`. The pid stays the same.
 /// Returns only if the exec failed, with the reason.
-pub fn exec(args: Vec<OsString>, lib_dir: Option<&Path>) -> String {
+pub fn exec(args: Vec<OsString>, lib_dir: Option<&Path>) -> ExecError {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
-        Err(e) => return format!("cannot find our own executable to re-execute it: {e}"),
+        Err(e) => return ExecError::CurrentExe(e),
     };
     let mut cmd = Command::new(&exe);
     // The name it was started as (a link named nbdkit, say) stays its name.
@@ -106,22 +136,22 @@ pub fn exec(args: Vec<OsString>, lib_dir: Option<&Path>) -> String {
     } else {
         log::debug!("re-executing {}", exe.display());
     }
-    let e = cmd.exec();
-    format!("cannot re-execute {}: {e}", exe.display())
+    let source = cmd.exec();
+    ExecError::Exec { exe, source }
 }
 
 /// Re-executes the program with `libdir/lib64` leading `LD_LIBRARY_PATH`,
 /// unless it already does (or has been tried). Returns only when no
 /// re-exec was needed, or with the error of a failed exec.
-pub fn reexec_if_needed(libdir: &Path) -> Result<(), String> {
+///
+/// # Errors
+/// [`LibraryPathError`] when the re-exec failed.
+pub fn reexec_if_needed(libdir: &Path) -> Result<(), LibraryPathError> {
     let Some(dir) = library_path_change(libdir) else {
         return Ok(());
     };
-    let e = exec(std::env::args_os().skip(1).collect(), Some(&dir));
-    Err(format!(
-        "{e}; set {LD_LIBRARY_PATH}={} yourself",
-        dir.display()
-    ))
+    let source = exec(std::env::args_os().skip(1).collect(), Some(&dir));
+    Err(LibraryPathError { dir, source })
 }
 
 /// Gives a child the user's environment back: the original
@@ -157,5 +187,25 @@ mod tests {
         assert_eq!(prepended(None, d), "/v/lib64");
         assert_eq!(prepended(Some(OsStr::new("")), d), "/v/lib64");
         assert_eq!(prepended(Some(OsStr::new("/a:/b")), d), "/v/lib64:/a:/b");
+    }
+
+    #[test]
+    fn a_failed_reexec_says_how_to_set_the_path_by_hand() {
+        let e = LibraryPathError {
+            dir: PathBuf::from("/opt/vddk/lib64"),
+            source: ExecError::Exec {
+                exe: PathBuf::from("/usr/bin/vddk-nbd"),
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            },
+        };
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot re-execute /usr/bin/vddk-nbd: {enoent}; \
+                 set LD_LIBRARY_PATH=/opt/vddk/lib64 yourself"
+            )
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -6,21 +6,23 @@
 #[error("{0}")]
 pub struct BadSize(String);
 
-/// Parses a size; the error says what was wrong.
+/// Parses a size.
+///
+/// # Errors
+/// [`BadSize`], saying what was wrong: no number, one too large, or an
+/// unknown suffix.
 pub fn parse_size(s: &str) -> Result<u64, BadSize> {
-    parse(s).map_err(BadSize)
-}
-
-fn parse(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, suffix) = s.split_at(digits_end);
     if num.is_empty() {
-        return Err(
+        return Err(BadSize(
             "expected a number of bytes, optionally with a suffix such as K, M, G or T".into(),
-        );
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("'{num}' is too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| BadSize(format!("'{num}' is too large")))?;
     let shift = match suffix {
         "" | "b" | "B" => 0,
         "s" | "S" => 9,
@@ -31,13 +33,13 @@ fn parse(s: &str) -> Result<u64, String> {
         "p" | "P" | "PiB" => 50,
         "e" | "E" | "EiB" => 60,
         other => {
-            return Err(format!(
+            return Err(BadSize(format!(
                 "unknown size suffix '{other}'; use b, s (512-byte sectors), K, M, G, T, P or E"
-            ))
+            )))
         }
     };
     n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("'{s}' does not fit in 64 bits"))
+        .ok_or_else(|| BadSize(format!("'{s}' does not fit in 64 bits")))
 }
 
 #[cfg(test)]

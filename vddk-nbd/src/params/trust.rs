@@ -4,25 +4,50 @@
 //! VDDK fails an Open with nothing better than "Unknown error".
 
 use super::vddk_plugin::VddkParams;
-use crate::thumbprint::{self, Fingerprints, DEFAULT_PORT, TIMEOUT};
+use crate::thumbprint::{self, FetchError, Fingerprints, DEFAULT_PORT, TIMEOUT};
 
 fn target(p: &VddkParams) -> Option<(&str, u16)> {
     let server = p.server.as_deref()?;
     Some((server, p.port.unwrap_or(DEFAULT_PORT)))
 }
 
+/// Why the thumbprint asked for could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// `thumbprint=auto` without a server to fetch it from.
+    #[error("thumbprint=auto needs server= (or uri=) to fetch it from")]
+    NoServer,
+    /// The server's certificate could not be fetched.
+    #[error("cannot fetch the thumbprint of {server}:{port}: {source}; give thumbprint= instead")]
+    Fetch {
+        /// The server asked.
+        server: String,
+        /// Its port.
+        port: u16,
+        /// Why the fetch failed.
+        source: FetchError,
+    },
+}
+
 /// Fills `p.thumbprint` from the server when `p.fetch_thumbprint` asks for
 /// it and none was given; the value is logged as a warning, since it was
 /// trusted without being checked. Returns the fingerprints fetched.
-pub fn resolve_thumbprint(p: &mut VddkParams) -> Result<Option<Fingerprints>, String> {
+///
+/// # Errors
+/// [`TrustError::NoServer`] when no server is configured, and
+/// [`TrustError::Fetch`] when its certificate cannot be fetched.
+pub fn resolve_thumbprint(p: &mut VddkParams) -> Result<Option<Fingerprints>, TrustError> {
     if !p.fetch_thumbprint || p.thumbprint.is_some() {
         return Ok(None);
     }
     let Some((server, port)) = target(p) else {
-        return Err("thumbprint=auto needs server= (or uri=) to fetch it from".into());
+        return Err(TrustError::NoServer);
     };
-    let fp = thumbprint::fetch(server, port, TIMEOUT).map_err(|e| {
-        format!("cannot fetch the thumbprint of {server}:{port}: {e}; give thumbprint= instead")
+    let fp = thumbprint::fetch(server, port, TIMEOUT).map_err(|source| TrustError::Fetch {
+        server: server.to_string(),
+        port,
+        source,
     })?;
     let why = if p.uri.as_ref().is_some_and(|u| u.no_verify) {
         "no_verify=1 in uri="
@@ -91,5 +116,20 @@ mod tests {
         let wrong = "00:99:3E:36:47:06:81:6A:BA:3E:25:71:78:50:C2:6C:9C:D0:D8:9D";
         let m = mismatch(wrong, &fp).unwrap();
         assert!(m.contains(wrong) && m.contains(&fp.sha1.to_string()), "{m}");
+    }
+
+    #[test]
+    fn auto_without_a_server_says_what_is_missing() {
+        let mut p = VddkParams {
+            fetch_thumbprint: true,
+            ..VddkParams::default()
+        };
+        let e = resolve_thumbprint(&mut p).unwrap_err();
+        assert!(matches!(e, TrustError::NoServer), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "thumbprint=auto needs server= (or uri=) to fetch it from"
+        );
+        assert_eq!(p.thumbprint, None);
     }
 }

@@ -37,56 +37,160 @@ pub struct EsxUri {
     pub no_verify: bool,
 }
 
-fn bad(uri: &str, why: &str) -> String {
-    format!(
-        "uri={uri}: {why}; expected esx://[user@]host[:port]/[?no_verify=1] or \
+/// Why a `uri=` cannot be used. Every message but the password's starts
+/// with `uri=` and the URI; those of [`UriError::Malformed`] end with the
+/// two forms libvirt takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UriError {
+    /// `scheme://user:password@host`. The URI is not kept, so neither the
+    /// message nor Debug can repeat the password.
+    #[error(
+        "uri=: the URI holds a password (user:password@host), which is refused \
+         (it would be visible to other users in the process list): remove it and \
+         give password=+FILE or password=- instead"
+    )]
+    Password,
+    /// `gsx://`: VMware Server, which VDDK cannot reach.
+    #[error(
+        "uri={uri}: gsx:// is VMware Server (GSX), which VDDK cannot open disks on; \
+         use esx:// for an ESXi host or vpx:// for vCenter"
+    )]
+    Gsx {
+        /// The URI as given.
+        uri: String,
+    },
+    /// `transport=http`, which VDDK never speaks to vSphere.
+    #[error(
+        "uri={uri}: transport=http is refused: VDDK always talks HTTPS to \
+         vSphere (and checks its thumbprint); drop transport= or use https. \
+         For VDDK's data transports (nbd, nbdssl, hotadd) use transports="
+    )]
+    Http {
+        /// The URI as given.
+        uri: String,
+    },
+    /// `proxy=`, which VDDK cannot go through.
+    #[error(
+        "uri={uri}: proxy= is refused: VDDK cannot be sent through a proxy, it \
+         connects to the server (HTTPS) and the hosts (NFC, port 902) itself; \
+         run vddk-nbd where it reaches them directly"
+    )]
+    Proxy {
+        /// The URI as given.
+        uri: String,
+    },
+    /// Not a URI of libvirt's ESX driver, for the reason given.
+    #[error(
+        "uri={uri}: {problem}; expected esx://[user@]host[:port]/[?no_verify=1] or \
          vpx://[user@]vcenter[:port]/datacenter/[folder/...][cluster/]host[?no_verify=1]"
-    )
+    )]
+    Malformed {
+        /// The URI as given.
+        uri: String,
+        /// What is wrong with it.
+        problem: UriProblem,
+    },
+}
+
+/// What is wrong with a malformed URI: see [`UriError::Malformed`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UriProblem {
+    /// No `scheme://`.
+    #[error("no scheme")]
+    NoScheme,
+    /// A scheme other than `esx`, `vpx` or `gsx`.
+    #[error("scheme {0}:// is not one of libvirt's ESX driver schemes")]
+    UnknownScheme(String),
+    /// A `#fragment`.
+    #[error("a '#' fragment has no meaning here")]
+    Fragment,
+    /// `@host` with nothing before the `@`.
+    #[error("the user before '@' is empty")]
+    EmptyUser,
+    /// A `%` not followed by two hex digits, in the part given.
+    #[error("bad percent escape in {0:?}")]
+    BadEscape(String),
+    /// A part whose percent escapes do not decode to UTF-8.
+    #[error("{0:?} does not decode to UTF-8")]
+    NotUtf8(String),
+    /// `[v6addr` without its `]`.
+    #[error("an IPv6 address lacks its ']'")]
+    UnclosedBracket,
+    /// Something other than `:port` after `[v6addr]`.
+    #[error("junk after ']'")]
+    JunkAfterBracket,
+    /// No host before the port or path.
+    #[error("no host name")]
+    NoHost,
+    /// A port that is not 1 to 65535, as given.
+    #[error("port {0:?} is not a number from 1 to 65535")]
+    BadPort(String),
+    /// A path on an `esx://` URI.
+    #[error("an esx:// URI has no path (the path names a host through vCenter: use vpx://)")]
+    EsxPath,
+    /// A `vpx://` URI without `/datacenter/.../host`.
+    #[error("a vpx:// URI needs the path /datacenter/.../host of the host that runs the VM")]
+    VpxPath,
+    /// A flag (`no_verify`, `auto_answer`) that is not 0 or 1.
+    #[error("{key}={value}: libvirt accepts 0 or 1")]
+    BadFlag {
+        /// The query parameter.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// A `transport=` other than `http` or `https`.
+    #[error("transport={0}: libvirt accepts http or https")]
+    BadTransport(String),
+    /// A query parameter libvirt does not define.
+    #[error("unknown parameter {0}; libvirt's are transport, no_verify, auto_answer and proxy")]
+    UnknownParameter(String),
 }
 
 /// Refuses `scheme://user:password@host`, before any other message could
 /// repeat the URI: libvirt takes no password there, and one written on
 /// the command line is visible to every user of the machine.
-fn refuse_password(uri: &str) -> Result<(), String> {
+fn refuse_password(uri: &str) -> Result<(), UriError> {
     let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     match authority.rsplit_once('@') {
-        Some((userinfo, _)) if userinfo.contains(':') => Err(
-            "uri=: the URI holds a password (user:password@host), which is refused \
-             (it would be visible to other users in the process list): remove it and \
-             give password=+FILE or password=- instead"
-                .into(),
-        ),
+        Some((userinfo, _)) if userinfo.contains(':') => Err(UriError::Password),
         _ => Ok(()),
     }
 }
 
 /// Parses a libvirt ESX driver URI.
-pub fn parse(uri: &str) -> Result<EsxUri, String> {
+///
+/// # Errors
+/// [`UriError`]: a password in the URI, a scheme other than `esx://` or
+/// `vpx://`, a query parameter VDDK cannot honour, or a malformed part.
+pub fn parse(uri: &str) -> Result<EsxUri, UriError> {
     refuse_password(uri)?;
-    let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad(uri, "no scheme"))?;
+    let bad = |problem| UriError::Malformed {
+        uri: uri.to_string(),
+        problem,
+    };
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| bad(UriProblem::NoScheme))?;
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "esx" => Scheme::Esx,
         "vpx" => Scheme::Vpx,
         "gsx" => {
-            return Err(format!(
-                "uri={uri}: gsx:// is VMware Server (GSX), which VDDK cannot open disks on; \
-                 use esx:// for an ESXi host or vpx:// for vCenter"
-            ))
+            return Err(UriError::Gsx {
+                uri: uri.to_string(),
+            })
         }
-        other => {
-            return Err(bad(
-                uri,
-                &format!("scheme {other}:// is not one of libvirt's ESX driver schemes"),
-            ))
-        }
+        other => return Err(bad(UriProblem::UnknownScheme(other.to_string()))),
     };
     let (rest, query) = match rest.split_once('?') {
         Some((r, q)) => (r, Some(q)),
         None => (rest, None),
     };
     if rest.contains('#') {
-        return Err(bad(uri, "a '#' fragment has no meaning here"));
+        return Err(bad(UriProblem::Fragment));
     }
     let (authority, path) = match rest.find('/') {
         Some(at) => (&rest[..at], &rest[at..]),
@@ -94,34 +198,24 @@ pub fn parse(uri: &str) -> Result<EsxUri, String> {
     };
     let (user, hostport) = match authority.rsplit_once('@') {
         Some((u, h)) => {
-            let u = decode(u).map_err(|e| bad(uri, &e))?;
+            let u = decode(u).map_err(bad)?;
             if u.is_empty() {
-                return Err(bad(uri, "the user before '@' is empty"));
+                return Err(bad(UriProblem::EmptyUser));
             }
             (Some(u), h)
         }
         None => (None, authority),
     };
-    let (server, port) = host_port(hostport).map_err(|e| bad(uri, &e))?;
+    let (server, port) = host_port(hostport).map_err(bad)?;
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
         .map(decode)
         .collect::<Result<_, _>>()
-        .map_err(|e| bad(uri, &e))?;
+        .map_err(bad)?;
     match scheme {
-        Scheme::Esx if !segments.is_empty() => {
-            return Err(bad(
-                uri,
-                "an esx:// URI has no path (the path names a host through vCenter: use vpx://)",
-            ))
-        }
-        Scheme::Vpx if segments.len() < 2 => {
-            return Err(bad(
-                uri,
-                "a vpx:// URI needs the path /datacenter/.../host of the host that runs the VM",
-            ))
-        }
+        Scheme::Esx if !segments.is_empty() => return Err(bad(UriProblem::EsxPath)),
+        Scheme::Vpx if segments.len() < 2 => return Err(bad(UriProblem::VpxPath)),
         _ => {}
     }
     let mut parsed = EsxUri {
@@ -134,66 +228,53 @@ pub fn parse(uri: &str) -> Result<EsxUri, String> {
     };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = decode(v).map_err(|e| bad(uri, &e))?;
+        let v = decode(v).map_err(bad)?;
         match k {
-            "no_verify" => parsed.no_verify = flag(uri, k, &v)?,
+            "no_verify" => parsed.no_verify = flag(k, &v).map_err(bad)?,
             "auto_answer" => {
-                flag(uri, k, &v)?;
+                flag(k, &v).map_err(bad)?;
                 log::debug!("uri: auto_answer={v} answers VM questions in libvirt; disk access asks none, so it is ignored");
             }
             "transport" => match v.as_str() {
                 "https" => {}
                 "http" => {
-                    return Err(format!(
-                        "uri={uri}: transport=http is refused: VDDK always talks HTTPS to \
-                         vSphere (and checks its thumbprint); drop transport= or use https. \
-                         For VDDK's data transports (nbd, nbdssl, hotadd) use transports="
-                    ))
+                    return Err(UriError::Http {
+                        uri: uri.to_string(),
+                    })
                 }
-                other => {
-                    return Err(bad(
-                        uri,
-                        &format!("transport={other}: libvirt accepts http or https"),
-                    ))
-                }
+                other => return Err(bad(UriProblem::BadTransport(other.to_string()))),
             },
             "proxy" => {
-                return Err(format!(
-                    "uri={uri}: proxy= is refused: VDDK cannot be sent through a proxy, it \
-                     connects to the server (HTTPS) and the hosts (NFC, port 902) itself; \
-                     run vddk-nbd where it reaches them directly"
-                ))
+                return Err(UriError::Proxy {
+                    uri: uri.to_string(),
+                })
             }
-            other => {
-                return Err(bad(
-                    uri,
-                    &format!(
-                        "unknown parameter {other}; libvirt's are transport, no_verify, \
-                         auto_answer and proxy"
-                    ),
-                ))
-            }
+            other => return Err(bad(UriProblem::UnknownParameter(other.to_string()))),
         }
     }
     Ok(parsed)
 }
 
-fn flag(uri: &str, key: &str, v: &str) -> Result<bool, String> {
+fn flag(key: &str, v: &str) -> Result<bool, UriProblem> {
     match v {
         "1" => Ok(true),
         "0" => Ok(false),
-        _ => Err(bad(uri, &format!("{key}={v}: libvirt accepts 0 or 1"))),
+        _ => Err(UriProblem::BadFlag {
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
     }
 }
 
-fn host_port(s: &str) -> Result<(String, Option<u16>), String> {
+fn host_port(s: &str) -> Result<(String, Option<u16>), UriProblem> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest
-            .split_once(']')
-            .ok_or("an IPv6 address lacks its ']'")?;
+        let (h, after) = rest.split_once(']').ok_or(UriProblem::UnclosedBracket)?;
         match after {
             "" => (h, None),
-            a => (h, Some(a.strip_prefix(':').ok_or("junk after ']'")?)),
+            a => (
+                h,
+                Some(a.strip_prefix(':').ok_or(UriProblem::JunkAfterBracket)?),
+            ),
         }
     } else {
         match s.split_once(':') {
@@ -202,7 +283,7 @@ fn host_port(s: &str) -> Result<(String, Option<u16>), String> {
         }
     };
     if host.is_empty() {
-        return Err("no host name".into());
+        return Err(UriProblem::NoHost);
     }
     let port = match port {
         None | Some("") => None,
@@ -210,14 +291,14 @@ fn host_port(s: &str) -> Result<(String, Option<u16>), String> {
             p.parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| format!("port {p:?} is not a number from 1 to 65535"))?,
+                .ok_or_else(|| UriProblem::BadPort(p.to_string()))?,
         ),
     };
     Ok((host.to_string(), port))
 }
 
 /// Percent-decoding (RFC 3986), which must yield UTF-8.
-fn decode(s: &str) -> Result<String, String> {
+fn decode(s: &str) -> Result<String, UriProblem> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -227,7 +308,7 @@ fn decode(s: &str) -> Result<String, String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent escape in {s:?}"))?;
+                .ok_or_else(|| UriProblem::BadEscape(s.to_string()))?;
             out.push(byte);
             i += 3;
         } else {
@@ -235,7 +316,7 @@ fn decode(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("{s:?} does not decode to UTF-8"))
+    String::from_utf8(out).map_err(|_| UriProblem::NotUtf8(s.to_string()))
 }
 
 #[cfg(test)]
@@ -274,6 +355,9 @@ mod tests {
             "esx://root:hunter2@h/#frag",
         ] {
             let e = parse(uri).unwrap_err();
+            assert_eq!(e, UriError::Password);
+            assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+            let e = e.to_string();
             assert!(e.contains("holds a password"), "{e}");
             assert!(!e.contains("hunter2"), "{e}");
         }

@@ -336,7 +336,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
                 p.thumbprint = Some(v.to_string());
                 p.fetch_thumbprint = false;
             }
-            "uri" => p.uri = Some(uri::parse(v).map_err(err)?),
+            "uri" => p.uri = Some(uri::parse(v).map_err(|e| err(e.to_string()))?),
             "export" => p.export = Some(v.to_string()),
             "vmx" => p.vmx = Some(PathBuf::from(v)),
             "io" => p.io = lookup(k, v, IO_MODES)?,
