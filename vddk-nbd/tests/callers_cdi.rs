@@ -125,6 +125,24 @@ struct Login {
     thumbprint: &'static str,
     user: &'static str,
     moref: &'static str,
+    password: Password,
+}
+
+/// How the password reaches nbdkit: CDI's `writePasswordFile` gives a file
+/// (`+FILE`); other revisions pass an open descriptor (`-3`).
+#[derive(Clone, Copy)]
+enum Password {
+    File,
+    Fd3,
+}
+
+impl Password {
+    fn param(self, world: &World) -> String {
+        match self {
+            Password::File => world.password_param.clone(),
+            Password::Fd3 => "password=-3".into(),
+        }
+    }
 }
 
 const THROUGH_VCENTER: Login = Login {
@@ -132,6 +150,7 @@ const THROUGH_VCENTER: Login = Login {
     thumbprint: VC_TP,
     user: VC_USER,
     moref: "vm-42",
+    password: Password::Fd3,
 };
 
 const ON_THE_HOST: Login = Login {
@@ -139,6 +158,7 @@ const ON_THE_HOST: Login = Login {
     thumbprint: ESX_TP,
     user: "root",
     moref: "42",
+    password: Password::File,
 };
 
 /// CDI's argv (`NewNbdkitVddk` then `StartNbdkit`), in its order; `warm`
@@ -158,7 +178,7 @@ fn cdi_argv(
     a.push(libdir());
     a.push(format!("server={}", login.server));
     a.push(format!("user={}", login.user));
-    a.push(world.password_param.clone());
+    a.push(login.password.param(world));
     a.push(format!("thumbprint={}", login.thumbprint));
     a.push(format!("vm=moref={}", login.moref));
     if let Some(snapshot) = warm {
@@ -190,6 +210,10 @@ fn import(
     max_read: u64,
 ) -> (Vec<u8>, Copied, String) {
     let a = cdi_argv(&n.dir, world, login, file, warm);
+    let n = &match login.password {
+        Password::File => n.clone(),
+        Password::Fd3 => n.clone().with_fd3(&world.dir.join("password")),
+    };
     let sock = n.dir.join("nbd.sock");
     let pid = n.dir.join("nbd.pid");
     let server = n.start(&a, &world.env(), &pid, &sock, CDI_PATIENCE);

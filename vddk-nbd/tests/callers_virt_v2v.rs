@@ -52,6 +52,8 @@ fn the_probes_pass_as_virt_v2v_runs_them() {
     // probe_filter_parameter for cow, with Filename.quote's quoting.
     assert!(n.probe("nbdkit null --filter=cow --help | grep -sq 'cow-block-size'"));
     assert!(n.probe("nbdkit null --filter=cow --help | grep -sq 'cow-on-read=.*/PATH'"));
+    // The single-instance input needs the plugin's export= parameter.
+    assert!(n.probe("nbdkit vddk --help | grep -sq 'export='"));
     // error_unless_nbdkit_vddk_working: no libdir=, and no VDDK in the
     // default one, must still exit 0.
     assert!(n.probe("nbdkit vddk --dump-plugin >/dev/null"));
@@ -406,4 +408,40 @@ fn local_files_as_virt_v2v_serves_them() {
     for s in [input, output] {
         s.stop_clean("TERM");
     }
+}
+
+/// Forklift's `RunRemoteV2vInspection` (pkg/virt-v2v/conversion) runs
+/// `virt-v2v-inspector -io vddk-file=DISK ...`, one `-io vddk-file=` per
+/// disk, which starts virt-v2v's VDDK input as above; the inspection
+/// appliance then reads every disk by export name through qemu.
+#[test]
+fn forklift_inspection_reads_every_disk_through_qemu() {
+    let n = AsNbdkit::install("forklift-inspect");
+    let world = World::new(&n.dir, &["db/db.vmdk", "logs/db_1.vmdk"], 10);
+    let names: Vec<&str> = world.disks.iter().map(|d| d.name.as_str()).collect();
+    // Disks in two folders: the prefix ends before them, and `*` crosses
+    // `/` (nbdkit 1.46) to reach both.
+    let wildcard = v2v_wildcard(&names);
+    assert_eq!(wildcard, r"\[ds-1\] *.vmdk");
+    let sock = n.dir.join("in0");
+    let pid = n.dir.join("nbdkit1.pid");
+    let login = V2vLogin {
+        server: VCENTER,
+        moref: "vm-42",
+        user: VC_USER,
+        thumbprint: VC_TP,
+    };
+    let filters = ["multi-conn", "cow", "blocksize", "count", "retry"];
+    let convert = n.dir.join("convert");
+    let mut a = vddk_input(&pid, &sock, true, &filters, &login, &world, &convert);
+    a.push(format!("export={wildcard}"));
+    let server = n.start(&a, &world.env(), &pid, &sock, V2V_PATIENCE);
+    for (i, d) in world.disks.iter().enumerate() {
+        let got = qemu_reads(
+            &export_uri(&sock, &d.name),
+            &n.dir.join(format!("d{i}.raw")),
+        );
+        assert_same(&d.name, &got, &d.bytes);
+    }
+    server.stop_clean("TERM");
 }

@@ -26,9 +26,12 @@ pub const VC_USER: &str = "administrator@vsphere.local";
 pub const PASSWORD: &str = "Passw0rd!";
 
 /// A scratch directory with `bin/nbdkit`, a link to vddk-nbd.
+#[derive(Clone)]
 pub struct AsNbdkit {
     pub dir: PathBuf,
     bin: PathBuf,
+    /// A file the server gets open as descriptor 3 (`password=-3`).
+    fd3: Option<PathBuf>,
 }
 
 impl AsNbdkit {
@@ -37,7 +40,18 @@ impl AsNbdkit {
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).expect("create bin/");
         std::os::unix::fs::symlink(BIN, bin.join("nbdkit")).expect("link nbdkit");
-        AsNbdkit { dir, bin }
+        AsNbdkit {
+            dir,
+            bin,
+            fd3: None,
+        }
+    }
+
+    /// Servers started from now on get `file` open as descriptor 3, as a
+    /// caller passes `password=-3`.
+    pub fn with_fd3(mut self, file: &Path) -> AsNbdkit {
+        self.fd3 = Some(file.to_path_buf());
+        self
     }
 
     /// PATH with our `nbdkit` first, then the system's tools.
@@ -96,8 +110,17 @@ impl AsNbdkit {
         ));
         let out = File::create(&log).expect("create the log");
         let err = out.try_clone().expect("dup the log");
-        let child = self
-            .command("nbdkit")
+        let mut cmd = match &self.fd3 {
+            None => self.command("nbdkit"),
+            // The shell opens descriptor 3 and becomes nbdkit (same pid).
+            Some(file) => {
+                let mut c = self.command("sh");
+                c.args(["-c", "exec 3<\"$0\" && exec nbdkit \"$@\""])
+                    .arg(file);
+                c
+            }
+        };
+        let child = cmd
             .envs(env.iter().copied())
             .args(args)
             .stdout(Stdio::from(out))
@@ -198,9 +221,10 @@ pub struct World {
 }
 
 impl World {
-    /// Disks of `mib` MiB with data at 1 MiB (2 MiB of it), 8 MiB (512 KiB)
-    /// and in the last MiB.
+    /// Disks of `mib` MiB (at least 10) with data at 1 MiB (2 MiB of it),
+    /// 8 MiB (512 KiB) and in the last MiB.
     pub fn new(dir: &Path, names: &[&str], mib: u64) -> World {
+        assert!(mib >= 10, "the layout needs 10 MiB");
         let size = mib << 20;
         let data = [
             (1 << 20, 2 << 20),
