@@ -84,3 +84,42 @@ fn missing_library_still_dumps_the_plugin_keys() {
     );
     assert_eq!(err.matches("warning:").count(), 1, "{err}");
 }
+
+/// The manual's "Library location": with no libdir holding VDDK, the
+/// dynamic linker's search path (`LD_LIBRARY_PATH`) finds it, and `-v`
+/// says which file was loaded and how.
+#[test]
+fn ld_library_path_alone_finds_the_library() {
+    let lib64 = fake_libdir().join("lib64");
+    let o = Command::new(env!("CARGO_BIN_EXE_vddk-nbd"))
+        .args(["vddk", "--dump-plugin"])
+        .env("LD_LIBRARY_PATH", &lib64)
+        .env_remove("VDDK_LIBDIR")
+        .output()
+        .expect("run vddk-nbd");
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let dll = out
+        .lines()
+        .find_map(|l| l.strip_prefix("vddk_dll="))
+        .unwrap_or_else(|| panic!("no vddk_dll= in {out}"));
+    assert!(PathBuf::from(dll).starts_with(&lib64), "{dll}");
+
+    let dir = vddk_tests::scratch_dir("cli-ld-library-path");
+    let disk = vddk_tests::images::make_vmdk(&dir.join("d.vmdk"), "monolithicSparse", 1 << 20, &[]);
+    let o = vddk_tests::cmd::command(env!("CARGO_BIN_EXE_vddk-nbd"))
+        .args(["-v", "-r", "-U", "-", "vddk"])
+        .arg(&disk)
+        .args(["--run", "nbdinfo --size \"$uri\""])
+        .env("LD_LIBRARY_PATH", &lib64)
+        .env_remove("VDDK_LIBDIR")
+        .output()
+        .expect("run vddk-nbd");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1048576");
+    assert!(
+        err.contains("found by the dynamic linker's search path"),
+        "{err}"
+    );
+}

@@ -42,7 +42,9 @@ mod load;
 mod optional;
 
 pub use bindings::*;
-pub use load::{Attempt, LibrarySource, LoadError, LoadOptions, DEFAULT_LIBDIR, SONAME_MAJORS};
+pub use load::{
+    Attempt, FoundBy, LibrarySource, LoadError, LoadOptions, DEFAULT_LIBDIR, SONAME_MAJORS,
+};
 pub use optional::{Capabilities, OptionalFunctions};
 
 use std::path::{Path, PathBuf};
@@ -98,6 +100,7 @@ pub struct Library {
     path: PathBuf,
     major: u32,
     version: Option<String>,
+    found_by: FoundBy,
 }
 
 impl Library {
@@ -117,6 +120,7 @@ impl Library {
         path: PathBuf,
         major: u32,
         version: Option<String>,
+        found_by: FoundBy,
     ) -> Library {
         Library {
             core,
@@ -124,6 +128,26 @@ impl Library {
             path,
             major,
             version,
+            found_by,
+        }
+    }
+
+    /// How the file was found: in the libdir, or by the dynamic linker.
+    pub fn found_by(&self) -> &FoundBy {
+        &self.found_by
+    }
+
+    /// The directory to give InitEx as its libdir: the VDDK distribution
+    /// the loaded file belongs to (`DIR` for `DIR/lib64/libvixDiskLib.so.N`),
+    /// or `searched` when the file's own place is not known.
+    pub fn distribution_dir(&self, searched: &Path) -> PathBuf {
+        let parent = self.path.parent().filter(|p| !p.as_os_str().is_empty());
+        match parent {
+            Some(p) if p.file_name().is_some_and(|n| n == "lib64") => {
+                p.parent().unwrap_or(p).to_path_buf()
+            }
+            Some(p) => p.to_path_buf(),
+            None => searched.to_path_buf(),
         }
     }
 

@@ -42,15 +42,42 @@ impl fmt::Display for LibrarySource {
     }
 }
 
+/// How the loaded file was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FoundBy {
+    /// In the libdir searched, which came from this source.
+    Libdir(LibrarySource),
+    /// Not in the libdir: the dynamic linker found it by its soname
+    /// (`$LD_LIBRARY_PATH`, then the system's library cache), as VDDK's
+    /// documentation allows when no libdir holds it.
+    DynamicLinker,
+}
+
+impl fmt::Display for FoundBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FoundBy::Libdir(source) => write!(f, "in the {source}"),
+            FoundBy::DynamicLinker => f.write_str(
+                "by the dynamic linker's search path ($LD_LIBRARY_PATH or the system's \
+                 library cache), not in the libdir",
+            ),
+        }
+    }
+}
+
 /// How to find the library.
 ///
 /// Only the first configured source is searched: an explicit libdir, else
-/// `$VDDK_LIBDIR`, else [`DEFAULT_LIBDIR`]. A libdir the user named is
-/// never silently replaced by another installation.
+/// `$VDDK_LIBDIR`, else [`DEFAULT_LIBDIR`]; another installation is never
+/// looked for in its place. When that directory does not hold the library,
+/// the dynamic linker is asked for it by soname, as nbdkit does, so that
+/// `LD_LIBRARY_PATH` alone works ([`FoundBy::DynamicLinker`] says so).
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     libdir: Option<PathBuf>,
     env_libdir: Option<Option<OsString>>,
+    /// `Some(false)`: the libdir only.
+    dynamic_linker: Option<bool>,
 }
 
 impl LoadOptions {
@@ -65,6 +92,14 @@ impl LoadOptions {
     /// Tests use it to stay independent of the environment.
     pub fn env_libdir(mut self, value: Option<impl Into<OsString>>) -> Self {
         self.env_libdir = Some(value.map(Into::into));
+        self
+    }
+
+    /// Whether to ask the dynamic linker for the library by soname when
+    /// the libdir does not hold it (the default). Turn it off to accept
+    /// the libdir's library or none.
+    pub fn dynamic_linker(mut self, on: bool) -> Self {
+        self.dynamic_linker = Some(on);
         self
     }
 
@@ -177,60 +212,104 @@ fn reason_of(err: &libloading::Error, path: &Path) -> String {
 pub(crate) fn load(opts: &LoadOptions) -> Result<Library, LoadError> {
     let (dir, source) = opts.resolve_dir();
     let mut tried = Vec::new();
-    for (path, major) in candidates_in(&dir) {
-        // RTLD_NOW surfaces unresolved dependencies here rather than at
-        // the first call; RTLD_LOCAL keeps VDDK's bundled OpenSSL and C++
-        // runtime from overriding the program's own.
-        let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
-        // SAFETY: opening a shared object runs its initialisers. Loading
-        // VDDK is this function's purpose and its initialisers are the
-        // vendor's; the candidate path is one the caller pointed us at.
-        let opened = unsafe { libloading::os::unix::Library::open(Some(&path), flags) };
-        let raw = match opened {
-            Ok(lib) => libloading::Library::from(lib),
-            Err(e) => {
-                tried.push(Attempt {
-                    reason: reason_of(&e, &path),
-                    path,
-                });
-                continue;
-            }
-        };
-        let missing: Vec<&'static str> = REQUIRED_FUNCTIONS
-            .iter()
-            .copied()
-            .filter(|name| {
-                let sym = format!("{name}\0");
-                // SAFETY: the symbol is only looked up, never called,
-                // through this untyped pointer.
-                unsafe { raw.get::<*const ()>(sym.as_bytes()) }.is_err()
-            })
-            .collect();
-        if !missing.is_empty() {
-            return Err(LoadError::MissingSymbols { path, missing });
+    let in_dir = candidates_in(&dir)
+        .into_iter()
+        .map(|(path, major)| (path, major, FoundBy::Libdir(source.clone())));
+    // Bare sonames: dlopen then searches as the dynamic linker does.
+    let linker_majors = if opts.dynamic_linker.unwrap_or(true) {
+        SONAME_MAJORS
+    } else {
+        &[]
+    };
+    let by_linker = linker_majors.iter().map(|&major| {
+        let name = PathBuf::from(format!("libvixDiskLib.so.{major}"));
+        (name, major, FoundBy::DynamicLinker)
+    });
+    for (path, major, found_by) in in_dir.chain(by_linker) {
+        match open_one(&path, major, found_by) {
+            Ok(lib) => return Ok(lib),
+            Err(Opened::Failed(attempt)) => tried.push(attempt),
+            Err(Opened::Unusable(e)) => return Err(e),
         }
-        // SAFETY: each optional symbol is read with the function type our
-        // header gives it; VDDK exports them with those C signatures.
-        let optional = unsafe { OptionalFunctions::resolve(&raw) };
-        // SAFETY: as above for the core table; every symbol was just
-        // checked to exist, so this cannot fail on a missing name.
-        let core = match unsafe { VixDiskLibCore::from_library(raw) } {
-            Ok(core) => core,
-            Err(e) => {
-                return Err(LoadError::NotFound {
-                    dir,
-                    source,
-                    tried: vec![Attempt {
-                        reason: e.to_string(),
-                        path,
-                    }],
-                })
-            }
-        };
-        let (major, version) = version_of(&path, major);
-        return Ok(Library::from_parts(core, optional, path, major, version));
     }
     Err(LoadError::NotFound { dir, source, tried })
+}
+
+/// Why one candidate was not used: it did not open (try the next), or it
+/// opened and is not a usable VDDK (stop: the user should hear of it).
+enum Opened {
+    Failed(Attempt),
+    Unusable(LoadError),
+}
+
+fn open_one(path: &Path, major: u32, found_by: FoundBy) -> Result<Library, Opened> {
+    // RTLD_NOW surfaces unresolved dependencies here rather than at the
+    // first call; RTLD_LOCAL keeps VDDK's bundled OpenSSL and C++ runtime
+    // from overriding the program's own.
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
+    // SAFETY: opening a shared object runs its initialisers. Loading VDDK
+    // is this function's purpose and its initialisers are the vendor's;
+    // the candidate is a path the caller pointed us at or VDDK's soname.
+    let opened = unsafe { libloading::os::unix::Library::open(Some(path), flags) };
+    let raw = match opened {
+        Ok(lib) => libloading::Library::from(lib),
+        Err(e) => {
+            return Err(Opened::Failed(Attempt {
+                reason: reason_of(&e, path),
+                path: path.to_path_buf(),
+            }))
+        }
+    };
+    let path = match found_by {
+        FoundBy::DynamicLinker => linker_path(path),
+        FoundBy::Libdir(_) => path.to_path_buf(),
+    };
+    let missing: Vec<&'static str> = REQUIRED_FUNCTIONS
+        .iter()
+        .copied()
+        .filter(|name| {
+            let sym = format!("{name}\0");
+            // SAFETY: the symbol is only looked up, never called, through
+            // this untyped pointer.
+            unsafe { raw.get::<*const ()>(sym.as_bytes()) }.is_err()
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(Opened::Unusable(LoadError::MissingSymbols {
+            path,
+            missing,
+        }));
+    }
+    // SAFETY: each optional symbol is read with the function type our
+    // header gives it; VDDK exports them with those C signatures.
+    let optional = unsafe { OptionalFunctions::resolve(&raw) };
+    // SAFETY: as above for the core table; every symbol was just checked
+    // to exist, so this cannot fail on a missing name.
+    let core = match unsafe { VixDiskLibCore::from_library(raw) } {
+        Ok(core) => core,
+        Err(e) => {
+            return Err(Opened::Failed(Attempt {
+                reason: e.to_string(),
+                path,
+            }))
+        }
+    };
+    let (major, version) = version_of(&path, major);
+    Ok(Library::from_parts(
+        core, optional, path, major, version, found_by,
+    ))
+}
+
+/// Where the dynamic linker most likely found the soname `name`: the first
+/// `$LD_LIBRARY_PATH` directory holding it (searched first, as ld.so
+/// does), else the bare name (it came from the system's cache).
+fn linker_path(name: &Path) -> PathBuf {
+    let dirs = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
+    std::env::split_paths(&dirs)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| name.to_path_buf())
 }
 
 /// The version a loaded file really is. VDDK ships

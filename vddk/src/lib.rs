@@ -96,7 +96,7 @@ pub use stats::{CallStats, Stats};
 /// Library search options and what the loaded library offers, from
 /// `vddk-sys`: [`InitOptions::load_options`] takes the first,
 /// [`Vddk::capabilities`] returns the second.
-pub use vddk_sys::{Capabilities, LoadError, LoadOptions, DEFAULT_LIBDIR};
+pub use vddk_sys::{Capabilities, FoundBy, LibrarySource, LoadError, LoadOptions, DEFAULT_LIBDIR};
 pub use vix::VixCode;
 
 /// Bytes per sector: every offset and length VDDK takes is in these.

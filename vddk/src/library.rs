@@ -8,7 +8,7 @@ use crate::connect_params::ConnectParams;
 use crate::error::{Error, Result};
 use crate::raw::Lib;
 use crate::stats::{CallStats, Stats};
-use crate::{Capabilities, LoadOptions};
+use crate::{Capabilities, FoundBy, LoadOptions};
 
 /// How to load and initialise VDDK.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +100,12 @@ impl Vddk {
     /// The shared object that was loaded.
     pub fn library_path(&self) -> &Path {
         self.lib.sys().path()
+    }
+
+    /// How it was found: in the libdir (and which one), or by the dynamic
+    /// linker's search path when the libdir did not hold it.
+    pub fn found_by(&self) -> &FoundBy {
+        self.lib.sys().found_by()
     }
 
     /// The VDDK major version, from the soname of the file that loaded

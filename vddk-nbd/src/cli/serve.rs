@@ -141,10 +141,23 @@ fn open_vddk(
     // includes Exit as nbdkit's does.
     let stats = lib.stats_handle();
     log::debug!(
-        "loaded {} (VDDK {})",
+        "loaded {} (VDDK {}), found {}",
         lib.library_path().display(),
-        lib.major_version()
+        lib.major_version(),
+        lib.found_by()
     );
+    if *lib.found_by() == vddk::FoundBy::DynamicLinker {
+        let searched = match &p.libdir {
+            Some(d) => std::path::PathBuf::from(d),
+            None => vddk::LoadOptions::default().resolve_dir().0,
+        };
+        log::warn!(
+            "VDDK was not in the libdir ({}); using {} from the dynamic linker's search \
+             path: set libdir= to its distribution directory if transports misbehave",
+            searched.display(),
+            lib.library_path().display()
+        );
+    }
 
     let params = connect_params(p, secrets, read_only).map_err(|e| e.to_string())?;
     let conn = vddk::Connection::connect(&lib, &params).map_err(|e| e.to_string())?;

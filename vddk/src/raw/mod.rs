@@ -90,8 +90,7 @@ impl Lib {
         config_file: Option<&Path>,
         stats: Option<Stats>,
     ) -> Result<Lib> {
-        let (libdir, _) = load.resolve_dir();
-        let libdir = c_path("libdir", &libdir)?;
+        let (searched, _) = load.resolve_dir();
         let config = config_file.map(|p| c_path("config file", p)).transpose()?;
         match STATE.compare_exchange(NEVER, LIVE, Ordering::SeqCst, Ordering::SeqCst) {
             Ok(_) => {}
@@ -104,6 +103,15 @@ impl Lib {
                 // Nothing was initialised, so a retry with another libdir is fine.
                 STATE.store(NEVER, Ordering::SeqCst);
                 return Err(e.into());
+            }
+        };
+        // InitEx finds VDDK's plugins and configuration under the
+        // distribution the file came from, wherever it was found.
+        let libdir = match c_path("libdir", &sys.distribution_dir(&searched)) {
+            Ok(d) => d,
+            Err(e) => {
+                STATE.store(NEVER, Ordering::SeqCst);
+                return Err(e);
             }
         };
         let [log, warn, panic] = logsink::callbacks();
