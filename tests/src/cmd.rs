@@ -83,3 +83,15 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs `cmd` with its stdout a pipe whose reading end is closed before
+/// the program writes (as in `cmd | true`), stderr captured.
+pub fn output_into_closed_pipe(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use vddk_tests::cmd::stderr;
+use vddk_tests::cmd::{output_into_closed_pipe, stderr};
 
 fn vddk_nbd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vddk-nbd"))
@@ -186,4 +186,23 @@ fn unreadable_password_file_is_reported() {
         e.contains("password=+/nonexistent/pw") && e.contains("cannot read"),
         "{e}"
     );
+}
+
+/// `vddk-nbd --help | true`: a reader that has gone is not an error, and
+/// certainly not a panic.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["--dump-config"],
+        &["--long-options"],
+    ] {
+        for _ in 0..10 {
+            let o =
+                output_into_closed_pipe(Command::new(env!("CARGO_BIN_EXE_vddk-nbd")).args(args));
+            assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+            assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use nbd_common::{run_script, BIN};
-use vddk_tests::cmd::{command, run_cmd, stderr, stdout};
+use vddk_tests::cmd::{command, output_into_closed_pipe, run_cmd, stderr, stdout};
 use vddk_tests::images::{make_vmdk, s};
 use vddk_tests::inventory::{one_vm, Inventory, ONE_VM_DISK};
 use vddk_tests::process::wait_until;
@@ -100,6 +100,14 @@ fn subcommand_matches_openssl() {
 
     let o = run_cmd(Command::new(BIN).args(["thumbprint", &format!("127.0.0.1:{}", tls.port)]));
     assert_eq!(stdout(&o), format!("thumbprint={sha1}\nsha256={sha256}\n"));
+    // `| true`: the reader gone, the command still ends quietly.
+    for _ in 0..5 {
+        let o = output_into_closed_pipe(
+            Command::new(BIN).args(["thumbprint", &format!("127.0.0.1:{}", tls.port)]),
+        );
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    }
 
     // Nothing listening: a clear error, not a hang.
     let free = TcpListener::bind("127.0.0.1:0")
@@ -224,6 +232,24 @@ fn fetched_thumbprints_open_and_mismatches_name_both() {
         err.contains(&format!(
             "the server's certificate thumbprint is {sha1} but thumbprint={wrong} was given"
         )),
+        "{err}"
+    );
+
+    // The manuals' bogus thumbprint: not one at all, and the error still
+    // gives the real one to paste.
+    let o = serve_remote(
+        &inv,
+        &[
+            "server=127.0.0.1".into(),
+            format!("port={port}"),
+            "user=root".into(),
+            "thumbprint=12".into(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("thumbprint=12") && err.contains(&format!("use thumbprint={sha1}")),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).ok();

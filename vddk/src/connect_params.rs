@@ -203,30 +203,56 @@ impl fmt::Display for SnapshotRef {
 }
 
 /// An ordered list of transport modes to try, e.g. `nbdssl:nbd`.
+///
+/// Names outside [`TransportList::KNOWN`] are kept and passed to VDDK, as
+/// nbdkit does (a newer VDDK may have modes this crate does not know);
+/// [`TransportList::unknown`] lists them so that a caller can warn.
+///
+/// ```
+/// let t: vddk::TransportList = "nbdssl:NBD:newmode".parse()?;
+/// assert_eq!(t.to_string(), "nbdssl:nbd:newmode");
+/// assert_eq!(t.unknown().collect::<Vec<_>>(), ["newmode"]);
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TransportList(Vec<String>);
 
 impl TransportList {
-    /// The modes VDDK knows; others are refused when parsing.
+    /// The modes VDDK is documented to have.
     pub const KNOWN: &'static [&'static str] = &["file", "san", "hotadd", "nbdssl", "nbd"];
 
     /// The modes in order.
     pub fn modes(&self) -> &[String] {
         &self.0
     }
+
+    /// The modes not in [`TransportList::KNOWN`].
+    pub fn unknown(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .map(String::as_str)
+            .filter(|m| !Self::KNOWN.contains(m))
+    }
 }
 
 impl FromStr for TransportList {
     type Err = Error;
 
+    /// Refuses only what cannot be a mode name: an empty one, or one with
+    /// characters other than ASCII letters, digits, `-` and `_`.
     fn from_str(s: &str) -> Result<TransportList> {
         let mut modes = Vec::new();
         for mode in s.split(':') {
             let mode = mode.trim().to_ascii_lowercase();
-            if !Self::KNOWN.contains(&mode.as_str()) {
+            let name_like = !mode.is_empty()
+                && mode
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_like {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown transport mode {mode:?} in {s:?}: use a colon-separated list of {}",
-                    Self::KNOWN.join(", ")
+                    "transport mode {mode:?} in {s:?} is not a mode name: use a colon-separated \
+                     list such as {}",
+                    Self::KNOWN.join(":")
                 )));
             }
             if !modes.contains(&mode) {
@@ -437,13 +463,17 @@ mod tests {
     }
 
     #[test]
-    fn transport_list_round_trips_and_rejects_unknown() {
+    fn transport_list_round_trips_and_keeps_unknown_names() {
         let t: TransportList = "NBDSSL:nbd".parse().unwrap();
         assert_eq!(t.to_string(), "nbdssl:nbd");
         assert_eq!(t.modes().len(), 2);
-        let err = "nbd:ftp".parse::<TransportList>().unwrap_err();
-        assert!(err.to_string().contains("\"ftp\""), "{err}");
+        assert_eq!(t.unknown().count(), 0);
+        let t: TransportList = "nbd:bogus".parse().unwrap();
+        assert_eq!(t.unknown().collect::<Vec<_>>(), ["bogus"]);
+        let err = "nbd:f p".parse::<TransportList>().unwrap_err();
+        assert!(err.to_string().contains("\"f p\""), "{err}");
         assert!("".parse::<TransportList>().is_err());
+        assert!("nbd::san".parse::<TransportList>().is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! started).
 
 mod args;
+mod ask_user;
 mod daemon;
 mod dump;
 mod help;
@@ -202,12 +203,24 @@ fn local_main(
 }
 
 /// The `vddk` plugin: parameters, secrets and the library path first.
+/// A parameter the `vddk` crate refused; a thumbprint that is not one
+/// also gets the server's real one, when it can be fetched.
+fn explain(p: &params::VddkParams, e: &params::connect::BadValue) -> String {
+    let hint = (e.key == "thumbprint")
+        .then(|| params::trust::server_thumbprint_hint(p))
+        .flatten();
+    match hint {
+        Some(h) => format!("{e}; {h}"),
+        None => e.to_string(),
+    }
+}
+
 fn vddk_main(
     opts: &args::Options,
     pairs: &[(String, String)],
     filters: vddk_nbd::filters::Stack,
 ) -> i32 {
-    let params = match params::vddk_plugin::parse(pairs) {
+    let mut params = match params::vddk_plugin::parse(pairs) {
         Ok(p) => p,
         Err(e) => return error(&e.to_string()),
     };
@@ -222,9 +235,12 @@ fn vddk_main(
     if opts.action == Action::DumpPlugin {
         return dump::run(&params);
     }
+    if let Err(e) = ask_user::fill(&mut params) {
+        return error(&e);
+    }
     if let Err(e) = params::vddk_plugin::validate(&params)
         .map_err(|e| e.to_string())
-        .and_then(|()| params::connect::check(&params).map_err(|e| e.to_string()))
+        .and_then(|()| params::connect::check(&params).map_err(|e| explain(&params, &e)))
     {
         return error(&e);
     }

@@ -18,9 +18,7 @@ pub fn run(args: &[String]) -> i32 {
     match result {
         Ok(fp) => {
             // The first line can be pasted as a parameter as it is.
-            println!("thumbprint={}", fp.sha1);
-            println!("sha256={}", fp.sha256);
-            0
+            super::print(&format!("thumbprint={}\nsha256={}\n", fp.sha1, fp.sha256))
         }
         Err(e) => {
             eprintln!("vddk-nbd: error: {e}");

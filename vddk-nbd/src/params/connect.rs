@@ -100,10 +100,26 @@ pub fn connect_params(
 /// Checks the values the `vddk` crate parses (thumbprint, vm, snapshot,
 /// transports, compression), so mistakes show before anything starts.
 ///
+/// Transport modes VDDK is not documented to have are passed through, as
+/// nbdkit passes them (a newer VDDK may have more), with a warning.
+///
 /// # Errors
 /// [`BadValue`] for the first of them the `vddk` crate cannot parse.
 pub fn check(p: &VddkParams) -> Result<(), BadValue> {
     connect_params(p, &Secrets::default(), false).map(drop)?;
+    let modes = p
+        .transports
+        .as_deref()
+        .map(str::parse::<vddk::TransportList>);
+    if let Some(Ok(list)) = &modes {
+        for m in list.unknown() {
+            log::warn!(
+                "transports: {m:?} is not a mode VDDK is documented to have ({}); it is \
+                 passed to VDDK as given",
+                vddk::TransportList::KNOWN.join(", ")
+            );
+        }
+    }
     open_flags(p, false).map(drop)
 }
 

@@ -89,6 +89,26 @@ pub fn open_error(p: &VddkParams, path: &str, e: &vddk::Error) -> String {
     }
 }
 
+/// For a `thumbprint=` that is not a thumbprint at all: nbdkit's manual
+/// teaches giving a bogus one (`thumbprint=12`) to learn the real one from
+/// the error, so the server's certificate is fetched and its thumbprint
+/// offered in the form to paste. `None` for a local disk, or when the
+/// certificate cannot be fetched (the reason is logged at debug level).
+pub fn server_thumbprint_hint(p: &VddkParams) -> Option<String> {
+    let (server, port) = target(p)?;
+    match thumbprint::fetch(server, port, TIMEOUT) {
+        Ok(fp) => Some(format!(
+            "the server's certificate thumbprint is {}: if you trust the server, use \
+             thumbprint={}",
+            fp.sha1, fp.sha1
+        )),
+        Err(e) => {
+            log::debug!("could not fetch {server}:{port}'s thumbprint to show it: {e}");
+            None
+        }
+    }
+}
+
 /// A sentence naming both thumbprints when they differ.
 pub fn mismatch(configured: &str, fetched: &Fingerprints) -> Option<String> {
     let same = configured

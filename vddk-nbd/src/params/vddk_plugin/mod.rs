@@ -486,7 +486,9 @@ pub fn validate(p: &VddkParams) -> Result<(), ParamError> {
         if let Some(u) = &p.uri {
             if !u.no_verify && p.thumbprint.is_none() && !p.fetch_thumbprint {
                 return Err(err(
-                    "uri= without no_verify=1 needs the server's thumbprint: give                      thumbprint=XX:XX:... (`vddk-nbd thumbprint HOST[:PORT]` prints it), or                      thumbprint=auto to fetch and use it, or add ?no_verify=1 to the URI",
+                    "uri= without no_verify=1 needs the server's thumbprint: give thumbprint=XX:XX:... \
+                     (`vddk-nbd thumbprint HOST[:PORT]` prints it), or thumbprint=auto to fetch \
+                     and use it, or add ?no_verify=1 to the URI",
                 ));
             }
         }
@@ -522,7 +524,8 @@ fn validate_exports(p: &VddkParams) -> Result<(), ParamError> {
     if let Some(vmx) = &p.vmx {
         if p.is_remote() {
             return Err(err(
-                "vmx= serves the disks of a local VM: remove server=, uri= and the other                  remote parameters, or serve remote disks with export=\"[datastore] vm/*.vmdk\"",
+                "vmx= serves the disks of a local VM: remove server=, uri= and the other remote \
+                 parameters, or serve remote disks with export=\"\\[datastore\\] vm/*.vmdk\"",
             ));
         }
         if p.file.is_some() {
