@@ -171,3 +171,49 @@ fn prompt_with_a_wrong_password_fails_clearly() {
     assert!(!screen.contains(MARK), "{screen}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `uri=esx://esx1/` names no user: as libvirt does, the user is asked
+/// for (an empty answer takes `root`), then the password; without a
+/// terminal, the error says where to write the user.
+#[test]
+fn a_uri_without_a_user_asks_for_it() {
+    let dir = scratch_dir("secrets-prompt-user");
+    let inv = inventory(&dir);
+    make_vmdk(
+        &dir.join("ds1/web/web.vmdk"),
+        "monolithicSparse",
+        8 << 20,
+        &[],
+    );
+    let args = format!(
+        "-U - libdir='{}' uri=esx://esx1/ password=- thumbprint={THUMBPRINT} vm=moref=42 \
+         '[ds1] web/web.vmdk' --run 'nbdinfo --size \"$uri\"'",
+        fake_libdir().display()
+    );
+    let mut term = Terminal::start(&format!("'{BIN}' {args}"), &[("FAKE_VDDK_INVENTORY", &inv)]);
+    term.wait_for("Enter username for esx1 [root]: ");
+    term.type_line("");
+    term.wait_for("password: ");
+    term.type_line(PASSWORD);
+    let (ok, screen) = term.finish();
+    assert!(ok, "the session failed:\n{screen}");
+    assert!(screen.contains("8388608"), "{screen}");
+
+    let o = command(BIN)
+        .args(["-U", "-", "uri=esx://esx1/", "password=+/nonexistent"])
+        .args([
+            &format!("thumbprint={THUMBPRINT}"),
+            "vm=moref=42",
+            "[ds1] web/web.vmdk",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("names no user") && err.contains("esx://root@esx1/"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

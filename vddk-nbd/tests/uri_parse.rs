@@ -117,6 +117,19 @@ fn accepted_forms() {
     }
 }
 
+/// libvirt documents `vcenter=` for esx:// URIs (the host's vCenter, or
+/// `*` for the one the host reports); it does not matter to disk access.
+#[test]
+fn the_vcenter_parameter_of_esx_uris_is_accepted() {
+    for text in [
+        "esx://root@esx1/?vcenter=vc.example.com",
+        "esx://esx1/?vcenter=*&no_verify=1",
+    ] {
+        let u = uri::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(u.server, "esx1");
+    }
+}
+
 #[test]
 fn refused_forms_say_why() {
     let table: &[(&str, &str)] = &[
@@ -140,6 +153,10 @@ fn refused_forms_say_why() {
         ("esx://@esx1/", "the user before '@' is empty"),
         ("esx://ro%zzot@esx1/", "bad percent escape"),
         ("esx://esx1/#frag", "fragment"),
+        (
+            "vpx://vc/dc/h?vcenter=vc2",
+            "vcenter= belongs to esx:// URIs",
+        ),
     ];
     for (text, why) in table {
         let e = uri::parse(text).unwrap_err().to_string();

@@ -75,7 +75,9 @@ pub fn start(secrets: &Secrets, verbose: bool) -> i32 {
             return 1;
         }
     };
-    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let mut argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    // What was asked for on the terminal, which the copy will not have.
+    argv.extend(super::ask_user::child_arg());
     // Open until the copy has started (it inherits them), closed after.
     let (args, _handovers) = match moved_off_argv(&argv, secrets) {
         Ok(a) => a,

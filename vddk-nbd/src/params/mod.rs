@@ -108,16 +108,14 @@ impl Params {
 }
 
 /// Whether a command-line word is a `key=value` parameter, and if so its
-/// two halves. A word whose part before `=` is empty, holds `/` or `[`,
-/// or starts with `<` is a path (`[datastore1] a=b/disk.vmdk`,
-/// `/tmp/x=1.vmdk`, libvirt's `<source file='[ds] a/a.vmdk'/>`), not a key.
+/// two halves. A word whose part before `=` is empty, holds `/`, `[`,
+/// `<` or white space is a path (`[datastore1] a=b/disk.vmdk`,
+/// `/tmp/x=1.vmdk`, libvirt's `<source file='[ds] a/a.vmdk'/>` pasted with
+/// its indentation), not a key.
 pub fn as_pair(arg: &str) -> Option<(&str, &str)> {
+    let path_like = |k: &str| k.contains(['/', '[', '<']) || k.contains(char::is_whitespace);
     match arg.split_once('=') {
-        Some((k, v))
-            if !k.is_empty() && !k.contains('/') && !k.contains('[') && !k.starts_with('<') =>
-        {
-            Some((k, v))
-        }
+        Some((k, v)) if !k.is_empty() && !path_like(k) => Some((k, v)),
         _ => None,
     }
 }
@@ -143,6 +141,7 @@ mod tests {
         assert_eq!(as_pair("[ds] a=b/c.vmdk"), None);
         assert_eq!(as_pair("=x"), None);
         assert_eq!(as_pair("disk.vmdk"), None);
+        assert_eq!(as_pair("      <source file='[ds] a/a.vmdk'/>"), None);
         assert_eq!(
             split_param("[ds1] vm/vm.vmdk"),
             ("file".to_string(), "[ds1] vm/vm.vmdk".to_string())

@@ -6,7 +6,8 @@
 //! - `gsx://`: VMware Server, which VDDK cannot reach, refused.
 //!
 //! The URI gives the server, port and user; the query parameters are
-//! libvirt's `transport`, `no_verify`, `auto_answer` and `proxy`. How each
+//! libvirt's `transport`, `vcenter`, `no_verify`, `auto_answer` and
+//! `proxy`. How each
 //! applies to VDDK is in vddk-nbd's README.
 
 /// Which libvirt driver scheme the URI used.
@@ -141,11 +142,16 @@ pub enum UriProblem {
         /// Its value.
         value: String,
     },
+    /// `vcenter=` on a `vpx://` URI, which already names its vCenter.
+    #[error("vcenter= belongs to esx:// URIs; a vpx:// URI already names its vCenter")]
+    VcenterOnVpx,
     /// A `transport=` other than `http` or `https`.
     #[error("transport={0}: libvirt accepts http or https")]
     BadTransport(String),
     /// A query parameter libvirt does not define.
-    #[error("unknown parameter {0}; libvirt's are transport, no_verify, auto_answer and proxy")]
+    #[error(
+        "unknown parameter {0}; libvirt's are transport, vcenter, no_verify, auto_answer and proxy"
+    )]
     UnknownParameter(String),
 }
 
@@ -234,6 +240,12 @@ pub fn parse(uri: &str) -> Result<EsxUri, UriError> {
             "auto_answer" => {
                 flag(k, &v).map_err(bad)?;
                 log::debug!("uri: auto_answer={v} answers VM questions in libvirt; disk access asks none, so it is ignored");
+            }
+            // The vCenter that manages the host (`*`: the one the host
+            // reports): libvirt needs it to migrate VMs, disk access does not.
+            "vcenter" if scheme == Scheme::Vpx => return Err(bad(UriProblem::VcenterOnVpx)),
+            "vcenter" => {
+                log::debug!("uri: vcenter={v} names the host's vCenter for libvirt's migrations; disk access does not use it");
             }
             "transport" => match v.as_str() {
                 "https" => {}
