@@ -113,6 +113,13 @@ struct V2vLogin {
     thumbprint: &'static str,
 }
 
+const THROUGH_VCENTER: V2vLogin = V2vLogin {
+    server: VCENTER,
+    moref: "vm-42",
+    user: VC_USER,
+    thumbprint: VC_TP,
+};
+
 /// The VDDK input's command line as `input_vddk.ml` builds it (2.2 and
 /// later), all but the disk (`file=` or `export=`): the debug flags, the
 /// filters (outermost first), the plugin's keys, then the filters' keys.
@@ -227,12 +234,7 @@ fn one_instance_for_the_whole_vm_then_the_file_output() {
     // As logged by virt-v2v 2.8+ (`running nbdkit:`), in this order.
     let input_sock = tmp.join("in0");
     let input_pid = n.dir.join("nbdkit1.pid");
-    let login = V2vLogin {
-        server: VCENTER,
-        moref: "vm-42",
-        user: VC_USER,
-        thumbprint: VC_TP,
-    };
+    let login = THROUGH_VCENTER;
     let filters = ["multi-conn", "cow", "blocksize", "count", "retry"];
     let convert = tmp.join("convert");
     let mut input = vddk_input(
@@ -425,12 +427,7 @@ fn forklift_inspection_reads_every_disk_through_qemu() {
     assert_eq!(wildcard, r"\[ds-1\] *.vmdk");
     let sock = n.dir.join("in0");
     let pid = n.dir.join("nbdkit1.pid");
-    let login = V2vLogin {
-        server: VCENTER,
-        moref: "vm-42",
-        user: VC_USER,
-        thumbprint: VC_TP,
-    };
+    let login = THROUGH_VCENTER;
     let filters = ["multi-conn", "cow", "blocksize", "count", "retry"];
     let convert = n.dir.join("convert");
     let mut a = vddk_input(&pid, &sock, true, &filters, &login, &world, &convert);

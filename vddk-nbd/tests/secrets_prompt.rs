@@ -110,6 +110,18 @@ fn inventory(dir: &Path) -> std::path::PathBuf {
     one_vm(dir, "esx1", &[("thumbprint", THUMBPRINT), ("user", &user)])
 }
 
+/// [`inventory`] with VM 42's disk made: 8 MiB, never written.
+fn inventory_with_disk(dir: &Path) -> std::path::PathBuf {
+    let inv = inventory(dir);
+    make_vmdk(
+        &dir.join("ds1/web/web.vmdk"),
+        "monolithicSparse",
+        8 << 20,
+        &[],
+    );
+    inv
+}
+
 /// The method itself: on this terminal, a line typed at a plain `read`
 /// is echoed back, so a password echoed at the prompt would be seen.
 #[test]
@@ -126,13 +138,7 @@ fn the_terminal_echoes_what_is_typed() {
 #[test]
 fn prompt_reads_the_password_without_echo() {
     let dir = scratch_dir("secrets-prompt");
-    let inv = inventory(&dir);
-    make_vmdk(
-        &dir.join("ds1/web/web.vmdk"),
-        "monolithicSparse",
-        8 << 20,
-        &[],
-    );
+    let inv = inventory_with_disk(&dir);
     let command = format!(
         "'{BIN}' -v -U - libdir='{}' server=esx1 user=root password=- \
          thumbprint={THUMBPRINT} vm=moref=42 '[ds1] web/web.vmdk' \
@@ -178,13 +184,7 @@ fn prompt_with_a_wrong_password_fails_clearly() {
 #[test]
 fn a_uri_without_a_user_asks_for_it() {
     let dir = scratch_dir("secrets-prompt-user");
-    let inv = inventory(&dir);
-    make_vmdk(
-        &dir.join("ds1/web/web.vmdk"),
-        "monolithicSparse",
-        8 << 20,
-        &[],
-    );
+    let inv = inventory_with_disk(&dir);
     let args = format!(
         "-U - libdir='{}' uri=esx://esx1/ password=- thumbprint={THUMBPRINT} vm=moref=42 \
          '[ds1] web/web.vmdk' --run 'nbdinfo --size \"$uri\"'",
