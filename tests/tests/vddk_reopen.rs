@@ -1,18 +1,27 @@
-//! `DiskDriver::reopen` against a simulated host that loses each NFC
-//! connection after 1 MiB: the loss is told as such
-//! (`Error::is_connection_lost`), the handle stays broken, and a reopen
-//! through the opener (a new connection and handle) lets the same request
-//! succeed with the right bytes, in both driver modes.
+//! `DiskDriver::reopen` and the `Reconnect` policy against a simulated
+//! host that loses each NFC connection after 1 MiB: the loss is told as
+//! such (`Error::is_connection_lost`), the handle stays broken, and a
+//! reopen through the opener (a new connection and handle) lets the same
+//! request succeed with the right bytes, in both driver modes; with the
+//! policy, reads and writes many times the connection's budget complete
+//! by themselves, byte-exact, and a host that cannot be reached again
+//! fails the waiting requests after the policy's tries.
 
 use std::sync::{Arc, OnceLock};
 
+use std::sync::mpsc;
+use std::time::Duration;
+
 use vddk::{
     ConnectParams, Connection, Credentials, DiskDriver, DriverOptions, Error, Mode, OpenFlags,
-    Secret, Vddk,
+    Reconnect, Secret, Vddk,
 };
-use vddk_tests::images::{make_vmdk, qemu_raw};
+use vddk_tests::images::{make_vmdk, noise, qemu_raw};
 use vddk_tests::inventory::{one_vm, ONE_VM_DISK};
 use vddk_tests::library::{fake_vddk, wait};
+
+/// A second disk of the VM, written by the tests.
+const DATA_DISK: &str = "[ds1] web/data.vmdk";
 
 const HOST: &str = "esx9.example.com";
 const TP: &str = "0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:0A:1B:2C:3D";
@@ -20,6 +29,7 @@ const TP: &str = "0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:0A:1B:2C:3D";
 struct World {
     vddk: Vddk,
     bytes: Vec<u8>,
+    data_file: std::path::PathBuf,
 }
 
 fn world() -> &'static World {
@@ -35,6 +45,15 @@ fn world() -> &'static World {
                 ("drop_after_bytes", "1M"),
             ],
         );
+        // The VM gets a second disk, to be written.
+        let text = std::fs::read_to_string(&inv).expect("inventory");
+        std::fs::write(&inv, format!("{text}disk = {DATA_DISK}\n")).expect("inventory");
+        let data_file = make_vmdk(
+            &dir.join("ds1/web/data.vmdk"),
+            "monolithicSparse",
+            4 << 20,
+            &[],
+        );
         let file = make_vmdk(
             &dir.join("ds1/web/web.vmdk"),
             "monolithicSparse",
@@ -45,11 +64,16 @@ fn world() -> &'static World {
         World {
             vddk,
             bytes: qemu_raw(&file),
+            data_file,
         }
     })
 }
 
 fn params() -> ConnectParams {
+    writable_params().read_only(true)
+}
+
+fn writable_params() -> ConnectParams {
     ConnectParams::remote(HOST)
         .credentials(Credentials::UserPassword {
             user: "root".into(),
@@ -57,7 +81,6 @@ fn params() -> ConnectParams {
         })
         .thumbprint(TP.parse().expect("thumbprint"))
         .vm("42".parse().expect("moref"))
-        .read_only(true)
 }
 
 fn open() -> vddk::Result<vddk::Disk> {
@@ -108,5 +131,138 @@ fn without_an_opener_reopen_says_how_to_give_one() {
     match d.reopen() {
         Err(Error::InvalidArgument(m)) => assert!(m.contains("reopen_with"), "{m}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// Opens the data disk for writing through a new connection.
+fn open_data() -> vddk::Result<vddk::Disk> {
+    let conn = Connection::connect(&world().vddk, &writable_params())?;
+    conn.open(DATA_DISK, OpenFlags::empty())
+}
+
+fn quick() -> Reconnect {
+    Reconnect::new().delay(Duration::from_millis(10))
+}
+
+/// Submits every request at once and waits for them all.
+fn all_at_once<T: Send + 'static>(
+    n: usize,
+    submit: impl Fn(usize, vddk::driver::Done<T>),
+) -> Vec<vddk::Result<T>> {
+    let (tx, rx) = mpsc::channel();
+    for i in 0..n {
+        let tx = tx.clone();
+        submit(i, Box::new(move |r| drop(tx.send((i, r)))));
+    }
+    let mut out: Vec<Option<vddk::Result<T>>> = (0..n).map(|_| None).collect();
+    for _ in 0..n {
+        let (i, r) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("every request completes");
+        out[i] = Some(r);
+    }
+    out.into_iter().map(|r| r.expect("answered")).collect()
+}
+
+#[test]
+fn the_policy_carries_reads_and_writes_over_many_losses() {
+    let want = &world().bytes;
+    let piece = 256 << 10;
+    let opts = DriverOptions::new()
+        .mode(Mode::Pipelined)
+        .max_in_flight(8)
+        .reopen_with(Arc::new(open))
+        .reconnect(quick());
+    let d: DiskDriver = DiskDriver::new(open().expect("open"), opts).expect("driver");
+    // 4 MiB read, 1 MiB allowed per connection: at least three losses.
+    let got = all_at_once(16, |i, done| {
+        d.read((i * piece) as u64, piece, Vec::new(), done)
+    });
+    for (i, r) in got.into_iter().enumerate() {
+        let r = r.unwrap_or_else(|e| panic!("read {i}: {e}"));
+        assert!(r[..] == want[i * piece..(i + 1) * piece], "read {i}");
+    }
+    assert!(
+        d.reconnections() >= 3,
+        "{} reconnections",
+        d.reconnections()
+    );
+    d.close().expect("close");
+
+    let data = noise(4 << 20, 17);
+    let opts = DriverOptions::new()
+        .mode(Mode::Pipelined)
+        .max_in_flight(8)
+        .reopen_with(Arc::new(open_data))
+        .reconnect(quick());
+    let d: DiskDriver = DiskDriver::new(open_data().expect("open"), opts).expect("driver");
+    let written = all_at_once(16, |i, done| {
+        d.write(
+            (i * piece) as u64,
+            data[i * piece..(i + 1) * piece].to_vec(),
+            done,
+        )
+    });
+    for (i, r) in written.into_iter().enumerate() {
+        r.unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    wait(|done| d.flush(done)).expect("flush");
+    assert!(
+        d.reconnections() >= 3,
+        "{} reconnections",
+        d.reconnections()
+    );
+    d.close().expect("close");
+    assert!(
+        qemu_raw(&world().data_file) == data,
+        "the disk differs from what was acknowledged"
+    );
+}
+
+#[test]
+fn a_host_that_stays_away_fails_the_requests_after_the_tries() {
+    let reached = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = Arc::clone(&reached);
+    let refuse: vddk::driver::Opener = Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(Error::InvalidArgument(
+            "the host is unreachable (test)".into(),
+        ))
+    });
+    let opts = DriverOptions::new()
+        .mode(Mode::Pipelined)
+        .reopen_with(refuse)
+        .reconnect(quick().tries(3));
+    let d: DiskDriver = DiskDriver::new(open().expect("open"), opts).expect("driver");
+    let got = all_at_once(8, |i, done| {
+        d.read((i << 19) as u64, 512 << 10, Vec::new(), done)
+    });
+    let failed: Vec<String> = got
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    assert!(
+        !failed.is_empty(),
+        "2 MiB over a 1 MiB connection cannot all succeed"
+    );
+    for e in &failed {
+        assert!(
+            e.contains("3 reconnections failed") && e.contains("unreachable"),
+            "{e}"
+        );
+    }
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // Later requests are told the same, at once.
+    let e = read(&d, 0).expect_err("no disk");
+    assert!(e.to_string().contains("reconnections failed"), "{e}");
+}
+
+#[test]
+fn a_policy_needs_an_opener() {
+    let opts = DriverOptions::new().reconnect(Reconnect::new());
+    match DiskDriver::<Error>::new(open().expect("open"), opts) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("reopen_with"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
     }
 }

@@ -89,7 +89,7 @@ pub use connect_params::{
 pub use connection::Connection;
 pub use create::{CreateParams, DiskType, HwVersion};
 pub use disk::{AdapterType, Compression, Disk, DiskInfo, Geometry, OpenFlags};
-pub use driver::{DiskDriver, DriverOptions, Mode};
+pub use driver::{DiskDriver, DriverOptions, Mode, Reconnect};
 pub use error::{Error, Result, VixFailure};
 pub use library::{AccessGuard, InitOptions, Vddk};
 pub use stats::{CallStats, Stats};

@@ -61,13 +61,15 @@
 
 mod align;
 mod direct;
+mod options;
 mod pipeline;
+mod reconnect;
 mod schedule;
 
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, ThreadId};
@@ -77,7 +79,9 @@ use crate::disk::{check_range, Disk, DiskInfo};
 use crate::error::{Error, Result};
 
 use direct::Direct;
-use pipeline::{Msg, Op, Worker};
+pub use options::{DriverOptions, Mode, Opener};
+use pipeline::{Msg, Op, Status, Worker};
+pub use reconnect::Reconnect;
 
 /// A completion: called exactly once with the outcome of its request.
 ///
@@ -85,123 +89,6 @@ use pipeline::{Msg, Op, Worker};
 /// [`Error`]), so that a program can pass its own completions through
 /// without wrapping them.
 pub type Done<T, E = Error> = Box<dyn FnOnce(std::result::Result<T, E>) + Send + 'static>;
-
-/// How a [`DiskDriver`] issues its VDDK calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// Synchronous calls on the caller's thread, one at a time: for disks
-    /// that answer in microseconds (the `file` transport).
-    Direct,
-    /// Async calls from a thread per disk, many in flight: for disks that
-    /// answer in milliseconds (the network transports).
-    Pipelined,
-}
-
-impl Mode {
-    /// The mode that suits a disk opened with `transport` (as
-    /// [`Disk::transport_mode`] names it).
-    pub fn for_transport(transport: &str) -> Mode {
-        if transport == "file" {
-            Mode::Direct
-        } else {
-            Mode::Pipelined
-        }
-    }
-}
-
-/// Opens the disk again, with a new connection: what
-/// [`DiskDriver::reopen`] calls.
-pub type Opener = Arc<dyn Fn() -> Result<Disk> + Send + Sync>;
-
-/// How a [`DiskDriver`] runs.
-///
-/// ```
-/// let opts = vddk::DriverOptions::new()
-///     .mode(vddk::Mode::Pipelined)
-///     .max_in_flight(32)
-///     .max_request_bytes(2 << 20);
-/// # let _ = opts;
-/// ```
-#[derive(Clone)]
-pub struct DriverOptions {
-    mode: Option<Mode>,
-    max_in_flight: usize,
-    max_request_bytes: u64,
-    opener: Option<Opener>,
-}
-
-impl Default for DriverOptions {
-    fn default() -> DriverOptions {
-        DriverOptions {
-            mode: None,
-            max_in_flight: 16,
-            max_request_bytes: 64 << 20,
-            opener: None,
-        }
-    }
-}
-
-impl fmt::Debug for DriverOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DriverOptions")
-            .field("mode", &self.mode)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("max_request_bytes", &self.max_request_bytes)
-            .field("reopen", &self.opener.is_some())
-            .finish()
-    }
-}
-
-impl DriverOptions {
-    /// Defaults: the mode that suits the transport, up to 16 requests in
-    /// flight, requests up to 64 MiB.
-    pub fn new() -> DriverOptions {
-        DriverOptions::default()
-    }
-
-    /// Forces a mode instead of choosing by transport.
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = Some(mode);
-        self
-    }
-
-    /// The most async requests in flight at once in pipelined mode (at
-    /// least 1). The driver lowers it by itself if the library refuses
-    /// requests as busy.
-    pub fn max_in_flight(mut self, n: usize) -> Self {
-        self.max_in_flight = n.max(1);
-        self
-    }
-
-    /// The largest read or write accepted, in bytes (at least one sector);
-    /// larger ones fail with [`Error::InvalidArgument`] rather than
-    /// allocating without bound. Split larger transfers yourself.
-    pub fn max_request_bytes(mut self, bytes: u64) -> Self {
-        self.max_request_bytes = bytes.max(crate::SECTOR_SIZE);
-        self
-    }
-
-    /// How [`DiskDriver::reopen`] opens the disk again: typically a new
-    /// [`Connection`](crate::Connection) with the same parameters, then
-    /// Open with the same flags.
-    ///
-    /// ```no_run
-    /// use std::sync::Arc;
-    /// use vddk::{Connection, ConnectParams, DriverOptions, OpenFlags, Vddk};
-    ///
-    /// # fn demo(vddk: Vddk, params: ConnectParams) {
-    /// let opts = DriverOptions::new().reopen_with(Arc::new(move || {
-    ///     let conn = Connection::connect(&vddk, &params)?;
-    ///     conn.open("[datastore1] vm/vm.vmdk", OpenFlags::READ_ONLY)
-    /// }));
-    /// # let _ = opts;
-    /// # }
-    /// ```
-    pub fn reopen_with(mut self, opener: Opener) -> Self {
-        self.opener = Some(opener);
-        self
-    }
-}
 
 fn cannot_reopen() -> Error {
     Error::InvalidArgument(
@@ -274,7 +161,7 @@ enum Engine<E> {
 
 struct Pipeline<E> {
     tx: Sender<Msg<E>>,
-    closed: Arc<AtomicBool>,
+    status: Arc<Status>,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: ThreadId,
 }
@@ -284,8 +171,16 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
     ///
     /// # Errors
     /// [`Error::Vix`] from GetInfo; [`Error::Io`] when the driver's
-    /// thread cannot be started.
+    /// thread cannot be started; [`Error::InvalidArgument`] for a
+    /// [`Reconnect`] policy without an opener.
     pub fn new(disk: Disk, opts: DriverOptions) -> Result<DiskDriver<E>> {
+        if opts.reconnect.is_some() && opts.opener.is_none() {
+            return Err(Error::InvalidArgument(
+                "DriverOptions::reconnect needs DriverOptions::reopen_with, to open the disk \
+                 again"
+                    .into(),
+            ));
+        }
         let info = disk.info()?;
         let transport = disk.transport_mode();
         let mode = opts.mode.unwrap_or_else(|| Mode::for_transport(&transport));
@@ -293,21 +188,22 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
             Mode::Direct => Engine::Direct(Direct::new(disk, opts.opener.clone())),
             Mode::Pipelined => {
                 let (tx, rx) = mpsc::channel();
-                let closed = Arc::new(AtomicBool::new(false));
+                let status = Arc::new(Status::default());
                 let worker = Worker::new(
                     disk,
                     opts.max_in_flight,
                     tx.clone(),
                     rx,
-                    Arc::clone(&closed),
+                    Arc::clone(&status),
                     opts.opener.clone(),
+                    opts.reconnect,
                 );
                 let thread = thread::Builder::new()
                     .name("vddk-disk".into())
                     .spawn(move || worker.run())?;
                 Engine::Pipelined(Pipeline {
                     tx,
-                    closed,
+                    status,
                     thread_id: thread.thread().id(),
                     thread: Mutex::new(Some(thread)),
                 })
@@ -336,6 +232,15 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
     /// The transport the disk was opened with (`file`, `nbdssl`, ...).
     pub fn transport(&self) -> &str {
         &self.inner.transport
+    }
+
+    /// How many times the driver made its connection again after losing
+    /// it ([`DriverOptions::reconnect`]); 0 in direct mode.
+    pub fn reconnections(&self) -> u64 {
+        match &self.inner.engine {
+            Engine::Direct(_) => 0,
+            Engine::Pipelined(p) => p.status.reconnections.load(Ordering::Relaxed),
+        }
     }
 
     /// How this driver issues its calls.
@@ -491,7 +396,7 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
     pub fn is_closed(&self) -> bool {
         match &self.inner.engine {
             Engine::Direct(d) => d.is_closed(),
-            Engine::Pipelined(p) => p.closed.load(Ordering::Acquire),
+            Engine::Pipelined(p) => p.status.closed.load(Ordering::Acquire),
         }
     }
 

@@ -12,15 +12,17 @@
 //! synchronously once nothing is in flight, after a VDDK Wait, since
 //! synchronous calls may not overlap async ones on a handle.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
 use vddk_sys::VixError;
 
+mod lost;
+
 use super::schedule::{Kind, Next, Schedule, Span};
-use super::{align, completing, reopen_disk, Done, Opener};
+use super::{align, completing, reopen_disk, Done, Opener, Reconnect};
 use crate::blocks::{Extent, MIN_CHUNK};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
@@ -60,10 +62,12 @@ pub(crate) enum Msg<E> {
     Submit(Op<E>),
     /// A request completed successfully; its slot is free.
     Freed(usize),
-    /// A request failed; the driver thread reports it.
+    /// A request failed; the driver thread reports it, or issues it
+    /// again after a reconnection (hence its buffer).
     Failed {
         slot: usize,
         pending: Pending<E>,
+        buf: Vec<u8>,
         err: VixError,
     },
     /// The last handle is gone: close and stop.
@@ -78,6 +82,31 @@ pub(crate) struct Pending<E> {
     len: usize,
 }
 
+impl<E> Pending<E> {
+    /// The request again, with its buffer back, to be issued later.
+    fn again(self, buf: Vec<u8>) -> (Kind, Span, Op<E>) {
+        let span = align::span(self.offset, self.len as u64);
+        let op = match self.dir {
+            Direction::Read => Op::Read {
+                offset: self.offset,
+                len: self.len,
+                buf,
+                done: self.done,
+            },
+            Direction::Write => Op::Write {
+                offset: self.offset,
+                data: buf,
+                done: self.done,
+            },
+        };
+        let kind = match self.dir {
+            Direction::Read => Kind::Read,
+            Direction::Write => Kind::Write,
+        };
+        (kind, span, op)
+    }
+}
+
 /// VDDK's callbacks land here.
 pub(crate) struct Sink<E> {
     tx: Sender<Msg<E>>,
@@ -89,6 +118,7 @@ impl<E: From<Error> + Send + 'static> Finished<Pending<E>> for Sink<E> {
             let _ = self.tx.send(Msg::Failed {
                 slot,
                 pending: p,
+                buf,
                 err,
             });
             return;
@@ -112,12 +142,21 @@ const MAX_BUSY_RETRIES: u32 = 16;
 /// complete requests on threads of their own).
 const COMPLETION_NUDGE: Duration = Duration::from_secs(2);
 
+/// What the driver's handles see of its thread.
+#[derive(Default)]
+pub(crate) struct Status {
+    /// The disk is closed.
+    pub(crate) closed: AtomicBool,
+    /// Reconnections made after lost connections.
+    pub(crate) reconnections: AtomicU64,
+}
+
 pub(crate) struct Worker<E> {
     disk: Option<Disk>,
     table: Arc<AsyncTable<Pending<E>>>,
     rx: Receiver<Msg<E>>,
     schedule: Schedule<Op<E>>,
-    closed: Arc<AtomicBool>,
+    status: Arc<Status>,
     written: bool,
     /// Async requests were submitted since the last Wait.
     need_wait: bool,
@@ -125,6 +164,15 @@ pub(crate) struct Worker<E> {
     busy_retries: u32,
     shutting_down: bool,
     opener: Option<Opener>,
+    /// Reconnect when the connection is lost, if set.
+    policy: Option<Reconnect>,
+    /// The connection is lost: nothing is issued until it is made again.
+    lost: bool,
+    /// Reconnections since a request last completed.
+    tries_in_row: u32,
+    /// Why the last reconnection failed, once the policy gave up: what
+    /// later requests are told.
+    gave_up: Option<String>,
 }
 
 impl<E: From<Error> + Send + 'static> Worker<E> {
@@ -135,8 +183,9 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
         slots: usize,
         tx: Sender<Msg<E>>,
         rx: Receiver<Msg<E>>,
-        closed: Arc<AtomicBool>,
+        status: Arc<Status>,
         opener: Option<Opener>,
+        policy: Option<Reconnect>,
     ) -> Worker<E> {
         let table = AsyncTable::new(slots, Arc::new(Sink { tx }));
         Worker {
@@ -144,17 +193,24 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             schedule: Schedule::new(table.len()),
             table,
             rx,
-            closed,
+            status,
             written: false,
             need_wait: false,
             busy_retries: 0,
             shutting_down: false,
             opener,
+            policy,
+            lost: false,
+            tries_in_row: 0,
+            gave_up: None,
         }
     }
 
     pub(crate) fn run(mut self) {
         loop {
+            if self.lost && self.schedule.in_flight() == 0 {
+                self.reconnect();
+            }
             self.pump();
             if self.shutting_down && self.disk.is_none() && self.schedule.is_idle() {
                 self.retire();
@@ -183,13 +239,24 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                 Some(Msg::Submit(op)) => self.queue(op),
                 Some(Msg::Freed(slot)) => {
                     self.busy_retries = 0;
+                    self.tries_in_row = 0;
                     self.schedule.finish(slot);
                 }
-                Some(Msg::Failed { slot, pending, err }) => {
+                Some(Msg::Failed {
+                    slot,
+                    pending,
+                    buf,
+                    err,
+                }) => {
                     self.schedule.finish(slot);
                     let e = self.error(pending.dir, err);
-                    let done = pending.done;
-                    completing(|| done(Err(e.into())));
+                    if self.connection_lost(&e) {
+                        let (kind, span, op) = pending.again(buf);
+                        self.schedule.push_front(kind, span, op);
+                    } else {
+                        let done = pending.done;
+                        completing(|| done(Err(e.into())));
+                    }
                 }
                 Some(Msg::Shutdown) | None => {
                     if !self.shutting_down {
@@ -213,9 +280,13 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
         self.schedule.push(kind, span, op);
     }
 
-    /// Issues queued requests while the head may start.
+    /// Issues queued requests while the head may start (none while the
+    /// connection is lost).
     fn pump(&mut self) {
-        while let Some(next) = self.schedule.next() {
+        while !self.lost {
+            let Some(next) = self.schedule.next() else {
+                return;
+            };
             match next {
                 Next::Issue {
                     slot, span, item, ..
@@ -245,7 +316,8 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
         };
         let Some(disk) = self.disk.as_ref() else {
             self.schedule.finish(slot);
-            return completing(|| done(Err(Error::Closed.into())));
+            let e = self.gone();
+            return completing(|| done(Err(e.into())));
         };
         if dir == Direction::Write {
             self.written = true;
@@ -262,7 +334,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             disk.raw()
                 .submit(&self.table, slot, dir, span.start, sectors, buf, pending);
         if let Err(rejected) = submitted {
-            self.refused(slot, span, rejected);
+            self.refused(slot, rejected);
         }
     }
 
@@ -270,7 +342,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
     /// requests in flight for the library) goes back to the head of the
     /// queue, to be retried once a request completes, and the bound is
     /// lowered to what the library held; anything else fails.
-    fn refused(&mut self, slot: usize, span: Span, r: Rejected<Pending<E>>) {
+    fn refused(&mut self, slot: usize, r: Rejected<Pending<E>>) {
         self.schedule.finish(slot);
         let Rejected { buf, value: p, err } = r;
         let busy = VixCode::from_raw(err) == VixCode::OBJECT_IS_BUSY;
@@ -290,28 +362,14 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                 self.need_wait = true;
                 self.settle();
             }
-            let (kind, op) = match p.dir {
-                Direction::Read => (
-                    Kind::Read,
-                    Op::Read {
-                        offset: p.offset,
-                        len: p.len,
-                        buf,
-                        done: p.done,
-                    },
-                ),
-                Direction::Write => (
-                    Kind::Write,
-                    Op::Write {
-                        offset: p.offset,
-                        data: buf,
-                        done: p.done,
-                    },
-                ),
-            };
+            let (kind, span, op) = p.again(buf);
             return self.schedule.push_front(kind, span, op);
         }
         let e = self.error(p.dir, err);
+        if self.connection_lost(&e) {
+            let (kind, span, op) = p.again(buf);
+            return self.schedule.push_front(kind, span, op);
+        }
         let done = p.done;
         completing(|| done(Err(e.into())));
     }
@@ -345,7 +403,17 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             return;
         }
         let Some(disk) = self.disk.as_ref() else {
-            return reject(op);
+            let e = self.gone();
+            return reject_with(op, e);
+        };
+        // Each request runs, and comes back to the head of the queue if
+        // the connection was lost under it and will be made again.
+        let again = |w: &mut Self, failed: Option<&Error>| match failed {
+            Some(e) => w.connection_lost(e),
+            None => {
+                w.tries_in_row = 0;
+                false
+            }
         };
         match op {
             Op::Read {
@@ -355,15 +423,35 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                 done,
             } => {
                 let r = align::read(disk, offset, len, buf);
+                if again(self, r.as_ref().err()) {
+                    let op = Op::Read {
+                        offset,
+                        len,
+                        buf: Vec::new(),
+                        done,
+                    };
+                    return self.schedule.push_front(Kind::Alone, Span::default(), op);
+                }
                 completing(|| done(r.map_err(E::from)));
             }
             Op::Write { offset, data, done } => {
                 self.written = true;
+                let copy = self.policy.map(|_| data.clone());
                 let r = align::write(disk, offset, data);
+                if let Some(data) = copy {
+                    if again(self, r.as_ref().err()) {
+                        let op = Op::Write { offset, data, done };
+                        return self.schedule.push_front(Kind::Alone, Span::default(), op);
+                    }
+                }
                 completing(|| done(r.map_err(E::from)));
             }
             Op::Flush { done } => {
                 let r = disk.flush();
+                if again(self, r.as_ref().err()) {
+                    let op = Op::Flush { done };
+                    return self.schedule.push_front(Kind::Alone, Span::default(), op);
+                }
                 if r.is_ok() {
                     self.written = false;
                 }
@@ -375,6 +463,14 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                 done,
             } => {
                 let r = disk.allocated_blocks(offset, length, MIN_CHUNK);
+                if again(self, r.as_ref().err()) {
+                    let op = Op::Allocated {
+                        offset,
+                        length,
+                        done,
+                    };
+                    return self.schedule.push_front(Kind::Alone, Span::default(), op);
+                }
                 completing(|| done(r.map_err(E::from)));
             }
             Op::Reopen { .. } => {}
@@ -416,7 +512,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
         let flushed = if self.written { disk.flush() } else { Ok(()) };
         self.written = false;
         let closed = disk.close();
-        self.closed.store(true, Ordering::Release);
+        self.status.closed.store(true, Ordering::Release);
         for op in self.schedule.take_queued() {
             reject(op);
         }
@@ -442,14 +538,17 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
     }
 }
 
-/// Fails a request that will never run.
+/// Fails a request that will never run: the disk is closed.
 pub(crate) fn reject<E: From<Error>>(op: Op<E>) {
+    reject_with(op, Error::Closed)
+}
+
+/// Fails a request that will never run, with `e`.
+fn reject_with<E: From<Error>>(op: Op<E>, e: Error) {
     match op {
-        Op::Read { done, .. } | Op::Write { done, .. } => {
-            completing(|| done(Err(Error::Closed.into())))
-        }
-        Op::Flush { done } => completing(|| done(Err(Error::Closed.into()))),
-        Op::Allocated { done, .. } => completing(|| done(Err(Error::Closed.into()))),
+        Op::Read { done, .. } | Op::Write { done, .. } => completing(|| done(Err(e.into()))),
+        Op::Flush { done } => completing(|| done(Err(e.into()))),
+        Op::Allocated { done, .. } => completing(|| done(Err(e.into()))),
         Op::Close { reply } => {
             if let Some(r) = reply {
                 let _ = r.send(Ok(()));

@@ -1,0 +1,89 @@
+//! The pipelined worker when the connection is lost: issuing stops, the
+//! requests that failed with it wait at the head of the queue, and the
+//! disk is opened again through a new connection as the
+//! [`Reconnect`](super::Reconnect) policy says (see reconnect.rs for what
+//! is safe to issue again).
+
+use std::sync::atomic::Ordering;
+
+use super::{reject_with, Op, Worker};
+use crate::driver::reopen_disk;
+use crate::error::Error;
+
+impl<E: From<Error> + Send + 'static> Worker<E> {
+    /// Whether `e` means the connection is gone and the policy will make
+    /// it again; the first such error stops issuing.
+    pub(super) fn connection_lost(&mut self, e: &Error) -> bool {
+        if self.policy.is_none() || !e.is_connection_lost() {
+            return false;
+        }
+        if !self.lost {
+            log::warn!(
+                target: "vddk::driver",
+                "the connection to the host was lost ({e}); reconnecting"
+            );
+            self.lost = true;
+        }
+        true
+    }
+
+    /// With nothing in flight: opens the disk again through a new
+    /// connection, waiting before each try as the policy says; after the
+    /// last try, every waiting request fails.
+    pub(super) fn reconnect(&mut self) {
+        let (Some(policy), Some(opener)) = (self.policy, self.opener.clone()) else {
+            self.lost = false;
+            return;
+        };
+        // The old handle is dead: no Wait, no flush on it.
+        self.need_wait = false;
+        let mut old = self.disk.take();
+        loop {
+            self.tries_in_row += 1;
+            let n = self.tries_in_row;
+            let wait = policy.wait_before(n);
+            log::debug!(target: "vddk::driver", "reconnecting in {wait:?} (try {n})");
+            std::thread::sleep(wait);
+            match reopen_disk(old.take(), false, &opener) {
+                Ok(disk) => {
+                    log::info!(target: "vddk::driver", "reconnected (try {n})");
+                    self.disk = Some(disk);
+                    self.lost = false;
+                    self.status.reconnections.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) if n >= policy.max_tries() => {
+                    let msg = format!(
+                        "the connection to the host was lost and {n} reconnections failed \
+                         (the last: {e}); open the disk again"
+                    );
+                    log::error!(target: "vddk::driver", "{msg}");
+                    self.lost = false;
+                    self.gave_up = Some(msg);
+                    let queued: Vec<Op<E>> = self.schedule.take_queued().collect();
+                    for op in queued {
+                        let e = self.gone();
+                        reject_with(op, e);
+                    }
+                    return;
+                }
+                Err(e) => log::warn!(
+                    target: "vddk::driver",
+                    "reconnecting, try {n} of {}: {e}",
+                    policy.max_tries()
+                ),
+            }
+        }
+    }
+
+    /// What a request is told when there is no disk.
+    pub(super) fn gone(&self) -> Error {
+        match &self.gave_up {
+            Some(msg) => Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                msg.clone(),
+            )),
+            None => Error::Closed,
+        }
+    }
+}

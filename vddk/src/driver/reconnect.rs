@@ -1,0 +1,104 @@
+//! [`Reconnect`]: what a pipelined [`DiskDriver`](super::DiskDriver) does
+//! when the connection to the host is lost.
+//!
+//! A lost NFC connection does not heal: every later call on the handle
+//! fails until the handle is closed and the disk opened again through a
+//! new connection. With a policy, the driver does that itself: requests
+//! stop being issued, those in flight come back (failed or done), the
+//! disk is reopened through the [`Opener`](super::Opener) after a delay,
+//! and the failed requests are issued again ahead of those still queued,
+//! so requests that overlap still take effect in submission order.
+//!
+//! What is safe to issue again: a read, always. A write that failed with
+//! the connection was not acknowledged, so the caller has not been told it
+//! happened; writing the same bytes at the same place again leaves the disk
+//! as one write would. A write the old handle acknowledged was answered by
+//! the host, so it is the host's, in its cache for the disk, not the
+//! connection's; a flush issued after the reconnect asks the host to make
+//! it durable. A flush or an allocation query that failed with the
+//! connection is issued again on the new handle.
+
+use std::time::Duration;
+
+/// How many times, and how often, to reconnect.
+///
+/// ```
+/// use std::time::Duration;
+/// let policy = vddk::Reconnect::new()
+///     .tries(8)
+///     .delay(Duration::from_millis(500))
+///     .exponential(true);
+/// # let _ = policy;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    tries: u32,
+    delay: Duration,
+    exponential: bool,
+}
+
+impl Default for Reconnect {
+    fn default() -> Reconnect {
+        Reconnect {
+            tries: 5,
+            delay: Duration::from_secs(1),
+            exponential: true,
+        }
+    }
+}
+
+impl Reconnect {
+    /// Five tries, the first after a second, each next one after twice
+    /// as long.
+    pub fn new() -> Reconnect {
+        Reconnect::default()
+    }
+
+    /// Reconnections tried in a row, without a request completing in
+    /// between, before the requests waiting fail (at least 1).
+    pub fn tries(mut self, n: u32) -> Self {
+        self.tries = n.max(1);
+        self
+    }
+
+    /// The wait before the first try.
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+
+    /// Whether each next wait doubles.
+    pub fn exponential(mut self, on: bool) -> Self {
+        self.exponential = on;
+        self
+    }
+
+    /// The most tries in a row.
+    pub fn max_tries(&self) -> u32 {
+        self.tries
+    }
+
+    /// The wait before try `n` (from 1).
+    pub fn wait_before(&self, n: u32) -> Duration {
+        if self.exponential {
+            self.delay.saturating_mul(1 << n.saturating_sub(1).min(16))
+        } else {
+            self.delay
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_when_exponential() {
+        let p = Reconnect::new().delay(Duration::from_millis(100));
+        let waits: Vec<_> = (1..=4).map(|n| p.wait_before(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800]);
+        let flat = p.exponential(false);
+        assert_eq!(flat.wait_before(4), Duration::from_millis(100));
+        assert_eq!(Reconnect::new().tries(0).max_tries(), 1);
+    }
+}
