@@ -31,6 +31,8 @@ struct DiskOpener {
     params: Arc<VddkParams>,
     read_only: bool,
     threads: Option<usize>,
+    /// Reconnect by itself on a lost connection (under the retry filter).
+    policy: Option<vddk::Reconnect>,
     /// `-D vddk.diskinfo=1`, `-D vddk.extents=1`.
     diskinfo: bool,
     extents: bool,
@@ -75,6 +77,9 @@ impl DiskOpener {
         if let Some(n) = self.threads {
             opts = opts.max_in_flight(n);
         }
+        if let Some(policy) = self.policy {
+            opts = opts.reconnect(policy);
+        }
         let driver = vddk::DiskDriver::new(disk, opts)?;
         log::debug!(
             "opened {path}, transport mode {}: {}",
@@ -101,8 +106,10 @@ pub fn open(
     opts: &Options,
     p: &VddkParams,
     read_only: bool,
+    policy: Option<vddk::Reconnect>,
 ) -> Result<Arc<ExportRegistry>, String> {
     let opener = DiskOpener {
+        policy,
         conn: Arc::clone(conn),
         reconnect,
         params: Arc::new(p.clone()),

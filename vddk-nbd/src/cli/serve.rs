@@ -174,7 +174,14 @@ fn open_vddk(
     // The disks are opened now, for every connection to come; what VDDK
     // says while opening is told as nbdkit tells it, for the first one.
     let exports = super::logger::as_connection(1, || {
-        super::open_exports::open(&conn, reconnect, opts, p, read_only)
+        super::open_exports::open(
+            &conn,
+            reconnect,
+            opts,
+            p,
+            read_only,
+            filters.reconnect_below(),
+        )
     })?;
     Ok(VddkState {
         exports,

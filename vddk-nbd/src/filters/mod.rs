@@ -140,6 +140,11 @@ pub trait FilterSpec: Send + Sync + 'static {
     fn read_only_below(&self) -> bool {
         false
     }
+    /// How the plugin below should reconnect by itself when its
+    /// connection to the host is lost (retry asks for its own policy).
+    fn reconnect_below(&self) -> Option<vddk::Reconnect> {
+        None
+    }
     /// Called once as the server stops, after the last connection.
     fn unload(&self) {}
 }
@@ -227,6 +232,11 @@ impl Stack {
     /// Whether some filter needs the plugin opened read-only.
     pub fn read_only_below(&self) -> bool {
         self.filters.iter().any(|f| f.read_only_below())
+    }
+
+    /// The reconnection policy a filter asks of the plugin, if any.
+    pub fn reconnect_below(&self) -> Option<vddk::Reconnect> {
+        self.filters.iter().find_map(|f| f.reconnect_below())
     }
 
     /// One connection's stack over `plugin` for `export`, built from the

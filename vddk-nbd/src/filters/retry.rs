@@ -6,6 +6,10 @@
 //! reopen that fails counts as a try. With `retry-readonly`, after the
 //! first failure writes are refused as if the export were read-only.
 //!
+//! Over the vddk plugin, a lost connection is handled below this layer:
+//! the disk driver reconnects with this filter's tries and waits and
+//! issues the requests in flight again ([`vddk::Reconnect`]).
+//!
 //! Requests that cannot succeed by trying again (outside the disk,
 //! read-only, unsupported) fail at once. Retries run on one thread per
 //! server, one at a time, as nbdkit serialises requests under this filter;
@@ -390,6 +394,19 @@ impl FilterSpec for Retry {
     fn open(&self, next: Arc<dyn Backend>, _export: &str) -> Result<Arc<dyn Backend>, Error> {
         let layer = Retrying(Arc::clone(&self.shared));
         Ok(Arc::new(Layer::new(layer, next)))
+    }
+    /// A lost VDDK connection is made again by the disk driver, with the
+    /// same tries and waits, so that the requests in flight are issued
+    /// again in order without reaching this layer; other failures still
+    /// come here.
+    fn reconnect_below(&self) -> Option<vddk::Reconnect> {
+        let p = self.shared.policy;
+        (p.retries > 0).then(|| {
+            vddk::Reconnect::new()
+                .tries(p.retries)
+                .delay(p.delay)
+                .exponential(p.exponential)
+        })
     }
     fn unload(&self) {
         let n = self.shared.reopens.load(Ordering::Relaxed);
