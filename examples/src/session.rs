@@ -9,7 +9,6 @@ use vddk_nbd::params::vddk_plugin::{self, VddkParams};
 ///
 /// Fields drop in order (disk, connection, library), which is the order
 /// VDDK needs.
-#[derive(Debug)]
 pub struct Session {
     /// The open disk.
     pub disk: Disk,
@@ -19,6 +18,19 @@ pub struct Session {
     pub lib: Vddk,
     /// The disk's path as given (`file=`).
     pub path: String,
+    /// Opens the disk again through a new connection with the same
+    /// parameters and credentials, for [`vddk::DriverOptions::reopen_with`].
+    pub reopen: vddk::driver::Opener,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("disk", &self.disk)
+            .field("conn", &self.conn)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Initialises VDDK from `libdir=` and `config=` (or `$VDDK_LIBDIR`).
@@ -58,9 +70,22 @@ pub fn validate(p: &VddkParams) -> Result<(), String> {
 /// # Errors
 /// A bad parameter, an unreadable password, or ConnectEx's failure.
 pub fn connect(lib: &Vddk, p: &VddkParams, read_only: bool) -> Result<Connection, String> {
+    connect_with(lib, p, &connect_params(p, read_only)?)
+}
+
+/// The connection parameters, with the secrets read once (a password
+/// given as a descriptor cannot be read twice).
+fn connect_params(p: &VddkParams, read_only: bool) -> Result<vddk::ConnectParams, String> {
     let secrets = vddk_nbd::params::Secrets::resolve(p).map_err(|e| e.to_string())?;
-    let cp = cc::connect_params(p, &secrets, read_only).map_err(|e| e.to_string())?;
-    Connection::connect(lib, &cp).map_err(|e| {
+    cc::connect_params(p, &secrets, read_only).map_err(|e| e.to_string())
+}
+
+fn connect_with(
+    lib: &Vddk,
+    p: &VddkParams,
+    cp: &vddk::ConnectParams,
+) -> Result<Connection, String> {
+    Connection::connect(lib, cp).map_err(|e| {
         let where_ = p.server.as_deref().unwrap_or("the local host");
         format!("cannot connect to {where_}: {e}")
     })
@@ -92,17 +117,20 @@ pub fn driver_options(p: &VddkParams, depth: usize) -> vddk::DriverOptions {
 /// As for [`open`].
 pub fn open_with(lib: Vddk, p: &VddkParams, read_only: bool) -> Result<Session, String> {
     let path = p.file.clone().unwrap_or_default();
-    let conn = connect(&lib, p, read_only)?;
+    let cp = connect_params(p, read_only)?;
+    let conn = connect_with(&lib, p, &cp)?;
+    let flags = cc::open_flags(p, read_only).map_err(|e| e.to_string())?;
     let disk = conn
-        .open(
-            &path,
-            cc::open_flags(p, read_only).map_err(|e| e.to_string())?,
-        )
+        .open(&path, flags)
         .map_err(|e| format!("cannot open {path}: {e}"))?;
+    let (again_lib, again_path) = (lib.clone(), path.clone());
+    let reopen: vddk::driver::Opener =
+        std::sync::Arc::new(move || Connection::connect(&again_lib, &cp)?.open(&again_path, flags));
     Ok(Session {
         disk,
         conn,
         lib,
         path,
+        reopen,
     })
 }

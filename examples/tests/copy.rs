@@ -313,6 +313,34 @@ fn remote_disk_to_raw() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The host drops every connection after 1 MiB: the copy reconnects by
+/// itself, finishes byte-exact and says how often it had to.
+#[test]
+fn remote_copy_survives_lost_connections() {
+    let dir = scratch_dir("ex-copy-drops");
+    let (inv, thumb) = inventory(&dir);
+    let disk = make_vmdk(
+        &dir.join("ds1/web").join("web.vmdk"),
+        "monolithicSparse",
+        6 * MIB,
+        &[(0, 5 * MIB, 0x5a)],
+    );
+    let expected = dir.join("expected.raw");
+    convert_to_raw(&disk, &expected);
+    let out = dir.join("out.raw");
+    let report = ok(example(BIN)
+        .env("FAKE_VDDK_INVENTORY", &inv)
+        .env("FAKE_VDDK_DROP_AFTER_BYTES", "1M")
+        .args(remote_params(thumb))
+        .args(["-o", out.to_str().unwrap()]));
+    assert!(same_bytes(&out, &expected));
+    assert!(
+        report.contains("the connection was lost and made again"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn usage_mistakes() {
     let err = fails(example(BIN).arg(libdir_param()).arg("/x.vmdk"), 1);

@@ -151,11 +151,13 @@ fn copy_main(args: &Args) -> Result<(), String> {
     }
     let to_file = matches!(dir, Direction::ToFile(_));
     let sess = session::open(&params, to_file)?;
-    let driver: DiskDriver = DiskDriver::new(
-        sess.disk,
-        session::driver_options(&params, opts.queue_depth),
-    )
-    .map_err(|e| format!("cannot start the disk driver: {e}"))?;
+    // A lost connection is made again and the copy carries on (remote
+    // disks: a local file has no connection to lose).
+    let driver_opts = session::driver_options(&params, opts.queue_depth)
+        .reopen_with(sess.reopen.clone())
+        .reconnect(vddk::Reconnect::new());
+    let driver: DiskDriver = DiskDriver::new(sess.disk, driver_opts)
+        .map_err(|e| format!("cannot start the disk driver: {e}"))?;
     let local = match &dir {
         Direction::ToFile(f) | Direction::FromRaw(f) => f.clone(),
     };
@@ -198,6 +200,7 @@ fn copy_main(args: &Args) -> Result<(), String> {
             copy::file_to_disk(&driver, &file, len, &opts).map_err(|e| e.to_string())?
         }
     };
+    let reconnections = driver.reconnections();
     driver
         .close()
         .map_err(|e| format!("closing {}: {e}", sess.path))?;
@@ -209,6 +212,9 @@ fn copy_main(args: &Args) -> Result<(), String> {
         started,
         opts.resume_from,
     );
+    if reconnections > 0 {
+        println!("the connection was lost and made again {reconnections} times");
+    }
     Ok(())
 }
 
