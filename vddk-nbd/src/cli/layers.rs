@@ -119,10 +119,12 @@ pub fn local_exports(
     check_keys(plugin, p).map_err(|e| e.to_string())?;
     let backend: Arc<dyn Backend> = match plugin.name {
         "null" => Arc::new(NullBackend::new(size(p, false).map_err(|e| e.to_string())?)),
-        "memory" => Arc::new(MemoryBackend::with_options(
-            size(p, true).map_err(|e| e.to_string())?,
-            read_only,
-        )),
+        // Any byte range, as nbdkit's memory plugin, which advertises no
+        // minimum: `nbdkit memory 1` is one byte that strict clients read.
+        "memory" => Arc::new(
+            MemoryBackend::with_options(size(p, true).map_err(|e| e.to_string())?, read_only)
+                .min_block(1),
+        ),
         "file" => {
             let fo = file_options(p, read_only).map_err(|e| e.to_string())?;
             match (p.get("file"), p.get("dir")) {

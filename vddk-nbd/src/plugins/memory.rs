@@ -16,6 +16,8 @@ const CLUSTER: u64 = 64 * 1024;
 pub struct MemoryBackend {
     size: u64,
     read_only: bool,
+    /// The minimum block size advertised.
+    minimum: u32,
     clusters: Mutex<HashMap<u64, Vec<u8>>>,
 }
 
@@ -30,8 +32,17 @@ impl MemoryBackend {
         MemoryBackend {
             size,
             read_only,
+            minimum: 512,
             clusters: Mutex::default(),
         }
+    }
+
+    /// Advertises `minimum` as the minimum block size instead of 512 (a
+    /// VDDK disk's sector, which tests that stand this disk in for one
+    /// rely on). Any range is served whatever it says.
+    pub fn min_block(mut self, minimum: u32) -> MemoryBackend {
+        self.minimum = minimum;
+        self
     }
 
     fn clusters(&self) -> MutexGuard<'_, HashMap<u64, Vec<u8>>> {
@@ -138,7 +149,7 @@ impl Backend for MemoryBackend {
                 features
             },
             extents: true,
-            block_sizes: BlockSizes::paged(512),
+            block_sizes: BlockSizes::paged(self.minimum),
             inline: true,
         }
     }
