@@ -120,7 +120,35 @@ pub fn check(p: &VddkParams) -> Result<(), BadValue> {
             );
         }
     }
+    if let Some(u) = &p.uri {
+        uri_notes(u);
+    }
     open_flags(p, false).map(drop)
+}
+
+/// What the URI says that VDDK does not use, told once (here, after any
+/// re-execution).
+fn uri_notes(u: &super::uri::EsxUri) {
+    // VDDK finds the VM by its moref, so a vpx:// path is only shown, for
+    // comparing with the host VDDK's NFC connection goes to.
+    if let Some(host) = u.inventory_path.last() {
+        log::debug!(
+            "uri: vCenter {} inventory path /{}: the VM should run on {host}",
+            u.server,
+            u.inventory_path.join("/")
+        );
+    }
+    match &u.cacert {
+        // As in libvirt, where cacert= does nothing with no_verify=1.
+        Some(c) if u.no_verify => {
+            log::debug!("uri: cacert={c} does nothing with no_verify=1, as in libvirt");
+        }
+        Some(c) => log::warn!(
+            "uri: cacert={c} is not used: VDDK trusts the server by its certificate's \
+             thumbprint (thumbprint=), not by a CA"
+        ),
+        None => {}
+    }
 }
 
 /// The Open flags for `single-link=`, `unbuffered=`, `compression=` and

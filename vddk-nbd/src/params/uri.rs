@@ -6,9 +6,9 @@
 //! - `gsx://`: VMware Server, which VDDK cannot reach, refused.
 //!
 //! The URI gives the server, port and user; the query parameters are
-//! libvirt's `transport`, `vcenter`, `no_verify`, `auto_answer` and
-//! `proxy`. How each
-//! applies to VDDK is in vddk-nbd's README.
+//! libvirt's `transport`, `vcenter`, `no_verify`, `auto_answer`, `proxy`
+//! and `cacert` (libvirt 11.5). How each applies to VDDK is in vddk-nbd's
+//! README.
 
 /// Which libvirt driver scheme the URI used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,9 @@ pub struct EsxUri {
     pub inventory_path: Vec<String>,
     /// `no_verify=1`: trust the certificate the server presents.
     pub no_verify: bool,
+    /// libvirt's `cacert=` CA bundle (libvirt 11.5), which is not used:
+    /// VDDK trusts a server by its thumbprint alone.
+    pub cacert: Option<String>,
 }
 
 /// Why a `uri=` cannot be used. Every message but the password's starts
@@ -150,7 +153,8 @@ pub enum UriProblem {
     BadTransport(String),
     /// A query parameter libvirt does not define.
     #[error(
-        "unknown parameter {0}; libvirt's are transport, vcenter, no_verify, auto_answer and proxy"
+        "unknown parameter {0}; libvirt's are transport, vcenter, no_verify, auto_answer, proxy \
+         and cacert"
     )]
     UnknownParameter(String),
 }
@@ -231,6 +235,7 @@ pub fn parse(uri: &str) -> Result<EsxUri, UriError> {
         user,
         inventory_path: segments,
         no_verify: false,
+        cacert: None,
     };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -261,6 +266,11 @@ pub fn parse(uri: &str) -> Result<EsxUri, UriError> {
                     uri: uri.to_string(),
                 })
             }
+            // libvirt's CA bundle for its own HTTPS checks (since 11.5).
+            // VDDK trusts a server by its thumbprint alone, so the URI is
+            // taken and the bundle is not used; validation still asks for
+            // thumbprint= or no_verify=1.
+            "cacert" => parsed.cacert = Some(v),
             other => return Err(bad(UriProblem::UnknownParameter(other.to_string()))),
         }
     }
@@ -356,6 +366,20 @@ mod tests {
         assert!(host_port(":1").is_err());
         assert!(host_port("h:0").is_err());
         assert!(host_port("h:99999").is_err());
+    }
+
+    #[test]
+    fn cacert_is_libvirts_and_taken() {
+        // drvesx.rst's extra parameters, less the proxy VDDK cannot use.
+        let u = parse("esx://h/?no_verify=1&auto_answer=1&cacert=certs/ca-bundle.pem").unwrap();
+        assert!(u.no_verify);
+        assert_eq!(u.cacert.as_deref(), Some("certs/ca-bundle.pem"));
+        assert!(!parse("esx://h/?cacert=ca.pem").unwrap().no_verify);
+        let e = parse("esx://h/?cafile=ca.pem").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown parameter cafile") && e.contains("and cacert"),
+            "{e}"
+        );
     }
 
     #[test]
