@@ -3,7 +3,8 @@
 //! running external tools ([`cmd`]) and servers ([`process`]), test images
 //! with qemu-img as the oracle ([`images`]), the fake's simulated vSphere
 //! inventories ([`inventory`]) and call counts ([`stats`]), TLS
-//! certificates ([`certs`]) and NBD clients ([`nbd`]).
+//! certificates ([`certs`]), a TLS server standing in for vSphere's
+//! HTTPS port ([`openssl`]) and NBD clients ([`nbd`]).
 
 pub mod certs;
 pub mod cmd;
@@ -11,6 +12,7 @@ pub mod images;
 pub mod inventory;
 pub mod library;
 pub mod nbd;
+pub mod openssl;
 pub mod process;
 pub mod stats;
 

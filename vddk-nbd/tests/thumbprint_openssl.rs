@@ -5,97 +5,22 @@
 
 mod nbd_common;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use nbd_common::{run_script, BIN};
-use vddk_tests::cmd::{command, output_into_closed_pipe, run_cmd, stderr, stdout};
+use vddk_tests::cmd::{output_into_closed_pipe, run_cmd, stderr, stdout};
 use vddk_tests::images::{make_vmdk, s};
 use vddk_tests::inventory::{one_vm, Inventory, ONE_VM_DISK};
-use vddk_tests::process::wait_until;
+use vddk_tests::openssl::{free_port, TlsServer};
 use vddk_tests::scratch_dir;
-
-/// An `openssl s_server` on a free local port, killed on drop.
-struct TlsServer {
-    child: Child,
-    port: u16,
-    cert: PathBuf,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tls_server(dir: &Path) -> TlsServer {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    run_cmd(
-        command("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-days",
-                "1",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(Stdio::null()),
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("openssl")
-        .args(["s_server", "-quiet", "-www", "-accept"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-cert")
-        .arg(&cert)
-        .arg("-key")
-        .arg(&key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_server");
-    wait_until("s_server to start", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    TlsServer { child, port, cert }
-}
-
-/// `openssl x509 -fingerprint -<digest>`: the colon-separated value.
-fn openssl_fingerprint(cert: &Path, digest: &str) -> String {
-    let o = run_cmd(
-        command("openssl")
-            .args(["x509", "-noout", "-fingerprint", digest, "-in"])
-            .arg(cert),
-    );
-    let out = stdout(&o);
-    out.trim()
-        .split_once('=')
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_else(|| panic!("unexpected openssl output {out}"))
-}
 
 #[test]
 fn subcommand_matches_openssl() {
     let dir = scratch_dir("thumb-openssl");
-    let tls = tls_server(&dir);
-    let sha1 = openssl_fingerprint(&tls.cert, "-sha1");
-    let sha256 = openssl_fingerprint(&tls.cert, "-sha256");
+    let tls = TlsServer::start(&dir);
+    let sha1 = tls.fingerprint("-sha1");
+    let sha256 = tls.fingerprint("-sha256");
     assert_eq!(sha1.len(), 59, "{sha1}");
 
     let o = run_cmd(Command::new(BIN).args(["thumbprint", &format!("127.0.0.1:{}", tls.port)]));
@@ -110,11 +35,7 @@ fn subcommand_matches_openssl() {
     }
 
     // Nothing listening: a clear error, not a hang.
-    let free = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = free_port();
     let o = Command::new(BIN)
         .args(["thumbprint", &format!("127.0.0.1:{free}")])
         .output()
@@ -175,8 +96,8 @@ fn serve_remote(inv: &Path, args: &[String]) -> Output {
 #[test]
 fn fetched_thumbprints_open_and_mismatches_name_both() {
     let dir = scratch_dir("thumb-remote");
-    let tls = tls_server(&dir);
-    let sha1 = openssl_fingerprint(&tls.cert, "-sha1");
+    let tls = TlsServer::start(&dir);
+    let sha1 = tls.fingerprint("-sha1");
     let inv = inventory(&dir, tls.port, &sha1);
     let port = tls.port;
 
@@ -258,8 +179,8 @@ fn fetched_thumbprints_open_and_mismatches_name_both() {
 #[test]
 fn vpx_uri_reaches_a_vcenter_with_a_fetched_thumbprint() {
     let dir = scratch_dir("thumb-vpx");
-    let tls = tls_server(&dir);
-    let sha1 = openssl_fingerprint(&tls.cert, "-sha1");
+    let tls = TlsServer::start(&dir);
+    let sha1 = tls.fingerprint("-sha1");
     let port = tls.port;
     // The same disk set-up as the ESXi case, served by a vCenter instead.
     inventory(&dir, port, &sha1);
