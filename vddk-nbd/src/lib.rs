@@ -39,8 +39,9 @@
 //!   their names and descriptions and the empty name is the first.
 //! - Option payloads above 64 KiB are answered NBD_REP_ERR_TOO_BIG and the
 //!   connection is closed, without reading or allocating the claimed size.
-//! - Block sizes: minimum 512, preferred the disk's physical sector size
-//!   (at least 4096), maximum payload 32 MiB
+//! - Block sizes: minimum 1 (a request off sector boundaries is read and
+//!   merged a whole sector at a time below), preferred the disk's physical
+//!   sector size (at least 4096), maximum payload 32 MiB
 //!   ([`backend::MAX_PAYLOAD`]). A READ or WRITE above it gets EOVERFLOW
 //!   (EINVAL without structured replies); the payload of any refused WRITE
 //!   is read and discarded in 64 KiB pieces, so the connection stays in step.
