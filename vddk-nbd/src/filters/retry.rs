@@ -395,15 +395,15 @@ impl FilterSpec for Retry {
         let layer = Retrying(Arc::clone(&self.shared));
         Ok(Arc::new(Layer::new(layer, next)))
     }
-    /// A lost VDDK connection is made again by the disk driver, with the
-    /// same tries and waits, so that the requests in flight are issued
+    /// A lost VDDK connection is made again by the disk driver: once at
+    /// once, then with this filter's tries and waits, so that the requests in flight are issued
     /// again in order without reaching this layer; other failures still
     /// come here.
     fn reconnect_below(&self) -> Option<vddk::Reconnect> {
         let p = self.shared.policy;
         (p.retries > 0).then(|| {
             vddk::Reconnect::new()
-                .tries(p.retries)
+                .tries(p.retries.saturating_add(1))
                 .delay(p.delay)
                 .exponential(p.exponential)
         })

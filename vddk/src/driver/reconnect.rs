@@ -5,8 +5,7 @@
 //! fails until the handle is closed and the disk opened again through a
 //! new connection. With a policy, the driver does that itself: requests
 //! stop being issued, those in flight come back (failed or done), the
-//! disk is reopened through the [`Opener`](super::Opener) after a delay,
-//! and the failed requests are issued again ahead of those still queued,
+//! disk is reopened through the [`Opener`](super::Opener), and the failed requests are issued again ahead of those still queued,
 //! so requests that overlap still take effect in submission order.
 //!
 //! What is safe to issue again: a read, always. A write that failed with
@@ -17,6 +16,11 @@
 //! connection's; a flush issued after the reconnect asks the host to make
 //! it durable. A flush or an allocation query that failed with the
 //! connection is issued again on the new handle.
+//!
+//! The first try comes at once: a lost connection is most often that one
+//! connection's end (a dropped stream, an NFC timeout), not the host's, and
+//! over vCenter each second of waiting is a second of the copy. The delay
+//! is for what follows a failed try, when the host itself is refusing.
 
 use std::time::Duration;
 
@@ -48,8 +52,8 @@ impl Default for Reconnect {
 }
 
 impl Reconnect {
-    /// Five tries, the first after a second, each next one after twice
-    /// as long.
+    /// Five tries: the first at once, the second after a second, each
+    /// next one after twice as long as the one before.
     pub fn new() -> Reconnect {
         Reconnect::default()
     }
@@ -61,7 +65,7 @@ impl Reconnect {
         self
     }
 
-    /// The wait before the first try.
+    /// The wait after the first failed try (the first try is at once).
     pub fn delay(mut self, d: Duration) -> Self {
         self.delay = d;
         self
@@ -78,10 +82,12 @@ impl Reconnect {
         self.tries
     }
 
-    /// The wait before try `n` (from 1).
+    /// The wait before try `n` (from 1): none before the first.
     pub fn wait_before(&self, n: u32) -> Duration {
-        if self.exponential {
-            self.delay.saturating_mul(1 << n.saturating_sub(1).min(16))
+        if n <= 1 {
+            Duration::ZERO
+        } else if self.exponential {
+            self.delay.saturating_mul(1 << (n - 2).min(16))
         } else {
             self.delay
         }
@@ -95,10 +101,11 @@ mod tests {
     #[test]
     fn waits_double_when_exponential() {
         let p = Reconnect::new().delay(Duration::from_millis(100));
-        let waits: Vec<_> = (1..=4).map(|n| p.wait_before(n).as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 800]);
+        let waits: Vec<_> = (1..=5).map(|n| p.wait_before(n).as_millis()).collect();
+        assert_eq!(waits, [0, 100, 200, 400, 800]);
         let flat = p.exponential(false);
         assert_eq!(flat.wait_before(4), Duration::from_millis(100));
+        assert_eq!(flat.wait_before(1), Duration::ZERO);
         assert_eq!(Reconnect::new().tries(0).max_tries(), 1);
     }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use super::{reject_with, Op, Worker};
 use crate::driver::reopen_disk;
 use crate::error::Error;
+use crate::VixCode;
 
 impl<E: From<Error> + Send + 'static> Worker<E> {
     /// Whether `e` means the connection is gone and the policy will make
@@ -52,11 +53,21 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                     self.status.reconnections.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Err(e) if n >= policy.max_tries() => {
-                    let msg = format!(
-                        "the connection to the host was lost and {n} reconnections failed \
-                         (the last: {e}); open the disk again"
-                    );
+                Err(e) if n >= policy.max_tries() || refused_login(&e) => {
+                    let msg = if refused_login(&e) {
+                        format!(
+                            "the connection to the host was lost and the host no longer \
+                             accepts the login ({e}): a session cookie names one session, \
+                             which the server ends (vCenter after 30 idle minutes by \
+                             default), so a copy that must outlive it needs a user name and \
+                             password, which log in anew"
+                        )
+                    } else {
+                        format!(
+                            "the connection to the host was lost and {n} reconnections failed \
+                             (the last: {e}); open the disk again"
+                        )
+                    };
                     log::error!(target: "vddk::driver", "{msg}");
                     self.lost = false;
                     self.gave_up = Some(msg);
@@ -86,4 +97,10 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             None => Error::Closed,
         }
     }
+}
+
+/// A login the host refuses now, though it took it before: trying again
+/// will not change its mind (an ended session, a changed password).
+fn refused_login(e: &Error) -> bool {
+    e.vix_code() == Some(VixCode::AUTHENTICATION_FAIL)
 }
