@@ -58,13 +58,91 @@ fn log_info(path: &str, i: &vddk::DiskInfo) {
 }
 
 impl DiskOpener {
+    /// Opens `path` (several times when `nfc-connections=` asks and the
+    /// disk is a read-only remote one) and exports it.
     fn open(&self, path: &str) -> Result<Arc<VddkDisk>, backend::Error> {
+        let driver = self.open_driver(path, true).map_err(|e| match e {
+            OpenError::Params(m) | OpenError::Refused(m) => backend::Error::Failed(m),
+            OpenError::Driver(e) => backend::Error::from(e),
+        })?;
+        log::debug!(
+            "opened {path}, transport mode {}: {}",
+            driver.transport(),
+            match driver.mode() {
+                vddk::Mode::Direct => "calls made by the serving threads",
+                vddk::Mode::Pipelined => "calls pipelined on a worker thread",
+            }
+        );
+        if self.diskinfo {
+            log_info(path, driver.info());
+        }
+        let more = self.more_handles(path, &driver);
+        Ok(Arc::new(
+            VddkDisk::new(driver, self.read_only)
+                .log_extents(self.extents)
+                .with_readers(more),
+        ))
+    }
+
+    /// The handles beyond the first that `nfc-connections=N` asks for:
+    /// only a read-only disk reached through the network has them (a local
+    /// file gains nothing, and VDDK locks a disk opened for writing). A
+    /// host that refuses one more NFC connection leaves the disk with
+    /// those it has.
+    fn more_handles(&self, path: &str, first: &vddk::DiskDriver<backend::Error>) -> Vec<Driver> {
+        let wanted = usize::from(self.params.nfc_connections.max(1));
+        if wanted == 1 {
+            return Vec::new();
+        }
+        if !self.read_only {
+            log::warn!(
+                "nfc-connections={wanted}: a disk opened for writing is served through one \
+                 connection; add --readonly (-r) to spread reads over {wanted}"
+            );
+            return Vec::new();
+        }
+        if first.mode() == vddk::Mode::Direct {
+            log::debug!(
+                "nfc-connections={wanted}: {path} is reached by the {} transport, one handle \
+                 serves it",
+                first.transport()
+            );
+            return Vec::new();
+        }
+        let mut more = Vec::new();
+        for n in 2..=wanted {
+            match self.open_driver(path, false) {
+                Ok(d) => more.push(d),
+                Err(e) => {
+                    log::warn!(
+                        "nfc-connections={wanted}: the host refused NFC connection {n} to \
+                         {path} ({e}); reading through {}",
+                        n - 1
+                    );
+                    break;
+                }
+            }
+        }
+        log::debug!(
+            "{path}: reads spread over {} NFC connections",
+            more.len() + 1
+        );
+        more
+    }
+
+    /// One handle on `path` with its driver. The `first` that fails gets
+    /// hints on what to check; for another, the thumbprint and
+    /// credentials have been good already, so VDDK's own words are best.
+    fn open_driver(&self, path: &str, first: bool) -> Result<Driver, OpenError> {
         let flags = open_flags(&self.params, self.read_only)
-            .map_err(|e| backend::Error::Failed(e.to_string()))?;
-        let disk = self
-            .conn
-            .open(path, flags)
-            .map_err(|e| backend::Error::Failed(trust::open_error(&self.params, path, &e)))?;
+            .map_err(|e| OpenError::Params(e.to_string()))?;
+        let disk = self.conn.open(path, flags).map_err(|e| {
+            OpenError::Refused(if first {
+                trust::open_error(&self.params, path, &e)
+            } else {
+                e.to_string()
+            })
+        })?;
         let reconnect = self.reconnect.clone();
         let reopen_path = path.to_string();
         let mut opts = vddk::DriverOptions::new().reopen_with(Arc::new(move || {
@@ -80,21 +158,28 @@ impl DiskOpener {
         if let Some(policy) = self.policy {
             opts = opts.reconnect(policy);
         }
-        let driver = vddk::DiskDriver::new(disk, opts)?;
-        log::debug!(
-            "opened {path}, transport mode {}: {}",
-            driver.transport(),
-            match driver.mode() {
-                vddk::Mode::Direct => "calls made by the serving threads",
-                vddk::Mode::Pipelined => "calls pipelined on a worker thread",
-            }
-        );
-        if self.diskinfo {
-            log_info(path, driver.info());
+        vddk::DiskDriver::new(disk, opts).map_err(OpenError::Driver)
+    }
+}
+
+type Driver = vddk::DiskDriver<backend::Error>;
+
+/// Why a handle could not be had.
+enum OpenError {
+    /// The parameters make no open flags.
+    Params(String),
+    /// VDDK's Open failed; the message says what to check.
+    Refused(String),
+    /// The driver did not start (GetInfo failed, no thread).
+    Driver(vddk::Error),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Params(m) | OpenError::Refused(m) => f.write_str(m),
+            OpenError::Driver(e) => e.fmt(f),
         }
-        Ok(Arc::new(
-            VddkDisk::new(driver, self.read_only).log_extents(self.extents),
-        ))
     }
 }
 

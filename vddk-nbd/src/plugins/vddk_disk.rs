@@ -6,7 +6,14 @@
 //!
 //! Allocation comes from QueryAllocatedBlocks in 32 GiB windows, kept (see
 //! [`super::allocation`]); reads then know which of their bytes are holes.
+//!
+//! A read-only remote disk may be opened more than once
+//! (`nfc-connections=N`): each handle is an NFC connection with a
+//! bandwidth of its own, and reads go to the handle with the fewest of
+//! them outstanding, so one that is slow, or reconnecting, gets fewer.
+//! Everything else (allocation queries, flushes) goes to the first.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vddk::{DiskDriver, MIN_CHUNK, SECTOR_SIZE};
@@ -24,9 +31,22 @@ const ZERO_CHUNK: u64 = 4 << 20;
 /// An export over a VMware disk opened with VDDK.
 pub struct VddkDisk {
     driver: DiskDriver<Error>,
+    /// With several handles: all of them, the first included.
+    readers: Vec<Reader>,
+    /// Where the search for the least loaded reader starts, turning, so
+    /// that equally loaded readers take turns.
+    turn: AtomicUsize,
     read_only: bool,
     allocation: Arc<Mutex<Allocation>>,
     log_extents: bool,
+}
+
+/// One handle of a disk opened several times, with its reads outstanding.
+struct Reader {
+    driver: DiskDriver<Error>,
+    outstanding: Arc<AtomicUsize>,
+    /// Reads sent to it, for the log at close.
+    reads: AtomicUsize,
 }
 
 impl VddkDisk {
@@ -35,6 +55,8 @@ impl VddkDisk {
     pub fn new(driver: DiskDriver<Error>, read_only: bool) -> VddkDisk {
         VddkDisk {
             driver,
+            readers: Vec::new(),
+            turn: AtomicUsize::new(0),
             read_only,
             allocation: Arc::default(),
             log_extents: false,
@@ -47,9 +69,59 @@ impl VddkDisk {
         self
     }
 
-    /// The driver underneath.
+    /// Spreads reads over `more` handles of the same disk besides the
+    /// first, each opened read-only through its own NFC connection.
+    /// Writes stay on the first handle, so a read-write disk ignores them.
+    pub fn with_readers(mut self, more: Vec<DiskDriver<Error>>) -> VddkDisk {
+        if more.is_empty() || !self.read_only {
+            return self;
+        }
+        self.readers = std::iter::once(self.driver.clone())
+            .chain(more)
+            .map(|driver| Reader {
+                driver,
+                outstanding: Arc::default(),
+                reads: AtomicUsize::new(0),
+            })
+            .collect();
+        self
+    }
+
+    /// The driver underneath (the first, with several handles).
     pub fn driver(&self) -> &DiskDriver<Error> {
         &self.driver
+    }
+
+    /// How many handles serve reads.
+    pub fn handles(&self) -> usize {
+        self.readers.len().max(1)
+    }
+
+    /// Reconnections made by all the handles together.
+    pub fn reconnections(&self) -> u64 {
+        if self.readers.is_empty() {
+            return self.driver.reconnections();
+        }
+        self.readers.iter().map(|r| r.driver.reconnections()).sum()
+    }
+
+    /// The reader with the fewest reads outstanding.
+    fn least_loaded(&self) -> &Reader {
+        let n = self.readers.len();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best = &self.readers[start];
+        for i in 1..n {
+            let r = &self.readers[(start + i) % n];
+            if r.outstanding.load(Ordering::Relaxed) < best.outstanding.load(Ordering::Relaxed) {
+                best = r;
+            }
+        }
+        best
+    }
+
+    fn drivers(&self) -> impl Iterator<Item = &DiskDriver<Error>> {
+        let more = self.readers.iter().skip(1).map(|r| &r.driver);
+        std::iter::once(&self.driver).chain(more)
     }
 
     fn allocation(&self) -> MutexGuard<'_, Allocation> {
@@ -83,7 +155,22 @@ impl Backend for VddkDisk {
     }
 
     fn read(&self, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
-        self.driver.read(offset, len as usize, buf, done);
+        if self.readers.is_empty() {
+            return self.driver.read(offset, len as usize, buf, done);
+        }
+        let r = self.least_loaded();
+        r.reads.fetch_add(1, Ordering::Relaxed);
+        let outstanding = Arc::clone(&r.outstanding);
+        outstanding.fetch_add(1, Ordering::Relaxed);
+        r.driver.read(
+            offset,
+            len as usize,
+            buf,
+            Box::new(move |result| {
+                outstanding.fetch_sub(1, Ordering::Relaxed);
+                done(result)
+            }),
+        );
     }
 
     fn write(&self, offset: u64, data: Vec<u8>, fua: bool, done: Done<Vec<u8>>) {
@@ -169,11 +256,27 @@ impl Backend for VddkDisk {
 
     fn reopen(&self) -> Result<(), Error> {
         log::debug!("reopening the disk");
-        self.driver.reopen().map_err(Error::from)
+        self.drivers()
+            .try_for_each(|d| d.reopen().map_err(Error::from))
     }
 
     fn close(&self) -> Result<(), Error> {
-        self.driver.close().map_err(Error::from)
+        if !self.readers.is_empty() {
+            let counts: Vec<String> = self
+                .readers
+                .iter()
+                .map(|r| r.reads.load(Ordering::Relaxed).to_string())
+                .collect();
+            log::debug!("reads per NFC connection: {}", counts.join(", "));
+        }
+        // Every handle is closed, even after one fails to.
+        let mut first = Ok(());
+        for d in self.drivers() {
+            if let Err(e) = d.close() {
+                first = first.and(Err(Error::from(e)));
+            }
+        }
+        first
     }
 }
 

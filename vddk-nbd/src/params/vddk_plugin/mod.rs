@@ -79,6 +79,11 @@ pub const PARAMS: &[ParamHelp] = &[
         help: "VDDK library directory.",
     },
     ParamHelp {
+        key: "nfc-connections",
+        usage: "nfc-connections=<N>",
+        help: "NFC connections for a read-only remote disk (default 1).",
+    },
+    ParamHelp {
         key: "nfchostport",
         usage: "nfchostport=<PORT>",
         help: "ESXi host's NFC port (default 902).",
@@ -272,7 +277,16 @@ pub struct VddkParams {
     pub vmx: Option<PathBuf>,
     /// `io=`: how requests reach VDDK.
     pub io: IoMode,
+    /// `nfc-connections=`: handles (each its own NFC connection) opened
+    /// on a read-only remote disk, requests spread over them (0, the
+    /// default, is 1).
+    pub nfc_connections: u8,
 }
+
+/// The most `nfc-connections=` takes: ESXi hosts allow few NFC
+/// connections in all (VMware documents limits of tens per host, shared
+/// by every disk and every backup running against it).
+pub const MAX_NFC_CONNECTIONS: u8 = 16;
 
 impl VddkParams {
     /// Whether the disk is on a server rather than local, by nbdkit's rule:
@@ -305,6 +319,18 @@ impl VddkParams {
     pub fn multi_export(&self) -> bool {
         self.export.is_some() || self.vmx.is_some()
     }
+}
+
+fn parse_connections(key: &str, v: &str) -> Result<u8, ParamError> {
+    v.parse::<u8>()
+        .ok()
+        .filter(|n| (1..=MAX_NFC_CONNECTIONS).contains(n))
+        .ok_or_else(|| {
+            err(format!(
+                "cannot parse {key}: '{v}' is not a number of connections from 1 to \
+                 {MAX_NFC_CONNECTIONS}"
+            ))
+        })
 }
 
 /// Turns the `key=value` list into [`VddkParams`] without checking that
@@ -340,6 +366,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<VddkParams, ParamError> {
             "export" => p.export = Some(v.to_string()),
             "vmx" => p.vmx = Some(PathBuf::from(v)),
             "io" => p.io = lookup(k, v, IO_MODES)?,
+            "nfc-connections" => p.nfc_connections = parse_connections(k, v)?,
             "vm" => p.vm = Some(v.to_string()),
             "snapshot" => p.snapshot = Some(v.to_string()),
             "transports" => p.transports = Some(v.to_string()),
