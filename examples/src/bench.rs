@@ -1,5 +1,6 @@
 //! The measuring part of `vddk-bench`: keep a number of requests in
-//! flight against a [`DiskDriver`] and record each one's latency.
+//! flight against a [`DiskDriver`] (with completions) or a
+//! [`vddk::AsyncDisk`] (with tasks) and record each one's latency.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -138,32 +139,69 @@ impl Rng {
     }
 }
 
-/// Runs one benchmark on the driver's disk.
+/// The offsets a run visits: in order, or at random, request-aligned.
+struct Offsets {
+    random: bool,
+    request: u64,
+    slots: u64,
+    rng: Rng,
+    seq: u64,
+}
+
+impl Offsets {
+    /// Checks the request size against the disk's `capacity`.
+    fn new(r: &Run, capacity: u64) -> Result<Offsets, String> {
+        if r.request == 0 || r.request % SECTOR_SIZE != 0 || r.request > capacity {
+            return Err(format!(
+                "request size {} must be a multiple of 512 and at most the disk's size \
+                 ({capacity})",
+                r.request
+            ));
+        }
+        Ok(Offsets {
+            random: r.mode.random(),
+            request: r.request,
+            slots: capacity / r.request,
+            rng: Rng::new(r.seed),
+            seq: 0,
+        })
+    }
+
+    fn next(&mut self) -> u64 {
+        let slot = if self.random {
+            self.rng.next_u64() % self.slots
+        } else {
+            let s = self.seq % self.slots;
+            self.seq += 1;
+            s
+        };
+        slot * self.request
+    }
+}
+
+/// The bytes a write run writes (never all zero).
+fn pattern(r: &Run) -> Vec<u8> {
+    (0..r.request).map(|i| (i % 251) as u8 | 1).collect()
+}
+
+fn outcome(r: &Run, started: Instant, mut latencies: Vec<Duration>) -> Outcome {
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Outcome {
+        ops: latencies.len() as u64,
+        bytes: latencies.len() as u64 * r.request,
+        elapsed,
+        latencies,
+    }
+}
+
+/// Runs one benchmark on the driver's disk, with completions.
 ///
 /// # Errors
 /// The first failed request (the run stops there).
 pub fn run(driver: &DiskDriver, r: &Run) -> Result<Outcome, String> {
-    let capacity = driver.capacity();
-    if r.request == 0 || r.request % SECTOR_SIZE != 0 || r.request > capacity {
-        return Err(format!(
-            "request size {} must be a multiple of 512 and at most the disk's size ({capacity})",
-            r.request
-        ));
-    }
-    let slots = capacity / r.request;
-    let mut rng = Rng::new(r.seed);
-    let mut seq = 0u64;
-    let mut next_offset = move || {
-        let slot = if r.mode.random() {
-            rng.next_u64() % slots
-        } else {
-            let s = seq % slots;
-            seq += 1;
-            s
-        };
-        slot * r.request
-    };
-    let pattern: Vec<u8> = (0..r.request).map(|i| (i % 251) as u8 | 1).collect();
+    let mut offsets = Offsets::new(r, driver.capacity())?;
+    let pattern = pattern(r);
     let (tx, rx) = mpsc::channel::<Result<Duration, String>>();
     let started = Instant::now();
     let mut submitted = 0u64;
@@ -176,7 +214,7 @@ pub fn run(driver: &DiskDriver, r: &Run) -> Result<Outcome, String> {
             && submitted < r.total
             && started.elapsed() < r.duration
         {
-            let offset = next_offset();
+            let offset = offsets.next();
             let tx = tx.clone();
             let t0 = Instant::now();
             let done: vddk::driver::Done<Vec<u8>> = Box::new(move |res| {
@@ -208,14 +246,95 @@ pub fn run(driver: &DiskDriver, r: &Run) -> Result<Outcome, String> {
     if r.mode.writes() {
         crate::copy::flush(driver).map_err(|e| format!("flush after writing: {e}"))?;
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    Ok(Outcome {
-        ops: latencies.len() as u64,
-        bytes: latencies.len() as u64 * r.request,
-        elapsed,
-        latencies,
+    Ok(outcome(r, started, latencies))
+}
+
+/// Runs one benchmark through [`vddk::AsyncDisk`]: `depth` tasks on a
+/// single-threaded tokio runtime, each awaiting one request after
+/// another and reusing its buffer.
+///
+/// # Errors
+/// The first failed request (the run stops there).
+pub fn run_async(disk: &vddk::AsyncDisk, r: &Run) -> Result<Outcome, String> {
+    let offsets = std::sync::Mutex::new(Offsets::new(r, disk.capacity())?);
+    let budget = std::sync::atomic::AtomicU64::new(r.total);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
+    let started = Instant::now();
+    // Claims the next request's offset while bytes and time are left.
+    let claim = || -> Option<u64> {
+        let left = budget.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |b| b.checked_sub(r.request).or((b > 0).then_some(0)),
+        );
+        if left.is_err() || started.elapsed() >= r.duration {
+            return None;
+        }
+        // Sound when poisoned: the generator has no invariant to break.
+        Some(offsets.lock().unwrap_or_else(|e| e.into_inner()).next())
+    };
+    let worker = || async {
+        let mut latencies = Vec::new();
+        let mut buf = if r.mode.writes() {
+            pattern(r)
+        } else {
+            Vec::new()
+        };
+        while let Some(offset) = claim() {
+            let t0 = Instant::now();
+            buf = if r.mode.writes() {
+                disk.write_at(offset, buf).await
+            } else {
+                disk.read_at(offset, r.request as usize, buf).await
+            }
+            .map_err(|e| e.to_string())?;
+            latencies.push(t0.elapsed());
+        }
+        Ok::<_, String>(latencies)
+    };
+    let all = rt.block_on(async {
+        let mut workers = Vec::new();
+        for _ in 0..r.depth.max(1) {
+            workers.push(worker());
+        }
+        let mut all = Vec::new();
+        for w in join_all(workers).await {
+            all.extend(w?);
+        }
+        if r.mode.writes() {
+            disk.flush()
+                .await
+                .map_err(|e| format!("flush after writing: {e}"))?;
+        }
+        Ok::<_, String>(all)
+    })?;
+    Ok(outcome(r, started, all))
+}
+
+/// Polls every future until all are done (their requests run together).
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -39,6 +39,18 @@
 //! transport. Overlapping requests take effect in submission order; each
 //! completes by calling its `done` exactly once.
 //!
+//! # Streams and async code
+//!
+//! [`DiskStream`] is a disk as `std::io::{Read, Write, Seek}`, one request
+//! at a time, for copy loops and hashers. With the `tokio` feature,
+//! `AsyncDisk` gives `async fn read_at`/`write_at`/`flush`/`allocated`
+//! with a bound on the requests submitted at once (the next call waits for
+//! a slot) and buffers handed back for reuse, and `AsyncDiskStream` is
+//! tokio's `AsyncRead + AsyncWrite + AsyncSeek` with read-ahead and
+//! write-behind, for `tokio::io::copy`. VDDK cannot cancel an issued
+//! request: a future dropped after submitting runs its request to the
+//! end, and its result is dropped (see the `async_disk` docs).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -69,6 +81,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "tokio")]
+mod async_disk;
 mod blocks;
 mod connect_params;
 mod connection;
@@ -80,8 +94,11 @@ mod library;
 #[allow(unsafe_code)]
 mod raw;
 mod stats;
+mod stream;
 mod vix;
 
+#[cfg(feature = "tokio")]
+pub use async_disk::{AsyncDisk, AsyncDiskStream};
 pub use blocks::{Extent, MAX_CHUNKS_PER_CALL, MIN_CHUNK};
 pub use connect_params::{
     ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef,
@@ -93,6 +110,7 @@ pub use driver::{DiskDriver, DriverOptions, Mode, Reconnect};
 pub use error::{Error, Result, VixFailure};
 pub use library::{AccessGuard, InitOptions, Vddk};
 pub use stats::{CallStats, Stats};
+pub use stream::{DiskStream, STREAM_CHUNK};
 /// Library search options and what the loaded library offers, from
 /// `vddk-sys`: [`InitOptions::load_options`] takes the first,
 /// [`Vddk::capabilities`] returns the second.

@@ -63,6 +63,11 @@ vddk_examples::program! {
         #[arg(long, value_name = "N", default_value = "1")]
         seed: String,
 
+        /// How requests are made: driver (DiskDriver completions) or async
+        /// (AsyncDisk futures, one tokio task per request in flight)
+        #[arg(long, value_name = "API", default_value = "driver")]
+        api: String,
+
         /// Needed for write modes: they overwrite the disk's data
         #[arg(long)]
         allow_writes: bool,
@@ -76,6 +81,7 @@ vddk_examples::program! {
 const EXAMPLES: &str =
     "  vddk-bench libdir=/opt/vddk /vms/web.vmdk -m read,randread -b 4K,64K,1M -q 1,16
   vddk-bench libdir=/opt/vddk /vms/scratch.vmdk -m write --allow-writes --total 1G
+  vddk-bench libdir=/opt/vddk /vms/web.vmdk --api async -q 16
 ";
 
 fn main() {
@@ -128,6 +134,11 @@ fn bench_main(args: &Args) -> Result<(), String> {
     let seed = v
         .parse::<u64>()
         .map_err(|_| format!("--seed {v}: give a whole number"))?;
+    let use_async = match args.api.as_str() {
+        "driver" => false,
+        "async" => true,
+        other => return Err(format!("--api {other}: use driver or async")),
+    };
     let writes = modes.iter().any(|m| m.writes());
     if writes && !args.allow_writes {
         return Err(
@@ -141,6 +152,7 @@ fn bench_main(args: &Args) -> Result<(), String> {
     let driver: DiskDriver =
         DiskDriver::new(sess.disk, session::driver_options(&params, max_depth))
             .map_err(|e| format!("cannot start the disk driver: {e}"))?;
+    let async_disk = vddk::AsyncDisk::new(driver.clone(), max_depth);
     let json_out = args.json;
     if !json_out {
         println!(
@@ -165,7 +177,12 @@ fn bench_main(args: &Args) -> Result<(), String> {
                     duration,
                     seed,
                 };
-                let out = bench::run(&driver, &r).map_err(|e| {
+                let out = if use_async {
+                    bench::run_async(&async_disk, &r)
+                } else {
+                    bench::run(&driver, &r)
+                };
+                let out = out.map_err(|e| {
                     format!(
                         "{} with {}-byte requests at depth {depth}: {e}",
                         mode.name(),
