@@ -43,7 +43,7 @@ impl std::fmt::Debug for Session {
 /// The loader's report, listing every path tried.
 pub fn load(p: &VddkParams) -> Result<Vddk, String> {
     if let Some(dir) = &p.libdir {
-        vddk_nbd::params::reexec::reexec_if_needed(dir).map_err(|e| e.to_string())?;
+        vddk::library_path::reexec_if_needed(dir).map_err(|e| e.to_string())?;
     }
     Vddk::init(cc::init_options(p)).map_err(|e| {
         let mut msg = e.to_string();

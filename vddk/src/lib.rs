@@ -39,6 +39,37 @@
 //! transport. Overlapping requests take effect in submission order; each
 //! completes by calling its `done` exactly once.
 //!
+//! # Setting up a program
+//!
+//! VDDK loads the libraries it bundles by bare name, so `libdir/lib64`
+//! must be on `LD_LIBRARY_PATH` when the process starts:
+//! [`library_path::reexec_if_needed`] re-executes the program once with
+//! it there (call it first thing in `main`), or start the program with the
+//! variable set.
+//!
+//! VDDK's own log lines (and this crate's) go to the [`log`] facade: they
+//! appear only once the program installs a logger, such as `env_logger`
+//! (`RUST_LOG=vddk=debug`) or one of its own:
+//!
+//! ```
+//! struct Stderr;
+//! impl log::Log for Stderr {
+//!     fn enabled(&self, m: &log::Metadata) -> bool {
+//!         m.level() <= log::Level::Info
+//!     }
+//!     fn log(&self, r: &log::Record) {
+//!         if self.enabled(r.metadata()) {
+//!             eprintln!("{}: {}", r.target(), r.args());
+//!         }
+//!     }
+//!     fn flush(&self) {}
+//! }
+//! static LOGGER: Stderr = Stderr;
+//! log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info))?;
+//! // VDDK's messages now arrive under the target `vddk::library`.
+//! # Ok::<(), log::SetLoggerError>(())
+//! ```
+//!
 //! # Streams and async code
 //!
 //! [`DiskStream`] is a disk as `std::io::{Read, Write, Seek}`, one request
@@ -91,6 +122,7 @@ mod disk;
 pub mod driver;
 mod error;
 mod library;
+pub mod library_path;
 #[allow(unsafe_code)]
 mod raw;
 mod stats;

@@ -12,7 +12,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use vddk_nbd::params::{reexec, Secrets};
+use vddk::library_path as reexec;
+use vddk_nbd::params::Secrets;
 
 use super::secrets::moved_off_argv;
 

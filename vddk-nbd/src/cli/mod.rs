@@ -30,7 +30,8 @@ mod tls_flags;
 
 use args::Action;
 use daemon::Readiness;
-use vddk_nbd::params::{self, reexec, Secrets, VddkParams};
+use vddk::library_path as reexec;
+use vddk_nbd::params::{self, Secrets, VddkParams};
 
 /// The name this program was started as: `nbdkit` through a link of that
 /// name (messages then take nbdkit's shape), else `vddk-nbd`.

@@ -11,8 +11,8 @@
 //!   ([`Password`]), read only when needed into zeroizing [`Secrets`].
 //! - [`handover`]: passing a secret to a program we exec or spawn through
 //!   an inherited pipe, never its command line or environment.
-//! - [`reexec`]: re-running the program once with `libdir/lib64` on
-//!   `LD_LIBRARY_PATH`, which VDDK needs from the start of the process.
+//! - Re-running the program once with `libdir/lib64` on `LD_LIBRARY_PATH`
+//!   is [`vddk::library_path`]'s, shared with every program on `vddk`.
 //! - [`connect`]: the typed parameters turned into the `vddk` crate's
 //!   [`vddk::ConnectParams`], [`vddk::OpenFlags`] and friends.
 //! - [`uri`]: libvirt's `esx://` and `vpx://` URIs (`uri=`).
@@ -35,7 +35,6 @@
 pub mod connect;
 pub mod handover;
 pub mod password;
-pub mod reexec;
 pub mod size;
 #[cfg(feature = "server")]
 pub mod trust;

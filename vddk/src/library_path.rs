@@ -1,15 +1,29 @@
 //! Putting `libdir/lib64` on `LD_LIBRARY_PATH` before the process starts.
 //!
-//! VDDK dlopens its own bundled libraries by bare name, so their directory
-//! must be on the loader's path when the process starts; setting the
-//! variable later has no effect on this process. We therefore re-execute
-//! ourselves once, early, before any secret is read, with the directory
-//! prepended, and remember the user's original value so that programs we
-//! start (`--run`) see their own environment again.
+//! VDDK loads the libraries it bundles (its OpenSSL, libcurl, glib, ...)
+//! by bare name, so their directory must be on the dynamic linker's path
+//! when the process starts: setting the variable later has no effect on
+//! the running process. A program therefore re-executes itself once,
+//! early (before it reads any secret or starts a thread), with the
+//! directory prepended, and remembers the user's original value so that
+//! the programs it starts see their own environment again:
 //!
-//! The same [`exec`] also serves to take a secret off the command line
-//! (see [`super::handover`]): the new program's arguments are whatever
-//! the caller gives.
+//! ```no_run
+//! use vddk::{library_path, InitOptions, Vddk};
+//!
+//! let libdir = std::path::Path::new("/opt/vmware-vix-disklib-distrib");
+//! // Returns only when no re-exec was needed (or with the failed exec's error).
+//! library_path::reexec_if_needed(libdir)?;
+//! let vddk = Vddk::init(InitOptions::new().libdir(libdir))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The alternative is to start the program with the variable set, e.g.
+//! `LD_LIBRARY_PATH=/opt/vmware-vix-disklib-distrib/lib64 ./my-copy`, as
+//! a systemd unit or container image can.
+//!
+//! [`exec`] is also the way to start the program afresh with other
+//! arguments (to take a secret off its command line, say).
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -19,11 +33,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Set (to `1`) in the re-executed process.
-pub const REEXEC_MARKER: &str = "VDDK_NBD_REEXECED";
+pub const REEXEC_MARKER: &str = "VDDK_REEXECED";
 /// The user's `LD_LIBRARY_PATH` before the re-exec; absent if it was unset.
-pub const ORIGINAL_LD_LIBRARY_PATH: &str = "VDDK_NBD_ORIGINAL_LD_LIBRARY_PATH";
+pub const ORIGINAL_LD_LIBRARY_PATH: &str = "VDDK_ORIGINAL_LD_LIBRARY_PATH";
 
-const LD_LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
+/// Where this module logs: not under `vddk::library`, so that a filter
+/// on VDDK's own messages leaves these out.
+const LOG_TARGET: &str = "vddk::reexec";
+
+/// The dynamic linker's search path variable.
+pub const LD_LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
 
 /// The directory that must lead `LD_LIBRARY_PATH` for `libdir`, if any.
 pub fn wanted_dir(libdir: &Path) -> Option<PathBuf> {
@@ -57,6 +76,7 @@ pub fn prepended(current: Option<&OsStr>, dir: &Path) -> OsString {
 pub fn library_path_change(libdir: &Path) -> Option<PathBuf> {
     let Some(dir) = wanted_dir(libdir) else {
         log::debug!(
+            target: LOG_TARGET,
             "{} has no lib64 directory; not adjusting {LD_LIBRARY_PATH}",
             libdir.display()
         );
@@ -68,6 +88,7 @@ pub fn library_path_change(libdir: &Path) -> Option<PathBuf> {
     }
     if std::env::var_os(REEXEC_MARKER).is_some() {
         log::warn!(
+            target: LOG_TARGET,
             "{LD_LIBRARY_PATH} still does not start with {} after re-executing; continuing",
             dir.display()
         );
@@ -122,6 +143,7 @@ pub fn exec(args: Vec<OsString>, lib_dir: Option<&Path>) -> ExecError {
     cmd.args(args);
     if let Some(dir) = lib_dir {
         log::debug!(
+            target: LOG_TARGET,
             "re-executing {} with {} first on {LD_LIBRARY_PATH}",
             exe.display(),
             dir.display()
@@ -134,7 +156,7 @@ pub fn exec(args: Vec<OsString>, lib_dir: Option<&Path>) -> ExecError {
             None => cmd.env_remove(ORIGINAL_LD_LIBRARY_PATH),
         };
     } else {
-        log::debug!("re-executing {}", exe.display());
+        log::debug!(target: LOG_TARGET, "re-executing {}", exe.display());
     }
     let source = cmd.exec();
     ExecError::Exec { exe, source }
@@ -195,10 +217,10 @@ mod tests {
             dir: PathBuf::from("/opt/vddk/lib64"),
             source: ExecError::Exec {
                 exe: PathBuf::from("/usr/bin/vddk-nbd"),
-                source: io::Error::from_raw_os_error(libc::ENOENT),
+                source: io::Error::from(io::ErrorKind::NotFound),
             },
         };
-        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        let enoent = io::Error::from(io::ErrorKind::NotFound);
         assert_eq!(
             e.to_string(),
             format!(
