@@ -204,6 +204,14 @@ fn more_than_256_options_close() {
         let r = c.opt_replies();
         assert_eq!(r.len(), 2, "LIST {i}");
     }
+    let (opt, kind, msg) = c.opt_reply();
+    assert_eq!(
+        (opt, kind),
+        (OPT_LIST, REP_ERR_POLICY),
+        "the 257th option is refused"
+    );
+    let msg = String::from_utf8_lossy(&msg);
+    assert!(msg.contains("more than 256 options"), "{msg}");
     assert!(c.closed(), "the 257th option ends negotiation");
     drop(c);
     srv.finish();

@@ -9,7 +9,8 @@
 //! 47 disconnect in the middle of a 32 MiB read reply
 //! 48 pipeline reads without ever reading replies, then disconnect
 //! 49 half-close after sending requests: replies still arrive
-//! 50 DISC with requests in flight: they are answered first
+//! 50 DISC with requests in flight: they are answered first; over TCP,
+//!    with more requests after it, no reply is lost to a reset
 //! 51 read the greeting, then never send the client flags
 //! 52 never read the greeting nor send anything
 //! 53 trickle a byte at a time, never finishing negotiation
@@ -161,6 +162,73 @@ fn disc_with_requests_in_flight_answers_them_first() {
     assert_eq!(disk.contents(0, 4), b"last");
     drop(c);
     finish(srv);
+}
+
+#[test]
+fn disc_then_garbage_over_tcp_loses_no_reply() {
+    let disk = memory(SIZE);
+    let pattern: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+    disk.fill(0, &pattern);
+    let srv = TestServer::tcp(
+        "hostile-disc-garbage",
+        disk.clone(),
+        ServerConfig {
+            handshake_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
+    let mut c = Raw::go_tcp(srv.port, false, false);
+    // More reply bytes than the socket buffers hold, so that the last
+    // ones are still in the server's send queue when it closes: a close
+    // with the unread requests behind DISC would reset the connection
+    // and throw them away.
+    const READS: u64 = 6;
+    const LEN: u32 = 4 << 20;
+    let mut b = Vec::new();
+    b.request(CMD_WRITE, F_FUA, 1, SIZE - 4, 4, b"last");
+    for i in 0..READS {
+        b.request(CMD_READ, 0, 10 + i, i * u64::from(LEN), LEN, &[]);
+    }
+    b.request(CMD_DISC, 0, 3, 0, 0, &[]);
+    for i in 0..1000u64 {
+        b.request(CMD_READ, 0, 100 + i, 0, 512, &[]);
+    }
+    c.send(&b);
+    let (e, k) = c.simple_reply();
+    assert_eq!((e, k), (0, 1), "the write is answered first");
+    for i in 0..READS {
+        assert_eq!(c.simple_reply(), (0, 10 + i), "read {i}");
+        let at = (i * u64::from(LEN)) as usize;
+        let got = slowly(&mut c, LEN as usize);
+        assert!(
+            got == pattern[at..at + LEN as usize],
+            "read {i} came back whole and exact"
+        );
+    }
+    assert!(c.closed(), "nothing is answered after DISC");
+    assert_eq!(disk.contents(SIZE - 4, 4), b"last");
+    drop(c);
+    let mut next = Raw::go_tcp(srv.port, false, false);
+    assert_eq!(
+        next.simple_read(2, SIZE - 4, 4),
+        b"last",
+        "the next client is served"
+    );
+    drop(next);
+    srv.wait_idle();
+    srv.stop();
+}
+
+/// Reads `n` bytes a little at a time, as a client busy writing what it
+/// reads elsewhere does, so that the server's replies wait in its send
+/// queue rather than in this side's receive buffer.
+fn slowly(c: &mut Raw<std::net::TcpStream>, n: usize) -> Vec<u8> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        got.extend(c.recv((n - got.len()).min(64 << 10)));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    got
 }
 
 #[test]

@@ -557,7 +557,9 @@ fn handshake_closes_after_too_many_options() {
     let replies = option_replies(&out).expect("well-formed replies");
     assert_eq!(
         replies.len(),
-        2 * MAX_OPTIONS as usize,
-        "every accepted option answered, the extra one not"
+        2 * MAX_OPTIONS as usize + 1,
+        "every accepted option answered, the extra one with an error"
     );
+    let last = replies.last().expect("replies");
+    assert_eq!((last.0, last.1), (opt::LIST, rep::ERR_POLICY), "{last:?}");
 }

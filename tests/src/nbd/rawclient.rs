@@ -3,6 +3,7 @@
 //! would, and reports a close by the server as a value instead of a panic.
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub const REP_SERVER: u32 = 2;
 pub const REP_INFO: u32 = 3;
 pub const REP_META: u32 = 4;
 pub const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
+pub const REP_ERR_POLICY: u32 = (1 << 31) + 2;
 pub const REP_ERR_INVALID: u32 = (1 << 31) + 3;
 pub const REP_ERR_TOO_BIG: u32 = (1 << 31) + 9;
 
@@ -67,10 +69,30 @@ pub type OptReply = (u32, u32, Vec<u8>);
 /// One structured reply chunk: (flags, type, cookie, payload).
 pub type Chunk = (u16, u16, u64, Vec<u8>);
 
-/// A raw connection to the server.
-pub struct Raw {
+/// A connected socket a [`Raw`] client can run over.
+pub trait Stream: Read + Write + Sized {
+    /// As the standard sockets' method of the same name.
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl Stream for UnixStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, t)
+    }
+}
+
+impl Stream for TcpStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+}
+
+/// A raw connection to the server: over a Unix socket unless made over
+/// TCP ([`Raw::go_tcp`]), where a close with unread data resets the
+/// connection and loses what was still on its way.
+pub struct Raw<S = UnixStream> {
     /// The socket, for tests that need to shut down one direction.
-    pub s: UnixStream,
+    pub s: S,
 }
 
 fn be32(b: &[u8]) -> u32 {
@@ -86,26 +108,104 @@ fn be64(b: &[u8]) -> u64 {
 impl Raw {
     /// Connects without reading anything.
     pub fn bare(socket: &Path) -> Raw {
-        let s = UnixStream::connect(socket).expect("connect to the server socket");
+        Raw::over(UnixStream::connect(socket).expect("connect to the server socket"))
+    }
+
+    /// Connects and checks the greeting (fixed newstyle, no zeroes).
+    pub fn connect(socket: &Path) -> Raw {
+        Raw::bare(socket).greeted()
+    }
+
+    /// Connects and sends the client flags fixed newstyle + no zeroes.
+    pub fn start(socket: &Path) -> Raw {
+        Raw::connect(socket).flags_sent()
+    }
+
+    /// Negotiates with GO; optionally structured replies and base:allocation.
+    pub fn go(socket: &Path, structured: bool, meta: bool) -> Raw {
+        Raw::start(socket).negotiated(structured, meta)
+    }
+
+    /// An option header with a length of the caller's choosing.
+    pub fn option_header(opt: u32, length: u32) -> Vec<u8> {
+        let mut b = IHAVEOPT.to_be_bytes().to_vec();
+        b.extend_from_slice(&opt.to_be_bytes());
+        b.extend_from_slice(&length.to_be_bytes());
+        b
+    }
+
+    /// INFO/GO payload.
+    pub fn info_payload(name: &[u8], requests: &[u16]) -> Vec<u8> {
+        let mut p = (name.len() as u32).to_be_bytes().to_vec();
+        p.extend_from_slice(name);
+        p.extend_from_slice(&(requests.len() as u16).to_be_bytes());
+        for r in requests {
+            p.extend_from_slice(&r.to_be_bytes());
+        }
+        p
+    }
+
+    /// LIST/SET_META_CONTEXT payload.
+    pub fn meta_payload(name: &str, queries: &[&[u8]]) -> Vec<u8> {
+        let mut p = (name.len() as u32).to_be_bytes().to_vec();
+        p.extend_from_slice(name.as_bytes());
+        p.extend_from_slice(&(queries.len() as u32).to_be_bytes());
+        for q in queries {
+            p.extend_from_slice(&(q.len() as u32).to_be_bytes());
+            p.extend_from_slice(q);
+        }
+        p
+    }
+}
+
+impl Raw<TcpStream> {
+    /// As [`Raw::go`], to 127.0.0.1:`port`.
+    pub fn go_tcp(port: u16, structured: bool, meta: bool) -> Raw<TcpStream> {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server port");
+        Raw::over(s)
+            .greeted()
+            .flags_sent()
+            .negotiated(structured, meta)
+    }
+}
+
+impl<S: Stream> Raw<S> {
+    /// A client over a stream already connected.
+    pub fn over(s: S) -> Raw<S> {
         s.set_read_timeout(Some(READ_TIMEOUT))
             .expect("set a read timeout");
         Raw { s }
     }
 
-    /// Connects and checks the greeting (fixed newstyle, no zeroes).
-    pub fn connect(socket: &Path) -> Raw {
-        let mut c = Raw::bare(socket);
-        let g = c.recv(18);
+    /// Checks the greeting (fixed newstyle, no zeroes).
+    fn greeted(mut self) -> Raw<S> {
+        let g = self.recv(18);
         assert_eq!(&g[..16], b"NBDMAGICIHAVEOPT", "greeting magic");
         assert_eq!(&g[16..], &[0, 3], "handshake flags");
-        c
+        self
     }
 
-    /// Connects and sends the client flags fixed newstyle + no zeroes.
-    pub fn start(socket: &Path) -> Raw {
-        let mut c = Raw::connect(socket);
-        c.send(&3u32.to_be_bytes());
-        c
+    /// Sends the client flags fixed newstyle + no zeroes.
+    fn flags_sent(mut self) -> Raw<S> {
+        self.send(&3u32.to_be_bytes());
+        self
+    }
+
+    fn negotiated(mut self, structured: bool, meta: bool) -> Raw<S> {
+        if structured {
+            self.option(OPT_STRUCTURED_REPLY, &[]);
+            assert_eq!(self.opt_reply(), (OPT_STRUCTURED_REPLY, REP_ACK, vec![]));
+        }
+        if meta {
+            self.option(OPT_SET_META, &Raw::meta_payload("", &[b"base:allocation"]));
+            let r = self.opt_replies();
+            assert_eq!(
+                r.iter().map(|r| r.1).collect::<Vec<_>>(),
+                [REP_META, REP_ACK]
+            );
+        }
+        self.go_now();
+        self
     }
 
     /// Writes bytes; a server that already hung up is not an error here,
@@ -171,14 +271,6 @@ impl Raw {
         r
     }
 
-    /// An option header with a length of the caller's choosing.
-    pub fn option_header(opt: u32, length: u32) -> Vec<u8> {
-        let mut b = IHAVEOPT.to_be_bytes().to_vec();
-        b.extend_from_slice(&opt.to_be_bytes());
-        b.extend_from_slice(&length.to_be_bytes());
-        b
-    }
-
     /// Sends an option with its true length.
     pub fn option(&mut self, opt: u32, payload: &[u8]) {
         let mut b = Raw::option_header(opt, payload.len() as u32);
@@ -208,29 +300,6 @@ impl Raw {
         }
     }
 
-    /// INFO/GO payload.
-    pub fn info_payload(name: &[u8], requests: &[u16]) -> Vec<u8> {
-        let mut p = (name.len() as u32).to_be_bytes().to_vec();
-        p.extend_from_slice(name);
-        p.extend_from_slice(&(requests.len() as u16).to_be_bytes());
-        for r in requests {
-            p.extend_from_slice(&r.to_be_bytes());
-        }
-        p
-    }
-
-    /// LIST/SET_META_CONTEXT payload.
-    pub fn meta_payload(name: &str, queries: &[&[u8]]) -> Vec<u8> {
-        let mut p = (name.len() as u32).to_be_bytes().to_vec();
-        p.extend_from_slice(name.as_bytes());
-        p.extend_from_slice(&(queries.len() as u32).to_be_bytes());
-        for q in queries {
-            p.extend_from_slice(&(q.len() as u32).to_be_bytes());
-            p.extend_from_slice(q);
-        }
-        p
-    }
-
     /// Sends GO for the default export and checks it is acknowledged.
     pub fn go_now(&mut self) {
         self.option(OPT_GO, &Raw::info_payload(b"", &[]));
@@ -240,25 +309,6 @@ impl Raw {
             Some(REP_ACK),
             "GO acknowledged: {r:?}"
         );
-    }
-
-    /// Negotiates with GO; optionally structured replies and base:allocation.
-    pub fn go(socket: &Path, structured: bool, meta: bool) -> Raw {
-        let mut c = Raw::start(socket);
-        if structured {
-            c.option(OPT_STRUCTURED_REPLY, &[]);
-            assert_eq!(c.opt_reply(), (OPT_STRUCTURED_REPLY, REP_ACK, vec![]));
-        }
-        if meta {
-            c.option(OPT_SET_META, &Raw::meta_payload("", &[b"base:allocation"]));
-            let r = c.opt_replies();
-            assert_eq!(
-                r.iter().map(|r| r.1).collect::<Vec<_>>(),
-                [REP_META, REP_ACK]
-            );
-        }
-        c.go_now();
-        c
     }
 
     /// Reads a simple reply header: (error, cookie).
@@ -357,7 +407,7 @@ pub trait Requests {
     }
 }
 
-impl Requests for Raw {
+impl<S: Stream> Requests for Raw<S> {
     fn put(&mut self, bytes: &[u8]) {
         self.send(bytes);
     }

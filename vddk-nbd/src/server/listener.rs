@@ -196,6 +196,7 @@ fn serve_connected<S: Socket>(inner: &Arc<Inner>, s: S) -> io::Result<()> {
     };
     s.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let w = s.try_clone()?;
+    let ending = s.try_clone()?;
     let timeout = Some(inner.config.handshake_timeout).filter(|t| !t.is_zero());
     let negotiated = Arc::new(AtomicBool::new(false));
     let r = Reader {
@@ -203,5 +204,40 @@ fn serve_connected<S: Socket>(inner: &Arc<Inner>, s: S) -> io::Result<()> {
         deadline: timeout.map(|t| Instant::now() + t),
         negotiated: Arc::clone(&negotiated),
     };
-    inner.run(r, w, move || negotiated.store(true, Ordering::Release))
+    inner.run(r, w, move || negotiated.store(true, Ordering::Release))?;
+    close_gracefully(ending);
+    Ok(())
+}
+
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+/// The most a closing connection reads and drops before closing anyway.
+const LINGER_BYTES: usize = 16 << 20;
+
+/// Ends a connection whose replies are all written: the write side is
+/// shut down (the client sees the end after the last reply), then what
+/// the client still sends (a request after NBD_CMD_DISC, the rest of a
+/// refused option) is read and dropped until it closes too. Closing with
+/// unread bytes instead would make a TCP stack reset the connection, and
+/// a reset throws away replies still on their way to the client.
+fn close_gracefully<S: Socket>(mut s: S) {
+    if s.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let until = Instant::now() + LINGER;
+    let mut buf = [0u8; 64 * 1024];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => dropped += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    log::debug!("the client kept its side open after the connection ended: closing it");
 }

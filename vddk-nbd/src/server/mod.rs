@@ -7,6 +7,7 @@ mod output;
 mod payload;
 mod tls_stream;
 mod transmit;
+mod warn_limit;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -159,7 +160,8 @@ impl Exports for Lookup {
 
     fn lookup(&mut self, name: &str) -> Result<ExportDesc, NoSuchExport> {
         let refuse = |e: &dyn std::fmt::Display| {
-            log::warn!("a client asked for export {name:?}: {e}");
+            warn_limit::UNKNOWN_EXPORT
+                .warn(format_args!("a client asked for export {name:?}: {e}"));
             NoSuchExport(e.to_string())
         };
         let r = self.exports.resolve(name).map_err(|e| refuse(&e))?;
@@ -183,7 +185,10 @@ impl Inner {
             id,
         };
         if self.config.max_connections.is_some_and(|max| n > max) {
-            log::warn!("refusing a connection: already serving the maximum of {n} - 1");
+            warn_limit::OVER_LIMIT.warn(format_args!(
+                "refusing a connection: already serving the maximum of {}",
+                n - 1
+            ));
             return None;
         }
         self.closers

@@ -100,7 +100,8 @@ pub(crate) fn negotiate<R: Read, W: Write>(
                 link = match link.upgrade(tls) {
                     Ok(l) => l,
                     Err(e) => {
-                        log::warn!("TLS handshake with a client failed: {e}");
+                        super::warn_limit::TLS_FAILED
+                            .warn(format_args!("TLS handshake with a client failed: {e}"));
                         return Ok(None);
                     }
                 };

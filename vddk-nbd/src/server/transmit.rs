@@ -192,7 +192,7 @@ fn reader_loop<R: Read>(
         let req = match wire::decode_request(&header) {
             Ok(req) => req,
             Err(WireError::Malformed(why)) => {
-                log::warn!("closing connection: {why}");
+                super::warn_limit::MALFORMED.warn(format_args!("closing connection: {why}"));
                 return Ok(());
             }
             Err(WireError::NeedMore(_)) => return Ok(()),

@@ -180,11 +180,15 @@ impl Handshake {
         }
         self.options_seen += 1;
         if self.options_seen > MAX_OPTIONS {
-            self.state = State::Finished;
-            return (
-                total,
-                Step::Close(format!("more than {MAX_OPTIONS} options")),
+            // Said before the close, so that the client's user learns why
+            // rather than seeing the connection drop.
+            let msg = format!(
+                "more than {MAX_OPTIONS} options on one connection: the server closes it; \
+                 a client needs only a few to choose an export"
             );
+            wire::encode_option_reply(out, header.option, rep::ERR_POLICY, msg.as_bytes());
+            self.state = State::Finished;
+            return (total, Step::Close(msg));
         }
         let payload = &input[OPTION_HEADER_LEN..total];
         let step = if header.option == opt::STARTTLS {

@@ -255,8 +255,16 @@ fn too_many_options_close() {
     for _ in 0..=MAX_OPTIONS {
         input.extend(option(opt::LIST, &[]));
     }
-    let (_, step, _) = run(&mut h, &input);
+    let (out, step, _) = run(&mut h, &input);
     assert!(matches!(step, Step::Close(_)));
+    let r = replies(&out);
+    // Each LIST is answered with a SERVER reply and an ACK; the option
+    // over the limit gets an error saying why the connection ends.
+    assert_eq!(r.len(), 2 * MAX_OPTIONS as usize + 1);
+    let (o, kind, msg) = r.last().unwrap();
+    assert_eq!((*o, *kind), (opt::LIST, rep::ERR_POLICY));
+    let msg = String::from_utf8_lossy(msg);
+    assert!(msg.contains("more than 256 options"), "{msg}");
 }
 
 /// Two exports, "a" (the default) and "b"; any other name is unknown.
