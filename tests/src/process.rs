@@ -160,3 +160,17 @@ pub fn process_usage() -> (usize, usize, u64) {
         .unwrap_or(0);
     (count("/proc/self/task"), count("/proc/self/fd"), rss)
 }
+
+/// Resident memory of process `pid` in KiB: now (VmRSS) and at its peak
+/// (VmHWM). Zeroes once the process is gone.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

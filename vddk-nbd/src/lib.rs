@@ -73,4 +73,4 @@ pub mod tls;
 pub mod vmx;
 
 #[cfg(feature = "server")]
-pub use server::{Listener, Server, ServerConfig, ShutdownHandle};
+pub use server::{Listener, Server, ServerConfig, ShutdownHandle, SHUTDOWN_GRACE};

@@ -450,3 +450,47 @@ pub fn served_read_only(socket: &Path) {
     c.request(CMD_DISC, 0, 913, 0, 0, &[]);
     assert!(c.closed(), "the server closes after DISC");
 }
+
+/// A client stalled in the middle of a write: it sent a WRITE header and
+/// all but the last byte of the payload (from its own thread, since the
+/// server may stop reading), and sends nothing more until dropped.
+pub struct StalledWriter {
+    shut: UnixStream,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StalledWriter {
+    /// Negotiates on `socket`, then stalls a write of `length` bytes.
+    pub fn start(socket: &Path, cookie: u64, length: u32) -> StalledWriter {
+        let mut c = Raw::go(socket, false, false);
+        let shut = c.s.try_clone().expect("clone the socket");
+        let thread = std::thread::spawn(move || {
+            c.request(CMD_WRITE, 0, cookie, 0, length, &[]);
+            let chunk = [0x5au8; 64 << 10];
+            let mut left = length as usize - 1;
+            // Ends with an error once the test shuts the socket down.
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if c.s.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+                left -= n;
+            }
+            let _ = c.s.set_read_timeout(None);
+            let _ = c.s.read(&mut [0u8; 1]);
+        });
+        StalledWriter {
+            shut,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StalledWriter {
+    fn drop(&mut self) {
+        let _ = self.shut.shutdown(std::net::Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

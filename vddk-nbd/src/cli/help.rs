@@ -32,6 +32,9 @@ Server flags:
   -f, --foreground           do not go to the background
   -P, --pidfile FILE         write the server's pid to FILE once listening
   -t, --threads N            requests in flight per connection
+      --request-memory=SIZE  read and write data all clients together may
+                             have the server hold (default: 1/16 of memory,
+                             64M to 1G)
   -v, --verbose              debug messages on stderr
   -D PLUGIN.FLAG=N           debug flag (e.g. -D vddk.stats=1)
       --run 'COMMAND'        run COMMAND with $uri, $nbd, $port, $unixsocket

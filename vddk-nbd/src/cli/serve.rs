@@ -63,8 +63,17 @@ pub fn run(
         read_only: opts.read_only,
         tls,
         oldstyle: opts.oldstyle,
+        request_memory: opts
+            .request_memory
+            .map_or_else(vddk_nbd::server::default_request_memory, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
         ..ServerConfig::default()
     };
+    log::debug!(
+        "clients may have the server hold {} MiB of request data at once",
+        config.request_memory >> 20
+    );
     let server = Server::with_filters(Arc::clone(&exports), filters.clone(), config);
     let handle = server.shutdown_handle();
     let stdin_socket = if opts.single { stdin_as_socket() } else { None };

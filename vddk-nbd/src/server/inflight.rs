@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use super::budget::Share;
+
 /// Most requests in flight on one connection.
 pub(crate) const MAX_IN_FLIGHT: usize = 64;
 /// Read/write payload bytes in flight, shared out equally between the
@@ -90,6 +92,7 @@ impl InFlight {
         Slot {
             inflight: Arc::clone(self),
             bytes,
+            share: None,
         }
     }
 
@@ -113,10 +116,27 @@ impl InFlight {
     }
 }
 
-/// One request's share of [`InFlight`], released when dropped.
+/// One request's share of [`InFlight`], released when dropped, with its
+/// share of the server's budget.
 pub(crate) struct Slot {
     inflight: Arc<InFlight>,
     bytes: usize,
+    share: Option<Share>,
+}
+
+impl Slot {
+    /// Keeps `share` of the server's budget for as long as the slot.
+    pub(crate) fn holding(mut self, share: Option<Share>) -> Slot {
+        self.share = share;
+        self
+    }
+
+    /// The request's write payload has arrived whole.
+    pub(crate) fn arrived(&mut self) {
+        if let Some(s) = &mut self.share {
+            s.arrived();
+        }
+    }
 }
 
 impl Drop for Slot {

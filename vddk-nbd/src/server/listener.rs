@@ -3,19 +3,22 @@
 //! Listeners are polled in non-blocking mode so that shutdown needs no
 //! signal or self-pipe: the loop notices the flag within one poll interval.
 
-use std::io::{self, ErrorKind, Read};
+use std::io::{self, ErrorKind};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::deadline::Clock;
+use super::socket::{close_gracefully, Reader, Socket, Writer};
 use super::{Inner, ACCEPT_POLL};
 
-/// A client that accepts no reply bytes for this long is treated as gone,
-/// so one that stops reading cannot hold up shutdown forever.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// After a shutdown began, how long clients have to read the replies to
+/// the requests they sent; the connections of those that have not are
+/// then closed, so shutdown never waits on a client.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A socket to accept NBD clients on.
 #[derive(Debug)]
@@ -77,6 +80,20 @@ pub(super) fn accept_loop(inner: &Arc<Inner>, listeners: Vec<Listener>) -> io::R
             std::thread::sleep(ACCEPT_POLL);
         }
     }
+    let grace = Instant::now() + SHUTDOWN_GRACE;
+    while inner.active.load(Ordering::SeqCst) > 0 && Instant::now() < grace {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left = inner.close_all(Shutdown::Both);
+    if left > 0 {
+        log::warn!(
+            "shutting down: closed {left} connections whose clients did not read their \
+             replies within {} s",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    // What remains are requests already at the disk: they finish (and
+    // their replies fail) before the disk is flushed and closed.
     while inner.active.load(Ordering::SeqCst) > 0 {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -109,73 +126,6 @@ fn spawn(inner: &Arc<Inner>, s: Stream) {
     }
 }
 
-/// A connected socket, TCP or Unix: what a connection thread needs of it.
-trait Socket: Read + io::Write + Send + Sync + Sized + 'static {
-    /// Changes the read timeout; it may be called while the socket is
-    /// being read.
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
-    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
-    fn try_clone(&self) -> io::Result<Self>;
-    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
-}
-
-macro_rules! impl_socket {
-    ($($t:ty),*) => {$(
-        impl Socket for $t {
-            fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-                <$t>::set_read_timeout(self, t)
-            }
-            fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-                <$t>::set_write_timeout(self, t)
-            }
-            fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-                <$t>::set_nonblocking(self, on)
-            }
-            fn try_clone(&self) -> io::Result<Self> {
-                <$t>::try_clone(self)
-            }
-            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-                <$t>::shutdown(self, how)
-            }
-        }
-    )*};
-}
-
-impl_socket!(TcpStream, UnixStream);
-
-/// The reading side of a connection, with the handshake timeout applied
-/// to negotiation as a whole: a per-read timeout alone would let a client
-/// that trickles a byte at a time hold its thread forever.
-struct Reader<S> {
-    s: S,
-    /// When negotiation must be over; `None` once it is, or if unlimited.
-    deadline: Option<Instant>,
-    /// Set by the connection when transmission starts.
-    negotiated: Arc<AtomicBool>,
-}
-
-impl<S: Socket> Read for Reader<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(deadline) = self.deadline {
-            if self.negotiated.load(Ordering::Acquire) {
-                self.deadline = None;
-                self.s.set_read_timeout(None)?;
-            } else {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(
-                        ErrorKind::TimedOut,
-                        "the client did not finish negotiating within the handshake timeout",
-                    ));
-                }
-                self.s.set_read_timeout(Some(left))?;
-            }
-        }
-        self.s.read(buf)
-    }
-}
-
 fn serve_socket(inner: &Arc<Inner>, s: Stream) -> io::Result<()> {
     match s {
         Stream::Tcp(s) => {
@@ -189,55 +139,25 @@ fn serve_socket(inner: &Arc<Inner>, s: Stream) -> io::Result<()> {
 fn serve_connected<S: Socket>(inner: &Arc<Inner>, s: S) -> io::Result<()> {
     s.set_nonblocking(false)?;
     let closer = s.try_clone()?;
-    let Some(_active) = inner.admit(Box::new(move || {
-        let _ = closer.shutdown(Shutdown::Read);
+    let Some(_active) = inner.admit(Box::new(move |how| {
+        let _ = closer.shutdown(how);
     })) else {
         return Ok(());
     };
-    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let w = s.try_clone()?;
+    let clock = Arc::new(Clock {
+        payload_timeout: inner.config.payload_timeout,
+        write_timeout: inner.config.write_timeout,
+        ..Clock::default()
+    });
+    clock.read.set(
+        inner.config.handshake_timeout,
+        "negotiation (the handshake timeout)",
+    );
+    let w = Writer::new(s.try_clone()?, Arc::clone(&clock));
     let ending = s.try_clone()?;
-    let timeout = Some(inner.config.handshake_timeout).filter(|t| !t.is_zero());
-    let negotiated = Arc::new(AtomicBool::new(false));
-    let r = Reader {
-        s,
-        deadline: timeout.map(|t| Instant::now() + t),
-        negotiated: Arc::clone(&negotiated),
-    };
-    inner.run(r, w, move || negotiated.store(true, Ordering::Release))?;
+    let r = Reader::new(s, Arc::clone(&clock));
+    let negotiated = Arc::clone(&clock);
+    inner.run(r, w, &clock, move || negotiated.read.clear())?;
     close_gracefully(ending);
     Ok(())
-}
-
-/// How long a closing connection waits for the client to close its side.
-const LINGER: Duration = Duration::from_secs(2);
-/// The most a closing connection reads and drops before closing anyway.
-const LINGER_BYTES: usize = 16 << 20;
-
-/// Ends a connection whose replies are all written: the write side is
-/// shut down (the client sees the end after the last reply), then what
-/// the client still sends (a request after NBD_CMD_DISC, the rest of a
-/// refused option) is read and dropped until it closes too. Closing with
-/// unread bytes instead would make a TCP stack reset the connection, and
-/// a reset throws away replies still on their way to the client.
-fn close_gracefully<S: Socket>(mut s: S) {
-    if s.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    let until = Instant::now() + LINGER;
-    let mut buf = [0u8; 64 * 1024];
-    let mut dropped = 0;
-    while dropped < LINGER_BYTES {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => dropped += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    log::debug!("the client kept its side open after the connection ended: closing it");
 }

@@ -1,10 +1,13 @@
 //! The server: configuration, listeners, connection threads and shutdown.
 
+mod budget;
+mod deadline;
 mod inflight;
 mod listener;
 mod negotiate;
 mod output;
 mod payload;
+mod socket;
 mod tls_stream;
 mod transmit;
 mod warn_limit;
@@ -22,7 +25,9 @@ use crate::proto::export::{ExportDesc, Exports, NoSuchExport};
 use crate::proto::request::Limits;
 use crate::tls::Tls;
 
-pub use listener::{Listener, CONNECTION_THREAD};
+use budget::Budget;
+use deadline::Clock;
+pub use listener::{Listener, CONNECTION_THREAD, SHUTDOWN_GRACE};
 
 /// How the export is offered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +51,25 @@ pub struct ServerConfig {
     /// The oldstyle handshake (`-o`): the default export's size and flags
     /// at once, no options (so no export names, TLS or structured replies).
     pub oldstyle: bool,
+    /// Bytes of read and write data all connections together may hold
+    /// (`--request-memory`); connections wait to read requests beyond it.
+    /// Write payloads still arriving may hold half of it. The default,
+    /// [`default_request_memory`], follows the machine's memory.
+    pub request_memory: usize,
+    /// A write payload must arrive whole within this time, or its
+    /// connection is closed (sockets only). Zero disables it.
+    pub payload_timeout: Duration,
+    /// A reply (or batch of replies written together) must be taken by
+    /// the client whole within this time, or its connection is closed
+    /// (sockets only). Zero disables it.
+    pub write_timeout: Duration,
+}
+
+/// The default of [`ServerConfig::request_memory`]: a sixteenth of the
+/// memory this process may use (the machine's, or its cgroup's limit),
+/// between 64 MiB and 1 GiB.
+pub fn default_request_memory() -> usize {
+    budget::default_for(budget::memory_limit())
 }
 
 impl Default for ServerConfig {
@@ -58,17 +82,22 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(60),
             tls: None,
             oldstyle: false,
+            request_memory: default_request_memory(),
+            payload_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(120),
         }
     }
 }
 
-/// Closes the reading side of one connection, which ends it gracefully.
-type Closer = Box<dyn Fn() + Send + Sync>;
+/// Shuts one connection's socket down: its reading side ends it
+/// gracefully, both sides end it at once.
+type Closer = Box<dyn Fn(std::net::Shutdown) + Send + Sync>;
 
 struct Inner {
     exports: Arc<ExportRegistry>,
     filters: Stack,
     config: ServerConfig,
+    budget: Arc<Budget>,
     shutdown: AtomicBool,
     active: AtomicUsize,
     next_id: AtomicU64,
@@ -99,10 +128,8 @@ impl ShutdownHandle {
             return;
         };
         inner.shutdown.store(true, Ordering::SeqCst);
-        let closers = inner.closers.lock().unwrap_or_else(PoisonError::into_inner);
-        for close in closers.values() {
-            close();
-        }
+        inner.budget.close();
+        inner.close_all(std::net::Shutdown::Read);
     }
 }
 
@@ -176,6 +203,15 @@ impl Exports for Lookup {
 }
 
 impl Inner {
+    /// Shuts down the sockets of every connection; returns how many.
+    fn close_all(&self, how: std::net::Shutdown) -> usize {
+        let closers = self.closers.lock().unwrap_or_else(PoisonError::into_inner);
+        for close in closers.values() {
+            close(how);
+        }
+        closers.len()
+    }
+
     /// Registers a connection; `None` if over the limit or shutting down.
     fn admit(self: &Arc<Self>, closer: Closer) -> Option<Active> {
         let n = self.active.fetch_add(1, Ordering::SeqCst) + 1;
@@ -206,10 +242,11 @@ impl Inner {
         &self,
         r: R,
         w: W,
+        clock: &Arc<Clock>,
         after_handshake: impl FnOnce(),
     ) -> io::Result<()> {
         if self.config.oldstyle {
-            return self.run_oldstyle(r, w, after_handshake);
+            return self.run_oldstyle(r, w, clock, after_handshake);
         }
         let opened: Opened = Arc::default();
         let lookup = Lookup {
@@ -249,6 +286,7 @@ impl Inner {
             structured: negotiated.structured,
             base_allocation: negotiated.base_allocation,
         };
+        let conn = self.transmission(clock);
         log::debug!(
             "client negotiated export {:?}, structured replies {}, block status {}, TLS {}",
             negotiated.export_name,
@@ -258,12 +296,12 @@ impl Inner {
         );
         match link {
             negotiate::Link::Plain(r, w) => {
-                transmit::transmit(io::Cursor::new(leftover).chain(r), w, backend, limits)
+                transmit::transmit(io::Cursor::new(leftover).chain(r), w, backend, limits, conn)
             }
             negotiate::Link::Tls(r, w) => {
                 let closer = w.clone();
                 let r = io::Cursor::new(leftover).chain(r);
-                let result = transmit::transmit(r, w, backend, limits);
+                let result = transmit::transmit(r, w, backend, limits, conn);
                 if result.is_ok() {
                     closer.close();
                 }
@@ -279,6 +317,7 @@ impl Inner {
         &self,
         r: R,
         mut w: W,
+        clock: &Arc<Clock>,
         after_handshake: impl FnOnce(),
     ) -> io::Result<()> {
         let mut lookup = Lookup {
@@ -313,7 +352,15 @@ impl Inner {
             structured: false,
             base_allocation: None,
         };
-        transmit::transmit(r, w, backend, limits)
+        transmit::transmit(r, w, backend, limits, self.transmission(clock))
+    }
+
+    /// What transmission on one connection shares with the server.
+    fn transmission(&self, clock: &Arc<Clock>) -> transmit::Conn {
+        transmit::Conn {
+            budget: Arc::clone(&self.budget),
+            clock: Arc::clone(clock),
+        }
     }
 }
 
@@ -345,6 +392,7 @@ impl Server {
             inner: Arc::new(Inner {
                 exports,
                 filters,
+                budget: Budget::new(config.request_memory),
                 config,
                 shutdown: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
@@ -375,10 +423,12 @@ impl Server {
         r: R,
         w: W,
     ) -> io::Result<()> {
-        let Some(_active) = self.inner.admit(Box::new(|| {})) else {
+        let Some(_active) = self.inner.admit(Box::new(|_| {})) else {
             return Ok(());
         };
-        self.inner.run(r, w, || {})
+        // Plain streams have no timeouts: the deadlines are never enforced.
+        let clock = Arc::new(Clock::default());
+        self.inner.run(r, w, &clock, || {})
     }
 
     /// The exports this server offers (e.g. to close them after serving).
@@ -389,6 +439,12 @@ impl Server {
     /// Connections currently open.
     pub fn active_connections(&self) -> usize {
         self.inner.active.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of request data (payloads and read replies) held right now,
+    /// out of [`ServerConfig::request_memory`].
+    pub fn request_memory_held(&self) -> usize {
+        self.inner.budget.held()
     }
 }
 

@@ -8,10 +8,27 @@ use std::io::{self, IoSlice, Write};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
+use super::deadline::Clock;
 use super::payload;
 use crate::proto::reply::Reply;
 
 use super::inflight::Slot;
+
+/// What a reply's deadline is about, in the error once it passes.
+const REPLY: &str = "taking its replies";
+
+/// The end of a connection that broke while replying: the client is gone,
+/// or (a timeout) stopped taking its replies.
+fn lost(e: &io::Error, clock: &Clock) {
+    if e.kind() == io::ErrorKind::TimedOut {
+        super::warn_limit::STALLED.warn(format_args!(
+            "closing a connection: the client did not take a reply within {} s",
+            clock.write_timeout.as_secs()
+        ));
+    } else {
+        log::debug!("client connection lost while replying: {e}");
+    }
+}
 
 /// A reply and its request's share of the in-flight bound.
 pub(crate) struct Message {
@@ -26,11 +43,16 @@ pub(crate) struct Output {
     /// Set at the first failed write: the client is gone, and any later
     /// reply could only go out partially after a lost one.
     broken: bool,
+    clock: Arc<Clock>,
 }
 
 impl Output {
-    pub(crate) fn new(w: Box<dyn Write + Send>) -> Output {
-        Output { w, broken: false }
+    pub(crate) fn new(w: Box<dyn Write + Send>, clock: Arc<Clock>) -> Output {
+        Output {
+            w,
+            broken: false,
+            clock,
+        }
     }
 }
 
@@ -53,9 +75,11 @@ impl Sink {
             Sink::Direct(out) => {
                 let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
                 if !out.broken {
+                    out.clock.write.set(out.clock.write_timeout, REPLY);
                     let r = write_pieces(&mut out.w, m.reply.pieces()).and_then(|()| out.w.flush());
+                    out.clock.write.clear();
                     if let Err(e) = r {
-                        log::debug!("client connection lost while replying: {e}");
+                        lost(&e, &out.clock);
                         out.broken = true;
                     }
                 }
@@ -78,7 +102,7 @@ fn retire(m: Message) {
 const DIRECT_REPLY: usize = 64 * 1024;
 
 /// The writer thread of a connection whose backend completes elsewhere.
-pub(crate) fn writer_loop<W: Write>(w: W, rx: Receiver<Message>) {
+pub(crate) fn writer_loop<W: Write>(w: W, rx: Receiver<Message>, clock: &Clock) {
     let mut w = io::BufWriter::with_capacity(256 * 1024, w);
     let mut broken = false;
     let write = |w: &mut io::BufWriter<W>, m: Message, broken: &mut bool| {
@@ -90,21 +114,27 @@ pub(crate) fn writer_loop<W: Write>(w: W, rx: Receiver<Message>) {
                 m.reply.pieces().try_for_each(|p| w.write_all(p))
             };
             if let Err(e) = r {
-                log::debug!("client connection lost while replying: {e}");
+                lost(&e, clock);
                 *broken = true;
             }
         }
         retire(m);
     };
     while let Ok(m) = rx.recv() {
+        // The batch, whatever it holds, must go out within the timeout.
+        clock.write.set(clock.write_timeout, REPLY);
         write(&mut w, m, &mut broken);
         // Batch whatever else is ready into the same flush.
         while let Ok(m) = rx.try_recv() {
             write(&mut w, m, &mut broken);
         }
-        if !broken && w.flush().is_err() {
-            broken = true;
+        if !broken {
+            if let Err(e) = w.flush() {
+                lost(&e, clock);
+                broken = true;
+            }
         }
+        clock.write.clear();
     }
 }
 

@@ -15,9 +15,20 @@ use crate::proto::reply::{self, Reply};
 use crate::proto::request::{validate, Command, Limits};
 use crate::proto::wire::{self, WireError};
 
+use super::budget::Budget;
+use super::deadline::Clock;
 use super::inflight::{InFlight, Slot, Transmitting};
 use super::output::{writer_loop, Message, Output, Sink};
 use super::payload;
+use super::warn_limit;
+
+/// What a connection in transmission shares with its server and socket.
+pub(crate) struct Conn {
+    /// The server's budget for request data.
+    pub budget: Arc<Budget>,
+    /// The connection's deadlines.
+    pub clock: Arc<Clock>,
+}
 
 /// The right to answer one request. Dropping it without answering sends
 /// EIO, so a backend that loses a completion cannot leave a client waiting.
@@ -145,24 +156,27 @@ pub(crate) fn transmit<R: Read, W: Write + Send + 'static>(
     w: W,
     backend: Arc<dyn Backend>,
     limits: Limits,
+    conn: Conn,
 ) -> io::Result<()> {
     let _counted = Transmitting::enter();
     let inflight = Arc::new(InFlight::default());
     let caps = backend.caps();
     if caps.inline {
-        let sink = Sink::Direct(Arc::new(Mutex::new(Output::new(Box::new(w)))));
-        let result = reader_loop(&mut r, &sink, &inflight, backend.as_ref(), &limits);
+        let output = Output::new(Box::new(w), Arc::clone(&conn.clock));
+        let sink = Sink::Direct(Arc::new(Mutex::new(output)));
+        let result = reader_loop(&mut r, &sink, &inflight, backend.as_ref(), &limits, &conn);
         // Completing inline is a promise about speed, not a guarantee: a
         // completion from another thread may still be writing its reply.
         inflight.drain();
         return result;
     }
     let (tx, rx) = mpsc::channel::<Message>();
+    let clock = Arc::clone(&conn.clock);
     let writer = std::thread::Builder::new()
         .name("nbd-writer".into())
-        .spawn(move || writer_loop(w, rx))?;
+        .spawn(move || writer_loop(w, rx, &clock))?;
     let sink = Sink::Queue(tx);
-    let result = reader_loop(&mut r, &sink, &inflight, backend.as_ref(), &limits);
+    let result = reader_loop(&mut r, &sink, &inflight, backend.as_ref(), &limits, &conn);
     drop(sink);
     // The writer ends once every completion has sent its reply.
     if writer.join().is_err() {
@@ -177,6 +191,7 @@ fn reader_loop<R: Read>(
     inflight: &Arc<InFlight>,
     backend: &dyn Backend,
     limits: &Limits,
+    conn: &Conn,
 ) -> io::Result<()> {
     let extents = backend.caps().extents;
     let mut header = [0u8; REQUEST_LEN];
@@ -202,8 +217,21 @@ fn reader_loop<R: Read>(
             Ok(Command::Read { length, .. } | Command::Write { length, .. }) => length as usize,
             _ => 0,
         };
-        let replier = Replier {
-            slot: Some(inflight.acquire(bytes)),
+        let slot = inflight.acquire(bytes);
+        // Taken before the buffer is allocated, and after the connection's
+        // own bound: a connection waiting here holds nothing new.
+        let share = if bytes > 0 {
+            let arriving = matches!(checked, Ok(Command::Write { .. }));
+            let Some(share) = conn.budget.take(bytes, arriving) else {
+                log::debug!("shutting down: no more requests are read from this client");
+                return Ok(());
+            };
+            Some(share)
+        } else {
+            None
+        };
+        let mut replier = Replier {
+            slot: Some(slot.holding(share)),
             sink: Some(sink.clone()),
             cookie: req.cookie,
             structured: limits.structured,
@@ -236,13 +264,28 @@ fn reader_loop<R: Read>(
                 fua,
             } => {
                 let mut data = payload::take(length as usize);
-                if let Err(e) = r.read_exact(&mut data) {
+                conn.clock
+                    .read
+                    .set(conn.clock.payload_timeout, "the write payload");
+                let read = r.read_exact(&mut data);
+                conn.clock.read.clear();
+                if let Err(e) = read {
                     replier.silent();
-                    return if e.kind() == io::ErrorKind::UnexpectedEof {
-                        Ok(())
-                    } else {
-                        Err(e)
+                    return match e.kind() {
+                        io::ErrorKind::UnexpectedEof => Ok(()),
+                        io::ErrorKind::TimedOut => {
+                            warn_limit::STALLED.warn(format_args!(
+                                "closing a connection: the client sent no more of a \
+                                 {length}-byte write payload within {} s",
+                                conn.clock.payload_timeout.as_secs()
+                            ));
+                            Err(e)
+                        }
+                        _ => Err(e),
                     };
+                }
+                if let Some(slot) = replier.slot.as_mut() {
+                    slot.arrived();
                 }
                 backend.write(offset, data, fua, Box::new(move |res| replier.written(res)));
             }
@@ -398,7 +441,11 @@ mod tests {
             structured: false,
             base_allocation: None,
         };
-        transmit(io::Cursor::new(input), out.clone(), backend, limits).unwrap();
+        let conn = Conn {
+            budget: Budget::new(1 << 30),
+            clock: Arc::default(),
+        };
+        transmit(io::Cursor::new(input), out.clone(), backend, limits, conn).unwrap();
         // Both writes were applied and acknowledged before transmission
         // ended (and with it, when the server stops, the disk's close).
         assert_eq!(applied.lock().unwrap().len(), 2);

@@ -111,6 +111,9 @@ pub(crate) static UNKNOWN_EXPORT: Limited = Limited::new("unknown export names")
 pub(crate) static OVER_LIMIT: Limited = Limited::new("refused connections");
 /// TLS handshakes that failed.
 pub(crate) static TLS_FAILED: Limited = Limited::new("failed TLS handshakes");
+/// Connections closed because the client stopped sending a payload or
+/// taking its replies.
+pub(crate) static STALLED: Limited = Limited::new("stalled clients");
 /// Connections closed for a malformed request or negotiation.
 pub(crate) static MALFORMED: Limited = Limited::new("malformed requests and options");
 

@@ -155,6 +155,11 @@ impl TestServer {
         self.server.active_connections()
     }
 
+    /// Bytes of request data the server holds right now.
+    pub fn memory_held(&self) -> usize {
+        self.server.request_memory_held()
+    }
+
     /// Waits (up to 10 s) until no connection is open.
     pub fn wait_idle(&self) {
         let t = Instant::now();

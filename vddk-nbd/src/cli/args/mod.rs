@@ -80,6 +80,8 @@ pub struct Options {
     pub debug_flags: Vec<DebugFlag>,
     /// `-t`: requests in flight per connection.
     pub threads: Option<u32>,
+    /// `--request-memory`: bytes of request data all connections may hold.
+    pub request_memory: Option<u64>,
     /// `--run CMD`.
     pub run: Option<String>,
     /// `--exit-with-parent`: stop when the process that started us exits.
@@ -212,6 +214,7 @@ where
         verbose: false,
         debug_flags: Vec::new(),
         threads: None,
+        request_memory: None,
         run: None,
         exit_with_parent: false,
         tls: None,
@@ -401,6 +404,16 @@ fn apply(
                 ))
             })?;
             o.threads = Some(n);
+        }
+        Opt::RequestMemory => {
+            let n = vddk_nbd::params::size::parse_size(&v)
+                .map_err(|e| usage(format!("{spelled}: '{v}': {e}")))?;
+            if n < 1 << 20 {
+                return Err(usage(format!(
+                    "{spelled}: '{v}' is less than 1M; give a size such as 256M or 1G"
+                )));
+            }
+            o.request_memory = Some(n);
         }
         Opt::Run => {
             if v.trim().is_empty() {

@@ -37,6 +37,7 @@ pub enum Opt {
     TlsPsk,
     User,
     Group,
+    RequestMemory,
     Unsupported(&'static str),
 }
 
@@ -59,6 +60,7 @@ impl Opt {
                 | Opt::TlsPsk
                 | Opt::User
                 | Opt::Group
+                | Opt::RequestMemory
         )
     }
 }
@@ -115,6 +117,7 @@ const LONG: &[(&str, Opt)] = &[
     ("port", Opt::Port),
     ("read-only", Opt::ReadOnly),
     ("readonly", Opt::ReadOnly),
+    ("request-memory", Opt::RequestMemory),
     ("run", Opt::Run),
     ("selinux-label", Opt::SelinuxLabel),
     ("short-options", Opt::ShortOptions),
