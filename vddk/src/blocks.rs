@@ -73,9 +73,13 @@ pub(crate) fn plan(start: u64, count: u64, chunk: u64, capacity: u64) -> Plan {
     let aligned_start = start / chunk * chunk;
     let whole_end = capacity / chunk * chunk;
     let query_end = end.div_ceil(chunk).saturating_mul(chunk).min(whole_end);
+    // Saturating: on a disk of 2^45 sectors or more a chunk can be so big
+    // that the most one call may cover does not fit in u64 (wrapped, it
+    // made calls of part of a chunk, or of none, looping for ever).
+    let per_call = MAX_CHUNKS_PER_CALL.saturating_mul(chunk);
     let mut at = aligned_start;
     while at < query_end {
-        let n = (query_end - at).min(MAX_CHUNKS_PER_CALL * chunk);
+        let n = (query_end - at).min(per_call);
         plan.calls.push(Call {
             start: at,
             count: n,
@@ -102,7 +106,9 @@ pub(crate) fn finish(found: Vec<Run>, tail: Option<Run>, start: u64, count: u64)
         .filter_map(|e| {
             let s = e.start.max(start);
             let t = e.start.saturating_add(e.length).min(end);
-            (s < t).then_some(Run {
+            // Lazily: a run wholly outside the range (which a library may
+            // answer against its promise) has t < s.
+            (s < t).then(|| Run {
                 start: s,
                 length: t - s,
             })
@@ -229,6 +235,33 @@ mod tests {
     }
 
     #[test]
+    fn huge_chunks_on_a_huge_disk_make_whole_chunk_calls() {
+        // 2^45 sectors (16 PiB) per chunk: MAX_CHUNKS_PER_CALL chunks are
+        // 2^64 sectors, past u64. The largest capacity a disk can report
+        // in bytes, in sectors.
+        let capacity = u64::MAX / SECTOR_SIZE;
+        for chunk in [1 << 45, (1 << 45) + 128, capacity / 128 * 128] {
+            let p = plan(0, capacity, chunk, capacity);
+            let whole = capacity / p.chunk * p.chunk;
+            assert_eq!(
+                p.calls,
+                vec![Call {
+                    start: 0,
+                    count: whole
+                }],
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                p.tail,
+                Some(Run {
+                    start: whole,
+                    length: capacity - whole
+                })
+            );
+        }
+    }
+
+    #[test]
     fn chunk_is_rounded_up_to_a_multiple_of_the_minimum() {
         assert_eq!(plan(0, 1024, 1, 1024).chunk, 128);
         assert_eq!(plan(0, 1024, 0, 1024).chunk, 128);
@@ -239,6 +272,30 @@ mod tests {
     fn empty_ranges_make_no_call() {
         assert!(plan(1024, 0, 128, 1024).calls.is_empty());
         assert_eq!(plan(1024, 0, 128, 1024).tail, None);
+    }
+
+    #[test]
+    fn finish_drops_runs_outside_the_range() {
+        // Before, after and empty outside: none of them is in 100..200.
+        let found = vec![
+            Run {
+                start: 0,
+                length: 50,
+            },
+            Run {
+                start: 300,
+                length: 10,
+            },
+            Run {
+                start: 20,
+                length: 0,
+            },
+            Run {
+                start: u64::MAX,
+                length: u64::MAX,
+            },
+        ];
+        assert_eq!(finish(found, None, 100, 100), vec![]);
     }
 
     #[test]

@@ -121,6 +121,9 @@ mod create;
 mod disk;
 pub mod driver;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod library;
 pub mod library_path;
 #[allow(unsafe_code)]
