@@ -244,3 +244,49 @@ fn failing_open_exits_1_with_the_vix_error() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn san_alone_against_a_host_without_it_names_no_common_transport() {
+    const THUMBPRINT: &str = "12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78";
+    let dir = vddk_tests::scratch_dir("faults-no-common-transport");
+    let inv = vddk_tests::inventory::one_vm(
+        &dir,
+        "esx1.example.com",
+        &[
+            ("kind", "esxi"),
+            ("thumbprint", THUMBPRINT),
+            ("user", "root:s3cret"),
+            ("transports", "nbdssl:nbd"),
+        ],
+    );
+    make_vmdk(&dir.join("ds1/web/web.vmdk"), "monolithicSparse", SIZE, &[]);
+    std::fs::write(dir.join("pw"), "s3cret").unwrap();
+    let out = nbd_common::vddk_nbd()
+        .env("FAKE_VDDK_INVENTORY", &inv)
+        .args(["-f", "-r", "-U"])
+        .arg(dir.join("nbd.sock"))
+        .arg(vddk_tests::libdir_param())
+        .args(["server=esx1.example.com", "user=root", "vm=moref=42"])
+        .arg(format!("password=+{}", dir.join("pw").display()))
+        .arg(format!("thumbprint={THUMBPRINT}"))
+        .arg("transports=san")
+        .arg(vddk_tests::inventory::ONE_VM_DISK)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run vddk-nbd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("cannot open"))
+        .unwrap_or_else(|| panic!("no error line:\n{err}"));
+    let cause = line.find("no common transport");
+    assert!(cause.is_some(), "the cause is named: {line}");
+    assert!(
+        line.find("thumbprint").is_none_or(|t| Some(t) > cause),
+        "the transport comes before any word of the thumbprint: {line}"
+    );
+    assert!(line.contains("transports=san:nbdssl:nbd"), "{line}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -74,18 +74,58 @@ pub fn open_error(p: &VddkParams, path: &str, e: &vddk::Error) -> String {
     if !p.is_remote() || !e_fail {
         return base;
     }
-    let (Some((server, port)), Some(configured)) = (target(p), p.thumbprint.as_deref()) else {
-        return base;
-    };
-    match thumbprint::fetch(server, port, TIMEOUT) {
-        Ok(fp) => match mismatch(configured, &fp) {
-            Some(msg) => format!("cannot open {path}: {msg} (VDDK said: {e})"),
-            None => base,
-        },
-        Err(fetch) => {
-            log::debug!("could not fetch the thumbprint to explain the failure: {fetch}");
-            base
+    if let (Some((server, port)), Some(configured)) = (target(p), p.thumbprint.as_deref()) {
+        match thumbprint::fetch(server, port, TIMEOUT) {
+            Ok(fp) => {
+                if let Some(msg) = mismatch(configured, &fp) {
+                    return format!("cannot open {path}: {msg} (VDDK said: {e})");
+                }
+            }
+            Err(fetch) => {
+                log::debug!("could not fetch the thumbprint to explain the failure: {fetch}");
+            }
         }
+    }
+    match no_common_transport(p.transports.as_deref()) {
+        // VDDK's hint blames the thumbprint, which is the likelier cause
+        // only when the modes every host serves were allowed.
+        Some(msg) => format!("cannot open {path}: {msg} (VDDK said: {})", without_hint(e)),
+        None => base,
+    }
+}
+
+/// Every ESXi host serves these modes; the others need a setup of their
+/// own on this machine (SAN: the LUN; HotAdd: running in a VM there).
+const ALWAYS_OFFERED: [&str; 2] = ["nbdssl", "nbd"];
+
+/// The cause to name first when a remote Open fails and `transports=`
+/// left out every mode a host always offers.
+fn no_common_transport(transports: Option<&str>) -> Option<String> {
+    let t = transports?.trim();
+    let always = t.split(':').any(|m| {
+        ALWAYS_OFFERED
+            .iter()
+            .any(|a| m.trim().eq_ignore_ascii_case(a))
+    });
+    (!always && !t.is_empty()).then(|| {
+        format!(
+            "no common transport: transports={t} allows only modes this machine or the \
+             host may not offer (san needs the disk's LUN visible here, hotadd this \
+             machine to be a VM with access to the datastore; file is for local disks); \
+             add the network modes as a fallback, e.g. transports={t}:nbdssl:nbd, and see \
+             VDDK's log above for the modes it tried"
+        )
+    })
+}
+
+/// VDDK's failure without the hint attached to it, which for a failed
+/// remote Open points at the thumbprint.
+fn without_hint(e: &vddk::Error) -> String {
+    match e.vix() {
+        Some(f) => {
+            vddk::VixFailure::new(f.call(), f.code(), f.text().map(String::from), None).to_string()
+        }
+        None => e.to_string(),
     }
 }
 
@@ -136,6 +176,17 @@ mod tests {
         let wrong = "00:99:3E:36:47:06:81:6A:BA:3E:25:71:78:50:C2:6C:9C:D0:D8:9D";
         let m = mismatch(wrong, &fp).unwrap();
         assert!(m.contains(wrong) && m.contains(&fp.sha1.to_string()), "{m}");
+    }
+
+    #[test]
+    fn transports_without_a_network_mode_are_named_first() {
+        let msg = no_common_transport(Some("san")).expect("san alone");
+        assert!(msg.starts_with("no common transport"), "{msg}");
+        assert!(msg.contains("transports=san:nbdssl:nbd"), "{msg}");
+        assert!(no_common_transport(Some("san:hotadd")).is_some());
+        assert_eq!(no_common_transport(Some("san:NBD")), None);
+        assert_eq!(no_common_transport(Some("nbdssl")), None);
+        assert_eq!(no_common_transport(None), None, "VDDK's default has them");
     }
 
     #[test]
