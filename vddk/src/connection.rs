@@ -57,6 +57,28 @@ impl Connection {
         self.raw.create(path.as_ref(), &params.to_raw()?)
     }
 
+    /// Deletes a local disk: its descriptor and every extent file
+    /// (Unlink). The disk must not be open.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) without Unlink;
+    /// [`Error::Vix`](crate::Error::Vix) from it.
+    pub fn delete_disk(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.raw.unlink(path.as_ref())
+    }
+
+    /// Checks the metadata of a closed disk (CheckRepair), and repairs
+    /// what it can when `repair` is true; `Ok` means the disk is sound
+    /// (or was made so).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) without
+    /// CheckRepair; [`Error::Vix`](crate::Error::Vix) when the disk is
+    /// damaged beyond what was asked.
+    pub fn check_repair(&self, path: impl AsRef<Path>, repair: bool) -> Result<()> {
+        self.raw.check_repair(path.as_ref(), repair)
+    }
+
     /// Grows a closed local disk to `capacity` bytes, a whole number of
     /// sectors (Grow, when the library has it).
     ///
@@ -65,11 +87,44 @@ impl Connection {
     /// that is not whole sectors; [`Error::Unsupported`](crate::Error::Unsupported)
     /// without Grow; [`Error::Vix`](crate::Error::Vix) from it.
     pub fn grow(&self, path: impl AsRef<Path>, capacity: u64, update_geometry: bool) -> Result<()> {
+        self.grow_with_progress(path, capacity, update_geometry, |_| true)
+    }
+
+    /// [`grow`](Self::grow), calling `progress` with the percentage done
+    /// as VDDK reports it; returning false from it stops the operation
+    /// with [`Error::Cancelled`](crate::Error::Cancelled).
+    ///
+    /// `progress` runs while this process holds the lock that serialises
+    /// VDDK's Open, Close, ConnectEx and Disconnect (VDDK's rule for the
+    /// calls that open disks, as Grow and Clone do inside): it must not
+    /// open, close or connect anything itself, or it waits for ever. A
+    /// panic in it stops the operation and resumes after VDDK returns.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &vddk::Connection) -> vddk::Result<()> {
+    /// conn.grow_with_progress("/vms/data.vmdk", 64 << 30, false, |percent| {
+    ///     eprint!("\rgrowing: {percent}%");
+    ///     true
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`grow`](Self::grow), and [`Error::Cancelled`](crate::Error::Cancelled).
+    pub fn grow_with_progress(
+        &self,
+        path: impl AsRef<Path>,
+        capacity: u64,
+        update_geometry: bool,
+        mut progress: impl FnMut(u8) -> bool,
+    ) -> Result<()> {
         crate::disk::check_aligned(0, capacity)?;
         self.raw.grow(
             path.as_ref(),
             capacity / crate::SECTOR_SIZE,
             update_geometry,
+            &mut progress,
         )
     }
 
@@ -88,12 +143,50 @@ impl Connection {
         params: &CreateParams,
         overwrite: bool,
     ) -> Result<()> {
+        self.clone_disk_with_progress(dst_path, src, src_path, params, overwrite, |_| true)
+    }
+
+    /// [`clone_disk`](Self::clone_disk), calling `progress` with the
+    /// percentage copied; returning false stops the copy with
+    /// [`Error::Cancelled`](crate::Error::Cancelled) and leaves a partial
+    /// destination, which [`delete_disk`](Self::delete_disk) removes. The
+    /// rules of [`grow_with_progress`](Self::grow_with_progress) apply to
+    /// `progress`.
+    ///
+    /// ```no_run
+    /// # fn demo(vddk: &vddk::Vddk, remote: &vddk::Connection) -> vddk::Result<()> {
+    /// use std::time::{Duration, Instant};
+    /// use vddk::{ConnectParams, Connection, CreateParams, DiskType};
+    /// let local = Connection::connect(vddk, &ConnectParams::local())?;
+    /// let deadline = Instant::now() + Duration::from_secs(3600);
+    /// let params = CreateParams::new(DiskType::MonolithicSparse, 0);
+    /// local.clone_disk_with_progress(
+    ///     "/backup/web.vmdk", remote, "[datastore1] web/web.vmdk", &params, false,
+    ///     |percent| { eprint!("\r{percent}%"); Instant::now() < deadline },
+    /// )?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`clone_disk`](Self::clone_disk), and
+    /// [`Error::Cancelled`](crate::Error::Cancelled).
+    pub fn clone_disk_with_progress(
+        &self,
+        dst_path: impl AsRef<Path>,
+        src: &Connection,
+        src_path: impl AsRef<Path>,
+        params: &CreateParams,
+        overwrite: bool,
+        mut progress: impl FnMut(u8) -> bool,
+    ) -> Result<()> {
         self.raw.clone_disk(
             dst_path.as_ref(),
             &src.raw,
             src_path.as_ref(),
             &params.to_raw()?,
             overwrite,
+            &mut progress,
         )
     }
 

@@ -2,11 +2,13 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use bitflags::bitflags;
 
 use crate::blocks::{self, Extent};
+use crate::create::DiskType;
 use crate::error::{Error, Result};
 use crate::raw::RawDisk;
 use crate::SECTOR_SIZE;
@@ -312,6 +314,62 @@ impl Disk {
             return Ok(());
         }
         self.raw.write(start, buf)
+    }
+
+    /// Creates a child (delta, redo-log) disk at `child` whose parent is
+    /// this disk (CreateChild): the child starts empty, reads fall through
+    /// to this disk, and writes opened on the child land in it only. The
+    /// child is a local path next to, or anywhere from, the parent; its
+    /// type is sparse ([`DiskType::MonolithicSparse`] or
+    /// [`DiskType::SplitSparse`]). Write nothing more to this disk
+    /// afterwards: the child records the parent as it is now.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: &vddk::Connection) -> vddk::Result<()> {
+    /// use vddk::{DiskType, OpenFlags};
+    /// let base = conn.open("/vms/base.vmdk", OpenFlags::READ_ONLY)?;
+    /// base.create_child("/vms/base-redo.vmdk", DiskType::MonolithicSparse)?;
+    /// drop(base);
+    /// let redo = conn.open("/vms/base-redo.vmdk", OpenFlags::empty())?;
+    /// redo.write_at(0, &[0u8; 512])?; // base.vmdk is untouched
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the library lacks CreateChild;
+    /// [`Error::Vix`] from it (`VIX_E_FILE_ALREADY_EXISTS` for an existing
+    /// child).
+    pub fn create_child(&self, child: impl AsRef<Path>, disk_type: DiskType) -> Result<()> {
+        self.raw
+            .create_child(child.as_ref(), disk_type.as_raw(), &mut |_| true)
+    }
+
+    /// The bytes a clone of this disk as `disk_type` would take
+    /// (SpaceNeededForClone), to check the destination's free space first.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] without the function; [`Error::Vix`] from it.
+    pub fn space_needed_for_clone(&self, disk_type: DiskType) -> Result<u64> {
+        self.raw.space_needed_for_clone(disk_type.as_raw())
+    }
+
+    /// Gives the space of unused grains of a sparse disk back to the
+    /// file system (Shrink). Local disks, opened for writing.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] without the function; [`Error::Vix`] from it.
+    pub fn shrink(&self) -> Result<()> {
+        self.raw.compact(false)
+    }
+
+    /// Lays a sparse disk's grains out in order (Defragment). Local disks,
+    /// opened for writing.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] without the function; [`Error::Vix`] from it.
+    pub fn defragment(&self) -> Result<()> {
+        self.raw.compact(true)
     }
 
     /// Makes earlier writes durable (Flush).

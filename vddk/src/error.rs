@@ -72,6 +72,15 @@ pub enum Error {
     /// The disk was closed (or its driver stopped) before this request ran.
     #[error("the disk is closed; no further requests are accepted on it")]
     Closed,
+
+    /// A long operation stopped because its progress callback returned
+    /// false. What it had done so far stays (VDDK does not roll back): a
+    /// cancelled Clone leaves a partial destination to delete.
+    #[error("{call} was cancelled by its progress callback")]
+    Cancelled {
+        /// The VDDK function that stopped, e.g. `"VixDiskLib_Clone"`.
+        call: &'static str,
+    },
 }
 
 /// Details of a failed VDDK call: see [`Error::Vix`].
@@ -186,6 +195,7 @@ impl From<Error> for std::io::Error {
             Error::OutOfRange { .. } | Error::InvalidArgument(_) => K::InvalidInput,
             Error::Load(_) | Error::Unsupported { .. } => K::Unsupported,
             Error::Closed => K::BrokenPipe,
+            Error::Cancelled { .. } => K::Interrupted,
             Error::Vix(f) => match f.code() {
                 VixCode::FILE_READ_ONLY
                 | VixCode::FILE_ACCESS_ERROR

@@ -119,6 +119,17 @@ impl Vddk {
         self.lib.sys().version()
     }
 
+    /// Renames a closed local disk, descriptor and extent files, from
+    /// `src` to `dst` (Rename); the descriptor is rewritten to name the
+    /// moved extents.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] without Rename; [`Error::Vix`] from it
+    /// (`VIX_E_FILE_ALREADY_EXISTS` when `dst` exists).
+    pub fn rename_disk(&self, src: impl AsRef<Path>, dst: impl AsRef<Path>) -> Result<()> {
+        self.lib.rename(src.as_ref(), dst.as_ref())
+    }
+
     /// Which optional functions the library has.
     pub fn capabilities(&self) -> Capabilities {
         self.lib.sys().capabilities()

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use vddk_sys::{VixDiskLibConnectParams, VixDiskLibConnection, VixDiskLibCreateParams};
 use zeroize::Zeroizing;
 
+use super::progress::Progress;
 use super::{c_path, c_string, global_lock, logsink, Lib, RawDisk};
 use crate::error::{CallContext, Result};
 
@@ -212,7 +213,10 @@ impl Drop for RawParams<'_> {
 
 /// Progress sink for long operations: VDDK may not accept NULL everywhere,
 /// and we never ask it to stop.
-extern "C" fn no_progress(_data: *mut c_void, _percent: std::ffi::c_int) -> vddk_sys::Bool {
+pub(super) extern "C" fn no_progress(
+    _data: *mut c_void,
+    _percent: std::ffi::c_int,
+) -> vddk_sys::Bool {
     1
 }
 
@@ -326,28 +330,38 @@ impl RawConnection {
     }
 
     /// Grow (local disk, closed).
-    pub(crate) fn grow(&self, path: &Path, capacity: u64, update_geometry: bool) -> Result<()> {
+    pub(crate) fn grow(
+        &self,
+        path: &Path,
+        capacity: u64,
+        update_geometry: bool,
+        report: &mut dyn FnMut(u8) -> bool,
+    ) -> Result<()> {
         let grow = self
             .lib
             .optional()
             .grow
             .ok_or_else(|| self.lib.unsupported("VixDiskLib_Grow"))?;
         let cpath = c_path("disk path", path)?;
+        let mut progress = Progress::new(report);
+        let (func, data) = progress.callback();
         let err = {
             let _guard = global_lock();
-            // SAFETY: live connection, valid string, global lock held.
+            // SAFETY: live connection, valid string, global lock held;
+            // `data` is `progress`, alive until after the call.
             self.lib.timed("VixDiskLib_Grow", 0, || unsafe {
                 grow(
                     self.handle,
                     cpath.as_ptr(),
                     capacity,
                     vddk_sys::Bool::from(update_geometry),
-                    Some(no_progress),
-                    ptr::null_mut(),
+                    func,
+                    data,
                 )
             })
         };
-        self.lib.check("VixDiskLib_Grow", err, &self.context())
+        let outcome = self.lib.check("VixDiskLib_Grow", err, &self.context());
+        progress.finish("VixDiskLib_Grow", outcome)
     }
 
     /// Clone `src_path` on `src` to `dst_path` on this connection.
@@ -358,6 +372,7 @@ impl RawConnection {
         src_path: &Path,
         params: &VixDiskLibCreateParams,
         overwrite: bool,
+        report: &mut dyn FnMut(u8) -> bool,
     ) -> Result<()> {
         let clone = self
             .lib
@@ -366,10 +381,13 @@ impl RawConnection {
             .ok_or_else(|| self.lib.unsupported("VixDiskLib_Clone"))?;
         let dst = c_path("destination path", dst_path)?;
         let srcp = c_path("source path", src_path)?;
+        let mut progress = Progress::new(report);
+        let (func, data) = progress.callback();
         let err = {
             let _guard = global_lock();
             // SAFETY: both connections are live, strings and struct valid,
-            // global lock held.
+            // global lock held; `data` is `progress`, alive until after the
+            // call.
             self.lib.timed("VixDiskLib_Clone", 0, || unsafe {
                 clone(
                     self.handle,
@@ -377,13 +395,73 @@ impl RawConnection {
                     src.handle,
                     srcp.as_ptr(),
                     params,
-                    Some(no_progress),
-                    ptr::null_mut(),
+                    func,
+                    data,
                     vddk_sys::Bool::from(overwrite),
                 )
             })
         };
-        self.lib.check("VixDiskLib_Clone", err, &self.context())
+        let outcome = self.lib.check("VixDiskLib_Clone", err, &self.context());
+        progress.finish("VixDiskLib_Clone", outcome)
+    }
+}
+
+impl RawConnection {
+    /// Unlink: deletes a local disk's descriptor and extent files.
+    pub(crate) fn unlink(&self, path: &Path) -> Result<()> {
+        let unlink = self
+            .lib
+            .optional()
+            .unlink
+            .ok_or_else(|| self.lib.unsupported("VixDiskLib_Unlink"))?;
+        let cpath = c_path("disk path", path)?;
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: live connection, valid string, global lock held.
+            self.lib.timed("VixDiskLib_Unlink", 0, || unsafe {
+                unlink(self.handle, cpath.as_ptr())
+            })
+        };
+        self.lib.check("VixDiskLib_Unlink", err, &self.context())
+    }
+
+    /// CheckRepair: checks a closed disk's metadata, repairing it if asked.
+    pub(crate) fn check_repair(&self, path: &Path, repair: bool) -> Result<()> {
+        let check_repair = self
+            .lib
+            .optional()
+            .check_repair
+            .ok_or_else(|| self.lib.unsupported("VixDiskLib_CheckRepair"))?;
+        let cpath = c_path("disk path", path)?;
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: live connection, valid string, global lock held.
+            self.lib.timed("VixDiskLib_CheckRepair", 0, || unsafe {
+                check_repair(self.handle, cpath.as_ptr(), vddk_sys::Bool::from(repair))
+            })
+        };
+        self.lib
+            .check("VixDiskLib_CheckRepair", err, &self.context())
+    }
+}
+
+impl Lib {
+    /// Rename: moves a local disk (descriptor and extents) to a new name.
+    pub(crate) fn rename(&self, src: &Path, dst: &Path) -> Result<()> {
+        let rename = self
+            .optional()
+            .rename
+            .ok_or_else(|| self.unsupported("VixDiskLib_Rename"))?;
+        let from = c_path("source path", src)?;
+        let to = c_path("destination path", dst)?;
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: valid strings, global lock held.
+            self.timed("VixDiskLib_Rename", 0, || unsafe {
+                rename(from.as_ptr(), to.as_ptr())
+            })
+        };
+        self.check("VixDiskLib_Rename", err, &CallContext::default())
     }
 }
 

@@ -173,6 +173,68 @@ impl RawDisk {
         self.check("VixDiskLib_Flush", err)
     }
 
+    /// CreateChild: a delta disk at `child` whose parent is this disk.
+    pub(crate) fn create_child(
+        &self,
+        child: &std::path::Path,
+        disk_type: u32,
+        report: &mut dyn FnMut(u8) -> bool,
+    ) -> Result<()> {
+        let create_child = self
+            .lib()
+            .optional()
+            .create_child
+            .ok_or_else(|| self.lib().unsupported("VixDiskLib_CreateChild"))?;
+        let cpath = super::c_path("child path", child)?;
+        let mut progress = super::progress::Progress::new(report);
+        let (func, data) = progress.callback();
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: valid handle and string; the global lock is held, as
+            // for Create, since this makes files; `data` is `progress`,
+            // alive until after the call.
+            self.lib().timed("VixDiskLib_CreateChild", 0, || unsafe {
+                create_child(self.handle, cpath.as_ptr(), disk_type, func, data)
+            })
+        };
+        let outcome = self.check("VixDiskLib_CreateChild", err);
+        progress.finish("VixDiskLib_CreateChild", outcome)
+    }
+
+    /// SpaceNeededForClone: bytes a clone of this disk as `disk_type` takes.
+    pub(crate) fn space_needed_for_clone(&self, disk_type: u32) -> Result<u64> {
+        let space = self
+            .lib()
+            .optional()
+            .space_needed_for_clone
+            .ok_or_else(|| self.lib().unsupported("VixDiskLib_SpaceNeededForClone"))?;
+        let mut bytes = 0u64;
+        // SAFETY: valid handle and out-pointer; calls on this handle do not
+        // overlap (`&self` of a !Sync type).
+        let err = self
+            .lib()
+            .timed("VixDiskLib_SpaceNeededForClone", 0, || unsafe {
+                space(self.handle, disk_type, &mut bytes)
+            });
+        self.check("VixDiskLib_SpaceNeededForClone", err)?;
+        Ok(bytes)
+    }
+
+    /// Shrink or Defragment: reclaims unused space of a sparse disk.
+    pub(crate) fn compact(&self, defragment: bool) -> Result<()> {
+        let (f, name) = if defragment {
+            (self.lib().optional().defragment, "VixDiskLib_Defragment")
+        } else {
+            (self.lib().optional().shrink, "VixDiskLib_Shrink")
+        };
+        let f = f.ok_or_else(|| self.lib().unsupported(name))?;
+        // SAFETY: valid handle; calls on this handle do not overlap.
+        let err = self.lib().timed(name, 0, || unsafe {
+            f(self.handle, Some(super::conn::no_progress), ptr::null_mut())
+        });
+        self.check(name, err)
+    }
+
     /// Wait: returns when every async request on the handle has completed.
     pub(crate) fn wait(&self) -> Result<()> {
         // SAFETY: valid handle.

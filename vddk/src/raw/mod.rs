@@ -11,6 +11,7 @@ mod asyncio;
 mod conn;
 mod disk;
 pub(crate) mod logsink;
+mod progress;
 
 use std::ffi::{CStr, CString};
 use std::mem::ManuallyDrop;

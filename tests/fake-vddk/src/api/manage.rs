@@ -1,7 +1,7 @@
-//! Disk management: Create, Grow, Clone, Unlink, CheckRepair,
-//! SpaceNeededForClone, and the functions the fake does not implement
-//! (Rename, CreateChild, Shrink, Defragment, Attach, IsAttachPossible),
-//! which answer VIX_E_NOT_SUPPORTED.
+//! Disk management: Create, Grow, Clone, Unlink, Rename, CreateChild,
+//! CheckRepair, SpaceNeededForClone, and the functions the fake does not
+//! implement (Shrink, Defragment, Attach, IsAttachPossible), which answer
+//! VIX_E_NOT_SUPPORTED.
 
 use std::ffi::{c_char, c_void};
 use std::path::{Path, PathBuf};
@@ -128,6 +128,10 @@ pub extern "C" fn VixDiskLib_Grow(
         // SAFETY: NULL or a NUL-terminated string from the caller.
         let path = unsafe { opt_str(path) }.ok_or(VIX_E_INVALID_ARG)?;
         knobs::call_latency();
+        if !progress(progress_func, progress_data, 0) {
+            log::warn("VixDiskLib: Grow cancelled by the progress callback");
+            return Err(VIX_E_FAIL);
+        }
         vmdk::grow(Path::new(&path), capacity, update_geometry != 0)
             .map_err(|e| engine_err("VixDiskLib_Grow", e))?;
         progress(progress_func, progress_data, 100);
@@ -317,23 +321,57 @@ fn unsupported(function: &str) -> VixResult {
     Err(VIX_E_NOT_SUPPORTED)
 }
 
-/// Not implemented: VIX_E_NOT_SUPPORTED.
+/// Renames a closed local disk and its extent files.
 #[no_mangle]
-pub extern "C" fn VixDiskLib_Rename(_src: *const c_char, _dst: *const c_char) -> VixError {
-    vix("VixDiskLib_Rename", |_| unsupported("VixDiskLib_Rename"))
+pub extern "C" fn VixDiskLib_Rename(src: *const c_char, dst: *const c_char) -> VixError {
+    vix("VixDiskLib_Rename", |_| {
+        require_init("VixDiskLib_Rename")?;
+        let _global = enter_global("VixDiskLib_Rename")?;
+        // SAFETY: NULL or NUL-terminated strings from the caller.
+        let (src, dst) = unsafe {
+            (
+                opt_str(src).ok_or(VIX_E_INVALID_ARG)?,
+                opt_str(dst).ok_or(VIX_E_INVALID_ARG)?,
+            )
+        };
+        knobs::call_latency();
+        vmdk::rename(Path::new(&src), Path::new(&dst))
+            .map_err(|e| engine_err("VixDiskLib_Rename", e))?;
+        Ok(VIX_OK)
+    })
 }
 
-/// Not implemented: VIX_E_NOT_SUPPORTED.
+/// Creates a sparse child (redo log) of an open local disk, whose parent
+/// is that disk's file.
 #[no_mangle]
 pub extern "C" fn VixDiskLib_CreateChild(
-    _handle: Handle,
-    _child: *const c_char,
-    _disk_type: u32,
-    _progress: ProgressFunc,
-    _data: *mut c_void,
+    handle: Handle,
+    child: *const c_char,
+    disk_type: u32,
+    progress_func: ProgressFunc,
+    progress_data: *mut c_void,
 ) -> VixError {
     vix("VixDiskLib_CreateChild", |_| {
-        unsupported("VixDiskLib_CreateChild")
+        require_init("VixDiskLib_CreateChild")?;
+        let _global = enter_global("VixDiskLib_CreateChild")?;
+        let disk = handles::disk(handle, "VixDiskLib_CreateChild")?;
+        local_only(&disk.conn, "VixDiskLib_CreateChild")?;
+        // SAFETY: NULL or a NUL-terminated string from the caller.
+        let child = unsafe { opt_str(child) }.ok_or(VIX_E_INVALID_ARG)?;
+        let Some(disk_type) = self::disk_type(disk_type) else {
+            log::warn(&format!("VixDiskLib: unknown disk type {disk_type}"));
+            return Err(VIX_E_INVALID_ARG);
+        };
+        knobs::call_latency();
+        progress(progress_func, progress_data, 0);
+        // The child takes the parent's CID as it is on disk now.
+        disk.engine()
+            .flush()
+            .map_err(|e| engine_err("VixDiskLib_CreateChild", e))?;
+        vmdk::create_child(&disk.path, Path::new(&child), disk_type)
+            .map_err(|e| engine_err("VixDiskLib_CreateChild", e))?;
+        progress(progress_func, progress_data, 100);
+        Ok(VIX_OK)
     })
 }
 

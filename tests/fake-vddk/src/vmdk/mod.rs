@@ -166,6 +166,18 @@ pub fn create_child(parent: &Path, child: &Path, disk_type: DiskType) -> Result<
     create::create_child(parent, child, disk_type)
 }
 
+/// Renames the closed disk at `src` to `dst` (VixDiskLib_Rename): its
+/// extent files move beside `dst`, those named after the old disk take
+/// the new name (`web-flat.vmdk` becomes `new-flat.vmdk`), and the
+/// descriptor, in its own file or embedded in a sparse extent, is
+/// rewritten to name them. Children that name this disk as their parent
+/// are not rewritten (VDDK does not follow links either). Nothing is
+/// changed when a step fails. Errors: `AlreadyExists` (`dst` or a new
+/// extent name exists), `NotFound`, `Invalid`, `Io`.
+pub fn rename(src: &Path, dst: &Path) -> Result<(), VmdkError> {
+    create::rename(src, dst)
+}
+
 /// Grows a closed disk to `capacity` sectors (VixDiskLib_Grow). The
 /// added sectors read as zeroes. Equal capacity is a no-op.
 ///
