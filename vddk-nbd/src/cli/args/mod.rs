@@ -6,6 +6,15 @@
 //! parameters), short flags may be bundled (`-fv`, `-Usock`), and long
 //! options take their value either as `--port=1234` or `--port 1234`,
 //! as with nbdkit's getopt-based parser. `--` ends the options.
+//!
+//! This parser is written by hand on purpose, while the examples use
+//! clap: it must accept nbdkit's exact grammar, which argument-parser
+//! crates do not model. A bare word is the plugin name or, after it, a
+//! file (`file=` implied); `key=value` words go to the plugin or to the
+//! filter that claims the key; options may follow those words; and the
+//! output of `--help`, `--long-options` and `--short-options` must match
+//! what nbdkit's callers probe for. A derive-based parser would either
+//! reject these command lines or need as much code around it.
 
 use std::ffi::OsString;
 use std::fmt;
