@@ -14,7 +14,7 @@
 #[path = "common/vmdk_fixture.rs"]
 mod fixture;
 
-use fake_vddk::vmdk::VmdkDisk;
+use vddk_fake::vmdk::VmdkDisk;
 use libfuzzer_sys::fuzz_target;
 
 const KEY: &str = "fuzzRoundTrip";

@@ -20,7 +20,7 @@
 #[path = "common/vmdk_fixture.rs"]
 mod fixture;
 
-use fake_vddk::vmdk::{self, VmdkDisk};
+use vddk_fake::vmdk::{self, VmdkDisk};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use fake_vddk::vmdk::{self, Adapter, CreateParams, DiskType, VmdkDisk};
+use vddk_fake::vmdk::{self, Adapter, CreateParams, DiskType, VmdkDisk};
 
 /// Sectors in each helper disk.
 pub const HELPER_SECTORS: u64 = 4096;

@@ -9,6 +9,8 @@
 //! simulated servers), `rules` (usage rules and strict mode),
 //! `asyncio` (completion thread), `stats` and `log`.
 
+pub use libdir::{build_libdir, libdir, LIBDIR_ENV};
+
 // Some engine helpers serve its own tests and have no caller in the ABI layer.
 #[allow(dead_code)]
 pub mod vmdk;
@@ -19,6 +21,7 @@ mod errors;
 mod ffi;
 mod handles;
 mod knobs;
+pub mod libdir;
 mod link;
 mod log;
 mod remote;

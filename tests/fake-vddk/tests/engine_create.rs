@@ -6,7 +6,7 @@ mod engine_util;
 use std::path::Path;
 
 use engine_util::*;
-use fake_vddk::vmdk::{self, Adapter, CreateParams, DiskType, VmdkDisk, VmdkError};
+use vddk_fake::vmdk::{self, Adapter, CreateParams, DiskType, VmdkDisk, VmdkError};
 use vddk_tests::cmd::{run, status};
 use vddk_tests::images::{
     assert_same, assert_same_as_raw, make_vmdk, qemu_check, qemu_raw, s, vmdk_child, vmdk_from_raw,
@@ -405,7 +405,7 @@ fn copied_monolithic_sparse_is_its_own_extent() {
     std::fs::copy(&orig, &copy).unwrap();
     let before = std::fs::read(&orig).unwrap();
     {
-        let mut d = fake_vddk::vmdk::VmdkDisk::open(&copy, false, false).unwrap();
+        let mut d = vddk_fake::vmdk::VmdkDisk::open(&copy, false, false).unwrap();
         d.write(0, &[0xabu8; 512 * 128]).unwrap();
         d.flush().unwrap();
         let mut back = vec![0u8; 512];
@@ -417,7 +417,7 @@ fn copied_monolithic_sparse_is_its_own_extent() {
         before,
         "the original was written through the copy"
     );
-    let mut o = fake_vddk::vmdk::VmdkDisk::open(&orig, true, false).unwrap();
+    let mut o = vddk_fake::vmdk::VmdkDisk::open(&orig, true, false).unwrap();
     let mut back = vec![1u8; 512];
     o.read(0, &mut back).unwrap();
     assert_eq!(back, vec![0; 512]);

@@ -5,7 +5,7 @@ mod engine_util;
 use std::path::Path;
 
 use engine_util::*;
-use fake_vddk::vmdk::{self, Adapter, CreateParams, DiskType, VmdkDisk, VmdkError};
+use vddk_fake::vmdk::{self, Adapter, CreateParams, DiskType, VmdkDisk, VmdkError};
 use vddk_tests::cmd::run;
 use vddk_tests::images::{
     assert_same, assert_same_as_raw, make_vmdk, qemu_check, qemu_raw, s, vmdk_from_raw,

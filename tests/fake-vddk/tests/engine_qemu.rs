@@ -4,7 +4,7 @@
 mod engine_util;
 
 use engine_util::*;
-use fake_vddk::vmdk::{Adapter, VmdkDisk, VmdkError};
+use vddk_fake::vmdk::{Adapter, VmdkDisk, VmdkError};
 use vddk_tests::cmd::run;
 use vddk_tests::images::{assert_same, make_vmdk, qemu_raw, s, vmdk_child, vmdk_from_raw, Rng};
 use vddk_tests::scratch_dir;
@@ -303,7 +303,7 @@ fn reads_zero_offset_and_read_only_extents_like_qemu() {
     assert_eq!(disk.info().adapter, Adapter::BusLogic);
     assert_eq!(
         disk.info().physical_geometry,
-        fake_vddk::vmdk::default_geometry(5120, Adapter::BusLogic)
+        vddk_fake::vmdk::default_geometry(5120, Adapter::BusLogic)
     );
     assert_same("engine", &engine_read_all(&mut disk), &want);
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Inputs found by fuzzing the VMDK engine (fuzz/, `ci/fuzz`), each kept as
 //! a test that failed before the fix it names.
 
-use fake_vddk::vmdk::{VmdkDisk, VmdkError};
+use vddk_fake::vmdk::{VmdkDisk, VmdkError};
 use vddk_tests::scratch_dir;
 
 fn adler32(data: &[u8]) -> u32 {

@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use fake_vddk::vmdk::VmdkDisk;
+use vddk_fake::vmdk::VmdkDisk;
 use vddk_tests::images::Rng;
 
 pub const SECTOR: u64 = 512;
