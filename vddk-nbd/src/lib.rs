@@ -57,6 +57,11 @@
 //!   cached it).
 #![forbid(unsafe_code)]
 
+// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod backend;
 pub mod datastore;
 pub mod exports;

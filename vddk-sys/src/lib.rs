@@ -26,6 +26,11 @@
 //! ```
 #![warn(missing_docs)]
 
+// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[allow(
     non_upper_case_globals,
     non_camel_case_types,

@@ -112,6 +112,11 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
+// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(feature = "tokio")]
 mod async_disk;
 mod blocks;
