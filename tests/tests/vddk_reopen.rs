@@ -266,3 +266,59 @@ fn a_policy_needs_an_opener() {
         Ok(_) => panic!("accepted"),
     }
 }
+
+#[test]
+fn closing_the_driver_ends_a_reconnection_wait() {
+    let refuse: vddk::driver::Opener = Arc::new(|| {
+        Err(Error::InvalidArgument(
+            "the host is unreachable (test)".into(),
+        ))
+    });
+    // A minute between tries: closing must not wait it out.
+    let opts = DriverOptions::new()
+        .mode(Mode::Pipelined)
+        .reopen_with(refuse)
+        .reconnect(Reconnect::new().tries(5).delay(Duration::from_secs(60)));
+    let d: DiskDriver = DiskDriver::new(open().expect("open"), opts).expect("driver");
+    let (tx, rx) = mpsc::channel();
+    for i in 0..8u64 {
+        let tx = tx.clone();
+        d.read(
+            i << 19,
+            512 << 10,
+            Vec::new(),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+    }
+    drop(tx);
+    // The first read back is one that fit in the connection's 1 MiB; the
+    // others wait for the connection, whose second try is a minute away.
+    let mut got = Vec::new();
+    while let Ok(r) = rx.recv_timeout(Duration::from_millis(500)) {
+        got.push(r);
+    }
+    assert!(got.len() < 8, "every read completed over a lost connection");
+    let asked = std::time::Instant::now();
+    d.close().expect("close");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "close waited {:?}",
+        asked.elapsed()
+    );
+    while got.len() < 8 {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(r) => got.push(r),
+            Err(e) => panic!("{} of 8 reads answered: {e}", got.len()),
+        }
+    }
+    let closed: Vec<String> = got
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert!(!closed.is_empty());
+    for e in &closed {
+        assert!(e.contains("closed before it could be made again"), "{e}");
+    }
+}

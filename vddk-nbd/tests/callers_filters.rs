@@ -111,6 +111,67 @@ fn retry_carries_a_copy_over_a_lost_connection() {
 }
 
 #[test]
+fn a_reconnection_reads_the_password_file_again() {
+    let n = AsNbdkit::install("callers-retry-password");
+    let world = World::new(&n.dir, &["web/web.vmdk"], 12);
+    let drop = [("FAKE_VDDK_DROP_AFTER_BYTES", "1536K")];
+    let s = serve(&n, &world, &["retry"], &["--verbose"], &drop);
+    // The password file changes after the server logged in. The host
+    // takes only the old password, so the first reconnection is refused:
+    // only a fresh read of the file can cause that (with the password read
+    // at start, the test above reconnects twice).
+    std::fs::write(n.dir.join("password"), "rotated-elsewhere\n").expect("rewrite");
+    let err = copy(&s.socket, &n.dir).expect_err("the host refuses the new password");
+    assert!(err.contains("Input/output error"), "{err}");
+    let log = s.stop_clean("INT");
+    assert!(
+        log.contains("with the password read again from its file"),
+        "{log}"
+    );
+    assert!(log.contains("no longer accepts the login"), "{log}");
+    assert_eq!(log.matches("reconnected (try").count(), 0, "{log}");
+}
+
+#[test]
+fn a_signal_ends_the_server_during_a_retry_wait() {
+    let n = AsNbdkit::install("callers-retry-signal");
+    let world = World::new(&n.dir, &["web/web.vmdk"], 12);
+    // The third read fails (not a connection loss, so the retry filter
+    // itself waits, a minute, before trying again).
+    let once = [("FAKE_VDDK_FAIL", "read:3")];
+    let s = serve(
+        &n,
+        &world,
+        &["retry"],
+        &["--verbose", "retry-delay=60"],
+        &once,
+    );
+    let mut client = command("nbdcopy")
+        .arg(export_uri(&s.socket, ""))
+        .arg(n.dir.join("out.raw"))
+        .spawn()
+        .expect("start nbdcopy");
+    let deadline = Instant::now() + PATIENCE;
+    while !s.log().contains("before retrying") {
+        assert!(Instant::now() < deadline, "no retry wait:\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = Instant::now();
+    let (status, log) = s.stop("TERM");
+    let took = asked.elapsed();
+    assert!(status.success(), "{status}:\n{log}");
+    // The bound is the server's shutdown grace (5 s) and the disk's close,
+    // far below the minute the filter was waiting.
+    assert!(took < Duration::from_secs(15), "exit took {took:?}:\n{log}");
+    assert!(
+        log.contains("the server is stopping; not retrying"),
+        "{log}"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
+#[test]
 fn rate_holds_the_bandwidth_virt_v2v_asks_for() {
     let n = AsNbdkit::install("callers-rate");
     // 4 MiB of data at rate=10M (10 x 2^20 bits/s, as nbdkit reads it):

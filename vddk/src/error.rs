@@ -73,6 +73,13 @@ pub enum Error {
     #[error("the disk is closed; no further requests are accepted on it")]
     Closed,
 
+    /// The connection to the host was lost and a driver's
+    /// [`Reconnect`](crate::Reconnect) policy could not make it again (the
+    /// message says why and what to do); the driver's requests fail with
+    /// this until the disk is reopened.
+    #[error("{0}")]
+    Disconnected(String),
+
     /// A long operation stopped because its progress callback returned
     /// false. What it had done so far stays (VDDK does not roll back): a
     /// cancelled Clone leaves a partial destination to delete.
@@ -196,6 +203,7 @@ impl From<Error> for std::io::Error {
             Error::Load(_) | Error::Unsupported { .. } => K::Unsupported,
             Error::Closed => K::BrokenPipe,
             Error::Cancelled { .. } => K::Interrupted,
+            Error::Disconnected(_) => K::NotConnected,
             Error::Vix(f) => match f.code() {
                 VixCode::FILE_READ_ONLY
                 | VixCode::FILE_ACCESS_ERROR

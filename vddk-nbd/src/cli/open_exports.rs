@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use vddk_nbd::backend::{self, Backend};
 use vddk_nbd::exports::{ExportRegistry, Wildcard};
-use vddk_nbd::params::connect::open_flags;
+use vddk_nbd::params::connect::{connect_params, open_flags};
+use vddk_nbd::params::password::{Password, Secrets};
 use vddk_nbd::params::trust;
 use vddk_nbd::params::VddkParams;
 use vddk_nbd::plugins::VddkDisk;
@@ -21,6 +22,48 @@ use super::args::Options;
 pub struct Reconnect {
     pub lib: vddk::Vddk,
     pub params: vddk::ConnectParams,
+    /// `password=+FILE`: read again for each new connection, so that a
+    /// copy that outlives a password rotation (the file rewritten, e.g. a
+    /// Kubernetes Secret updated in place) logs in with the new one.
+    pub password_file: Option<PasswordFile>,
+}
+
+/// What it takes to rebuild the parameters with a fresh password.
+#[derive(Clone)]
+pub struct PasswordFile {
+    pub source: Password,
+    pub vddk: Arc<VddkParams>,
+    pub secrets: Secrets,
+    pub read_only: bool,
+}
+
+impl Reconnect {
+    /// The parameters for a new connection: with the password read from
+    /// its file again when it comes from one (the old one if that fails,
+    /// with a warning: the host may still take it).
+    pub fn params_now(&self) -> vddk::ConnectParams {
+        let Some(f) = &self.password_file else {
+            return self.params.clone();
+        };
+        let fresh = f.source.resolve("password").map(|password| Secrets {
+            password: Some(password),
+            cookie: f.secrets.cookie.clone(),
+        });
+        match fresh.map(|s| connect_params(&f.vddk, &s, f.read_only)) {
+            Ok(Ok(params)) => {
+                log::debug!("reconnecting with the password read again from its file");
+                params
+            }
+            Ok(Err(e)) => {
+                log::warn!("reconnecting with the password read at start: {e}");
+                self.params.clone()
+            }
+            Err(e) => {
+                log::warn!("reconnecting with the password read at start: {e}");
+                self.params.clone()
+            }
+        }
+    }
 }
 
 /// How to open one disk, shared by every export of the server.
@@ -146,7 +189,7 @@ impl DiskOpener {
         let reconnect = self.reconnect.clone();
         let reopen_path = path.to_string();
         let mut opts = vddk::DriverOptions::new().reopen_with(Arc::new(move || {
-            let conn = vddk::Connection::connect(&reconnect.lib, &reconnect.params)?;
+            let conn = vddk::Connection::connect(&reconnect.lib, &reconnect.params_now())?;
             conn.open(&reopen_path, flags)
         }));
         if let Some(mode) = self.params.io.mode() {

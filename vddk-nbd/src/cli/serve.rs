@@ -17,6 +17,7 @@ use super::listen::{self, Bound};
 use super::privileges::Identity;
 use super::{run, signals, stats};
 use vddk_nbd::params::connect::{connect_params, create_params, init_options};
+use vddk_nbd::params::password::Password;
 use vddk_nbd::params::{Secrets, VddkParams};
 
 /// Where the exports come from.
@@ -77,8 +78,10 @@ pub fn run(
     let server = Server::with_filters(Arc::clone(&exports), filters.clone(), config);
     let handle = server.shutdown_handle();
     let stdin_socket = if opts.single { stdin_as_socket() } else { None };
+    let stopping = filters.clone();
     termination.on_signal(move || {
         handle.shutdown();
+        stopping.shutdown();
         // A blocked read on stdin would otherwise wait for the client's
         // next request; shutting down our side of the socket ends it now.
         if let Some(s) = &stdin_socket {
@@ -176,9 +179,21 @@ fn open_vddk(
         log::debug!("created {file} ({} bytes)", c.size);
     }
     let conn = Arc::new(conn);
+    let password_file = match &p.password {
+        Some(source @ Password::File(_)) if p.cookie.is_none() => {
+            Some(super::open_exports::PasswordFile {
+                source: source.clone(),
+                vddk: Arc::new(p.clone()),
+                secrets: secrets.clone(),
+                read_only,
+            })
+        }
+        _ => None,
+    };
     let reconnect = super::open_exports::Reconnect {
         lib: lib.clone(),
         params,
+        password_file,
     };
     // The disks are opened now, for every connection to come; what VDDK
     // says while opening is told as nbdkit tells it, for the first one.

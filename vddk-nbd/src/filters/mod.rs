@@ -145,6 +145,10 @@ pub trait FilterSpec: Send + Sync + 'static {
     fn reconnect_below(&self) -> Option<vddk::Reconnect> {
         None
     }
+    /// Called as soon as the server begins to stop (a signal): a filter
+    /// that waits (retry's delays) stops waiting, so that the requests it
+    /// holds end and the exit stays bounded.
+    fn shutdown(&self) {}
     /// Called once as the server stops, after the last connection.
     fn unload(&self) {}
 }
@@ -256,6 +260,13 @@ impl Stack {
             top = trace::Trace::over("backend", top);
         }
         Ok(top)
+    }
+
+    /// Tells every filter the server has begun to stop.
+    pub fn shutdown(&self) {
+        for f in &self.filters {
+            f.shutdown();
+        }
     }
 
     /// Tells every filter the server is stopping, outermost first.

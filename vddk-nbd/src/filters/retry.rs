@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Filter, FilterInfo, FilterSpec, Layer, Next, ParamHelp};
@@ -97,6 +97,8 @@ fn configure(p: &Params) -> Result<Arc<dyn FilterSpec>, ParamError> {
             generation: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             reopens: AtomicU64::new(0),
+            stopping: Mutex::new(false),
+            wake: Condvar::new(),
         }),
     }))
 }
@@ -178,16 +180,25 @@ struct Shared {
     /// A request has failed (for `retry-readonly`).
     failed: AtomicBool,
     reopens: AtomicU64,
+    /// The server is stopping: waits end, and no request is tried again.
+    stopping: Mutex<bool>,
+    wake: Condvar,
 }
 
-/// Whether trying again could help.
+/// Whether trying again could help. A connection the disk driver could
+/// not make again with this filter's own tries and waits is not tried
+/// again here: that would square the tries the user asked for.
 fn transient(e: &Error) -> bool {
     !matches!(
         e,
         Error::ReadOnly | Error::OutOfRange { .. } | Error::Unsupported(_)
     ) && !matches!(
         e,
-        Error::Vddk(vddk::Error::OutOfRange { .. } | vddk::Error::InvalidArgument(_))
+        Error::Vddk(
+            vddk::Error::OutOfRange { .. }
+                | vddk::Error::InvalidArgument(_)
+                | vddk::Error::Disconnected(_)
+        )
     )
 }
 
@@ -291,10 +302,25 @@ impl Shared {
         }
     }
 
+    /// Waits `d`; false when the server began to stop meanwhile.
+    fn pause(&self, d: Duration) -> bool {
+        let stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
+        let (stopping, _) = self
+            .wake
+            .wait_timeout_while(stopping, d, |stop| !*stop)
+            .unwrap_or_else(|e| e.into_inner());
+        !*stopping
+    }
+
+    fn stop(&self) {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
     /// A try failed: hand the request to the retry thread, or give up.
     fn failed(self: &Arc<Self>, job: Job) {
         self.failed.store(true, Ordering::Release);
-        if job.tries >= self.policy.retries {
+        if job.tries >= self.policy.retries || !self.pause(Duration::ZERO) {
             return give_up(job, self.policy.retries);
         }
         let job = {
@@ -347,7 +373,10 @@ impl Shared {
                 job.error,
                 wait
             );
-            std::thread::sleep(wait.saturating_sub(job.failed_at.elapsed()));
+            if !self.pause(wait.saturating_sub(job.failed_at.elapsed())) {
+                log::debug!("retry {}: the server is stopping; not retrying", job.tries);
+                return give_up(job, 0);
+            }
             if self.generation.load(Ordering::Acquire) == job.generation {
                 match job.next.reopen() {
                     Ok(()) => {
@@ -407,6 +436,9 @@ impl FilterSpec for Retry {
                 .delay(p.delay)
                 .exponential(p.exponential)
         })
+    }
+    fn shutdown(&self) {
+        self.shared.stop();
     }
     fn unload(&self) {
         let n = self.shared.reopens.load(Ordering::Relaxed);

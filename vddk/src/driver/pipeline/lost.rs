@@ -5,9 +5,12 @@
 //! is safe to issue again).
 
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
-use super::{reject_with, Op, Worker};
+use super::{reject_with, Msg, Op, Worker};
 use crate::driver::reopen_disk;
+use crate::driver::schedule::{Kind, Span};
 use crate::error::Error;
 use crate::VixCode;
 
@@ -44,7 +47,15 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             let n = self.tries_in_row;
             let wait = policy.wait_before(n);
             log::debug!(target: "vddk::driver", "reconnecting in {wait:?} (try {n})");
-            std::thread::sleep(wait);
+            if !self.pause(wait) {
+                drop(old.take());
+                let msg = "the connection to the host was lost and the disk was closed \
+                           before it could be made again"
+                    .to_string();
+                log::warn!(target: "vddk::driver", "{msg}");
+                self.give_up(msg);
+                return;
+            }
             match reopen_disk(old.take(), false, &opener) {
                 Ok(disk) => {
                     log::info!(target: "vddk::driver", "reconnected (try {n})");
@@ -60,7 +71,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                              accepts the login ({e}): a session cookie names one session, \
                              which the server ends (vCenter after 30 idle minutes by \
                              default), so a copy that must outlive it needs a user name and \
-                             password, which log in anew"
+                             password, which log in anew; a password may have been changed"
                         )
                     } else {
                         format!(
@@ -69,13 +80,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                         )
                     };
                     log::error!(target: "vddk::driver", "{msg}");
-                    self.lost = false;
-                    self.gave_up = Some(msg);
-                    let queued: Vec<Op<E>> = self.schedule.take_queued().collect();
-                    for op in queued {
-                        let e = self.gone();
-                        reject_with(op, e);
-                    }
+                    self.give_up(msg);
                     return;
                 }
                 Err(e) => log::warn!(
@@ -87,13 +92,62 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
         }
     }
 
+    /// Ends a reconnection that will not succeed: every waiting request
+    /// fails with `msg` (a close among them is done, with no disk to close).
+    fn give_up(&mut self, msg: String) {
+        self.lost = false;
+        self.gave_up = Some(msg);
+        let queued: Vec<Op<E>> = self.schedule.take_queued().collect();
+        for op in queued {
+            let e = self.gone();
+            reject_with(op, e);
+        }
+    }
+
+    /// Waits `wait` before a reconnection try, taking in requests
+    /// meanwhile; false as soon as the disk is being closed (a close, or
+    /// the last handle gone), so that closing never waits out the policy's
+    /// delays.
+    fn pause(&mut self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        loop {
+            if self.shutting_down {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Submit(op)) => {
+                    let closing = matches!(op, Op::Close { .. });
+                    self.queue(op);
+                    if closing {
+                        return false;
+                    }
+                }
+                Ok(Msg::Freed(slot)) => self.schedule.finish(slot),
+                Ok(Msg::Failed {
+                    slot, pending, buf, ..
+                }) => {
+                    self.schedule.finish(slot);
+                    let (kind, span, op) = pending.again(buf);
+                    self.schedule.push_front(kind, span, op);
+                }
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    self.shutting_down = true;
+                    self.schedule
+                        .push(Kind::Alone, Span::default(), Op::Close { reply: None });
+                }
+                Err(RecvTimeoutError::Timeout) => return true,
+            }
+        }
+    }
+
     /// What a request is told when there is no disk.
     pub(super) fn gone(&self) -> Error {
         match &self.gave_up {
-            Some(msg) => Error::Io(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                msg.clone(),
-            )),
+            Some(msg) => Error::Disconnected(msg.clone()),
             None => Error::Closed,
         }
     }
