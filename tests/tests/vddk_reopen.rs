@@ -135,6 +135,9 @@ fn without_an_opener_reopen_says_how_to_give_one() {
 }
 
 /// Opens the data disk for writing through a new connection.
+/// Held by each test that writes the data disk: they compare it after.
+static DATA_DISK_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn open_data() -> vddk::Result<vddk::Disk> {
     let conn = Connection::connect(&world().vddk, &writable_params())?;
     conn.open(DATA_DISK, OpenFlags::empty())
@@ -190,6 +193,7 @@ fn the_policy_carries_reads_and_writes_over_many_losses() {
     d.close().expect("close");
 
     let data = noise(4 << 20, 17);
+    let _data_disk = DATA_DISK_USE.lock().unwrap_or_else(|e| e.into_inner());
     let opts = DriverOptions::new()
         .mode(Mode::Pipelined)
         .max_in_flight(8)
@@ -321,4 +325,64 @@ fn closing_the_driver_ends_a_reconnection_wait() {
     for e in &closed {
         assert!(e.contains("closed before it could be made again"), "{e}");
     }
+}
+
+/// An opener that counts its calls made on the standby thread.
+fn counting(
+    open: fn() -> vddk::Result<vddk::Disk>,
+) -> (vddk::driver::Opener, Arc<std::sync::atomic::AtomicU32>) {
+    let on_standby = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let n = Arc::clone(&on_standby);
+    let opener: vddk::driver::Opener = Arc::new(move || {
+        if std::thread::current().name() == Some("vddk-standby") {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        open()
+    });
+    (opener, on_standby)
+}
+
+#[test]
+fn after_a_loss_a_standby_handle_takes_over_the_next_ones() {
+    let (opener, on_standby) = counting(open);
+    let opts = DriverOptions::new()
+        .mode(Mode::Pipelined)
+        .reopen_with(opener)
+        .reconnect(quick().standby(true));
+    let d: DiskDriver = DiskDriver::new(open().expect("open"), opts).expect("driver");
+    // 4 MiB in half-MiB reads, one at a time, over connections that carry
+    // 1 MiB each: three losses.
+    let want = &world().bytes;
+    for at in (0..4u64 << 20).step_by(512 << 10) {
+        let got = read(&d, at).unwrap_or_else(|e| panic!("read at {at}: {e}"));
+        assert!(
+            got[..] == want[at as usize..at as usize + (512 << 10)],
+            "at {at}"
+        );
+    }
+    assert_eq!(d.reconnections(), 3);
+    // The first loss opens anew; it and each switch start a standby: 3.
+    assert_eq!(on_standby.load(std::sync::atomic::Ordering::SeqCst), 3);
+    d.close().expect("close");
+}
+
+#[test]
+fn a_writable_disk_gets_no_standby_handle() {
+    let _data_disk = DATA_DISK_USE.lock().unwrap_or_else(|e| e.into_inner());
+    let (opener, on_standby) = counting(open_data);
+    let opts = DriverOptions::new()
+        .mode(Mode::Pipelined)
+        .reopen_with(opener)
+        .reconnect(quick().standby(true));
+    let d: DiskDriver = DiskDriver::new(open_data().expect("open"), opts).expect("driver");
+    let data = noise(3 << 20, 77);
+    for (i, piece) in data.chunks(512 << 10).enumerate() {
+        wait(|done| d.write((i << 19) as u64, piece.to_vec(), done))
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    wait(|done| d.flush(done)).expect("flush");
+    assert!(d.reconnections() >= 2, "{}", d.reconnections());
+    assert_eq!(on_standby.load(std::sync::atomic::Ordering::SeqCst), 0);
+    d.close().expect("close");
+    assert!(qemu_raw(&world().data_file)[..3 << 20] == data[..]);
 }

@@ -372,6 +372,11 @@ impl Disk {
         self.raw.compact(true)
     }
 
+    /// Whether the disk was opened with [`OpenFlags::READ_ONLY`].
+    pub fn is_read_only(&self) -> bool {
+        self.raw.read_only()
+    }
+
     /// Makes earlier writes durable (Flush).
     ///
     /// # Errors

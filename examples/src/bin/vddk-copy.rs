@@ -155,7 +155,7 @@ fn copy_main(args: &Args) -> Result<(), String> {
     // disks: a local file has no connection to lose).
     let driver_opts = session::driver_options(&params, opts.queue_depth)
         .reopen_with(sess.reopen.clone())
-        .reconnect(vddk::Reconnect::new());
+        .reconnect(vddk::Reconnect::new().standby(true));
     let driver: DiskDriver = DiskDriver::new(sess.disk, driver_opts)
         .map_err(|e| format!("cannot start the disk driver: {e}"))?;
     let local = match &dir {

@@ -425,9 +425,11 @@ impl FilterSpec for Retry {
         Ok(Arc::new(Layer::new(layer, next)))
     }
     /// A lost VDDK connection is made again by the disk driver: once at
-    /// once, then with this filter's tries and waits, so that the requests in flight are issued
-    /// again in order without reaching this layer; other failures still
-    /// come here.
+    /// once, then with this filter's tries and waits, so that the requests
+    /// in flight are issued again in order without reaching this layer;
+    /// other failures still come here. After a first loss, a read-only
+    /// disk keeps a standby handle, so that later losses on a link that
+    /// drops cost no ConnectEx and Open on the copy's time.
     fn reconnect_below(&self) -> Option<vddk::Reconnect> {
         let p = self.shared.policy;
         (p.retries > 0).then(|| {
@@ -435,6 +437,7 @@ impl FilterSpec for Retry {
                 .tries(p.retries.saturating_add(1))
                 .delay(p.delay)
                 .exponential(p.exponential)
+                .standby(true)
         })
     }
     fn shutdown(&self) {

@@ -21,6 +21,16 @@
 //! connection's end (a dropped stream, an NFC timeout), not the host's, and
 //! over vCenter each second of waiting is a second of the copy. The delay
 //! is for what follows a failed try, when the host itself is refusing.
+//!
+//! With [`Reconnect::standby`], a link that has lost a connection once is
+//! taken to lose more: the driver then keeps a second handle, opened in
+//! the background through its own connection, and the next loss switches
+//! to it at once instead of paying for ConnectEx and Open (about a second
+//! each over vCenter) while the copy waits; the dead handle is closed and a
+//! new standby opened behind it. Only read-only disks get one: a handle
+//! opened before writes made through another one is not promised to see
+//! them. A standby costs one more NFC connection to the host while it
+//! lasts; if the host refuses it, the driver carries on without.
 
 use std::time::Duration;
 
@@ -39,6 +49,7 @@ pub struct Reconnect {
     tries: u32,
     delay: Duration,
     exponential: bool,
+    standby: bool,
 }
 
 impl Default for Reconnect {
@@ -47,6 +58,7 @@ impl Default for Reconnect {
             tries: 5,
             delay: Duration::from_secs(1),
             exponential: true,
+            standby: false,
         }
     }
 }
@@ -75,6 +87,19 @@ impl Reconnect {
     pub fn exponential(mut self, on: bool) -> Self {
         self.exponential = on;
         self
+    }
+
+    /// After the first loss, keeps a standby handle for a read-only disk
+    /// so that later losses switch to it at once (see the
+    /// [module docs](self)). Off by default.
+    pub fn standby(mut self, on: bool) -> Self {
+        self.standby = on;
+        self
+    }
+
+    /// Whether a standby handle is kept after the first loss.
+    pub fn keeps_standby(&self) -> bool {
+        self.standby
     }
 
     /// The most tries in a row.

@@ -307,7 +307,7 @@ impl RawConnection {
             (err, self.context())
         };
         self.lib.check("VixDiskLib_Open", err, &ctx)?;
-        Ok(RawDisk::new(handle, Arc::clone(self)))
+        Ok(RawDisk::new(handle, Arc::clone(self), flags))
     }
 
     /// Create (local disks).

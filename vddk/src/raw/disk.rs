@@ -32,6 +32,8 @@ pub(crate) struct RawDisk {
     /// Set once async I/O was submitted, so Close first waits for it.
     pub(super) used_async: Cell<bool>,
     closed: bool,
+    /// Opened with VIXDISKLIB_FLAG_OPEN_READ_ONLY.
+    read_only: bool,
 }
 
 // SAFETY: VDDK allows a handle to be used from any thread as long as calls
@@ -41,13 +43,19 @@ pub(crate) struct RawDisk {
 unsafe impl Send for RawDisk {}
 
 impl RawDisk {
-    pub(super) fn new(handle: VixDiskLibHandle, conn: Arc<RawConnection>) -> RawDisk {
+    pub(super) fn new(handle: VixDiskLibHandle, conn: Arc<RawConnection>, flags: u32) -> RawDisk {
         RawDisk {
             handle,
             conn,
             used_async: Cell::new(false),
             closed: false,
+            read_only: flags & vddk_sys::VIXDISKLIB_FLAG_OPEN_READ_ONLY != 0,
         }
+    }
+
+    /// Whether the handle was opened read-only.
+    pub(crate) fn read_only(&self) -> bool {
+        self.read_only
     }
 
     pub(crate) fn lib(&self) -> &Lib {

@@ -5,12 +5,14 @@
 //! is safe to issue again).
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{reject_with, Msg, Op, Worker};
-use crate::driver::reopen_disk;
+use crate::disk::Disk;
 use crate::driver::schedule::{Kind, Span};
+use crate::driver::{reopen_disk, Opener};
 use crate::error::Error;
 use crate::VixCode;
 
@@ -42,6 +44,14 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
         // The old handle is dead: no Wait, no flush on it.
         self.need_wait = false;
         let mut old = self.disk.take();
+        if let Some(disk) = self.take_standby() {
+            log::info!(target: "vddk::driver", "reconnected: switched to the standby handle");
+            self.disk = Some(disk);
+            self.lost = false;
+            self.status.reconnections.fetch_add(1, Ordering::Relaxed);
+            self.start_standby(old.take(), &opener);
+            return;
+        }
         loop {
             self.tries_in_row += 1;
             let n = self.tries_in_row;
@@ -59,9 +69,13 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             match reopen_disk(old.take(), false, &opener) {
                 Ok(disk) => {
                     log::info!(target: "vddk::driver", "reconnected (try {n})");
+                    let standby = policy.keeps_standby() && disk.is_read_only();
                     self.disk = Some(disk);
                     self.lost = false;
                     self.status.reconnections.fetch_add(1, Ordering::Relaxed);
+                    if standby {
+                        self.start_standby(None, &opener);
+                    }
                     return;
                 }
                 Err(e) if n >= policy.max_tries() || refused_login(&e) => {
@@ -88,6 +102,51 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                     "reconnecting, try {n} of {}: {e}",
                     policy.max_tries()
                 ),
+            }
+        }
+    }
+
+    /// The standby handle, once its open has ended (waiting for it if it
+    /// is still under way: that is sooner than a new one); None if there
+    /// is none or its open failed.
+    fn take_standby(&mut self) -> Option<Disk> {
+        match self.standby.take()?.recv() {
+            Ok(Ok(disk)) => Some(disk),
+            Ok(Err(e)) => {
+                log::debug!(target: "vddk::driver", "the standby handle did not open: {e}");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Opens a standby handle on a thread of its own, after closing `dead`
+    /// there (Close and Open are serialised process-wide; neither holds up
+    /// the requests on the new handle).
+    fn start_standby(&mut self, dead: Option<Disk>, opener: &Opener) {
+        let (tx, rx) = mpsc::channel();
+        let opener = Arc::clone(opener);
+        let started = std::thread::Builder::new()
+            .name("vddk-standby".into())
+            .spawn(move || {
+                if let Some(d) = dead {
+                    if let Err(e) = d.close() {
+                        log::debug!(target: "vddk::driver", "closing the lost handle: {e}");
+                    }
+                }
+                let _ = tx.send(opener());
+            });
+        match started {
+            Ok(_) => self.standby = Some(rx),
+            Err(e) => log::warn!(target: "vddk::driver", "no standby handle: {e}"),
+        }
+    }
+
+    /// Closes the standby handle (waiting for its open to end).
+    pub(super) fn drop_standby(&mut self) {
+        if let Some(d) = self.take_standby() {
+            if let Err(e) = d.close() {
+                log::debug!(target: "vddk::driver", "closing the standby handle: {e}");
             }
         }
     }

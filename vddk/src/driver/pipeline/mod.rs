@@ -173,6 +173,9 @@ pub(crate) struct Worker<E> {
     /// Why the last reconnection failed, once the policy gave up: what
     /// later requests are told.
     gave_up: Option<String>,
+    /// A handle being opened, or open, in the background for the next
+    /// loss ([`Reconnect::standby`]).
+    standby: Option<Receiver<Result<Disk>>>,
 }
 
 impl<E: From<Error> + Send + 'static> Worker<E> {
@@ -203,6 +206,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             lost: false,
             tries_in_row: 0,
             gave_up: None,
+            standby: None,
         }
     }
 
@@ -505,6 +509,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
     }
 
     fn close_disk(&mut self) -> Result<()> {
+        self.drop_standby();
         self.settle();
         let Some(disk) = self.disk.take() else {
             return Ok(());
