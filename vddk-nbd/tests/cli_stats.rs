@@ -129,3 +129,44 @@ fn no_table_without_the_flag() {
     assert!(!stderr.contains("VDDK function stats"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two clients asking for the allocation of the same range at once make
+/// one QueryAllocatedBlocks call: the second waits for the first's answer
+/// (each call costs about a second over vCenter).
+#[test]
+fn concurrent_block_status_shares_one_query() {
+    let dir = scratch_dir("cli-stats-shared-query");
+    let disk = sample_disk(&dir);
+    let fake_stats = dir.join("fake.stats");
+    let maps = dir.join("maps");
+    let script = format!(
+        "nbdinfo --map \"$uri\" > {m}.1 & nbdinfo --map \"$uri\" > {m}.2; wait",
+        m = maps.display()
+    );
+    run_cmd(
+        vddk_nbd()
+            .env("FAKE_VDDK_STATS", &fake_stats)
+            .env("FAKE_VDDK_QUERY_COST_MS", "1000")
+            .args(["-r", "-U", "-", "--run", &script, "vddk"])
+            .arg(libdir_param())
+            .arg(format!("file={}", disk.display())),
+    );
+    for i in [1, 2] {
+        let map = std::fs::read_to_string(format!("{}.{i}", maps.display())).expect("map");
+        let rows: Vec<Vec<&str>> = map
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert!(
+            rows.contains(&vec!["1048576", "1048576", "0", "data"]),
+            "client {i}:\n{map}"
+        );
+    }
+    let fake = FakeStats::read(&fake_stats);
+    assert_eq!(
+        fake.rows.get("QueryAllocatedBlocks").map(|r| r.calls),
+        Some(1),
+        "{}",
+        fake.text
+    );
+}

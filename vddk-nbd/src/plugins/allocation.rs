@@ -3,7 +3,9 @@
 //! window. Writes only ever allocate, so a write marks its bytes allocated
 //! in the windows it touches instead of throwing them away; a query that
 //! was in flight across a write is answered but not kept (the generation
-//! tells).
+//! tells). A window is queried once at a time: a request that needs a
+//! window already being queried waits for that answer (clients ask for
+//! block status on several connections at once, and nbdcopy does).
 
 use std::collections::BTreeMap;
 
@@ -12,14 +14,45 @@ use crate::backend::{Extent, Known};
 /// Bytes per window (32 GiB: one QueryAllocatedBlocks call at 64 KiB chunks).
 pub(crate) const WINDOW: u64 = 32 << 30;
 
+/// What runs when a window's query ends.
+pub(crate) type Waiter = Box<dyn FnOnce() + Send>;
+
 /// Allocated runs `(offset, length)` per window, sorted and disjoint.
 #[derive(Default)]
 pub(crate) struct Allocation {
     windows: BTreeMap<u64, Vec<(u64, u64)>>,
     generation: u64,
+    /// Windows being queried, and what waits for each answer.
+    querying: BTreeMap<u64, Vec<Waiter>>,
 }
 
 impl Allocation {
+    /// Window `w`'s allocated runs, if known.
+    pub(crate) fn window(&self, w: u64) -> Option<&[(u64, u64)]> {
+        self.windows.get(&w).map(Vec::as_slice)
+    }
+
+    /// Whether window `w` is being queried.
+    pub(crate) fn querying(&self, w: u64) -> bool {
+        self.querying.contains_key(&w)
+    }
+
+    /// Runs `waiter` when the query of window `w` under way ends.
+    pub(crate) fn wait_for(&mut self, w: u64, waiter: Waiter) {
+        self.querying.entry(w).or_default().push(waiter);
+    }
+
+    /// Window `w` is being queried from now on.
+    pub(crate) fn begin_query(&mut self, w: u64) {
+        self.querying.entry(w).or_default();
+    }
+
+    /// Window `w`'s query ended (answered or failed): what waited for it,
+    /// to run once the lock is released.
+    pub(crate) fn end_query(&mut self, w: u64) -> Vec<Waiter> {
+        self.querying.remove(&w).unwrap_or_default()
+    }
+
     /// The windows of `[offset, end)` not known yet.
     pub(crate) fn missing(&self, offset: u64, end: u64) -> Vec<u64> {
         (offset / WINDOW..end.div_ceil(WINDOW))
@@ -147,6 +180,31 @@ mod tests {
         // Writes into unknown windows change nothing kept.
         c.mark_allocated(WINDOW + 5, WINDOW + 6);
         assert_eq!(c.windows.len(), 1);
+    }
+
+    #[test]
+    fn one_query_per_window_and_its_waiters() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+        let mut c = Allocation::default();
+        assert!(!c.querying(3));
+        c.begin_query(3);
+        assert!(c.querying(3));
+        let woken = Arc::new(AtomicU32::new(0));
+        for _ in 0..2 {
+            let w = Arc::clone(&woken);
+            c.wait_for(
+                3,
+                Box::new(move || {
+                    w.fetch_add(1, Ordering::SeqCst);
+                }),
+            );
+        }
+        let waiters = c.end_query(3);
+        assert!(!c.querying(3));
+        waiters.into_iter().for_each(|f| f());
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+        assert!(c.end_query(3).is_empty());
     }
 
     #[test]

@@ -366,10 +366,30 @@ struct Query {
 
 impl Query {
     fn next(mut self) {
-        let Some(w) = self.windows.pop() else {
-            let runs = allocation::merge(std::mem::take(&mut self.found));
-            let extents = allocation::extents(self.offset, self.len, &runs);
-            return (self.done)(Ok(extents));
+        let w = loop {
+            let Some(w) = self.windows.pop() else {
+                let runs = allocation::merge(std::mem::take(&mut self.found));
+                let extents = allocation::extents(self.offset, self.len, &runs);
+                return (self.done)(Ok(extents));
+            };
+            // The guard borrows this clone, not `self`, so that `self` can
+            // be handed to a waiter while it is held.
+            let allocation = Arc::clone(&self.allocation);
+            let mut a = allocation.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(runs) = a.window(w) {
+                // Answered meanwhile, for another request.
+                self.found.extend_from_slice(runs);
+                continue;
+            }
+            if a.querying(w) {
+                // Asked already: this request goes on from that answer.
+                self.windows.push(w);
+                a.wait_for(w, Box::new(move || self.next()));
+                return;
+            }
+            a.begin_query(w);
+            self.generation = a.generation();
+            break w;
         };
         let (start, end) = (w * WINDOW, ((w + 1) * WINDOW).min(self.capacity));
         // VDDK answers whole chunks only: the unaligned tail of the disk
@@ -386,26 +406,38 @@ impl Query {
         driver.allocated(
             start,
             length,
-            Box::new(move |r| match r {
-                Ok(extents) => {
-                    let runs: Vec<(u64, u64)> =
-                        extents.iter().map(|e| (e.offset, e.length)).collect();
-                    if self.log {
-                        for &(a, n) in &runs {
-                            log::debug!(
-                                "adding extent type allocated data at [{a}...{}] (length {n})",
-                                a + n
-                            );
-                        }
-                    }
-                    self.allocation
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .keep(w, self.generation, &runs);
-                    self.found.extend(runs);
-                    self.next()
+            Box::new(move |r| {
+                let (result, waiters) = {
+                    let mut a = self.allocation.lock().unwrap_or_else(|e| e.into_inner());
+                    let result = r.map(|extents| {
+                        let runs: Vec<(u64, u64)> =
+                            extents.iter().map(|e| (e.offset, e.length)).collect();
+                        a.keep(w, self.generation, &runs);
+                        runs
+                    });
+                    (result, a.end_query(w))
+                };
+                // Those waiting ask again: answered if it was kept, else
+                // (a write came between, or the query failed) one of them
+                // queries.
+                for waiter in waiters {
+                    waiter();
                 }
-                Err(e) => (self.done)(Err(e)),
+                match result {
+                    Ok(runs) => {
+                        if self.log {
+                            for &(a, n) in &runs {
+                                log::debug!(
+                                    "adding extent type allocated data at [{a}...{}] (length {n})",
+                                    a + n
+                                );
+                            }
+                        }
+                        self.found.extend(runs);
+                        self.next()
+                    }
+                    Err(e) => (self.done)(Err(e)),
+                }
             }),
         );
     }
