@@ -90,8 +90,17 @@ impl Reconnect {
     }
 
     /// After the first loss, keeps a standby handle for a read-only disk
-    /// so that later losses switch to it at once (see the
-    /// [module docs](self)). Off by default.
+    /// so that later losses switch to it at once. Off by default.
+    ///
+    /// A link that has lost a connection once is taken to lose more: the
+    /// driver then opens a second handle in the background, through its
+    /// own connection, and the next loss switches to it instead of paying
+    /// for ConnectEx and Open (about a second each over vCenter) while the
+    /// copy waits; the dead handle is closed and a new standby opened
+    /// behind it. Only read-only disks get one: a handle opened before
+    /// writes made through another one is not promised to see them. A
+    /// standby costs one more NFC connection to the host while it lasts;
+    /// if the host refuses it, the driver carries on without.
     pub fn standby(mut self, on: bool) -> Self {
         self.standby = on;
         self
