@@ -361,9 +361,10 @@ fn create_clone_and_unlink_disks_that_qemu_accepts() {
                     code(opt.check_repair.unwrap()(conn, flat_c.as_ptr(), 0)),
                     VIX_OK
                 );
+                // Rename never replaces a disk.
                 assert_eq!(
                     code(opt.rename.unwrap()(sparse_c.as_ptr(), flat_c.as_ptr())),
-                    VIX_E_NOT_SUPPORTED
+                    VIX_E_FILE_ALREADY_EXISTS
                 );
             }
             qemu_check(&sparse);
