@@ -284,3 +284,10 @@ fn a_panic_in_a_progress_callback_stops_the_call_and_resumes_in_rust() {
         .open(&src, OpenFlags::READ_ONLY)
         .expect("open after the panic");
 }
+
+#[test]
+fn cleanup_after_a_crash_reports_what_it_did() {
+    // The fake leaves nothing behind to clean: nothing cleaned, nothing left.
+    let done = vddk().cleanup(&ConnectParams::local()).expect("cleanup");
+    assert_eq!((done.cleaned, done.remaining), (0, 0));
+}

@@ -148,7 +148,7 @@ pub use create::{CreateParams, DiskType, HwVersion};
 pub use disk::{AdapterType, Compression, Disk, DiskInfo, Geometry, OpenFlags};
 pub use driver::{DiskDriver, DriverOptions, Mode, Reconnect};
 pub use error::{Error, Result, VixFailure};
-pub use library::{AccessGuard, InitOptions, Vddk};
+pub use library::{AccessGuard, Cleaned, InitOptions, Vddk};
 pub use stats::{CallStats, Stats};
 pub use stream::{DiskStream, STREAM_CHUNK};
 /// Library search options and what the loaded library offers, from

@@ -141,6 +141,29 @@ impl Vddk {
         self.lib.transport_modes()
     }
 
+    /// Cleans up what an earlier run that crashed left behind for these
+    /// connection parameters (Cleanup): HotAdd disks still attached to
+    /// this proxy VM, SAN mounts. Run it at start-up, before connecting,
+    /// when the previous run may not have ended cleanly.
+    ///
+    /// ```no_run
+    /// # fn demo(vddk: &vddk::Vddk, params: &vddk::ConnectParams) -> vddk::Result<()> {
+    /// let left = vddk.cleanup(params)?;
+    /// if left.remaining > 0 {
+    ///     eprintln!("{} leftovers could not be cleaned up", left.remaining);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] without Cleanup; [`Error::Vix`] from it.
+    pub fn cleanup(&self, params: &ConnectParams) -> Result<Cleaned> {
+        params.validate()?;
+        let (cleaned, remaining) = self.lib.cleanup(&params.spec())?;
+        Ok(Cleaned { cleaned, remaining })
+    }
+
     /// Calls PrepareForAccess (vCenter only: stops the VM from being
     /// migrated while its disks are read) and returns a guard whose drop
     /// calls EndAccess. Call it before [`Connection::connect`](crate::Connection::connect)
@@ -184,6 +207,16 @@ impl fmt::Debug for Vddk {
             .field("major", &self.major_version())
             .finish()
     }
+}
+
+/// What [`Vddk::cleanup`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cleaned {
+    /// Leftovers removed.
+    pub cleaned: u32,
+    /// Leftovers that could not be removed (still in use, or refused).
+    pub remaining: u32,
 }
 
 /// Undoes [`Vddk::prepare_for_access`] (EndAccess) when dropped.

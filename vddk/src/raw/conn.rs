@@ -504,6 +504,35 @@ impl Lib {
         )
     }
 
+    /// Cleanup: what a crashed earlier run left behind for these
+    /// parameters; (cleaned up, still remaining).
+    pub(crate) fn cleanup(&self, p: &ConnectSpec<'_>) -> Result<(u32, u32)> {
+        let f = self
+            .optional()
+            .cleanup
+            .ok_or_else(|| self.unsupported("VixDiskLib_Cleanup"))?;
+        let params = RawParams::new(self, p)?;
+        let (mut cleaned, mut remaining) = (0u32, 0u32);
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: params are valid for the call, the out-pointers are
+            // live locals; global lock held (it may mount and unmount).
+            self.timed("VixDiskLib_Cleanup", 0, || unsafe {
+                f(params.as_ptr(), &mut cleaned, &mut remaining)
+            })
+        };
+        drop(params);
+        self.check(
+            "VixDiskLib_Cleanup",
+            err,
+            &CallContext {
+                remote: p.server.is_some(),
+                ..CallContext::default()
+            },
+        )?;
+        Ok((cleaned, remaining))
+    }
+
     fn access(
         &self,
         call: &'static str,
