@@ -28,12 +28,13 @@ pub struct Reconnect {
     pub password_file: Option<PasswordFile>,
 }
 
-/// What it takes to rebuild the parameters with a fresh password.
+/// What it takes to rebuild the parameters with a fresh password (a
+/// user name and password login: with `cookie=`, the password is the
+/// session key and is not read again).
 #[derive(Clone)]
 pub struct PasswordFile {
     pub source: Password,
     pub vddk: Arc<VddkParams>,
-    pub secrets: Secrets,
     pub read_only: bool,
 }
 
@@ -45,18 +46,21 @@ impl Reconnect {
         let Some(f) = &self.password_file else {
             return self.params.clone();
         };
-        let fresh = f.source.resolve("password").map(|password| Secrets {
-            password: Some(password),
-            cookie: f.secrets.cookie.clone(),
-        });
-        match fresh.map(|s| connect_params(&f.vddk, &s, f.read_only)) {
-            Ok(Ok(params)) => {
+        let fresh = f
+            .source
+            .resolve("password")
+            .map_err(|e| e.to_string())
+            .and_then(|password| {
+                let secrets = Secrets {
+                    password: Some(password),
+                    cookie: None,
+                };
+                connect_params(&f.vddk, &secrets, f.read_only).map_err(|e| e.to_string())
+            });
+        match fresh {
+            Ok(params) => {
                 log::debug!("reconnecting with the password read again from its file");
                 params
-            }
-            Ok(Err(e)) => {
-                log::warn!("reconnecting with the password read at start: {e}");
-                self.params.clone()
             }
             Err(e) => {
                 log::warn!("reconnecting with the password read at start: {e}");

@@ -184,7 +184,6 @@ fn open_vddk(
             Some(super::open_exports::PasswordFile {
                 source: source.clone(),
                 vddk: Arc::new(p.clone()),
-                secrets: secrets.clone(),
                 read_only,
             })
         }

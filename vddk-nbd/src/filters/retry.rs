@@ -312,6 +312,10 @@ impl Shared {
         !*stopping
     }
 
+    fn is_stopping(&self) -> bool {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn stop(&self) {
         *self.stopping.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.wake.notify_all();
@@ -320,8 +324,11 @@ impl Shared {
     /// A try failed: hand the request to the retry thread, or give up.
     fn failed(self: &Arc<Self>, job: Job) {
         self.failed.store(true, Ordering::Release);
-        if job.tries >= self.policy.retries || !self.pause(Duration::ZERO) {
+        if job.tries >= self.policy.retries {
             return give_up(job, self.policy.retries);
+        }
+        if self.is_stopping() {
+            return give_up(job, 0);
         }
         let job = {
             let mut w = self.worker.lock().unwrap_or_else(|e| e.into_inner());

@@ -224,13 +224,13 @@ impl Backend for VddkDisk {
 
     fn extents(&self, offset: u64, len: u64, done: Done<Vec<Extent>>) {
         let end = offset + len;
-        let (missing, generation) = {
+        let missing = {
             let a = self.allocation();
             if let Some(runs) = a.runs_within(offset, end) {
                 drop(a);
                 return done(Ok(allocation::extents(offset, len, &runs)));
             }
-            (a.missing(offset, end), a.generation())
+            a.missing(offset, end)
         };
         // Query the missing windows one after another; the last answer
         // completes the request from all of them.
@@ -240,7 +240,6 @@ impl Backend for VddkDisk {
             driver: self.driver.clone(),
             allocation: Arc::clone(&self.allocation),
             windows: missing,
-            generation,
             found: Vec::new(),
             offset,
             len,
@@ -356,7 +355,6 @@ struct Query {
     driver: DiskDriver<Error>,
     allocation: Arc<Mutex<Allocation>>,
     windows: Vec<u64>,
-    generation: u64,
     found: Vec<(u64, u64)>,
     offset: u64,
     len: u64,
@@ -366,7 +364,8 @@ struct Query {
 
 impl Query {
     fn next(mut self) {
-        let w = loop {
+        // The window to query, and the allocation's generation as it began.
+        let (w, generation) = loop {
             let Some(w) = self.windows.pop() else {
                 let runs = allocation::merge(std::mem::take(&mut self.found));
                 let extents = allocation::extents(self.offset, self.len, &runs);
@@ -388,8 +387,7 @@ impl Query {
                 return;
             }
             a.begin_query(w);
-            self.generation = a.generation();
-            break w;
+            break (w, a.generation());
         };
         let (start, end) = (w * WINDOW, ((w + 1) * WINDOW).min(self.capacity));
         // VDDK answers whole chunks only: the unaligned tail of the disk
@@ -412,7 +410,7 @@ impl Query {
                     let result = r.map(|extents| {
                         let runs: Vec<(u64, u64)> =
                             extents.iter().map(|e| (e.offset, e.length)).collect();
-                        a.keep(w, self.generation, &runs);
+                        a.keep(w, generation, &runs);
                         runs
                     });
                     (result, a.end_query(w))
