@@ -13,6 +13,7 @@ use callers_common::{args, libdir, read, AsNbdkit, Running, World, ESX_TP};
 use vddk_tests::cmd::command;
 use vddk_tests::inventory::ESX;
 use vddk_tests::nbd::export_uri;
+use vddk_tests::process::wait_until;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 const SIZE: u64 = 12 << 20;
@@ -92,6 +93,11 @@ fn reads_spread_over_the_connections_the_host_allows() {
         &["nfc-connections=4"],
         &[("FAKE_VDDK_MAX_NFC_CONNECTIONS", "3")],
     );
+    // The handles beyond the first open while the server serves; the
+    // counts below want every one of them in the copy.
+    wait_until("the fourth handle refused", PATIENCE, || {
+        s.log().contains("reading through 3")
+    });
     let sock = n.dir.join("nbd.sock");
     let got = copy_out(&s, &sock, &n.dir);
     assert!(got == w.disks[0].bytes, "the copy differs from the disk");
@@ -120,12 +126,87 @@ fn each_connection_reconnects_by_itself_under_retry() {
         &["nfc-connections=3", "retry-delay=0.1"],
         &[("FAKE_VDDK_DROP_EVERY_BYTES", "1M")],
     );
+    wait_until("three handles open", PATIENCE, || {
+        s.log().contains("reads spread over 3 NFC connections")
+    });
     let sock = n.dir.join("nbd.sock");
     let got = copy_out(&s, &sock, &n.dir);
     assert!(got == w.disks[0].bytes, "the copy differs from the disk");
     let log = s.stop_clean("TERM");
     assert!(log.matches("was lost").count() >= 5, "{log}");
     assert_eq!(reads_per_connection(&log).len(), 3, "{log}");
+}
+
+#[test]
+fn the_server_serves_while_the_other_connections_open() {
+    let n = AsNbdkit::install("nfc-connections-background");
+    let w = world(&n);
+    // Each Open takes 1.5 s: the three beyond the first would hold the
+    // server back 4.5 s.
+    let s = serve(
+        &n,
+        &w,
+        &["--readonly"],
+        &["nfc-connections=4"],
+        &[
+            ("FAKE_VDDK_OPEN_COST_MS", "1500"),
+            ("FAKE_VDDK_STRICT", "1"),
+        ],
+    );
+    assert!(
+        !s.log().contains("reads spread over"),
+        "the server waited for every connection before listening:\n{}",
+        s.log()
+    );
+    let sock = n.dir.join("nbd.sock");
+    let got = copy_out(&s, &sock, &n.dir);
+    assert!(got == w.disks[0].bytes, "the copy differs from the disk");
+    wait_until("four handles open", PATIENCE, || {
+        s.log().contains("reads spread over 4 NFC connections")
+    });
+    let log = s.stop_clean("TERM");
+    assert_eq!(reads_per_connection(&log).len(), 4, "{log}");
+}
+
+#[test]
+fn a_server_stopped_while_connections_open_closes_every_handle() {
+    let n = AsNbdkit::install("nfc-connections-stop");
+    let w = world(&n);
+    let stats = n.dir.join("fake-stats.txt");
+    let stats_env = stats.display().to_string();
+    let s = serve(
+        &n,
+        &w,
+        &["--readonly"],
+        &["nfc-connections=4"],
+        &[
+            ("FAKE_VDDK_OPEN_COST_MS", "1000"),
+            ("FAKE_VDDK_STRICT", "1"),
+            ("FAKE_VDDK_STATS", &stats_env),
+        ],
+    );
+    // Stopped during the second handle's Open, which finishes first.
+    let log = s.stop_clean("TERM");
+    assert!(!log.contains("RULE VIOLATION"), "{log}");
+    let stats = std::fs::read_to_string(&stats).unwrap_or_default();
+    let count = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name} "))?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in the library's statistics:\n{stats}"))
+    };
+    assert_eq!(
+        count("VixDiskLib_Open"),
+        count("VixDiskLib_Close"),
+        "{stats}\n{log}"
+    );
+    assert!(count("VixDiskLib_Open") < 4, "{stats}");
 }
 
 #[test]

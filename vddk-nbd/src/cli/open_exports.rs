@@ -124,29 +124,32 @@ impl DiskOpener {
             log_info(path, driver.info());
         }
         let more = self.more_handles(path, &driver);
-        Ok(Arc::new(
-            VddkDisk::new(driver, self.read_only)
-                .log_extents(self.extents)
-                .with_readers(more),
-        ))
+        let disk = Arc::new(VddkDisk::new(driver, self.read_only).log_extents(self.extents));
+        if more > 0 {
+            let opener = self.clone();
+            let path = path.to_string();
+            disk.open_more_in_background(
+                more,
+                Box::new(move || opener.open_driver(&path, false).map_err(|e| e.to_string())),
+            );
+        }
+        Ok(disk)
     }
 
-    /// The handles beyond the first that `nfc-connections=N` asks for:
+    /// How many handles beyond the first `nfc-connections=N` asks for:
     /// only a read-only disk reached through the network has them (a local
-    /// file gains nothing, and VDDK locks a disk opened for writing). A
-    /// host that refuses one more NFC connection leaves the disk with
-    /// those it has.
-    fn more_handles(&self, path: &str, first: &vddk::DiskDriver<backend::Error>) -> Vec<Driver> {
+    /// file gains nothing, and VDDK locks a disk opened for writing).
+    fn more_handles(&self, path: &str, first: &vddk::DiskDriver<backend::Error>) -> usize {
         let wanted = usize::from(self.params.nfc_connections.max(1));
         if wanted == 1 {
-            return Vec::new();
+            return 0;
         }
         if !self.read_only {
             log::warn!(
                 "nfc-connections={wanted}: a disk opened for writing is served through one \
                  connection; add --readonly (-r) to spread reads over {wanted}"
             );
-            return Vec::new();
+            return 0;
         }
         if first.mode() == vddk::Mode::Direct {
             log::debug!(
@@ -154,27 +157,9 @@ impl DiskOpener {
                  serves it",
                 first.transport()
             );
-            return Vec::new();
+            return 0;
         }
-        let mut more = Vec::new();
-        for n in 2..=wanted {
-            match self.open_driver(path, false) {
-                Ok(d) => more.push(d),
-                Err(e) => {
-                    log::warn!(
-                        "nfc-connections={wanted}: the host refused NFC connection {n} to \
-                         {path} ({e}); reading through {}",
-                        n - 1
-                    );
-                    break;
-                }
-            }
-        }
-        log::debug!(
-            "{path}: reads spread over {} NFC connections",
-            more.len() + 1
-        );
-        more
+        wanted - 1
     }
 
     /// One handle on `path` with its driver. The `first` that fails gets

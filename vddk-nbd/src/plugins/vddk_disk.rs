@@ -11,10 +11,15 @@
 //! (`nfc-connections=N`): each handle is an NFC connection with a
 //! bandwidth of its own, and reads go to the handle with the fewest of
 //! them outstanding, so one that is slow, or reconnecting, gets fewer.
-//! Everything else (allocation queries, flushes) goes to the first.
+//! Everything else (allocation queries, flushes) goes to the first. The
+//! handles beyond the first are opened by a thread of their own while the
+//! first serves: an Open over vCenter takes seconds, and VDDK opens one
+//! handle at a time in a process, so a server that waited for all of them
+//! would start that much later.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::thread::JoinHandle;
 
 use vddk::{DiskDriver, MIN_CHUNK, SECTOR_SIZE};
 
@@ -31,8 +36,13 @@ const ZERO_CHUNK: u64 = 4 << 20;
 /// An export over a VMware disk opened with VDDK.
 pub struct VddkDisk {
     driver: DiskDriver<Error>,
-    /// With several handles: all of them, the first included.
-    readers: Vec<Reader>,
+    /// With several handles: all of them, the first included. Empty while
+    /// the first is the only one.
+    readers: RwLock<Vec<Reader>>,
+    /// Set by close: a handle opened after it is closed at once.
+    closed: AtomicBool,
+    /// The thread opening more handles, joined by close.
+    opening: Mutex<Option<JoinHandle<()>>>,
     /// Where the search for the least loaded reader starts, turning, so
     /// that equally loaded readers take turns.
     turn: AtomicUsize,
@@ -42,12 +52,26 @@ pub struct VddkDisk {
 }
 
 /// One handle of a disk opened several times, with its reads outstanding.
+#[derive(Clone)]
 struct Reader {
     driver: DiskDriver<Error>,
     outstanding: Arc<AtomicUsize>,
     /// Reads sent to it, for the log at close.
-    reads: AtomicUsize,
+    reads: Arc<AtomicUsize>,
 }
+
+impl Reader {
+    fn new(driver: DiskDriver<Error>) -> Reader {
+        Reader {
+            driver,
+            outstanding: Arc::default(),
+            reads: Arc::default(),
+        }
+    }
+}
+
+/// Opens one more handle on the disk, or says why the host refused it.
+pub type OpenMore = Box<dyn FnMut() -> Result<DiskDriver<Error>, String> + Send>;
 
 impl VddkDisk {
     /// Exports the disk `driver` drives. `read_only` refuses writes (open
@@ -55,7 +79,9 @@ impl VddkDisk {
     pub fn new(driver: DiskDriver<Error>, read_only: bool) -> VddkDisk {
         VddkDisk {
             driver,
-            readers: Vec::new(),
+            readers: RwLock::default(),
+            closed: AtomicBool::new(false),
+            opening: Mutex::default(),
             turn: AtomicUsize::new(0),
             read_only,
             allocation: Arc::default(),
@@ -69,22 +95,70 @@ impl VddkDisk {
         self
     }
 
-    /// Spreads reads over `more` handles of the same disk besides the
-    /// first, each opened read-only through its own NFC connection.
-    /// Writes stay on the first handle, so a read-write disk ignores them.
-    pub fn with_readers(mut self, more: Vec<DiskDriver<Error>>) -> VddkDisk {
-        if more.is_empty() || !self.read_only {
-            return self;
+    /// Opens up to `more` handles of the same disk besides the first, one
+    /// after another on a thread of its own, each read-only through its
+    /// own NFC connection; reads go to each as soon as it is open. The
+    /// first refusal (the host's limit on NFC connections) ends the
+    /// opening: the disk is served by the handles it has. A read-write
+    /// disk keeps its one handle (writes stay on the first), as does a
+    /// disk closed meanwhile.
+    pub fn open_more_in_background(self: &Arc<Self>, more: usize, mut open: OpenMore) {
+        if more == 0 || !self.read_only {
+            return;
         }
-        self.readers = std::iter::once(self.driver.clone())
-            .chain(more)
-            .map(|driver| Reader {
-                driver,
-                outstanding: Arc::default(),
-                reads: AtomicUsize::new(0),
-            })
-            .collect();
-        self
+        let disk: Weak<VddkDisk> = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("vddk-nfc-open".into())
+            .spawn(move || {
+                for n in 2..=more + 1 {
+                    if !disk
+                        .upgrade()
+                        .is_some_and(|d| !d.closed.load(Ordering::Acquire))
+                    {
+                        return;
+                    }
+                    match open() {
+                        Ok(driver) => match disk.upgrade() {
+                            Some(d) => d.add_reader(driver),
+                            None => close_unused(driver),
+                        },
+                        Err(e) => {
+                            log::warn!(
+                                "nfc-connections={}: the host refused NFC connection {n} \
+                                 ({e}); reading through {}",
+                                more + 1,
+                                n - 1
+                            );
+                            return;
+                        }
+                    }
+                }
+                if let Some(d) = disk.upgrade() {
+                    log::debug!("reads spread over {} NFC connections", d.handles());
+                }
+            });
+        match spawned {
+            Ok(thread) => {
+                *self.opening.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread)
+            }
+            Err(e) => log::warn!("no thread to open more NFC connections ({e}): reading through 1"),
+        }
+    }
+
+    /// Adds an opened handle to those reads go to, unless the disk has
+    /// been closed meanwhile (the handle is closed then).
+    fn add_reader(&self, driver: DiskDriver<Error>) {
+        let mut readers = self.readers.write().unwrap_or_else(PoisonError::into_inner);
+        // Checked under the lock close takes to read the list, so a handle
+        // is either in the list close sees or closed here.
+        if self.closed.load(Ordering::Acquire) {
+            drop(readers);
+            return close_unused(driver);
+        }
+        if readers.is_empty() {
+            readers.push(Reader::new(self.driver.clone()));
+        }
+        readers.push(Reader::new(driver));
     }
 
     /// The driver underneath (the first, with several handles).
@@ -94,39 +168,54 @@ impl VddkDisk {
 
     /// How many handles serve reads.
     pub fn handles(&self) -> usize {
-        self.readers.len().max(1)
+        self.readers().len().max(1)
     }
 
     /// Reconnections made by all the handles together.
     pub fn reconnections(&self) -> u64 {
-        if self.readers.is_empty() {
-            return self.driver.reconnections();
-        }
-        self.readers.iter().map(|r| r.driver.reconnections()).sum()
+        self.drivers().iter().map(|d| d.reconnections()).sum()
     }
 
-    /// The reader with the fewest reads outstanding.
-    fn least_loaded(&self) -> &Reader {
-        let n = self.readers.len();
+    fn readers(&self) -> std::sync::RwLockReadGuard<'_, Vec<Reader>> {
+        // The list is only ever pushed to: sound when poisoned.
+        self.readers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The reader with the fewest reads outstanding, if there are several.
+    fn least_loaded(&self) -> Option<Reader> {
+        let readers = self.readers();
+        let n = readers.len();
+        if n == 0 {
+            return None;
+        }
         let start = self.turn.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best = &self.readers[start];
+        let mut best = &readers[start];
         for i in 1..n {
-            let r = &self.readers[(start + i) % n];
+            let r = &readers[(start + i) % n];
             if r.outstanding.load(Ordering::Relaxed) < best.outstanding.load(Ordering::Relaxed) {
                 best = r;
             }
         }
-        best
+        Some(best.clone())
     }
 
-    fn drivers(&self) -> impl Iterator<Item = &DiskDriver<Error>> {
-        let more = self.readers.iter().skip(1).map(|r| &r.driver);
-        std::iter::once(&self.driver).chain(more)
+    /// Every handle, the first one first.
+    fn drivers(&self) -> Vec<DiskDriver<Error>> {
+        let readers = self.readers();
+        let more = readers.iter().skip(1).map(|r| r.driver.clone());
+        std::iter::once(self.driver.clone()).chain(more).collect()
     }
 
     fn allocation(&self) -> MutexGuard<'_, Allocation> {
         // Updates cannot stop halfway: sound when poisoned.
         self.allocation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Closes a handle opened for a disk that no longer wants it.
+fn close_unused(driver: DiskDriver<Error>) {
+    if let Err(e) = driver.close() {
+        log::warn!("closing an NFC connection opened as the disk closed: {e}");
     }
 }
 
@@ -155,12 +244,11 @@ impl Backend for VddkDisk {
     }
 
     fn read(&self, offset: u64, len: u32, buf: Vec<u8>, done: Done<Vec<u8>>) {
-        if self.readers.is_empty() {
+        let Some(r) = self.least_loaded() else {
             return self.driver.read(offset, len as usize, buf, done);
-        }
-        let r = self.least_loaded();
+        };
         r.reads.fetch_add(1, Ordering::Relaxed);
-        let outstanding = Arc::clone(&r.outstanding);
+        let outstanding = r.outstanding;
         outstanding.fetch_add(1, Ordering::Relaxed);
         r.driver.read(
             offset,
@@ -256,13 +344,27 @@ impl Backend for VddkDisk {
     fn reopen(&self) -> Result<(), Error> {
         log::debug!("reopening the disk");
         self.drivers()
+            .iter()
             .try_for_each(|d| d.reopen().map_err(Error::from))
     }
 
     fn close(&self) -> Result<(), Error> {
-        if !self.readers.is_empty() {
-            let counts: Vec<String> = self
-                .readers
+        self.closed.store(true, Ordering::Release);
+        // An Open under way finishes (VDDK cannot stop one), and its
+        // handle is closed by the thread that opened it.
+        let opening = self
+            .opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = opening {
+            if thread.join().is_err() {
+                log::warn!("the thread opening more NFC connections panicked");
+            }
+        }
+        let readers = self.readers().clone();
+        if !readers.is_empty() {
+            let counts: Vec<String> = readers
                 .iter()
                 .map(|r| r.reads.load(Ordering::Relaxed).to_string())
                 .collect();
