@@ -272,3 +272,56 @@ fn prepare_for_access_guards_a_vcenter_session() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn connect_params_make_an_equal_connection() {
+    let given = esx()
+        .port(443)
+        .snapshot("snapshot-7".parse().unwrap())
+        .transports("nbd".parse().unwrap())
+        .read_only(true);
+    let conn = connect(&given).unwrap();
+    let reported = conn.connect_params().expect("GetConnectParams");
+    // Secrets print redacted on both sides; everything else must match.
+    assert_eq!(format!("{reported:?}"), format!("{given:?}"));
+    drop(conn);
+    // The password came back too: the host takes it.
+    let again = connect(&reported).expect("connect with the reported parameters");
+    let disk = again.open(DISK, OpenFlags::empty()).unwrap();
+    assert_eq!(disk.transport_mode(), "nbd");
+    assert!(read_all(&disk) == setup().snap_bytes);
+    let err = disk.write_at(0, &[0u8; 512]).unwrap_err();
+    assert_eq!(
+        err.vix_code().and_then(|c| c.name()),
+        Some("VIX_E_FILE_READ_ONLY")
+    );
+}
+
+#[test]
+fn connect_params_keep_a_session_cookie_login() {
+    let given = ConnectParams::remote("esx1.example.com")
+        .credentials(Credentials::SessionCookie {
+            cookie: Secret::new(COOKIE.into()),
+            user: Some("root".into()),
+            key: None,
+        })
+        .thumbprint(tp(ESX_TP))
+        .vm("moref=42".parse().unwrap());
+    let conn = connect(&given).unwrap();
+    let reported = conn.connect_params().unwrap();
+    assert_eq!(format!("{reported:?}"), format!("{given:?}"));
+    let again = connect(&reported).expect("the cookie is still good");
+    let disk = again.open(DISK, OpenFlags::READ_ONLY).unwrap();
+    assert!(read_all(&disk) == setup().disk_bytes);
+}
+
+#[test]
+fn connect_params_of_a_local_connection_are_local() {
+    let conn = connect(&ConnectParams::local()).unwrap();
+    let reported = conn.connect_params().unwrap();
+    assert!(!reported.is_remote());
+    assert_eq!(
+        format!("{reported:?}"),
+        format!("{:?}", ConnectParams::local())
+    );
+}

@@ -5,18 +5,25 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::connect_params::ConnectParams;
+use crate::connect_params::{
+    ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef,
+};
 use crate::create::CreateParams;
 use crate::disk::{Disk, OpenFlags};
 use crate::error::Result;
 use crate::library::Vddk;
-use crate::raw::RawConnection;
+use crate::raw::{RawConnection, ReportedCreds};
 
 /// A VDDK connection (ConnectEx). Dropping it disconnects, once every
 /// [`Disk`] opened through it is gone too (each disk holds the connection).
 pub struct Connection {
     raw: Arc<RawConnection>,
     remote: bool,
+    /// ConnectEx's arguments beside the parameters struct, which
+    /// GetConnectParams does not report.
+    snapshot: Option<SnapshotRef>,
+    transports: Option<TransportList>,
+    read_only: bool,
 }
 
 impl Connection {
@@ -33,6 +40,9 @@ impl Connection {
         Ok(Connection {
             raw: Arc::new(raw),
             remote: params.is_remote(),
+            snapshot: params.snapshot.clone(),
+            transports: params.transports.clone(),
+            read_only: params.read_only,
         })
     }
 
@@ -188,6 +198,92 @@ impl Connection {
             overwrite,
             &mut progress,
         )
+    }
+
+    /// The parameters this connection was made with, as VDDK holds them
+    /// (GetConnectParams): server, ports, thumbprint, VM and credentials,
+    /// with the snapshot, transports and read-only flag it was connected
+    /// with. [`Connection::connect`] with them makes an equal connection,
+    /// so code handed only a connection can make another (for a second
+    /// NFC connection, or after the first was lost).
+    ///
+    /// The credentials come back as given, secrets included (kept in
+    /// [`Secret`]s, never printed). A session cookie is only good as long
+    /// as its session: connecting again with it after the session has
+    /// expired fails.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) from a library
+    /// without GetConnectParams (before VDDK 6.7);
+    /// [`Error::Vix`](crate::Error::Vix) from the call;
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when what
+    /// VDDK reports does not parse (a VM or thumbprint in a form this
+    /// crate does not take).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn main() -> vddk::Result<()> {
+    /// use vddk::{Connection, ConnectParams, Credentials, InitOptions, OpenFlags, Vddk};
+    ///
+    /// let lib = Vddk::init(InitOptions::new().libdir("/opt/vmware-vix-disklib-distrib"))?;
+    /// let params = ConnectParams::remote("esxi.example.com")
+    ///     .credentials(Credentials::UserPassword {
+    ///         user: "root".into(),
+    ///         password: "secret".into(),
+    ///     })
+    ///     .thumbprint("B2:31:BD:3A:0B:7C:9E:E4:1A:2F:55:61:7D:C9:02:8E:33:D4:A6:8F".parse()?)
+    ///     .vm("moref=42".parse()?);
+    /// let first = Connection::connect(&lib, &params)?;
+    /// // Elsewhere, with only the connection at hand:
+    /// let second = Connection::connect(&lib, &first.connect_params()?)?;
+    /// let disk = second.open("[datastore1] vm/vm.vmdk", OpenFlags::READ_ONLY)?;
+    /// # drop(disk);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect_params(&self) -> Result<ConnectParams> {
+        let r = self.raw.connect_params()?;
+        let mut p = match &r.server {
+            Some(server) => ConnectParams::remote(server),
+            None => ConnectParams::local(),
+        };
+        // 0 is the library's default, which `None` stands for.
+        if let Ok(port) = u16::try_from(r.port) {
+            if port != 0 {
+                p = p.port(port);
+            }
+        }
+        if let Ok(port) = u16::try_from(r.nfc_host_port) {
+            if port != 0 {
+                p = p.nfc_host_port(port);
+            }
+        }
+        if let Some(t) = r.thumbprint.as_deref().filter(|t| !t.is_empty()) {
+            p = p.thumbprint(t.parse::<Thumbprint>()?);
+        }
+        if let Some(v) = r.vmx_spec.as_deref().filter(|v| !v.is_empty()) {
+            p = p.vm(v.parse::<VmRef>()?);
+        }
+        if let Some(c) = r.creds {
+            p = p.credentials(match c {
+                ReportedCreds::UserPassword { user, password } => Credentials::UserPassword {
+                    user,
+                    password: Secret::new(password.to_string()),
+                },
+                ReportedCreds::SessionCookie { cookie, user, key } => Credentials::SessionCookie {
+                    cookie: Secret::new(cookie.to_string()),
+                    user,
+                    key: key.map(|k| Secret::new(k.to_string())),
+                },
+            });
+        }
+        if let Some(s) = &self.snapshot {
+            p = p.snapshot(s.clone());
+        }
+        if let Some(t) = &self.transports {
+            p = p.transports(t.clone());
+        }
+        Ok(p.read_only(self.read_only))
     }
 
     /// Whether this is a connection to a server.

@@ -445,6 +445,101 @@ impl RawConnection {
     }
 }
 
+/// What GetConnectParams reports, copied out of the library's struct
+/// (which is freed at once): the secrets are zeroed when dropped.
+pub(crate) struct ReportedParams {
+    pub vmx_spec: Option<String>,
+    pub server: Option<String>,
+    pub thumbprint: Option<String>,
+    pub port: u32,
+    pub nfc_host_port: u32,
+    pub creds: Option<ReportedCreds>,
+}
+
+/// The credentials in a [`ReportedParams`].
+pub(crate) enum ReportedCreds {
+    UserPassword {
+        user: String,
+        password: Zeroizing<String>,
+    },
+    SessionCookie {
+        cookie: Zeroizing<String>,
+        user: Option<String>,
+        key: Option<Zeroizing<String>>,
+    },
+}
+
+/// An owned copy of a C string VDDK handed out, NULL being `None`.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call.
+unsafe fn owned(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL and NUL-terminated, as the caller promises.
+    let c = unsafe { std::ffi::CStr::from_ptr(p) };
+    Some(c.to_string_lossy().into_owned())
+}
+
+impl RawConnection {
+    /// GetConnectParams: the parameters the library holds for this
+    /// connection.
+    pub(crate) fn connect_params(&self) -> Result<ReportedParams> {
+        let opt = self.lib.optional();
+        let (get, free) = match (opt.get_connect_params, opt.free_connect_params) {
+            (Some(g), Some(f)) => (g, f),
+            // Without FreeConnectParams the answer could not be freed.
+            _ => return Err(self.lib.unsupported("VixDiskLib_GetConnectParams")),
+        };
+        let mut out: *mut VixDiskLibConnectParams = ptr::null_mut();
+        let err = {
+            let _guard = global_lock();
+            // SAFETY: live connection, out-pointer to a local, global lock held.
+            self.lib.timed("VixDiskLib_GetConnectParams", 0, || unsafe {
+                get(self.handle, &mut out)
+            })
+        };
+        self.lib
+            .check("VixDiskLib_GetConnectParams", err, &self.context())?;
+        if out.is_null() {
+            return Err(crate::Error::InvalidArgument(
+                "VixDiskLib_GetConnectParams succeeded without parameters".into(),
+            ));
+        }
+        // SAFETY: on success `out` points to a struct the library filled,
+        // whose string members are NULL or NUL-terminated and whose union
+        // member is the one credType names; it stays valid until freed
+        // below, after everything has been copied.
+        let reported = unsafe {
+            let c = &*out;
+            let creds = match c.credType {
+                vddk_sys::VIXDISKLIB_CRED_UID => Some(ReportedCreds::UserPassword {
+                    user: owned(c.creds.uid.userName).unwrap_or_default(),
+                    password: Zeroizing::new(owned(c.creds.uid.password).unwrap_or_default()),
+                }),
+                vddk_sys::VIXDISKLIB_CRED_SESSIONID => Some(ReportedCreds::SessionCookie {
+                    cookie: Zeroizing::new(owned(c.creds.sessionId.cookie).unwrap_or_default()),
+                    user: owned(c.creds.sessionId.userName),
+                    key: owned(c.creds.sessionId.key).map(Zeroizing::new),
+                }),
+                _ => None,
+            };
+            ReportedParams {
+                vmx_spec: owned(c.vmxSpec),
+                server: owned(c.serverName),
+                thumbprint: owned(c.thumbPrint),
+                port: c.port,
+                nfc_host_port: c.nfcHostPort,
+                creds,
+            }
+        };
+        // SAFETY: allocated by GetConnectParams, freed once, not used after.
+        unsafe { free(out) };
+        Ok(reported)
+    }
+}
+
 impl Lib {
     /// Rename: moves a local disk (descriptor and extents) to a new name.
     pub(crate) fn rename(&self, src: &Path, dst: &Path) -> Result<()> {

@@ -26,7 +26,7 @@ use crate::stats::{timed, Stats};
 use crate::vix::VixCode;
 
 pub(crate) use asyncio::{AsyncTable, Direction, Finished, Rejected};
-pub(crate) use conn::{ConnectSpec, CredSpec, RawConnection};
+pub(crate) use conn::{ConnectSpec, CredSpec, RawConnection, ReportedCreds};
 pub(crate) use disk::{InfoCopy, RawDisk};
 
 /// The API version this crate asks InitEx for: 6.7 is the oldest library it
