@@ -291,3 +291,84 @@ fn cleanup_after_a_crash_reports_what_it_did() {
     let done = vddk().cleanup(&ConnectParams::local()).expect("cleanup");
     assert_eq!((done.cleaned, done.remaining), (0, 0));
 }
+
+#[test]
+fn an_attached_parent_is_read_under_a_single_link_child() {
+    let (parent, before) = sample("attach-base.vmdk", "monolithicSparse");
+    let child = dir().join("attach-redo.vmdk");
+    let c = conn();
+    let base = c
+        .open(&parent, OpenFlags::READ_ONLY)
+        .expect("open the parent");
+    base.create_child(&child, DiskType::MonolithicSparse)
+        .expect("create the child");
+
+    let mut redo = c
+        .open(&child, OpenFlags::SINGLE_LINK)
+        .expect("open the child alone");
+    let mut head = vec![0u8; 64 << 10];
+    redo.read_at(0, &mut head).expect("read the lone child");
+    assert!(
+        head.iter().all(|&b| b == 0),
+        "alone, the child holds nothing"
+    );
+    assert_eq!(redo.info().expect("info").num_links, 1);
+
+    redo.check_attach(&base).expect("the parent fits");
+    redo.attach(base).expect("attach");
+    assert_eq!(redo.info().expect("info").num_links, 2);
+    let mut all = vec![0u8; SIZE as usize];
+    redo.read_at(0, &mut all).expect("read through");
+    assert!(all == before, "the child reads as its parent");
+
+    let patch = vec![0x5au8; 4096];
+    redo.write_at(3 << 20, &patch).expect("write the child");
+    redo.read_at(0, &mut all).expect("read back");
+    let mut want = before.clone();
+    want[3 << 20..(3 << 20) + patch.len()].copy_from_slice(&patch);
+    assert!(all == want, "the write is in the chain");
+    redo.close().expect("close the child");
+    assert!(qemu_raw(&parent) == before, "the parent is unchanged");
+    assert!(qemu_raw(&child) == want, "qemu reads the same chain");
+}
+
+#[test]
+fn a_parent_that_is_not_the_childs_is_refused_and_its_handle_is_gone() {
+    let (parent, _) = sample("attach-right.vmdk", "monolithicSparse");
+    let (other, _) = sample("attach-wrong.vmdk", "monolithicSparse");
+    let child = dir().join("attach-right-redo.vmdk");
+    let c = conn();
+    let base = c
+        .open(&parent, OpenFlags::READ_ONLY)
+        .expect("open the parent");
+    base.create_child(&child, DiskType::MonolithicSparse)
+        .expect("create the child");
+    drop(base);
+
+    let wrong = c
+        .open(&other, OpenFlags::READ_ONLY)
+        .expect("open another disk");
+    let mut redo = c
+        .open(&child, OpenFlags::SINGLE_LINK)
+        .expect("open the child");
+    assert_eq!(
+        vix_code(redo.check_attach(&wrong)),
+        VixCode::INVALID_ARG,
+        "another disk's content is not the child's parent"
+    );
+    // Refused, and the handle is VDDK's no more: dropping it must not
+    // close it again (strict mode aborts on a stale handle).
+    assert_eq!(vix_code(redo.attach(wrong)), VixCode::INVALID_ARG);
+    let mut head = vec![0u8; 4096];
+    redo.read_at(0, &mut head).expect("the child still reads");
+    assert!(head.iter().all(|&b| b == 0));
+
+    // A child opened with its chain has its parent already.
+    let chained = c
+        .open(&child, OpenFlags::READ_ONLY)
+        .expect("open with chain");
+    let base = c
+        .open(&parent, OpenFlags::READ_ONLY)
+        .expect("open the parent");
+    assert_eq!(vix_code(chained.check_attach(&base)), VixCode::INVALID_ARG);
+}

@@ -244,6 +244,57 @@ impl Disk {
         }
     }
 
+    /// Whether [`Disk::attach`] would take `parent` under this disk
+    /// (IsAttachPossible): `Ok` when it would, else the reason as VDDK's
+    /// error.
+    ///
+    /// # Errors
+    /// [`Error::Vix`] saying why not (e.g. this disk is not a child of
+    /// `parent`, or was opened with its chain rather than single-link);
+    /// [`Error::Unsupported`] from a library without the function.
+    pub fn check_attach(&self, parent: &Disk) -> Result<()> {
+        self.raw.is_attach_possible(&parent.raw)
+    }
+
+    /// Puts `parent`'s disk chain under this disk (Attach), so that what
+    /// this disk does not hold is read from `parent`: this disk is a child
+    /// (made by [`Disk::create_child`]) opened with
+    /// [`OpenFlags::SINGLE_LINK`], and `parent` may be on another
+    /// connection, e.g. a base disk on a server under a local redo log that
+    /// takes the writes, leaving the base as it was.
+    ///
+    /// `parent` is consumed whatever the outcome: VDDK invalidates its
+    /// handle even when the call fails, so it must not be closed again.
+    /// Its connection stays open as long as this disk, which now reads
+    /// through it.
+    ///
+    /// # Errors
+    /// [`Error::Vix`] from Attach (the same reasons as
+    /// [`Disk::check_attach`]); [`Error::Unsupported`] from a library
+    /// without the function (`parent` is then closed as usual).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn run(remote: &vddk::Connection, local: &vddk::Connection) -> vddk::Result<()> {
+    /// use vddk::{DiskType, OpenFlags};
+    ///
+    /// let base = remote.open("[datastore1] vm/vm.vmdk", OpenFlags::READ_ONLY)?;
+    /// base.create_child("/var/tmp/vm-redo.vmdk", DiskType::MonolithicSparse)?;
+    /// let mut redo = local.open("/var/tmp/vm-redo.vmdk", OpenFlags::SINGLE_LINK)?;
+    /// redo.check_attach(&base)?;
+    /// redo.attach(base)?;
+    /// // Reads see the base; writes stay in the local redo log.
+    /// redo.write_at(0, &[0u8; 512])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn attach(&mut self, parent: Disk) -> Result<()> {
+        self.raw.attach(parent.raw)?;
+        // The chain under this disk changed; what GetInfo says may too.
+        self.capacity.set(None);
+        Ok(())
+    }
+
     /// The transport in use (`file`, `nbd`, `nbdssl`, `hotadd`, `san`).
     pub fn transport_mode(&self) -> String {
         self.raw.transport_mode()

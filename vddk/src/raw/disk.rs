@@ -34,6 +34,10 @@ pub(crate) struct RawDisk {
     closed: bool,
     /// Opened with VIXDISKLIB_FLAG_OPEN_READ_ONLY.
     read_only: bool,
+    /// The connections of parents attached under this disk: their chains
+    /// are read through this handle now, so they stay connected until it
+    /// is closed.
+    parents: Vec<Arc<RawConnection>>,
 }
 
 // SAFETY: VDDK allows a handle to be used from any thread as long as calls
@@ -50,6 +54,7 @@ impl RawDisk {
             used_async: Cell::new(false),
             closed: false,
             read_only: flags & vddk_sys::VIXDISKLIB_FLAG_OPEN_READ_ONLY != 0,
+            parents: Vec::new(),
         }
     }
 
@@ -207,6 +212,55 @@ impl RawDisk {
         };
         let outcome = self.check("VixDiskLib_CreateChild", err);
         progress.finish("VixDiskLib_CreateChild", outcome)
+    }
+
+    /// IsAttachPossible, with this disk as the child.
+    pub(crate) fn is_attach_possible(&self, parent: &RawDisk) -> Result<()> {
+        let possible = self
+            .lib()
+            .optional()
+            .is_attach_possible
+            .ok_or_else(|| self.lib().unsupported("VixDiskLib_IsAttachPossible"))?;
+        // SAFETY: two valid handles, neither used by another thread (a
+        // RawDisk is not Sync and both are borrowed here).
+        let err = self
+            .lib()
+            .timed("VixDiskLib_IsAttachPossible", 0, || unsafe {
+                possible(parent.handle, self.handle)
+            });
+        self.check("VixDiskLib_IsAttachPossible", err)
+    }
+
+    /// Attach: `parent`'s chain goes under this disk. VDDK invalidates the
+    /// parent handle whether the call succeeds or not, so it is never
+    /// closed afterwards; its connection is kept with this disk.
+    pub(crate) fn attach(&mut self, mut parent: RawDisk) -> Result<()> {
+        let attach = self
+            .lib()
+            .optional()
+            .attach
+            .ok_or_else(|| self.lib().unsupported("VixDiskLib_Attach"))?;
+        if parent.used_async.get() {
+            if let Err(e) = parent.wait() {
+                ::log::warn!(target: logsink::TARGET, "before attaching: {e}");
+            }
+        }
+        let err = {
+            // Under the lock Open and Close take: the call ends a handle.
+            let _guard = global_lock();
+            // SAFETY: two valid handles, both exclusively ours; the parent
+            // handle is not used again (marked closed below).
+            self.lib().timed("VixDiskLib_Attach", 0, || unsafe {
+                attach(parent.handle, self.handle)
+            })
+        };
+        parent.closed = true;
+        let outcome = self.check("VixDiskLib_Attach", err);
+        if outcome.is_ok() {
+            self.parents.push(Arc::clone(&parent.conn));
+            self.parents.append(&mut parent.parents);
+        }
+        outcome
     }
 
     /// SpaceNeededForClone: bytes a clone of this disk as `disk_type` takes.

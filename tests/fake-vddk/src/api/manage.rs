@@ -1,6 +1,6 @@
 //! Disk management: Create, Grow, Clone, Unlink, Rename, CreateChild,
-//! CheckRepair, SpaceNeededForClone, and the functions the fake does not
-//! implement (Shrink, Defragment, Attach, IsAttachPossible), which answer
+//! CheckRepair, SpaceNeededForClone, Attach and IsAttachPossible, and the
+//! functions the fake does not implement (Shrink, Defragment), which answer
 //! VIX_E_NOT_SUPPORTED.
 
 use std::ffi::{c_char, c_void};
@@ -397,16 +397,75 @@ pub extern "C" fn VixDiskLib_Defragment(
     })
 }
 
-/// Not implemented: VIX_E_NOT_SUPPORTED.
+/// Whether `child` (a child disk opened single-link) can take `parent`'s
+/// chain: VIX_OK, or VIX_E_INVALID_ARG with the reason in the log.
 #[no_mangle]
-pub extern "C" fn VixDiskLib_IsAttachPossible(_parent: Handle, _child: Handle) -> VixError {
+pub extern "C" fn VixDiskLib_IsAttachPossible(parent: Handle, child: Handle) -> VixError {
     vix("VixDiskLib_IsAttachPossible", |_| {
-        unsupported("VixDiskLib_IsAttachPossible")
+        require_init("VixDiskLib_IsAttachPossible")?;
+        let (p, c) = attach_pair(parent, child, "VixDiskLib_IsAttachPossible")?;
+        let _busy = (
+            p.enter("VixDiskLib_IsAttachPossible")?,
+            c.enter("VixDiskLib_IsAttachPossible")?,
+        );
+        let found = c.engine().can_attach(&p.engine());
+        found.map_err(|e| {
+            log::warn(&format!(
+                "VixDiskLib_IsAttachPossible: {}",
+                errors::describe(&e)
+            ));
+            errors::from_vmdk(&e)
+        })?;
+        Ok(VIX_OK)
     })
 }
 
-/// Not implemented: VIX_E_NOT_SUPPORTED.
+/// Puts `parent`'s chain under `child`: reads of what the child does not
+/// hold go to the parent. The parent handle is gone afterwards, whether
+/// the attach succeeded or not (as the real library documents: do not
+/// close it). Its NFC connection is released too, so the chain is then
+/// read without the link model.
 #[no_mangle]
-pub extern "C" fn VixDiskLib_Attach(_parent: Handle, _child: Handle) -> VixError {
-    vix("VixDiskLib_Attach", |_| unsupported("VixDiskLib_Attach"))
+pub extern "C" fn VixDiskLib_Attach(parent: Handle, child: Handle) -> VixError {
+    vix("VixDiskLib_Attach", |_| {
+        require_init("VixDiskLib_Attach")?;
+        let _global = enter_global("VixDiskLib_Attach")?;
+        let (p, c) = attach_pair(parent, child, "VixDiskLib_Attach")?;
+        let busy = (p.enter("VixDiskLib_Attach")?, c.enter("VixDiskLib_Attach")?);
+        p.wait_idle();
+        let chain = {
+            let mut engine = p.engine();
+            let _ = engine.flush();
+            std::mem::replace(&mut *engine, VmdkDisk::detached())
+        };
+        handles::remove(parent);
+        if let Some(l) = &p.link {
+            l.release();
+        }
+        p.conn
+            .open_disks
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        drop(busy);
+        let attached = c.engine().attach(chain);
+        attached.map_err(|e| {
+            log::warn(&format!("VixDiskLib_Attach: {}", errors::describe(&e)));
+            errors::from_vmdk(&e)
+        })?;
+        Ok(VIX_OK)
+    })
+}
+
+/// The two disk handles of an attach, which must differ.
+fn attach_pair(
+    parent: Handle,
+    child: Handle,
+    function: &str,
+) -> Result<(std::sync::Arc<handles::Disk>, std::sync::Arc<handles::Disk>), VixError> {
+    if parent == child {
+        return Err(VIX_E_INVALID_ARG);
+    }
+    Ok((
+        handles::disk(parent, function)?,
+        handles::disk(child, function)?,
+    ))
 }

@@ -69,6 +69,66 @@ impl VmdkDisk {
         Ok(VmdkDisk { links, read_only })
     }
 
+    /// Whether `parent`'s chain can go under this disk (Attach): this disk
+    /// is one link (opened single-link), it names a parent, the parent's
+    /// top link is the content its `parentCID` names, and the capacities
+    /// agree. Errors: `InvalidArg` saying which of these fails.
+    pub fn can_attach(&self, parent: &VmdkDisk) -> Result<(), VmdkError> {
+        let child = self.top();
+        if self.links.len() != 1 {
+            return Err(VmdkError::InvalidArg(format!(
+                "{} was opened with its parent chain; open it single-link to attach a parent",
+                child.path.display()
+            )));
+        }
+        let wants = match child.desc.header_get("parentCID") {
+            Some(cid) if !cid.eq_ignore_ascii_case("ffffffff") => cid,
+            _ => {
+                return Err(VmdkError::InvalidArg(format!(
+                    "{} is not a child disk (no parentCID)",
+                    child.path.display()
+                )))
+            }
+        };
+        let has = parent.top().desc.header_get("CID").unwrap_or("");
+        if !has.eq_ignore_ascii_case(wants) {
+            return Err(VmdkError::InvalidArg(format!(
+                "{} has content ID {has}, but {} was made from {wants}",
+                parent.path().display(),
+                child.path.display()
+            )));
+        }
+        if parent.capacity() != self.capacity() {
+            return Err(VmdkError::InvalidArg(format!(
+                "{} holds {} sectors, its parent {} {}",
+                child.path.display(),
+                self.capacity(),
+                parent.path().display(),
+                parent.capacity()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Attach: `parent`'s whole chain goes under this disk's one link, so
+    /// grains this disk does not hold are read from it. Checked as
+    /// [`VmdkDisk::can_attach`] first; `parent` is consumed either way.
+    pub fn attach(&mut self, parent: VmdkDisk) -> Result<(), VmdkError> {
+        self.can_attach(&parent)?;
+        self.links.extend(parent.links);
+        Ok(())
+    }
+
+    /// What a handle holds once Attach has moved its chain under another
+    /// disk: no links. The handle is gone from the registry by then, so no
+    /// call reaches it.
+    pub fn detached() -> VmdkDisk {
+        VmdkDisk {
+            links: Vec::new(),
+            read_only: true,
+        }
+    }
+
     fn top(&self) -> &Link {
         &self.links[0]
     }
