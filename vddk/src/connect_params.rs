@@ -285,6 +285,8 @@ impl fmt::Display for SnapshotRef {
 /// nbdkit does (a newer VDDK may have modes this crate does not know);
 /// [`TransportList::unknown`] lists them so that a caller can warn.
 ///
+/// # Examples
+///
 /// ```
 /// let t: vddk::TransportList = "nbdssl:NBD:newmode".parse()?;
 /// assert_eq!(t.to_string(), "nbdssl:nbd:newmode");
@@ -347,6 +349,8 @@ impl fmt::Display for TransportList {
 }
 
 /// Where and how to connect: local files, or a vSphere server.
+///
+/// # Examples
 ///
 /// ```
 /// use vddk::{ConnectParams, Credentials, Secret};

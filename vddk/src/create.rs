@@ -245,6 +245,8 @@ impl Default for HwVersion {
 
 /// What [`Connection::create`](crate::Connection::create) makes.
 ///
+/// # Examples
+///
 /// ```
 /// use vddk::{AdapterType, CreateParams, DiskType};
 /// let p = CreateParams::new(DiskType::MonolithicSparse, 1 << 20).adapter(AdapterType::ScsiLsiLogic);

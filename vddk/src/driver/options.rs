@@ -71,6 +71,8 @@ pub type Opener = Arc<dyn Fn() -> Result<Disk> + Send + Sync>;
 
 /// How a [`DiskDriver`](super::DiskDriver) runs.
 ///
+/// # Examples
+///
 /// ```
 /// let opts = vddk::DriverOptions::new()
 ///     .mode(vddk::Mode::Pipelined)
