@@ -99,6 +99,24 @@ pub const fn error_code(err: VixError) -> u64 {
 ///
 /// Dropping it unloads the library; the function pointers it hands out are
 /// only valid while it lives.
+///
+/// # Examples
+///
+/// ```no_run
+/// use vddk_sys::{FoundBy, Library, LoadOptions};
+///
+/// let opts = LoadOptions::default();
+/// let lib = Library::load(&opts)?;
+/// println!("{} (VDDK {})", lib.path().display(), lib.version().unwrap_or("?"));
+/// if *lib.found_by() == FoundBy::DynamicLinker {
+///     eprintln!("warning: libvixDiskLib was found {}", lib.found_by());
+/// }
+/// // InitEx wants the distribution directory, not the `lib64` the file is in.
+/// let (searched, _) = opts.resolve_dir();
+/// let libdir = lib.distribution_dir(&searched);
+/// # let _ = libdir;
+/// # Ok::<(), vddk_sys::LoadError>(())
+/// ```
 pub struct Library {
     core: VixDiskLibCore,
     optional: OptionalFunctions,

@@ -22,6 +22,18 @@ pub const SONAME_MAJORS: &[u32] = &[9, 8, 7, 6, 5];
 const LIBDIR_ENV: &str = "VDDK_LIBDIR";
 
 /// Where the directory searched for the library came from.
+///
+/// # Examples
+///
+/// ```
+/// use vddk_sys::{LibrarySource, LoadOptions};
+///
+/// let (_, source) = LoadOptions::default().libdir("/opt/vddk").resolve_dir();
+/// assert_eq!(source, LibrarySource::Explicit);
+/// let (_, source) = LoadOptions::default().env_libdir(None::<&str>).resolve_dir();
+/// assert_eq!(source, LibrarySource::Default);
+/// assert_eq!(source.to_string(), "compiled-in default libdir");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LibrarySource {
     /// Passed by the program ([`LoadOptions::libdir`], `libdir=` on a command line).
@@ -43,6 +55,27 @@ impl fmt::Display for LibrarySource {
 }
 
 /// How the loaded file was found.
+///
+/// # Examples
+///
+/// What a program might say about [`Library::found_by`] after loading:
+///
+/// ```
+/// use vddk_sys::{FoundBy, LibrarySource};
+///
+/// fn note(found: &FoundBy) -> Option<String> {
+///     match found {
+///         FoundBy::Libdir(LibrarySource::Explicit) => None,
+///         other => Some(format!("libvixDiskLib.so was found {other}")),
+///     }
+/// }
+/// assert_eq!(note(&FoundBy::Libdir(LibrarySource::Explicit)), None);
+/// assert_eq!(
+///     note(&FoundBy::Libdir(LibrarySource::Environment)).unwrap(),
+///     "libvixDiskLib.so was found in the libdir from $VDDK_LIBDIR"
+/// );
+/// assert!(note(&FoundBy::DynamicLinker).unwrap().contains("$LD_LIBRARY_PATH"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FoundBy {
     /// In the libdir searched, which came from this source.
@@ -72,6 +105,25 @@ impl fmt::Display for FoundBy {
 /// looked for in its place. When that directory does not hold the library,
 /// the dynamic linker is asked for it by soname, as nbdkit does, so that
 /// `LD_LIBRARY_PATH` alone works ([`FoundBy::DynamicLinker`] says so).
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+/// use vddk_sys::{LibrarySource, LoadOptions};
+///
+/// // This directory's library or none: no fallback to the dynamic linker.
+/// let opts = LoadOptions::default()
+///     .libdir("/opt/vmware-vix-disklib-distrib")
+///     .dynamic_linker(false);
+/// let (dir, source) = opts.resolve_dir();
+/// assert_eq!(dir, Path::new("/opt/vmware-vix-disklib-distrib"));
+/// assert_eq!(source, LibrarySource::Explicit);
+/// // The files `Library::load(&opts)` tries, in order:
+/// let (first, major) = &opts.candidates()[0];
+/// assert_eq!(first, Path::new("/opt/vmware-vix-disklib-distrib/lib64/libvixDiskLib.so.9"));
+/// assert_eq!(*major, 9);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     libdir: Option<PathBuf>,
@@ -137,6 +189,24 @@ fn candidates_in(dir: &Path) -> Vec<(PathBuf, u32)> {
 }
 
 /// One file the loader tried, and why it was not used.
+///
+/// # Examples
+///
+/// ```
+/// use vddk_sys::{Library, LoadError, LoadOptions};
+///
+/// let opts = LoadOptions::default().libdir("/nonexistent/vddk").dynamic_linker(false);
+/// match Library::load(&opts) {
+///     Err(LoadError::NotFound { tried, .. }) => {
+///         for attempt in &tried {
+///             eprintln!("{}: {}", attempt.path.display(), attempt.reason);
+///         }
+///         assert_eq!(tried.len(), opts.candidates().len());
+///         assert!(tried[0].path.ends_with("lib64/libvixDiskLib.so.9"));
+///     }
+///     other => panic!("expected NotFound, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     /// The file.
@@ -146,6 +216,26 @@ pub struct Attempt {
 }
 
 /// Why the library could not be loaded.
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+/// use vddk_sys::{Library, LoadError, LoadOptions};
+///
+/// let opts = LoadOptions::default().libdir("/nonexistent/vddk").dynamic_linker(false);
+/// let err = Library::load(&opts).unwrap_err();
+/// match &err {
+///     LoadError::NotFound { dir, .. } => assert_eq!(dir, Path::new("/nonexistent/vddk")),
+///     LoadError::MissingSymbols { path, missing } => {
+///         panic!("{} lacks {missing:?}", path.display())
+///     }
+///     _ => unreachable!("a new kind of failure"),
+/// }
+/// // The message lists every file tried and what to set.
+/// assert!(err.to_string().contains("/nonexistent/vddk/lib64/libvixDiskLib.so.9"));
+/// assert!(err.to_string().contains("Set libdir="));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum LoadError {

@@ -7,6 +7,21 @@ macro_rules! optional_functions {
     ($( $field:ident, $has:ident : $ty:ident = $sym:literal; )*) => {
         /// Optional VDDK functions, each `None` when the loaded library
         /// lacks it. Check before calling; nothing here panics.
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// use vddk_sys::{Library, LoadOptions};
+        ///
+        /// let lib = Library::load(&LoadOptions::default())?;
+        /// match lib.optional().prepare_for_access {
+        ///     // Called with the C contract's arguments, while `lib` lives.
+        ///     Some(_prepare_for_access) => {}
+        ///     None => eprintln!("VDDK {} cannot PrepareForAccess", lib.major_version()),
+        /// }
+        /// assert_eq!(lib.optional().capabilities(), lib.capabilities());
+        /// # Ok::<(), vddk_sys::LoadError>(())
+        /// ```
         #[derive(Clone, Copy)]
         #[non_exhaustive]
         pub struct OptionalFunctions {
@@ -43,6 +58,22 @@ macro_rules! optional_functions {
         }
 
         /// Which optional VDDK functions the loaded library exports.
+        ///
+        /// # Examples
+        ///
+        /// What a program might report from [`Library::capabilities`](crate::Library::capabilities):
+        ///
+        /// ```
+        /// use vddk_sys::Capabilities;
+        ///
+        /// fn missing(caps: &Capabilities) -> Vec<&'static str> {
+        ///     caps.iter().filter(|&(_, has)| !has).map(|(name, _)| name).collect()
+        /// }
+        /// // The default is a library with none of them.
+        /// let none = Capabilities::default();
+        /// assert!(!none.has_cleanup());
+        /// assert_eq!(missing(&none), Capabilities::ALL);
+        /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
         pub struct Capabilities {
             $( $field: bool, )*

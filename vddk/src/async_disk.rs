@@ -45,6 +45,8 @@ use crate::stream::{seek_target, STREAM_CHUNK};
 /// queue). Buffers go in and come back, so a loop can reuse them.
 /// Clones share the disk and the slots.
 ///
+/// # Examples
+///
 /// ```no_run
 /// use vddk::{AsyncDisk, Connection, ConnectParams, Credentials, DiskDriver, DriverOptions,
 ///            InitOptions, OpenFlags, Secret, Vddk};
@@ -214,6 +216,8 @@ type Pending<T> = oneshot::Receiver<Result<T>>;
 /// A seek or a write drops the reads gone ahead (their requests finish
 /// and are discarded). The disk's size is fixed: reads at the end give
 /// nothing, writes there return 0.
+///
+/// # Examples
 ///
 /// ```no_run
 /// use tokio::io::AsyncWriteExt;

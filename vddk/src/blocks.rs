@@ -4,6 +4,25 @@
 use crate::SECTOR_SIZE;
 
 /// A run of bytes, `[offset, offset + length)`, that holds data.
+///
+/// # Examples
+///
+/// What [`Disk::allocated_blocks`](crate::Disk::allocated_blocks) returns,
+/// sorted and merged; the holes lie between them:
+///
+/// ```
+/// use vddk::Extent;
+///
+/// let extents = [
+///     Extent { offset: 0, length: 1 << 20 },
+///     Extent { offset: 8 << 20, length: 64 << 10 },
+/// ];
+/// assert_eq!(extents[1].end(), (8 << 20) + (64 << 10));
+/// let data: u64 = extents.iter().map(|e| e.length).sum();
+/// assert_eq!(data, (1 << 20) + (64 << 10));
+/// let holes: Vec<_> = extents.windows(2).map(|w| w[0].end()..w[1].offset).collect();
+/// assert_eq!(holes, [(1 << 20)..(8 << 20)]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Extent {
     /// Byte offset of the first byte.

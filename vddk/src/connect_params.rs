@@ -10,6 +10,18 @@ use crate::raw::{ConnectSpec, CredSpec};
 
 /// A secret string (password, session cookie, key): zeroed when dropped,
 /// printed as `<redacted>` by Debug and Display.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::Secret;
+///
+/// let password = Secret::from("correct horse");
+/// // Safe to log: neither Debug nor Display shows the value...
+/// assert_eq!(format!("{password} {password:?}"), "<redacted> <redacted>");
+/// // ...only `expose` does, for handing it to VDDK.
+/// assert_eq!(password.expose(), "correct horse");
+/// ```
 #[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
 
@@ -50,6 +62,25 @@ impl From<&str> for Secret {
 }
 
 /// How to authenticate to a server.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{ConnectParams, Credentials, Secret};
+///
+/// let login = Credentials::UserPassword {
+///     user: "administrator@vsphere.local".into(),
+///     password: Secret::new(std::env::var("VC_PASSWORD").unwrap_or_default()),
+/// };
+/// // Or a session the program already opened through the vSphere API:
+/// let session = Credentials::SessionCookie {
+///     cookie: Secret::from("52f9a1c3-0d3e-7b5c-e9c4-4a2b8f1d6e07"),
+///     user: None,
+///     key: None,
+/// };
+/// let params = ConnectParams::remote("vcenter.example.com").credentials(session);
+/// assert!(!format!("{params:?} {login:?}").contains("52f9a1c3"));
+/// ```
 #[derive(Debug, Clone)]
 pub enum Credentials {
     /// User name and password (`VIXDISKLIB_CRED_UID`).
@@ -71,6 +102,21 @@ pub enum Credentials {
 }
 
 /// A server's SHA-1 certificate thumbprint: 20 hex pairs separated by colons.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::Thumbprint;
+///
+/// // As `openssl x509 -noout -fingerprint -sha1` prints it, in either case.
+/// let tp: Thumbprint = "b2:31:bd:0a:7d:5b:1e:8c:a2:9f:2c:44:11:3e:6a:c0:d4:57:91:8f".parse()?;
+/// assert_eq!(tp.to_string(), "B2:31:BD:0A:7D:5B:1E:8C:A2:9F:2C:44:11:3E:6A:C0:D4:57:91:8F");
+/// assert_eq!(tp.bytes()[..2], [0xb2, 0x31]);
+/// // A truncated one is refused before it reaches VDDK.
+/// let err = "B2:31:BD".parse::<Thumbprint>().unwrap_err();
+/// assert!(err.to_string().contains("20 hex pairs"));
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Thumbprint([u8; 20]);
 
@@ -143,6 +189,21 @@ fn check_moref(kind: &str, value: &str) -> Result<()> {
 ///
 /// Parsed from `moref=vm-16`, `vm-16` or `16`; passed to VDDK as the
 /// `vmxSpec` `moref=vm-16`.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{ConnectParams, VmRef};
+///
+/// let on_vcenter: VmRef = "moref=vm-16".parse()?;
+/// let on_esxi: VmRef = "16".parse()?;
+/// assert_eq!(on_vcenter.moref(), "vm-16");
+/// assert_eq!(on_esxi.vmx_spec(), "moref=16");
+/// assert!("vm 16".parse::<VmRef>().is_err());
+/// let params = ConnectParams::remote("vcenter.example.com").vm(on_vcenter);
+/// # let _ = params;
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VmRef(String);
 
@@ -176,6 +237,22 @@ impl fmt::Display for VmRef {
 }
 
 /// A snapshot's managed object reference, e.g. `snapshot-43678`.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{ConnectParams, SnapshotRef};
+///
+/// let snap: SnapshotRef = "snapshot-43678".parse()?;
+/// assert_eq!(snap.as_str(), "snapshot-43678");
+/// assert!("".parse::<SnapshotRef>().is_err());
+/// // Disks opened through this connection are read as of the snapshot.
+/// let params = ConnectParams::remote("vcenter.example.com")
+///     .vm("vm-16".parse()?)
+///     .snapshot(snap);
+/// # let _ = params;
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SnapshotRef(String);
 
@@ -207,6 +284,8 @@ impl fmt::Display for SnapshotRef {
 /// Names outside [`TransportList::KNOWN`] are kept and passed to VDDK, as
 /// nbdkit does (a newer VDDK may have modes this crate does not know);
 /// [`TransportList::unknown`] lists them so that a caller can warn.
+///
+/// # Examples
 ///
 /// ```
 /// let t: vddk::TransportList = "nbdssl:NBD:newmode".parse()?;
@@ -270,6 +349,8 @@ impl fmt::Display for TransportList {
 }
 
 /// Where and how to connect: local files, or a vSphere server.
+///
+/// # Examples
 ///
 /// ```
 /// use vddk::{ConnectParams, Credentials, Secret};

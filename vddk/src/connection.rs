@@ -16,6 +16,25 @@ use crate::raw::{RawConnection, ReportedCreds};
 
 /// A VDDK connection (ConnectEx). Dropping it disconnects, once every
 /// [`Disk`] opened through it is gone too (each disk holds the connection).
+///
+/// # Examples
+///
+/// Local files (the [crate-level example](crate#example) connects to
+/// vSphere):
+///
+/// ```no_run
+/// use vddk::{ConnectParams, Connection, CreateParams, DiskType, InitOptions, OpenFlags, Vddk};
+///
+/// let vddk = Vddk::init(InitOptions::new())?;
+/// let local = Connection::connect(&vddk, &ConnectParams::local())?;
+/// assert!(!local.is_remote());
+/// local.create("/vms/scratch.vmdk", &CreateParams::new(DiskType::MonolithicSparse, 1 << 30))?;
+/// let disk = local.open("/vms/scratch.vmdk", OpenFlags::empty())?;
+/// disk.write_at(0, &[0xaa; 512])?;
+/// disk.close()?;
+/// local.grow("/vms/scratch.vmdk", 2 << 30, false)?;
+/// # Ok::<(), vddk::Error>(())
+/// ```
 pub struct Connection {
     raw: Arc<RawConnection>,
     remote: bool,

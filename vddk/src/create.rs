@@ -7,6 +7,23 @@ use crate::disk::AdapterType;
 use crate::error::{Error, Result};
 
 /// The on-disk format of a new disk.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{CreateParams, DiskType};
+///
+/// // nbdkit's `create-type=` names, the descriptor's, or a short form:
+/// let t: DiskType = "monolithic-sparse".parse()?;
+/// assert_eq!(t, DiskType::MonolithicSparse);
+/// assert_eq!("twoGbMaxExtentFlat".parse::<DiskType>()?, DiskType::SplitFlat);
+/// assert_eq!("thin".parse::<DiskType>()?, DiskType::VmfsThin);
+/// assert_eq!(DiskType::SplitFlat.to_string(), "twoGbMaxExtentFlat");
+/// assert_eq!(DiskType::SplitFlat.nbdkit_name(), "split-flat");
+/// let params = CreateParams::new(t, 8 << 30);
+/// # let _ = params;
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DiskType {
@@ -144,6 +161,21 @@ impl fmt::Display for DiskType {
 }
 
 /// A virtual hardware version, as Create takes it.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{CreateParams, DiskType, HwVersion};
+///
+/// // nbdkit's `create-hwversion=` names, or the number itself.
+/// assert_eq!("esx65".parse::<HwVersion>()?, HwVersion::ESX65);
+/// assert_eq!("19".parse::<HwVersion>()?, HwVersion(19));
+/// assert!(HwVersion::ESX65 > HwVersion::ESX60);
+/// assert_eq!(HwVersion::default(), HwVersion::WORKSTATION_6);
+/// let params = CreateParams::new(DiskType::VmfsThin, 8 << 30).hw_version(HwVersion::ESX65);
+/// assert_eq!(params.hw_version.0, 13);
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HwVersion(pub u16);
 
@@ -212,6 +244,8 @@ impl Default for HwVersion {
 }
 
 /// What [`Connection::create`](crate::Connection::create) makes.
+///
+/// # Examples
 ///
 /// ```
 /// use vddk::{AdapterType, CreateParams, DiskType};

@@ -15,6 +15,21 @@ use crate::SECTOR_SIZE;
 
 bitflags! {
     /// How to open a disk (Open's `flags`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vddk::{Compression, OpenFlags};
+    ///
+    /// let flags = OpenFlags::READ_ONLY | OpenFlags::compression("zlib".parse()?);
+    /// assert!(flags.contains(OpenFlags::READ_ONLY | OpenFlags::COMPRESSION_ZLIB));
+    /// assert!(!flags.contains(OpenFlags::SINGLE_LINK));
+    /// assert_eq!(OpenFlags::compression(Compression::None), OpenFlags::empty());
+    /// // Read-write, the default:
+    /// assert_eq!(OpenFlags::default(), OpenFlags::empty());
+    /// // conn.open("[datastore1] web/web.vmdk", flags)?
+    /// # Ok::<(), vddk::Error>(())
+    /// ```
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     pub struct OpenFlags: u32 {
         /// Bypass the host's page cache (local disks).
@@ -46,6 +61,20 @@ impl OpenFlags {
 }
 
 /// Wire compression for the NBD transports.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{Compression, OpenFlags};
+///
+/// let c: Compression = "FastLZ".parse()?;
+/// assert_eq!(c, Compression::FastLz);
+/// assert_eq!(c.to_string(), "fastlz");
+/// assert_eq!(OpenFlags::compression(c), OpenFlags::COMPRESSION_FASTLZ);
+/// assert_eq!(Compression::default(), Compression::None);
+/// assert!("lz4".parse::<Compression>().is_err());
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Compression {
     /// No compression.
@@ -87,6 +116,22 @@ impl fmt::Display for Compression {
 }
 
 /// The disk's controller type.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{AdapterType, CreateParams, DiskType};
+///
+/// let a: AdapterType = "scsi-buslogic".parse()?;
+/// assert_eq!(a, AdapterType::ScsiBusLogic);
+/// assert_eq!(a.to_string(), "buslogic");
+/// let params = CreateParams::new(DiskType::MonolithicSparse, 1 << 30).adapter(a);
+/// # let _ = params;
+/// // A disk may report a controller this crate has no name for.
+/// let other = AdapterType::Other(256);
+/// assert_eq!((other.as_raw(), other.to_string()), (256, "unknown(256)".to_string()));
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AdapterType {
     /// IDE.
@@ -147,6 +192,20 @@ impl fmt::Display for AdapterType {
 }
 
 /// Cylinders, heads, sectors per track.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{Geometry, SECTOR_SIZE};
+///
+/// // As a disk of 8 GiB reports it in `DiskInfo::bios_geometry`.
+/// let bios = Geometry { cylinders: 1044, heads: 255, sectors: 63 };
+/// let chs = [bios.cylinders, bios.heads, bios.sectors].map(u64::from);
+/// let addressable = chs.iter().product::<u64>() * SECTOR_SIZE;
+/// // CHS addressing reaches a little less than the capacity.
+/// assert_eq!(addressable, 8_587_192_320);
+/// assert!(addressable <= 8 << 30);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Geometry {
     /// Cylinders.
@@ -158,6 +217,21 @@ pub struct Geometry {
 }
 
 /// What GetInfo reports about a disk.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(disk: &vddk::Disk) -> vddk::Result<()> {
+/// let info = disk.info()?;
+/// println!("{} bytes on a {} controller", info.capacity, info.adapter);
+/// if let Some(parent) = &info.parent_hint {
+///     println!("a child disk, {} links deep, of {parent}", info.num_links);
+/// }
+/// let logical = info.logical_sector_size.unwrap_or(512);
+/// println!("uuid {}, {logical}-byte sectors", info.uuid.as_deref().unwrap_or("none"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskInfo {
     /// Size in bytes (a whole number of 512-byte sectors).
@@ -210,6 +284,34 @@ impl DiskInfo {
 /// `Send` but not `Sync`: VDDK forbids concurrent calls on one handle, so
 /// a disk is used by one thread at a time. To drive it from many threads,
 /// hand it to a [`DiskDriver`](crate::DiskDriver).
+///
+/// # Examples
+///
+/// Copying the data of one disk into another of the same size, whole
+/// sectors at a time (the [crate-level example](crate#example) connects
+/// and opens one on vSphere):
+///
+/// ```no_run
+/// # fn demo(conn: &vddk::Connection) -> vddk::Result<()> {
+/// use vddk::OpenFlags;
+///
+/// let src = conn.open("/vms/web.vmdk", OpenFlags::READ_ONLY)?;
+/// let dst = conn.open("/vms/web-copy.vmdk", OpenFlags::empty())?;
+/// let mut buf = vec![0u8; 1 << 20];
+/// for extent in src.allocated_blocks(0, src.capacity()?, vddk::MIN_CHUNK)? {
+///     let mut at = extent.offset;
+///     while at < extent.end() {
+///         let n = (extent.end() - at).min(buf.len() as u64) as usize;
+///         src.read_at(at, &mut buf[..n])?;
+///         dst.write_at(at, &buf[..n])?;
+///         at += n as u64;
+///     }
+/// }
+/// dst.flush()?;
+/// dst.close()?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Disk {
     raw: RawDisk,
     capacity: Cell<Option<u64>>,

@@ -9,6 +9,32 @@ use crate::vix::VixCode;
 /// Variants that wrap another error are transparent: their message is the
 /// wrapped error's, and `source()` is the wrapped error's own source, so a
 /// printer that walks the chain shows each message once.
+///
+/// # Examples
+///
+/// Acting on a failure by its kind, and VDDK's by its [`VixCode`]:
+///
+/// ```
+/// use vddk::{Error, VixCode, VixFailure};
+///
+/// fn advice(e: &Error) -> &'static str {
+///     match e {
+///         Error::Vix(f) if f.code() == VixCode::FILE_ALREADY_LOCKED => "open it read-only",
+///         Error::OutOfRange { .. } => "stay inside the disk",
+///         e if e.is_connection_lost() => "connect again",
+///         _ => "read the message",
+///     }
+/// }
+/// // As a failed Open returns it:
+/// let locked = Error::from(VixFailure::new(
+///     "VixDiskLib_Open", VixCode::FILE_ALREADY_LOCKED, None, None,
+/// ));
+/// assert_eq!(advice(&locked), "open it read-only");
+/// let past_end = Error::OutOfRange { offset: 1 << 30, length: 512, capacity: 1 << 30 };
+/// assert_eq!(advice(&past_end), "stay inside the disk");
+/// // Code in `std::io` terms gets the nearest kind.
+/// assert_eq!(std::io::Error::from(past_end).kind(), std::io::ErrorKind::InvalidInput);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -97,6 +123,27 @@ pub enum Error {
 ///
 /// ```text
 /// VixDiskLib_Open failed: VIX_E_FAIL (1): Unknown error. Hint: check thumbprint= ...
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{Error, VixCode, VixFailure};
+///
+/// // As a failed Open returns it:
+/// let err = Error::from(VixFailure::new(
+///     "VixDiskLib_Open",
+///     VixCode::FILE_NOT_FOUND,
+///     Some("The file does not exist".into()),
+///     None,
+/// ));
+/// let failure = err.vix().expect("VDDK reported it");
+/// assert_eq!((failure.call(), failure.code()), ("VixDiskLib_Open", VixCode::FILE_NOT_FOUND));
+/// assert_eq!(failure.hint(), None);
+/// assert_eq!(
+///     err.to_string(),
+///     "VixDiskLib_Open failed: VIX_E_FILE_NOT_FOUND (4): The file does not exist"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -229,6 +276,18 @@ impl From<Error> for std::io::Error {
 }
 
 /// Convenience alias used throughout the crate.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{ConnectParams, Result};
+///
+/// fn params(server: &str, vm: &str, transports: &str) -> Result<ConnectParams> {
+///     Ok(ConnectParams::remote(server).vm(vm.parse()?).transports(transports.parse()?))
+/// }
+/// assert!(params("vcenter.example.com", "vm-16", "nbdssl:nbd").is_ok());
+/// assert!(params("vcenter.example.com", "vm 16", "nbd").is_err());
+/// ```
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Where a failing call happened, which decides the hint.

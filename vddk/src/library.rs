@@ -11,6 +11,25 @@ use crate::stats::{CallStats, Stats};
 use crate::{Capabilities, FoundBy, LoadOptions};
 
 /// How to load and initialise VDDK.
+///
+/// # Examples
+///
+/// ```no_run
+/// use vddk::{InitOptions, LoadOptions, Vddk};
+///
+/// let opts = InitOptions::new()
+///     .libdir("/opt/vmware-vix-disklib-distrib")
+///     .config_file("/etc/vddk.conf")
+///     .collect_stats(true);
+/// // Or this directory's library and no other (no `$VDDK_LIBDIR`, no dynamic linker):
+/// let strict = InitOptions::new().load_options(
+///     LoadOptions::default().libdir("/opt/vmware-vix-disklib-distrib").dynamic_linker(false),
+/// );
+/// # let _ = strict;
+/// let vddk = Vddk::init(opts)?;
+/// # let _ = vddk;
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct InitOptions {
     load: LoadOptions,
@@ -60,6 +79,26 @@ impl InitOptions {
 /// VDDK allows once. Exit runs when the last clone *and* every
 /// [`Connection`](crate::Connection) and [`Disk`](crate::Disk) made from it
 /// are gone, since each of them holds the library too.
+///
+/// # Examples
+///
+/// ```no_run
+/// use vddk::{Error, InitOptions, Vddk};
+///
+/// let vddk = Vddk::init(InitOptions::new())?;
+/// println!("{} (found {})", vddk.library_path().display(), vddk.found_by());
+/// if !vddk.capabilities().has_clone() {
+///     eprintln!("VDDK {} cannot clone disks", vddk.major_version());
+/// }
+/// // One per process: threads take clones.
+/// let worker = std::thread::spawn({
+///     let vddk = vddk.clone();
+///     move || vddk.transport_modes()
+/// });
+/// println!("transports: {}", worker.join().expect("no panic"));
+/// assert!(matches!(Vddk::init(InitOptions::new()), Err(Error::AlreadyInitialized)));
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Vddk {
     pub(crate) lib: Arc<Lib>,
@@ -210,6 +249,21 @@ impl fmt::Debug for Vddk {
 }
 
 /// What [`Vddk::cleanup`] did.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(vddk: &vddk::Vddk, params: &vddk::ConnectParams) -> vddk::Result<()> {
+/// let vddk::Cleaned { cleaned, remaining, .. } = vddk.cleanup(params)?;
+/// if cleaned > 0 {
+///     println!("removed {cleaned} leftovers of an earlier run");
+/// }
+/// if remaining > 0 {
+///     eprintln!("{remaining} leftovers could not be removed (still in use, or refused)");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Cleaned {
@@ -220,6 +274,24 @@ pub struct Cleaned {
 }
 
 /// Undoes [`Vddk::prepare_for_access`] (EndAccess) when dropped.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn demo(vddk: &vddk::Vddk, params: &vddk::ConnectParams) -> vddk::Result<()> {
+/// use vddk::{Connection, OpenFlags};
+///
+/// // vCenter does not migrate the VM while the guard lives.
+/// let guard = vddk.prepare_for_access(params, "nightly-backup")?;
+/// let conn = Connection::connect(vddk, params)?;
+/// let disk = conn.open("[datastore1] web/web.vmdk", OpenFlags::READ_ONLY)?;
+/// // ... copy the disk ...
+/// disk.close()?;
+/// drop(conn);
+/// guard.end()?; // EndAccess, with its error (a dropped guard only logs it)
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct AccessGuard {
     vddk: Vddk,

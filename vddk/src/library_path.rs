@@ -98,6 +98,24 @@ pub fn library_path_change(libdir: &Path) -> Option<PathBuf> {
 }
 
 /// Why this program could not be executed again.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::ffi::OsString;
+/// use vddk::library_path::{exec, ExecError};
+///
+/// // The program again, with one more argument; `exec` returns only if it failed.
+/// let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+/// args.push("--restarted".into());
+/// let err: ExecError = exec(args, None);
+/// match &err {
+///     ExecError::CurrentExe(e) => eprintln!("cannot find this program's file: {e}"),
+///     ExecError::Exec { exe, .. } => eprintln!("{} did not start: {err}", exe.display()),
+///     _ => eprintln!("{err}"),
+/// }
+/// std::process::exit(1);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecError {
@@ -117,6 +135,22 @@ pub enum ExecError {
 /// The library directory could not be put on `LD_LIBRARY_PATH`, because
 /// the re-exec that would do it failed; the message says how to set it by
 /// hand.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::path::Path;
+/// use vddk::library_path::{reexec_if_needed, LibraryPathError};
+///
+/// let libdir = Path::new("/opt/vmware-vix-disklib-distrib");
+/// if let Err(e) = reexec_if_needed(libdir) {
+///     let LibraryPathError { dir, .. } = &e;
+///     // "...; set LD_LIBRARY_PATH=/opt/vmware-vix-disklib-distrib/lib64 yourself"
+///     eprintln!("{e}");
+///     assert!(dir.ends_with("lib64"));
+///     std::process::exit(1);
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("{source}; set {LD_LIBRARY_PATH}={} yourself", dir.display())]
 pub struct LibraryPathError {

@@ -11,6 +11,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The totals for one VDDK function.
+///
+/// # Examples
+///
+/// One line of a report on what [`Vddk::stats`](crate::Vddk::stats) returns:
+///
+/// ```
+/// use std::time::Duration;
+/// use vddk::CallStats;
+///
+/// fn line(s: &CallStats) -> String {
+///     let mib_per_s = s.bytes as f64 / f64::from(1 << 20) / s.time.as_secs_f64();
+///     format!("{}: {} calls, {mib_per_s:.0} MiB/s", s.function, s.calls)
+/// }
+/// let read = CallStats {
+///     function: "VixDiskLib_Read",
+///     calls: 1024,
+///     bytes: 1 << 30,
+///     time: Duration::from_secs(8),
+/// };
+/// assert_eq!(line(&read), "VixDiskLib_Read: 1024 calls, 128 MiB/s");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallStats {
     /// The C function, e.g. `VixDiskLib_ReadAsync`.
@@ -26,6 +47,21 @@ pub struct CallStats {
 /// A live view of the statistics of one initialised library; it stays
 /// readable after the library has exited, so the figures can include Exit.
 /// Cheap to clone.
+///
+/// # Examples
+///
+/// ```no_run
+/// use vddk::{InitOptions, Vddk};
+///
+/// let vddk = Vddk::init(InitOptions::new().collect_stats(true))?;
+/// let stats = vddk.stats_handle().expect("collect_stats is on");
+/// // ... connect, open, copy ...
+/// drop(vddk); // Exit runs here, once no connection or disk holds the library
+/// for s in stats.snapshot() {
+///     eprintln!("{:<36} {:>8} calls {:>14} bytes {:?}", s.function, s.calls, s.bytes, s.time);
+/// }
+/// # Ok::<(), vddk::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     table: Arc<Mutex<Vec<CallStats>>>,

@@ -25,6 +25,8 @@ pub const STREAM_CHUNK: usize = 1 << 20;
 /// [`DiskDriver`] itself or the `tokio` feature's `AsyncDiskStream`, which
 /// reads ahead; this type makes one request at a time.
 ///
+/// # Examples
+///
 /// ```no_run
 /// use std::io::{Read, Seek, SeekFrom};
 /// use vddk::{Connection, ConnectParams, DiskDriver, DiskStream, DriverOptions, InitOptions,

@@ -10,6 +10,8 @@ use std::fmt;
 /// mean the same code (as an enum's `Other(5)` and `ObjectIsBusy` would),
 /// and new constants never break a caller's `match`.
 ///
+/// # Examples
+///
 /// ```
 /// use vddk::VixCode;
 ///

@@ -88,6 +88,28 @@ pub use reconnect::Reconnect;
 /// `E` is the error type the caller wants (anything built from
 /// [`Error`]), so that a program can pass its own completions through
 /// without wrapping them.
+///
+/// # Examples
+///
+/// A completion that hands the outcome to whoever waits for it:
+///
+/// ```
+/// use std::sync::mpsc;
+/// use vddk::driver::Done;
+///
+/// fn reply<T: Send + 'static>(tx: mpsc::Sender<vddk::Result<T>>) -> Done<T> {
+///     Box::new(move |r| {
+///         let _ = tx.send(r);
+///     })
+/// }
+///
+/// let (tx, rx) = mpsc::channel();
+/// let done: Done<Vec<u8>> = reply(tx);
+/// // `driver.read(0, 4096, Vec::new(), done)` would call it once; so does this:
+/// done(Ok(vec![0; 4096]));
+/// assert_eq!(rx.recv()?.map(|buf| buf.len())?, 4096);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type Done<T, E = Error> = Box<dyn FnOnce(std::result::Result<T, E>) + Send + 'static>;
 
 fn cannot_reopen() -> Error {
@@ -135,6 +157,32 @@ fn in_completion() -> bool {
 /// A disk driven from many threads: see the [module docs](self).
 ///
 /// Clone it freely (it is `Send + Sync`); clones share the disk.
+///
+/// # Examples
+///
+/// A write from another thread, at no sector boundary, waited for on
+/// this one (the [module docs](self) read with several requests in
+/// flight):
+///
+/// ```no_run
+/// # fn demo(conn: &vddk::Connection) -> vddk::Result<()> {
+/// use std::sync::mpsc;
+/// use vddk::{DiskDriver, DriverOptions, OpenFlags};
+///
+/// let disk = conn.open("/vms/data.vmdk", OpenFlags::empty())?;
+/// let driver: DiskDriver = DiskDriver::new(disk, DriverOptions::new())?;
+/// let (tx, rx) = mpsc::channel();
+/// let writer = driver.clone();
+/// std::thread::spawn(move || {
+///     writer.write(1000, b"abc".to_vec(), Box::new(move |r| {
+///         let _ = tx.send(r.map(drop));
+///     }));
+/// });
+/// rx.recv().unwrap_or(Err(vddk::Error::Closed))?;
+/// driver.close()?; // flushes, as something was written
+/// # Ok(())
+/// # }
+/// ```
 pub struct DiskDriver<E = Error> {
     inner: Arc<Inner<E>>,
 }

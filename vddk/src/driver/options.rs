@@ -11,6 +11,18 @@ use crate::error::Result;
 use {super::DiskDriver, crate::error::Error};
 
 /// How a [`DiskDriver`](super::DiskDriver) issues its VDDK calls.
+///
+/// # Examples
+///
+/// ```
+/// use vddk::{DriverOptions, Mode};
+///
+/// assert_eq!(Mode::for_transport("file"), Mode::Direct);
+/// assert_eq!(Mode::for_transport("nbdssl"), Mode::Pipelined);
+/// // Keeps every VDDK call off the caller's threads, local files included.
+/// let opts = DriverOptions::new().mode(Mode::Pipelined);
+/// # let _ = opts;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// Synchronous calls on the caller's thread, one at a time: for disks
@@ -35,9 +47,31 @@ impl Mode {
 
 /// Opens the disk again, with a new connection: what
 /// [`DiskDriver::reopen`] calls.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use vddk::driver::Opener;
+/// use vddk::{ConnectParams, Connection, DiskDriver, DriverOptions, OpenFlags, Reconnect, Vddk};
+///
+/// # fn demo(vddk: Vddk, params: ConnectParams) -> vddk::Result<()> {
+/// // A new connection each time: the old one may be what was lost.
+/// let opener: Opener = Arc::new(move || {
+///     Connection::connect(&vddk, &params)?.open("[datastore1] web/web.vmdk", OpenFlags::READ_ONLY)
+/// });
+/// let disk = opener()?;
+/// let opts = DriverOptions::new().reopen_with(opener).reconnect(Reconnect::new());
+/// let driver: DiskDriver = DiskDriver::new(disk, opts)?;
+/// # let _ = driver;
+/// # Ok(())
+/// # }
+/// ```
 pub type Opener = Arc<dyn Fn() -> Result<Disk> + Send + Sync>;
 
 /// How a [`DiskDriver`](super::DiskDriver) runs.
+///
+/// # Examples
 ///
 /// ```
 /// let opts = vddk::DriverOptions::new()

@@ -36,6 +36,8 @@ use std::time::Duration;
 
 /// How many times, and how often, to reconnect.
 ///
+/// # Examples
+///
 /// ```
 /// use std::time::Duration;
 /// let policy = vddk::Reconnect::new()
