@@ -167,12 +167,11 @@ fn all_at_once<T: Send + 'static>(
     out.into_iter().map(|r| r.expect("answered")).collect()
 }
 
-#[test]
-fn the_policy_carries_reads_and_writes_over_many_losses() {
+fn reads_and_writes_carried_over_many_losses(mode: Mode) {
     let want = &world().bytes;
     let piece = 256 << 10;
     let opts = DriverOptions::new()
-        .mode(Mode::Pipelined)
+        .mode(mode)
         .max_in_flight(8)
         .reopen_with(Arc::new(open))
         .reconnect(quick());
@@ -182,12 +181,12 @@ fn the_policy_carries_reads_and_writes_over_many_losses() {
         d.read((i * piece) as u64, piece, Vec::new(), done)
     });
     for (i, r) in got.into_iter().enumerate() {
-        let r = r.unwrap_or_else(|e| panic!("read {i}: {e}"));
+        let r = r.unwrap_or_else(|e| panic!("{mode:?}: read {i}: {e}"));
         assert!(r[..] == want[i * piece..(i + 1) * piece], "read {i}");
     }
     assert!(
         d.reconnections() >= 3,
-        "{} reconnections",
+        "{mode:?}: {} reconnections",
         d.reconnections()
     );
     d.close().expect("close");
@@ -195,7 +194,7 @@ fn the_policy_carries_reads_and_writes_over_many_losses() {
     let data = noise(4 << 20, 17);
     let _data_disk = DATA_DISK_USE.lock().unwrap_or_else(|e| e.into_inner());
     let opts = DriverOptions::new()
-        .mode(Mode::Pipelined)
+        .mode(mode)
         .max_in_flight(8)
         .reopen_with(Arc::new(open_data))
         .reconnect(quick());
@@ -213,7 +212,7 @@ fn the_policy_carries_reads_and_writes_over_many_losses() {
     wait(|done| d.flush(done)).expect("flush");
     assert!(
         d.reconnections() >= 3,
-        "{} reconnections",
+        "{mode:?}: {} reconnections",
         d.reconnections()
     );
     d.close().expect("close");
@@ -223,8 +222,7 @@ fn the_policy_carries_reads_and_writes_over_many_losses() {
     );
 }
 
-#[test]
-fn a_host_that_stays_away_fails_the_requests_after_the_tries() {
+fn requests_failed_after_the_tries_when_the_host_stays_away(mode: Mode) {
     let reached = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counter = Arc::clone(&reached);
     let refuse: vddk::driver::Opener = Arc::new(move || {
@@ -234,7 +232,7 @@ fn a_host_that_stays_away_fails_the_requests_after_the_tries() {
         ))
     });
     let opts = DriverOptions::new()
-        .mode(Mode::Pipelined)
+        .mode(mode)
         .reopen_with(refuse)
         .reconnect(quick().tries(3));
     let d: DiskDriver = DiskDriver::new(open().expect("open"), opts).expect("driver");
@@ -259,6 +257,26 @@ fn a_host_that_stays_away_fails_the_requests_after_the_tries() {
     // Later requests are told the same, at once.
     let e = read(&d, 0).expect_err("no disk");
     assert!(e.to_string().contains("reconnections failed"), "{e}");
+}
+
+#[test]
+fn the_policy_carries_reads_and_writes_over_many_losses() {
+    reads_and_writes_carried_over_many_losses(Mode::Pipelined);
+}
+
+#[test]
+fn in_direct_mode_too_the_policy_carries_reads_and_writes_over_many_losses() {
+    reads_and_writes_carried_over_many_losses(Mode::Direct);
+}
+
+#[test]
+fn a_host_that_stays_away_fails_the_requests_after_the_tries() {
+    requests_failed_after_the_tries_when_the_host_stays_away(Mode::Pipelined);
+}
+
+#[test]
+fn in_direct_mode_a_host_that_stays_away_fails_the_calls_after_the_tries() {
+    requests_failed_after_the_tries_when_the_host_stays_away(Mode::Direct);
 }
 
 #[test]

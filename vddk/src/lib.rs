@@ -80,7 +80,8 @@
 //! tokio's `AsyncRead + AsyncWrite + AsyncSeek` with read-ahead and
 //! write-behind, for `tokio::io::copy`. VDDK cannot cancel an issued
 //! request: a future dropped after submitting runs its request to the
-//! end, and its result is dropped (see the `async_disk` docs).
+//! end, and its result is dropped (see the `async_disk` docs). With the
+//! feature on, the last section below is a whole async remote copy.
 //!
 //! # Example
 //!
@@ -109,6 +110,7 @@
 //! }
 //! # Ok::<(), vddk::Error>(())
 //! ```
+#![cfg_attr(feature = "tokio", doc = include_str!("async_copy.md"))]
 #![warn(missing_docs)]
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 

@@ -43,19 +43,20 @@ impl Span {
     }
 }
 
-/// Reads `len` bytes at `offset` into `buf` (any alignment).
-pub(crate) fn read(disk: &Disk, offset: u64, len: usize, mut buf: Vec<u8>) -> Result<Vec<u8>> {
+/// Reads `len` bytes at `offset` into `buf` (any alignment), which then
+/// holds exactly them.
+pub(crate) fn read(disk: &Disk, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
     let s = span(offset, len as u64);
-    disk.read_into(s.start * SECTOR_SIZE, s.bytes() as usize, &mut buf)?;
-    trim_read(&mut buf, skip(offset), len);
-    Ok(buf)
+    disk.read_into(s.start * SECTOR_SIZE, s.bytes() as usize, buf)?;
+    trim_read(buf, skip(offset), len);
+    Ok(())
 }
 
-/// Writes `data` at `offset` (any alignment) and hands the buffer back.
-pub(crate) fn write(disk: &Disk, offset: u64, data: Vec<u8>) -> Result<Vec<u8>> {
+/// Writes `data` at `offset` (any alignment). Borrowed, so that a write
+/// the connection lost can be made again with the same bytes.
+pub(crate) fn write(disk: &Disk, offset: u64, data: &[u8]) -> Result<()> {
     if is_aligned(offset, data.len() as u64) {
-        disk.write_at(offset, &data)?;
-        return Ok(data);
+        return disk.write_at(offset, data);
     }
     let s = span(offset, data.len() as u64);
     let sector = SECTOR_SIZE as usize;
@@ -70,9 +71,8 @@ pub(crate) fn write(disk: &Disk, offset: u64, data: Vec<u8>) -> Result<Vec<u8>> 
         let at = merged.len() - sector;
         disk.read_at((s.end - 1) * SECTOR_SIZE, &mut merged[at..])?;
     }
-    merged[head..head + data.len()].copy_from_slice(&data);
-    disk.write_at(s.start * SECTOR_SIZE, &merged)?;
-    Ok(data)
+    merged[head..head + data.len()].copy_from_slice(data);
+    disk.write_at(s.start * SECTOR_SIZE, &merged)
 }
 
 #[cfg(test)]

@@ -4,30 +4,45 @@
 //! another thread and back would cost more than the I/O itself. A lock
 //! keeps VDDK's rule (no two calls on one handle at once) and makes a
 //! read-modify-write one step.
+//!
+//! A disk on a server may be driven this way too (`Mode::Direct` chosen
+//! for it): with a [`Reconnect`] policy, a call that fails because the
+//! connection is lost reopens the disk through a new connection, under the
+//! lock, and is made again; what is safe to make again is as in pipelined
+//! mode (see [`super::reconnect`]). Other callers wait meanwhile, close
+//! included.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use super::reconnect::{give_up_message, refused_login, Reconnect};
 use super::{align, cannot_reopen, reopen_disk, Opener};
 use crate::blocks::Extent;
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 
 pub(crate) struct Direct {
-    /// `None` once closed.
+    /// `None` once closed, or once reconnecting gave up.
     disk: Mutex<Option<Disk>>,
+    /// Why the disk is gone, when reconnecting gave up.
+    lost: Mutex<Option<String>>,
     /// Set before a write is issued: a write that fails halfway may still
     /// have changed the disk, and close must flush it.
     written: AtomicBool,
     opener: Option<Opener>,
+    policy: Option<Reconnect>,
+    pub(crate) reconnections: AtomicU64,
 }
 
 impl Direct {
-    pub(crate) fn new(disk: Disk, opener: Option<Opener>) -> Direct {
+    pub(crate) fn new(disk: Disk, opener: Option<Opener>, policy: Option<Reconnect>) -> Direct {
         Direct {
             disk: Mutex::new(Some(disk)),
+            lost: Mutex::new(None),
             written: AtomicBool::new(false),
             opener,
+            policy,
+            reconnections: AtomicU64::new(0),
         }
     }
 
@@ -38,6 +53,7 @@ impl Direct {
         let mut disk = self.lock();
         let written = self.written.swap(false, Ordering::AcqRel);
         *disk = Some(reopen_disk(disk.take(), written, opener)?);
+        *self.lost.lock().unwrap_or_else(PoisonError::into_inner) = None;
         Ok(())
     }
 
@@ -47,22 +63,83 @@ impl Direct {
         self.disk.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn with<T>(&self, call: impl FnOnce(&Disk) -> Result<T>) -> Result<T> {
-        match self.lock().as_ref() {
-            Some(d) => call(d),
-            None => Err(Error::Closed),
+    /// Makes `call` on the disk; with a policy, again after reconnecting
+    /// when the connection was lost.
+    fn with<T>(&self, mut call: impl FnMut(&Disk) -> Result<T>) -> Result<T> {
+        let mut disk = self.lock();
+        let mut tries = 0;
+        loop {
+            let Some(d) = disk.as_ref() else {
+                return Err(self.gone());
+            };
+            match call(d) {
+                Err(e) if self.policy.is_some() && e.is_connection_lost() => {
+                    log::warn!(
+                        target: "vddk::driver",
+                        "the connection to the host was lost ({e}); reconnecting"
+                    );
+                    self.reconnect(&mut disk, &mut tries)?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Why a call finds no disk: closed, or lost for good.
+    fn gone(&self) -> Error {
+        match &*self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(msg) => Error::Disconnected(msg.clone()),
+            None => Error::Closed,
+        }
+    }
+
+    /// Opens the disk again through the opener, waiting before each try as
+    /// the policy says (`tries` counts them across one call's losses);
+    /// after the last, the disk is gone for this call and every later one.
+    fn reconnect(&self, disk: &mut Option<Disk>, tries: &mut u32) -> Result<()> {
+        let (Some(policy), Some(opener)) = (self.policy, self.opener.as_ref()) else {
+            return Err(cannot_reopen());
+        };
+        // The old handle is dead: nothing to flush through it.
+        let mut old = disk.take();
+        loop {
+            *tries += 1;
+            let n = *tries;
+            std::thread::sleep(policy.wait_before(n));
+            match reopen_disk(old.take(), false, opener) {
+                Ok(d) => {
+                    log::info!(target: "vddk::driver", "reconnected (try {n})");
+                    *disk = Some(d);
+                    self.reconnections.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if n >= policy.max_tries() || refused_login(&e) => {
+                    let msg = give_up_message(&e, n);
+                    log::error!(target: "vddk::driver", "{msg}");
+                    *self.lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(msg.clone());
+                    return Err(Error::Disconnected(msg));
+                }
+                Err(e) => log::warn!(
+                    target: "vddk::driver",
+                    "reconnecting, try {n} of {}: {e}",
+                    policy.max_tries()
+                ),
+            }
         }
     }
 
     pub(crate) fn read(&self, offset: u64, len: usize, buf: Vec<u8>) -> Result<Vec<u8>> {
-        self.with(|d| align::read(d, offset, len, buf))
+        let mut buf = buf;
+        self.with(|d| align::read(d, offset, len, &mut buf))?;
+        Ok(buf)
     }
 
     pub(crate) fn write(&self, offset: u64, data: Vec<u8>) -> Result<Vec<u8>> {
         self.with(|d| {
             self.written.store(true, Ordering::Release);
-            align::write(d, offset, data)
-        })
+            align::write(d, offset, &data)
+        })?;
+        Ok(data)
     }
 
     pub(crate) fn flush(&self) -> Result<()> {

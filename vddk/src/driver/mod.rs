@@ -233,7 +233,7 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
         let transport = disk.transport_mode();
         let mode = opts.mode.unwrap_or_else(|| Mode::for_transport(&transport));
         let engine = match mode {
-            Mode::Direct => Engine::Direct(Direct::new(disk, opts.opener.clone())),
+            Mode::Direct => Engine::Direct(Direct::new(disk, opts.opener.clone(), opts.reconnect)),
             Mode::Pipelined => {
                 let (tx, rx) = mpsc::channel();
                 let status = Arc::new(Status::default());
@@ -283,10 +283,10 @@ impl<E: From<Error> + Send + 'static> DiskDriver<E> {
     }
 
     /// How many times the driver made its connection again after losing
-    /// it ([`DriverOptions::reconnect`]); 0 in direct mode.
+    /// it ([`DriverOptions::reconnect`]).
     pub fn reconnections(&self) -> u64 {
         match &self.inner.engine {
-            Engine::Direct(_) => 0,
+            Engine::Direct(d) => d.reconnections.load(Ordering::Relaxed),
             Engine::Pipelined(p) => p.status.reconnections.load(Ordering::Relaxed),
         }
     }

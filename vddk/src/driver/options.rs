@@ -164,9 +164,10 @@ impl DriverOptions {
     }
 
     /// Reconnects by itself when the connection to the host is lost, as
-    /// [`Reconnect`] describes (pipelined mode, which every network
-    /// transport uses; a local file has no connection to lose). Needs
-    /// [`DriverOptions::reopen_with`].
+    /// [`Reconnect`] describes (a local file has no connection to lose). In
+    /// [`Mode::Direct`] the call that met the loss reconnects, under the
+    /// lock every call takes, and is made again; the standby handle is a
+    /// pipelined-mode feature. Needs [`DriverOptions::reopen_with`].
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.reconnect = Some(policy);
         self

@@ -34,6 +34,9 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+use crate::VixCode;
+
 /// How many times, and how often, to reconnect.
 ///
 /// # Examples
@@ -127,6 +130,30 @@ impl Reconnect {
         } else {
             self.delay
         }
+    }
+}
+
+/// Whether a reconnection failed because the host refused the login,
+/// which trying again will not change.
+pub(crate) fn refused_login(e: &Error) -> bool {
+    e.vix_code() == Some(VixCode::AUTHENTICATION_FAIL)
+}
+
+/// What a driver that gives up after `n` failed reconnections (the last
+/// with `e`) tells its callers.
+pub(crate) fn give_up_message(e: &Error, n: u32) -> String {
+    if refused_login(e) {
+        format!(
+            "the connection to the host was lost and the host no longer accepts the login \
+             ({e}): a session cookie names one session, which the server ends (vCenter after \
+             30 idle minutes by default), so a copy that must outlive it needs a user name and \
+             password, which log in anew; a password may have been changed"
+        )
+    } else {
+        format!(
+            "the connection to the host was lost and {n} reconnections failed (the last: {e}); \
+             open the disk again"
+        )
     }
 }
 

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::{reject_with, Msg, Op, Worker};
 use crate::disk::Disk;
+use crate::driver::reconnect::{give_up_message, refused_login};
 use crate::driver::schedule::{Kind, Span};
 use crate::driver::{reopen_disk, Opener};
 use crate::error::Error;
-use crate::VixCode;
 
 impl<E: From<Error> + Send + 'static> Worker<E> {
     /// Whether `e` means the connection is gone and the policy will make
@@ -79,20 +79,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                     return;
                 }
                 Err(e) if n >= policy.max_tries() || refused_login(&e) => {
-                    let msg = if refused_login(&e) {
-                        format!(
-                            "the connection to the host was lost and the host no longer \
-                             accepts the login ({e}): a session cookie names one session, \
-                             which the server ends (vCenter after 30 idle minutes by \
-                             default), so a copy that must outlive it needs a user name and \
-                             password, which log in anew; a password may have been changed"
-                        )
-                    } else {
-                        format!(
-                            "the connection to the host was lost and {n} reconnections failed \
-                             (the last: {e}); open the disk again"
-                        )
-                    };
+                    let msg = give_up_message(&e, n);
                     log::error!(target: "vddk::driver", "{msg}");
                     self.give_up(msg);
                     return;
@@ -210,10 +197,4 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             None => Error::Closed,
         }
     }
-}
-
-/// A login the host refuses now, though it took it before: trying again
-/// will not change its mind (an ended session, a changed password).
-fn refused_login(e: &Error) -> bool {
-    e.vix_code() == Some(VixCode::AUTHENTICATION_FAIL)
 }

@@ -426,7 +426,8 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
                 buf,
                 done,
             } => {
-                let r = align::read(disk, offset, len, buf);
+                let mut buf = buf;
+                let r = align::read(disk, offset, len, &mut buf).map(|()| buf);
                 if again(self, r.as_ref().err()) {
                     let op = Op::Read {
                         offset,
@@ -440,15 +441,12 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             }
             Op::Write { offset, data, done } => {
                 self.written = true;
-                let copy = self.policy.map(|_| data.clone());
-                let r = align::write(disk, offset, data);
-                if let Some(data) = copy {
-                    if again(self, r.as_ref().err()) {
-                        let op = Op::Write { offset, data, done };
-                        return self.schedule.push_front(Kind::Alone, Span::default(), op);
-                    }
+                let r = align::write(disk, offset, &data);
+                if again(self, r.as_ref().err()) {
+                    let op = Op::Write { offset, data, done };
+                    return self.schedule.push_front(Kind::Alone, Span::default(), op);
                 }
-                completing(|| done(r.map_err(E::from)));
+                completing(|| done(r.map(|()| data).map_err(E::from)));
             }
             Op::Flush { done } => {
                 let r = disk.flush();
