@@ -432,3 +432,38 @@ fn progress_bar_on_a_terminal_plain_lines_elsewhere() {
     assert!(!typescript.contains("progress: "), "{typescript}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A bad day at the host, all at once, scaled down: 40 Mbit/s, the
+/// connection lost each time the host has carried another MiB, the
+/// session ending within the copy, and the host taking one NFC connection
+/// (so no standby handle). The copy ends byte-exact, unattended.
+#[test]
+fn remote_copy_survives_a_bad_day() {
+    let dir = scratch_dir("ex-copy-bad-day");
+    let (inv, thumb) = inventory(&dir);
+    let disk = make_vmdk(
+        &dir.join("ds1/web").join("web.vmdk"),
+        "monolithicSparse",
+        8 * MIB,
+        &[(0, 3 * MIB, 0x5a), (4 * MIB, 3 * MIB, 0xa5)],
+    );
+    let expected = dir.join("expected.raw");
+    convert_to_raw(&disk, &expected);
+    let out = dir.join("out.raw");
+    let started = std::time::Instant::now();
+    let report = ok(example(BIN)
+        .env("FAKE_VDDK_INVENTORY", &inv)
+        .env("FAKE_VDDK_BANDWIDTH", "40Mbit")
+        .env("FAKE_VDDK_DROP_EVERY_BYTES", "1M")
+        .env("FAKE_VDDK_SESSION_TTL_S", "0.4")
+        .env("FAKE_VDDK_MAX_NFC_CONNECTIONS", "1")
+        .args(remote_params(thumb))
+        .args(["-o", out.to_str().unwrap()]));
+    assert!(started.elapsed() > std::time::Duration::from_millis(400));
+    assert!(same_bytes(&out, &expected));
+    assert!(
+        report.contains("the connection was lost and made again"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

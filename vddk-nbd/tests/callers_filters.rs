@@ -298,3 +298,49 @@ fn writes_survive_lost_connections_under_retry() {
     assert!(log.matches("was lost").count() >= 4, "{log}");
     vddk_tests::images::assert_same_as_raw(&src, &world.disks[0].file);
 }
+
+/// A bad day at the host, all at once, scaled down: each NFC connection at
+/// 80 Mbit/s, the host losing the connection that carries each next 3 MiB,
+/// the vCenter-style session ending half a second in, and the host taking
+/// two NFC connections where the server asks for three. Under retry the
+/// copy ends byte-exact, unattended, with no error reaching the client.
+#[test]
+fn a_bad_day_at_the_host_is_survived_under_retry() {
+    let n = AsNbdkit::install("callers-bad-day");
+    let data = [
+        (0, 6 << 20),
+        (8 << 20, 8 << 20),
+        (20 << 20, 4 << 20),
+        (30 << 20, 2 << 20),
+    ];
+    let world = World::with_layout(&n.dir, &["web/web.vmdk"], 32 << 20, &data, &[]);
+    let env = [
+        ("FAKE_VDDK_BANDWIDTH", "80Mbit"),
+        ("FAKE_VDDK_DROP_EVERY_BYTES", "3M"),
+        ("FAKE_VDDK_SESSION_TTL_S", "0.5"),
+        ("FAKE_VDDK_MAX_NFC_CONNECTIONS", "2"),
+    ];
+    let s = serve(
+        &n,
+        &world,
+        &["retry", "cacheextents"],
+        &["--verbose", "nfc-connections=3", "retry-delay=0.2"],
+        &env,
+    );
+    let started = Instant::now();
+    let out = copy(&s.socket, &n.dir).unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    let took = started.elapsed();
+    assert_same(
+        "copied through a bad day",
+        &read(&out),
+        &world.disks[0].bytes,
+    );
+    let log = s.stop_clean("INT");
+    assert!(log.contains("the host refused NFC connection 3"), "{log}");
+    let reconnected = log.matches("reconnected").count();
+    assert!(reconnected >= 4, "{reconnected} reconnections:\n{log}");
+    assert!(
+        took > Duration::from_millis(500),
+        "the session must end during the copy: it took {took:?}"
+    );
+}
