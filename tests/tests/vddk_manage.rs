@@ -65,16 +65,43 @@ fn vix_code(r: vddk::Result<()>) -> VixCode {
     }
 }
 
-#[test]
-fn a_child_disk_takes_the_writes_and_reads_through_to_its_parent() {
-    let (parent, before) = sample("base.vmdk", "monolithicSparse");
-    let child = dir().join("base-redo.vmdk");
-    let c = conn();
-    let base = c
+/// A sample parent disk, opened read-only on a local connection, and a
+/// child made from it at `{name}-redo.vmdk`.
+struct Family {
+    conn: Connection,
+    base: vddk::Disk,
+    parent: PathBuf,
+    before: Vec<u8>,
+    child: PathBuf,
+}
+
+fn family(name: &str) -> Family {
+    let (parent, before) = sample(&format!("{name}.vmdk"), "monolithicSparse");
+    let child = dir().join(format!("{name}-redo.vmdk"));
+    let conn = conn();
+    let base = conn
         .open(&parent, OpenFlags::READ_ONLY)
         .expect("open the parent");
     base.create_child(&child, DiskType::MonolithicSparse)
         .expect("create the child");
+    Family {
+        conn,
+        base,
+        parent,
+        before,
+        child,
+    }
+}
+
+#[test]
+fn a_child_disk_takes_the_writes_and_reads_through_to_its_parent() {
+    let Family {
+        conn: c,
+        base,
+        parent,
+        before,
+        child,
+    } = family("base");
     assert_eq!(
         vix_code(base.create_child(&child, DiskType::MonolithicSparse)),
         VixCode::FILE_ALREADY_EXISTS,
@@ -294,14 +321,13 @@ fn cleanup_after_a_crash_reports_what_it_did() {
 
 #[test]
 fn an_attached_parent_is_read_under_a_single_link_child() {
-    let (parent, before) = sample("attach-base.vmdk", "monolithicSparse");
-    let child = dir().join("attach-redo.vmdk");
-    let c = conn();
-    let base = c
-        .open(&parent, OpenFlags::READ_ONLY)
-        .expect("open the parent");
-    base.create_child(&child, DiskType::MonolithicSparse)
-        .expect("create the child");
+    let Family {
+        conn: c,
+        base,
+        parent,
+        before,
+        child,
+    } = family("attach-base");
 
     let mut redo = c
         .open(&child, OpenFlags::SINGLE_LINK)
@@ -334,16 +360,15 @@ fn an_attached_parent_is_read_under_a_single_link_child() {
 
 #[test]
 fn a_parent_that_is_not_the_childs_is_refused_and_its_handle_is_gone() {
-    let (parent, _) = sample("attach-right.vmdk", "monolithicSparse");
-    let (other, _) = sample("attach-wrong.vmdk", "monolithicSparse");
-    let child = dir().join("attach-right-redo.vmdk");
-    let c = conn();
-    let base = c
-        .open(&parent, OpenFlags::READ_ONLY)
-        .expect("open the parent");
-    base.create_child(&child, DiskType::MonolithicSparse)
-        .expect("create the child");
+    let Family {
+        conn: c,
+        base,
+        parent,
+        child,
+        ..
+    } = family("attach-right");
     drop(base);
+    let (other, _) = sample("attach-wrong.vmdk", "monolithicSparse");
 
     let wrong = c
         .open(&other, OpenFlags::READ_ONLY)
