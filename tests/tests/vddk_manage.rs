@@ -65,17 +65,10 @@ fn vix_code(r: vddk::Result<()>) -> VixCode {
     }
 }
 
-/// A sample parent disk, opened read-only on a local connection, and a
-/// child made from it at `{name}-redo.vmdk`.
-struct Family {
-    conn: Connection,
-    base: vddk::Disk,
-    parent: PathBuf,
-    before: Vec<u8>,
-    child: PathBuf,
-}
-
-fn family(name: &str) -> Family {
+/// A sample parent disk `{name}.vmdk`, opened read-only on a local
+/// connection, and a child made from it at `{name}-redo.vmdk`: the
+/// connection, the parent's handle, path and bytes, and the child's path.
+fn family(name: &str) -> (Connection, vddk::Disk, PathBuf, Vec<u8>, PathBuf) {
     let (parent, before) = sample(&format!("{name}.vmdk"), "monolithicSparse");
     let child = dir().join(format!("{name}-redo.vmdk"));
     let conn = conn();
@@ -84,24 +77,12 @@ fn family(name: &str) -> Family {
         .expect("open the parent");
     base.create_child(&child, DiskType::MonolithicSparse)
         .expect("create the child");
-    Family {
-        conn,
-        base,
-        parent,
-        before,
-        child,
-    }
+    (conn, base, parent, before, child)
 }
 
 #[test]
 fn a_child_disk_takes_the_writes_and_reads_through_to_its_parent() {
-    let Family {
-        conn: c,
-        base,
-        parent,
-        before,
-        child,
-    } = family("base");
+    let (c, base, parent, before, child) = family("base");
     assert_eq!(
         vix_code(base.create_child(&child, DiskType::MonolithicSparse)),
         VixCode::FILE_ALREADY_EXISTS,
@@ -321,13 +302,7 @@ fn cleanup_after_a_crash_reports_what_it_did() {
 
 #[test]
 fn an_attached_parent_is_read_under_a_single_link_child() {
-    let Family {
-        conn: c,
-        base,
-        parent,
-        before,
-        child,
-    } = family("attach-base");
+    let (c, base, parent, before, child) = family("attach-base");
 
     let mut redo = c
         .open(&child, OpenFlags::SINGLE_LINK)
@@ -360,13 +335,7 @@ fn an_attached_parent_is_read_under_a_single_link_child() {
 
 #[test]
 fn a_parent_that_is_not_the_childs_is_refused_and_its_handle_is_gone() {
-    let Family {
-        conn: c,
-        base,
-        parent,
-        child,
-        ..
-    } = family("attach-right");
+    let (c, base, parent, _, child) = family("attach-right");
     drop(base);
     let (other, _) = sample("attach-wrong.vmdk", "monolithicSparse");
 
