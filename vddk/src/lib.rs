@@ -114,8 +114,9 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
-// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+// The README's examples, compiled as doctests (one of them is async, so
+// with the `tokio` feature, which the workspace's test run turns on).
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
