@@ -128,8 +128,7 @@ impl Direct {
         }
     }
 
-    pub(crate) fn read(&self, offset: u64, len: usize, buf: Vec<u8>) -> Result<Vec<u8>> {
-        let mut buf = buf;
+    pub(crate) fn read(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> Result<Vec<u8>> {
         self.with(|d| align::read(d, offset, len, &mut buf))?;
         Ok(buf)
     }

@@ -423,10 +423,9 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             Op::Read {
                 offset,
                 len,
-                buf,
+                mut buf,
                 done,
             } => {
-                let mut buf = buf;
                 let r = align::read(disk, offset, len, &mut buf).map(|()| buf);
                 if again(self, r.as_ref().err()) {
                     let op = Op::Read {
