@@ -226,10 +226,12 @@ impl Connection {
     /// so code handed only a connection can make another (for a second
     /// NFC connection, or after the first was lost).
     ///
-    /// The credentials come back as given, secrets included (kept in
-    /// [`Secret`]s, never printed). A session cookie is only good as long
-    /// as its session: connecting again with it after the session has
-    /// expired fails.
+    /// The credentials come back as VDDK reports them, secrets included
+    /// (kept in [`Secret`]s, never printed); a secret the library leaves
+    /// out comes back empty, so set the credentials again
+    /// ([`ConnectParams::credentials`]) before connecting with them. A
+    /// session cookie is only good as long as its session: connecting
+    /// again with it after the session has ended fails.
     ///
     /// # Errors
     /// [`Error::Unsupported`](crate::Error::Unsupported) from a library
