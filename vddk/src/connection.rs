@@ -9,9 +9,10 @@ use crate::connect_params::{
     ConnectParams, Credentials, Secret, SnapshotRef, Thumbprint, TransportList, VmRef,
 };
 use crate::create::CreateParams;
-use crate::disk::{Disk, OpenFlags};
+use crate::disk::Disk;
 use crate::error::Result;
 use crate::library::Vddk;
+use crate::open_flags::OpenFlags;
 use crate::raw::{RawConnection, ReportedCreds};
 
 /// A VDDK connection (ConnectEx). Dropping it disconnects, once every

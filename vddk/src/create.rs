@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::disk::AdapterType;
+use crate::disk_info::AdapterType;
 use crate::error::{Error, Result};
 
 /// The on-disk format of a new disk.

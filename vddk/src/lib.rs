@@ -127,6 +127,7 @@ mod connect_params;
 mod connection;
 mod create;
 mod disk;
+mod disk_info;
 pub mod driver;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -134,6 +135,7 @@ mod error;
 pub mod fuzzing;
 mod library;
 pub mod library_path;
+mod open_flags;
 #[allow(unsafe_code)]
 mod raw;
 mod stats;
@@ -148,10 +150,12 @@ pub use connect_params::{
 };
 pub use connection::Connection;
 pub use create::{CreateParams, DiskType, HwVersion};
-pub use disk::{AdapterType, Compression, Disk, DiskInfo, Geometry, OpenFlags};
+pub use disk::Disk;
+pub use disk_info::{AdapterType, DiskInfo, Geometry};
 pub use driver::{DiskDriver, DriverOptions, Mode, Reconnect};
 pub use error::{Error, Result, VixFailure};
 pub use library::{AccessGuard, Cleaned, InitOptions, Vddk};
+pub use open_flags::{Compression, OpenFlags};
 pub use stats::{CallStats, Stats};
 pub use stream::{DiskStream, STREAM_CHUNK};
 /// Library search options and what the loaded library offers, from

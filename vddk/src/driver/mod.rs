@@ -75,7 +75,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, ThreadId};
 
 use crate::blocks::{Extent, MIN_CHUNK};
-use crate::disk::{check_range, Disk, DiskInfo};
+use crate::disk::{check_range, Disk};
+use crate::disk_info::DiskInfo;
 use crate::error::{Error, Result};
 
 use direct::Direct;

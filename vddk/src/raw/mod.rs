@@ -11,6 +11,7 @@ mod asyncio;
 mod conn;
 mod disk;
 pub(crate) mod logsink;
+mod params;
 mod progress;
 
 use std::ffi::{CStr, CString};
@@ -26,8 +27,9 @@ use crate::stats::{timed, Stats};
 use crate::vix::VixCode;
 
 pub(crate) use asyncio::{AsyncTable, Direction, Finished, Rejected};
-pub(crate) use conn::{ConnectSpec, CredSpec, RawConnection, ReportedCreds};
+pub(crate) use conn::RawConnection;
 pub(crate) use disk::{InfoCopy, RawDisk};
+pub(crate) use params::{ConnectSpec, CredSpec, ReportedCreds};
 
 /// The API version this crate asks InitEx for: 6.7 is the oldest library it
 /// supports, and a newer library serves older callers.
