@@ -125,6 +125,7 @@ mod create;
 mod descriptor;
 mod disk;
 mod link;
+mod rename;
 mod sparse;
 pub use disk::{default_geometry, VmdkDisk};
 pub use link::FlatPiece;
@@ -175,7 +176,7 @@ pub fn create_child(parent: &Path, child: &Path, disk_type: DiskType) -> Result<
 /// changed when a step fails. Errors: `AlreadyExists` (`dst` or a new
 /// extent name exists), `NotFound`, `Invalid`, `Io`.
 pub fn rename(src: &Path, dst: &Path) -> Result<(), VmdkError> {
-    create::rename(src, dst)
+    rename::rename(src, dst)
 }
 
 /// Grows a closed disk to `capacity` sectors (VixDiskLib_Grow). The
