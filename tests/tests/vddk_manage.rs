@@ -352,7 +352,14 @@ fn a_parent_that_is_not_the_childs_is_refused_and_its_handle_is_gone() {
     );
     // Refused, and the handle is VDDK's no more: dropping it must not
     // close it again (strict mode aborts on a stale handle).
-    assert_eq!(vix_code(redo.attach(wrong)), VixCode::INVALID_ARG);
+    let refused = redo.attach(wrong).expect_err("another disk's content");
+    assert!(
+        refused
+            .hint()
+            .is_some_and(|h| h.contains("create_child") && h.contains("SINGLE_LINK")),
+        "{refused}"
+    );
+    assert_eq!(vix_code(Err(refused)), VixCode::INVALID_ARG);
     let mut head = vec![0u8; 4096];
     redo.read_at(0, &mut head).expect("the child still reads");
     assert!(head.iter().all(|&b| b == 0));

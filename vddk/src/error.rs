@@ -364,6 +364,11 @@ pub(crate) fn hint_for(
         VixCode::OUT_OF_MEMORY => {
             Some("the library ran out of memory: issue smaller requests or fewer at once".into())
         }
+        _ if call == "VixDiskLib_Attach" || call == "VixDiskLib_IsAttachPossible" => Some(
+            "the child must be a disk made from this parent (Disk::create_child), opened alone \
+             with OpenFlags::SINGLE_LINK, and the parent unchanged since"
+                .into(),
+        ),
         _ => None,
     }
 }
