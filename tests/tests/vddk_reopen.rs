@@ -404,3 +404,44 @@ fn a_writable_disk_gets_no_standby_handle() {
     d.close().expect("close");
     assert!(qemu_raw(&world().data_file)[..3 << 20] == data[..]);
 }
+
+#[test]
+fn in_direct_mode_closing_ends_a_reconnection_wait() {
+    let refuse: vddk::driver::Opener = Arc::new(|| {
+        Err(Error::InvalidArgument(
+            "the host is unreachable (test)".into(),
+        ))
+    });
+    // A minute between tries: closing must not wait it out.
+    let opts = DriverOptions::new()
+        .mode(Mode::Direct)
+        .reopen_with(refuse)
+        .reconnect(Reconnect::new().tries(5).delay(Duration::from_secs(60)));
+    let d: DiskDriver = DiskDriver::new(open().expect("open"), opts).expect("driver");
+    let reader = d.clone();
+    // Two half-MiB reads fit in the connection's MiB; the third meets the
+    // loss, its first reconnection is refused, and the next is a minute away.
+    let caller = std::thread::spawn(move || {
+        (0..3u64)
+            .map(|i| read(&reader, i << 19))
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = std::time::Instant::now();
+    d.close().expect("close");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "close waited {:?}",
+        asked.elapsed()
+    );
+    let got = caller.join().expect("the reading thread");
+    assert!(got[0].is_ok() && got[1].is_ok(), "{got:?}");
+    let e = got[2].as_ref().expect_err("the third read meets the loss");
+    assert!(
+        e.to_string()
+            .contains("closed before it could be made again"),
+        "{e}"
+    );
+    let later = read(&d, 0).expect_err("closed");
+    assert!(matches!(later, Error::Closed), "{later}");
+}

@@ -9,11 +9,12 @@
 //! for it): with a [`Reconnect`] policy, a call that fails because the
 //! connection is lost reopens the disk through a new connection, under the
 //! lock, and is made again; what is safe to make again is as in pipelined
-//! mode (see [`super::reconnect`]). Other callers wait meanwhile, close
-//! included.
+//! mode (see [`super::reconnect`]). Other callers wait meanwhile; close
+//! ends the waits between tries, so it never waits longer than one try.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::reconnect::{give_up_message, refused_login, Reconnect};
 use super::{align, cannot_reopen, reopen_disk, Opener};
@@ -32,6 +33,9 @@ pub(crate) struct Direct {
     opener: Option<Opener>,
     policy: Option<Reconnect>,
     pub(crate) reconnections: AtomicU64,
+    /// Set by close, so that a reconnection waiting between tries stops.
+    closing: Mutex<bool>,
+    closing_changed: Condvar,
 }
 
 impl Direct {
@@ -43,6 +47,8 @@ impl Direct {
             opener,
             policy,
             reconnections: AtomicU64::new(0),
+            closing: Mutex::new(false),
+            closing_changed: Condvar::new(),
         }
     }
 
@@ -54,6 +60,7 @@ impl Direct {
         let written = self.written.swap(false, Ordering::AcqRel);
         *disk = Some(reopen_disk(disk.take(), written, opener)?);
         *self.lost.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self.closing.lock().unwrap_or_else(PoisonError::into_inner) = false;
         Ok(())
     }
 
@@ -105,7 +112,15 @@ impl Direct {
         loop {
             *tries += 1;
             let n = *tries;
-            std::thread::sleep(policy.wait_before(n));
+            if !self.pause(policy.wait_before(n)) {
+                drop(old.take());
+                let msg = "the connection to the host was lost and the disk was closed before \
+                           it could be made again"
+                    .to_string();
+                log::warn!(target: "vddk::driver", "{msg}");
+                // Later calls find the disk closed, and are told that.
+                return Err(Error::Disconnected(msg));
+            }
             match reopen_disk(old.take(), false, opener) {
                 Ok(d) => {
                     log::info!(target: "vddk::driver", "reconnected (try {n})");
@@ -125,6 +140,26 @@ impl Direct {
                     policy.max_tries()
                 ),
             }
+        }
+    }
+
+    /// Waits `wait`, or less if close is called: false then.
+    fn pause(&self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        let mut closing = self.closing.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if *closing {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            closing = self
+                .closing_changed
+                .wait_timeout(closing, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -161,6 +196,8 @@ impl Direct {
 
     /// Flushes if anything was written, then closes; again: `Ok`.
     pub(crate) fn close(&self) -> Result<()> {
+        *self.closing.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.closing_changed.notify_all();
         let Some(disk) = self.lock().take() else {
             return Ok(());
         };
