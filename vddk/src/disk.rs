@@ -97,7 +97,7 @@ impl Disk {
     /// Puts `parent`'s disk chain under this disk (Attach), so that what
     /// this disk does not hold is read from `parent`: this disk is a child
     /// (made by [`Disk::create_child`]) opened with
-    /// [`OpenFlags::SINGLE_LINK`], and `parent` may be on another
+    /// [`OpenFlags::SINGLE_LINK`](crate::OpenFlags::SINGLE_LINK), and `parent` may be on another
     /// connection, e.g. a base disk on a server under a local redo log that
     /// takes the writes, leaving the base as it was.
     ///
@@ -261,7 +261,7 @@ impl Disk {
         self.raw.compact(true)
     }
 
-    /// Whether the disk was opened with [`OpenFlags::READ_ONLY`].
+    /// Whether the disk was opened with [`OpenFlags::READ_ONLY`](crate::OpenFlags::READ_ONLY).
     pub fn is_read_only(&self) -> bool {
         self.raw.read_only()
     }
