@@ -407,7 +407,10 @@ fn a_writable_disk_gets_no_standby_handle() {
 
 #[test]
 fn in_direct_mode_closing_ends_a_reconnection_wait() {
-    let refuse: vddk::driver::Opener = Arc::new(|| {
+    let tried = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = Arc::clone(&tried);
+    let refuse: vddk::driver::Opener = Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(Error::InvalidArgument(
             "the host is unreachable (test)".into(),
         ))
@@ -426,7 +429,15 @@ fn in_direct_mode_closing_ends_a_reconnection_wait() {
             .map(|i| read(&reader, i << 19))
             .collect::<Vec<_>>()
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // The first try, at once, has been refused: the wait has begun.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tried.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnection tried"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let asked = std::time::Instant::now();
     d.close().expect("close");
     assert!(
