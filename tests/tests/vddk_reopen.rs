@@ -260,23 +260,17 @@ fn requests_failed_after_the_tries_when_the_host_stays_away(mode: Mode) {
 }
 
 #[test]
-fn the_policy_carries_reads_and_writes_over_many_losses() {
-    reads_and_writes_carried_over_many_losses(Mode::Pipelined);
+fn the_policy_carries_reads_and_writes_over_many_losses_in_both_modes() {
+    for mode in [Mode::Pipelined, Mode::Direct] {
+        reads_and_writes_carried_over_many_losses(mode);
+    }
 }
 
 #[test]
-fn in_direct_mode_too_the_policy_carries_reads_and_writes_over_many_losses() {
-    reads_and_writes_carried_over_many_losses(Mode::Direct);
-}
-
-#[test]
-fn a_host_that_stays_away_fails_the_requests_after_the_tries() {
-    requests_failed_after_the_tries_when_the_host_stays_away(Mode::Pipelined);
-}
-
-#[test]
-fn in_direct_mode_a_host_that_stays_away_fails_the_calls_after_the_tries() {
-    requests_failed_after_the_tries_when_the_host_stays_away(Mode::Direct);
+fn a_host_that_stays_away_fails_the_requests_after_the_tries_in_both_modes() {
+    for mode in [Mode::Pipelined, Mode::Direct] {
+        requests_failed_after_the_tries_when_the_host_stays_away(mode);
+    }
 }
 
 #[test]
