@@ -222,15 +222,22 @@ fn reads_and_writes_carried_over_many_losses(mode: Mode) {
     );
 }
 
-fn requests_failed_after_the_tries_when_the_host_stays_away(mode: Mode) {
-    let reached = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let counter = Arc::clone(&reached);
+/// An opener for a host that cannot be reached again, and how many times
+/// it was tried.
+fn unreachable_host() -> (Arc<std::sync::atomic::AtomicU32>, vddk::driver::Opener) {
+    let tried = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = Arc::clone(&tried);
     let refuse: vddk::driver::Opener = Arc::new(move || {
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(Error::InvalidArgument(
             "the host is unreachable (test)".into(),
         ))
     });
+    (tried, refuse)
+}
+
+fn requests_failed_after_the_tries_when_the_host_stays_away(mode: Mode) {
+    let (reached, refuse) = unreachable_host();
     let opts = DriverOptions::new()
         .mode(mode)
         .reopen_with(refuse)
@@ -283,19 +290,31 @@ fn a_policy_needs_an_opener() {
     }
 }
 
+/// A driver that reconnects through `opener` with a minute between tries:
+/// closing must not wait that out.
+fn waiting_a_minute_between_tries(mode: Mode, opener: vddk::driver::Opener) -> DiskDriver {
+    let opts = DriverOptions::new()
+        .mode(mode)
+        .reopen_with(opener)
+        .reconnect(Reconnect::new().tries(5).delay(Duration::from_secs(60)));
+    DiskDriver::new(open().expect("open"), opts).expect("driver")
+}
+
+/// Closes `d`, which must not wait for a reconnection's next try.
+fn close_at_once(d: &DiskDriver) {
+    let asked = std::time::Instant::now();
+    d.close().expect("close");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "close waited {:?}",
+        asked.elapsed()
+    );
+}
+
 #[test]
 fn closing_the_driver_ends_a_reconnection_wait() {
-    let refuse: vddk::driver::Opener = Arc::new(|| {
-        Err(Error::InvalidArgument(
-            "the host is unreachable (test)".into(),
-        ))
-    });
-    // A minute between tries: closing must not wait it out.
-    let opts = DriverOptions::new()
-        .mode(Mode::Pipelined)
-        .reopen_with(refuse)
-        .reconnect(Reconnect::new().tries(5).delay(Duration::from_secs(60)));
-    let d: DiskDriver = DiskDriver::new(open().expect("open"), opts).expect("driver");
+    let (_, refuse) = unreachable_host();
+    let d = waiting_a_minute_between_tries(Mode::Pipelined, refuse);
     let (tx, rx) = mpsc::channel();
     for i in 0..8u64 {
         let tx = tx.clone();
@@ -316,13 +335,7 @@ fn closing_the_driver_ends_a_reconnection_wait() {
         got.push(r);
     }
     assert!(got.len() < 8, "every read completed over a lost connection");
-    let asked = std::time::Instant::now();
-    d.close().expect("close");
-    assert!(
-        asked.elapsed() < Duration::from_secs(10),
-        "close waited {:?}",
-        asked.elapsed()
-    );
+    close_at_once(&d);
     while got.len() < 8 {
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(r) => got.push(r),
@@ -401,20 +414,8 @@ fn a_writable_disk_gets_no_standby_handle() {
 
 #[test]
 fn in_direct_mode_closing_ends_a_reconnection_wait() {
-    let tried = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let counter = Arc::clone(&tried);
-    let refuse: vddk::driver::Opener = Arc::new(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Err(Error::InvalidArgument(
-            "the host is unreachable (test)".into(),
-        ))
-    });
-    // A minute between tries: closing must not wait it out.
-    let opts = DriverOptions::new()
-        .mode(Mode::Direct)
-        .reopen_with(refuse)
-        .reconnect(Reconnect::new().tries(5).delay(Duration::from_secs(60)));
-    let d: DiskDriver = DiskDriver::new(open().expect("open"), opts).expect("driver");
+    let (tried, refuse) = unreachable_host();
+    let d = waiting_a_minute_between_tries(Mode::Direct, refuse);
     let reader = d.clone();
     // Two half-MiB reads fit in the connection's MiB; the third meets the
     // loss, its first reconnection is refused, and the next is a minute away.
@@ -432,13 +433,7 @@ fn in_direct_mode_closing_ends_a_reconnection_wait() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let asked = std::time::Instant::now();
-    d.close().expect("close");
-    assert!(
-        asked.elapsed() < Duration::from_secs(10),
-        "close waited {:?}",
-        asked.elapsed()
-    );
+    close_at_once(&d);
     let got = caller.join().expect("the reading thread");
     assert!(got[0].is_ok() && got[1].is_ok(), "{got:?}");
     let e = got[2].as_ref().expect_err("the third read meets the loss");
