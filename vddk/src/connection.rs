@@ -270,15 +270,11 @@ impl Connection {
             None => ConnectParams::local(),
         };
         // 0 is the library's default, which `None` stands for.
-        if let Ok(port) = u16::try_from(r.port) {
-            if port != 0 {
-                p = p.port(port);
-            }
+        if let Ok(port @ 1..) = u16::try_from(r.port) {
+            p = p.port(port);
         }
-        if let Ok(port) = u16::try_from(r.nfc_host_port) {
-            if port != 0 {
-                p = p.nfc_host_port(port);
-            }
+        if let Ok(port @ 1..) = u16::try_from(r.nfc_host_port) {
+            p = p.nfc_host_port(port);
         }
         if let Some(t) = r.thumbprint.as_deref().filter(|t| !t.is_empty()) {
             p = p.thumbprint(t.parse::<Thumbprint>()?);

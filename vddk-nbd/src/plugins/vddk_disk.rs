@@ -111,11 +111,9 @@ impl VddkDisk {
             .name("vddk-nfc-open".into())
             .spawn(move || {
                 for n in 2..=more + 1 {
-                    if !disk
-                        .upgrade()
-                        .is_some_and(|d| !d.closed.load(Ordering::Acquire))
-                    {
-                        return;
+                    match disk.upgrade() {
+                        Some(d) if !d.closed.load(Ordering::Acquire) => {}
+                        _ => return,
                     }
                     match open() {
                         Ok(driver) => match disk.upgrade() {

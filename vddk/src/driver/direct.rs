@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::reconnect::{give_up_message, refused_login, Reconnect};
+use super::reconnect::{give_up_message, refused_login, Reconnect, CLOSED_WHILE_RECONNECTING};
 use super::{align, cannot_reopen, reopen_disk, Opener};
 use crate::blocks::Extent;
 use crate::disk::Disk;
@@ -114,9 +114,7 @@ impl Direct {
             let n = *tries;
             if !self.pause(policy.wait_before(n)) {
                 drop(old.take());
-                let msg = "the connection to the host was lost and the disk was closed before \
-                           it could be made again"
-                    .to_string();
+                let msg = CLOSED_WHILE_RECONNECTING.to_string();
                 log::warn!(target: "vddk::driver", "{msg}");
                 // Later calls find the disk closed, and are told that.
                 return Err(Error::Disconnected(msg));

@@ -139,6 +139,11 @@ pub(crate) fn refused_login(e: &Error) -> bool {
     e.vix_code() == Some(VixCode::AUTHENTICATION_FAIL)
 }
 
+/// What the request that was reconnecting is told when the disk is
+/// closed between tries.
+pub(crate) const CLOSED_WHILE_RECONNECTING: &str =
+    "the connection to the host was lost and the disk was closed before it could be made again";
+
 /// What a driver that gives up after `n` failed reconnections (the last
 /// with `e`) tells its callers.
 pub(crate) fn give_up_message(e: &Error, n: u32) -> String {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{reject_with, Msg, Op, Worker};
 use crate::disk::Disk;
-use crate::driver::reconnect::{give_up_message, refused_login};
+use crate::driver::reconnect::{give_up_message, refused_login, CLOSED_WHILE_RECONNECTING};
 use crate::driver::schedule::{Kind, Span};
 use crate::driver::{reopen_disk, Opener};
 use crate::error::Error;
@@ -59,9 +59,7 @@ impl<E: From<Error> + Send + 'static> Worker<E> {
             log::debug!(target: "vddk::driver", "reconnecting in {wait:?} (try {n})");
             if !self.pause(wait) {
                 drop(old.take());
-                let msg = "the connection to the host was lost and the disk was closed \
-                           before it could be made again"
-                    .to_string();
+                let msg = CLOSED_WHILE_RECONNECTING.to_string();
                 log::warn!(target: "vddk::driver", "{msg}");
                 self.give_up(msg);
                 return;
